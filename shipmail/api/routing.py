@@ -1,0 +1,264 @@
+"""Operations: one declaration gives a route, its checks and its OpenAPI entry.
+
+A handler is ``async def handler(ctx: Context) -> BaseModel | None``. The wrapper built by
+:func:`build_routes` does, in order: authenticate the Bearer key and check the operation's scope
+(401/403), count the call against the key's rate-limit tier (429), read and validate the JSON body
+and the query (413/422), call the handler, render its model as JSON (or 204 for ``None``).
+Every :class:`~shipmail.errors.ShipmailError` becomes the error envelope; anything else is logged
+with the request id and answers 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pydantic
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shipmail.auth.bearer import Principal
+from shipmail.auth.scopes import Scope
+from shipmail.errors import InternalError, PayloadTooLarge, ShipmailError, ValidationFailed
+from shipmail.ratelimit import Tier
+
+logger = logging.getLogger("shipmail.api")
+
+B = TypeVar("B", bound=pydantic.BaseModel)
+Q = TypeVar("Q", bound=pydantic.BaseModel)
+
+
+@dataclass
+class Context(Generic[B, Q]):
+    """What a handler gets: the request, the caller, the parsed input and the services."""
+
+    request: Request
+    principal: Principal | None
+    body: B
+    query: Q
+    path: dict[str, str]
+    request_id: str
+
+    @property
+    def services(self) -> Any:
+        return self.request.app.state.services
+
+    @property
+    def organization_id(self) -> str:
+        assert self.principal is not None
+        return self.principal.organization_id
+
+
+Handler = Callable[[Context[Any, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One REST operation; ``scope=None`` means no authentication (public)."""
+
+    operation_id: str
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    scope: Scope | None
+    tier: Tier | None
+    body: type[pydantic.BaseModel] | None = None
+    query: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    status_code: int = 200
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    extra_responses: dict[str, Any] = field(default_factory=dict)
+
+
+class _Empty(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+
+def operation(
+    registry: list[Operation],
+    method: str,
+    path: str,
+    *,
+    operation_id: str,
+    summary: str,
+    scope: Scope | None,
+    tier: Tier | None,
+    body: type[pydantic.BaseModel] | None = None,
+    query: type[pydantic.BaseModel] | None = None,
+    response: type[pydantic.BaseModel] | None = None,
+    status_code: int = 200,
+    errors: Sequence[int] = (),
+    tags: Sequence[str] = (),
+) -> Callable[[Handler], Handler]:
+    """Decorator: declare ``handler`` as an operation and append it to ``registry``."""
+
+    def decorate(handler: Handler) -> Handler:
+        registry.append(
+            Operation(
+                operation_id=operation_id,
+                method=method.upper(),
+                path=path,
+                summary=summary,
+                handler=handler,
+                scope=scope,
+                tier=tier,
+                body=body,
+                query=query,
+                response=response,
+                status_code=status_code,
+                errors=tuple(errors),
+                tags=tuple(tags),
+                description=(handler.__doc__ or "").strip(),
+            )
+        )
+        return handler
+
+    return decorate
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request-id middleware gave this request."""
+    return str(request.scope.get("state", {}).get("request_id", "req_unknown"))
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def validation_details(exc: pydantic.ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Field-level details ``[{field, code, message}]``; never echoes the input value."""
+    details = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = [p for p in err["loc"] if p not in ("function-after", "function-before")]
+        name = _loc(loc)
+        details.append(
+            {"field": f"{prefix}{name}" if prefix else name, "code": err["type"], "message": err["msg"]}
+        )
+    return details
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_body(request: Request, model: type[B], limit: int) -> B:
+    raw = await _read_body(request, limit)
+    if not raw.strip():
+        raise ValidationFailed(
+            "Request body is required.", details=[{"field": "body", "code": "missing", "message": "JSON body required"}]
+        )
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(
+            "Request body is not valid JSON.",
+            details=[{"field": "body", "code": "json_invalid", "message": str(exc).split(":")[0]}],
+        ) from None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed("Invalid request body.", details=validation_details(exc)) from None
+
+
+def _parse_query(request: Request, model: type[Q]) -> Q:
+    values: dict[str, Any] = {}
+    for key in request.query_params.keys():
+        items = request.query_params.getlist(key)
+        values[key] = items if len(items) > 1 else items[0]
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed("Invalid query parameters.", details=validation_details(exc)) from None
+
+
+def render(model: pydantic.BaseModel | None, status_code: int) -> Response:
+    """A handler's result as a response: JSON of the model, or an empty 204."""
+    if model is None:
+        return Response(status_code=204)
+    return JSONResponse(model.model_dump(mode="json", by_alias=True), status_code=status_code)
+
+
+def _endpoint(op: Operation, max_body: int) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        body: Any = None
+        if op.body is not None:
+            body = await _parse_body(request, op.body, max_body)
+        query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
+        ctx: Context[Any, Any] = Context(
+            request=request,
+            principal=getattr(request.state, "principal", None),
+            body=body,
+            query=query,
+            path=dict(request.path_params),
+            request_id=request_id_of(request),
+        )
+        result = await op.handler(ctx)
+        if isinstance(result, Response):
+            return result
+        return render(result, op.status_code)
+
+    return run
+
+
+def build_routes(operations: Sequence[Operation], *, limits: Any, auth: Any, max_body: int, prefix: str) -> list[Route]:
+    """Starlette routes for ``operations``; one Route per path with every method on it."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in operations:
+        inner = _endpoint(op, max_body)
+        if op.tier is not None and op.scope is not None:
+            inner = limits.wrap(op.tier, op.operation_id, inner)
+        by_path.setdefault(op.path, {})[op.method] = _guard(op, inner, auth)
+
+    routes = []
+    for path, methods in by_path.items():
+        routes.append(Route(prefix + path, _dispatch(methods), methods=list(methods)))
+    return routes
+
+
+def _guard(
+    op: Operation, inner: Callable[[Request], Awaitable[Response]], auth: Any
+) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        try:
+            if op.scope is not None:
+                request.state.principal = await auth.authenticate(request, op.scope)
+            return await inner(request)
+        except ShipmailError as exc:
+            return exc.response(request_id_of(request))
+        except Exception:
+            rid = request_id_of(request)
+            logger.exception("unhandled error in %s (request %s)", op.operation_id, rid)
+            return InternalError("An unexpected error occurred.").response(rid)
+
+    return guarded
+
+
+def _dispatch(methods: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = request.method if request.method != "HEAD" else "GET"
+        return await methods[method](request)
+
+    return dispatch

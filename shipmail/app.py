@@ -1,0 +1,145 @@
+"""The ASGI application: ``create_app(settings)``.
+
+Middleware, outermost first: Starlette's ServerErrorMiddleware (500 envelope), the request-id
+middleware (``X-Request-Id`` on every response), Starlette's ExceptionMiddleware (404/405 from the
+router rendered as the envelope), then the router. Routes come from the operation declarations in
+:mod:`shipmail.api`; the lifespan opens the database, the mail server client and the limiter.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shipmail.api.registry import OPERATIONS
+from shipmail.api.routing import build_routes, request_id_of
+from shipmail.auth.bearer import BearerAuth, Principal
+from shipmail.config import Settings
+from shipmail.db.engine import Database
+from shipmail.errors import InternalError, MethodNotAllowed, NotFound, ShipmailError, ValidationFailed
+from shipmail.mailserver.base import MailServer
+from shipmail.openapi import build_document
+from shipmail.pagination import CursorCodec
+from shipmail.ratelimit import RateLimits, Tier
+from shipmail.services import keys as key_service
+from shipmail.services.container import Services
+
+logger = logging.getLogger("shipmail.app")
+
+API_PREFIX = "/v1"
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (``req_`` + 24 hex) and sets ``X-Request-Id`` on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(12)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    rid = request_id_of(request)
+    error: ShipmailError
+    if exc.status_code == 404:
+        error = NotFound(f"No route for {request.method} {request.url.path}.")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+    elif exc.status_code == 413:
+        from shipmail.errors import PayloadTooLarge
+
+        error = PayloadTooLarge("Request body too large.")
+    else:
+        error = ValidationFailed(str(exc.detail))
+        error.status_code = exc.status_code  # type: ignore[misc]
+    response = error.response(rid)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    rid = request_id_of(request)
+    logger.exception("unhandled error (request %s)", rid)
+    return InternalError("An unexpected error occurred.").response(rid)
+
+
+def default_mail_server(settings: Settings) -> MailServer:
+    """The Cyrus instance under ``settings.cyrus_dir`` (started by ``shipmail serve``)."""
+    from shipmail.mailserver.cyrus_server import CyrusMailServer
+
+    return CyrusMailServer.from_settings(settings)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    mail_server: MailServer | None = None,
+    mail_server_factory: Callable[[Settings], MailServer] | None = None,
+) -> Starlette:
+    """The API application for ``settings`` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    limits = RateLimits(
+        settings.ratelimit_storage, {Tier.READ: settings.ratelimit_read, Tier.WRITE: settings.ratelimit_write}
+    )
+    document = build_document(OPERATIONS)
+
+    async def lookup(key: str) -> Principal | None:
+        async with app.state.services.db.session() as session:
+            return await key_service.principal_for(session, settings.secret_key, key)
+
+    auth = BearerAuth(lookup)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        db = Database(settings.database_url)
+        mail = mail_server or (mail_server_factory or default_mail_server)(settings)
+        app.state.services = Services(settings=settings, db=db, mail=mail, cursors=CursorCodec(settings.secret_key))
+        try:
+            yield {}
+        finally:
+            if mail_server is None:
+                await mail.aclose()
+            await db.dispose()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes = build_routes(OPERATIONS, limits=limits, auth=auth, max_body=settings.max_body_bytes, prefix=API_PREFIX)
+    routes.append(Route(API_PREFIX + "/openapi.json", openapi_json, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={HTTPException: _http_exception, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.limits = limits
+    app.state.openapi = document
+    return app

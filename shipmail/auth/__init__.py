@@ -1,0 +1,1 @@
+"""API keys, scopes and Bearer authentication (RFC 6750, through authlib)."""

@@ -1,0 +1,46 @@
+"""Scopes as in Shipmail's reference spec (``x-scope``): ``<resource>:read|write``.
+
+Rules: ``*`` grants everything; ``X:write`` implies ``X:read``; anything else must match exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """Every scope a key can hold."""
+
+    ALL = "*"
+    DOMAINS_READ = "domains:read"
+    DOMAINS_WRITE = "domains:write"
+    MAILBOXES_READ = "mailboxes:read"
+    MAILBOXES_WRITE = "mailboxes:write"
+    MESSAGES_READ = "messages:read"
+    MESSAGES_WRITE = "messages:write"
+    MAILBOX_RULES_READ = "mailbox_rules:read"
+    MAILBOX_RULES_WRITE = "mailbox_rules:write"
+
+
+def parse_scopes(values: Iterable[str]) -> list[Scope]:
+    """Validate scope strings; raises ``ValueError`` naming the first unknown one."""
+    result: list[Scope] = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            try:
+                scope = Scope(part)
+            except ValueError:
+                raise ValueError(f"unknown scope {part!r}; known: {', '.join(s.value for s in Scope)}") from None
+            if scope not in result:
+                result.append(scope)
+    return result
+
+
+def grants(held: Iterable[str], required: Scope) -> bool:
+    """Whether the ``held`` scopes grant ``required``."""
+    held_set = set(held)
+    if Scope.ALL in held_set or required in held_set:
+        return True
+    resource, _, action = required.value.partition(":")
+    return action == "read" and f"{resource}:write" in held_set

@@ -1,0 +1,28 @@
+"""alembic environment: runs migrations on the URL set by :func:`shipmail.db.migrate.alembic_config`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from shipmail.db import models  # noqa: F401  (registers the tables)
+from shipmail.db.engine import create_sync_engine
+from sqlmodel import SQLModel
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def run_migrations_online() -> None:
+    engine = create_sync_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,107 @@
+"""The one small interface every mail server implementation provides.
+
+Exception tree::
+
+    MailServerError                  any failure talking to the mail server
+     +-- MailServerUnavailable       it cannot be reached or timed out (-> 503)
+     +-- AccountExists               provisioning an address that already has an account
+     +-- AccountNotFound             acting on an address that has no account
+
+Addresses are full, lower-case ``local@domain`` strings. Passwords never pass through this
+interface: the mail server checks logins against our database (see :mod:`shipmail.mailserver.authd`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+#: The special-use folders every new account gets: (folder name, JMAP role, IMAP special-use flag).
+SPECIAL_USE_FOLDERS: tuple[tuple[str, str, str], ...] = (
+    ("Drafts", "drafts", "\\Drafts"),
+    ("Sent", "sent", "\\Sent"),
+    ("Trash", "trash", "\\Trash"),
+    ("Junk", "junk", "\\Junk"),
+    ("Archive", "archive", "\\Archive"),
+)
+
+
+class MailServerError(Exception):
+    """A mail server operation failed."""
+
+
+class MailServerUnavailable(MailServerError):
+    """The mail server could not be reached, or did not answer in time."""
+
+
+class AccountExists(MailServerError):
+    """An account for this address already exists on the mail server."""
+
+
+class AccountNotFound(MailServerError):
+    """No account exists for this address on the mail server."""
+
+
+@dataclass(frozen=True)
+class JmapAccess:
+    """How to act on one account over JMAP (RFC 8620).
+
+    ``session_url`` is the absolute URL of the JMAP session resource; ``authorization`` is the
+    full value of the ``Authorization`` header to send (a fresh short-lived credential: call
+    :meth:`MailServer.jmap_access` again rather than caching it for long).
+    """
+
+    session_url: str
+    authorization: str
+    account_id: str
+
+
+class MailServer(Protocol):
+    """Account provisioning and access for one mail server.
+
+    All methods are coroutines; blocking protocol work runs in a worker thread. Every method
+    raises :class:`MailServerUnavailable` within its timeout when the server cannot be reached.
+    """
+
+    #: The JMAP capability URN under which the server offers Sieve scripts
+    #: (``urn:ietf:params:jmap:sieve`` per RFC 9661, or the server's own).
+    sieve_capability: str
+
+    async def provision(self, address: str) -> None:
+        """Create the account ``address`` with the Inbox and :data:`SPECIAL_USE_FOLDERS`.
+
+        Raises :class:`AccountExists` when the account is already there. On any failure no
+        half-made account is left behind.
+        """
+        ...
+
+    async def deprovision(self, address: str) -> None:
+        """Delete the account ``address`` and all its mail; delivery to it is refused afterwards.
+
+        Raises :class:`AccountNotFound` when there is no such account.
+        """
+        ...
+
+    async def exists(self, address: str) -> bool:
+        """Whether an account for ``address`` exists."""
+        ...
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        """Tell the server that the account's password changed (``password_hash`` is argon2id).
+
+        Servers that check logins against our database (Cyrus, through :mod:`authd`) need no
+        action; the hook exists for servers that keep their own (hashed) credential store.
+        """
+        ...
+
+    def jmap_access(self, address: str) -> JmapAccess:
+        """Credentials to act for ``address`` over JMAP without its password."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the server answers (used by ``GET /v1/status``); never raises."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release pooled connections."""
+        ...
