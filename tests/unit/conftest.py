@@ -1,4 +1,8 @@
-"""Fixtures for unit tests: an app on a fresh migrated SQLite database and a fake mail server."""
+"""Fixtures for unit tests: an app on a freshly migrated database and a fake mail server.
+
+``settings`` is parametrised over the database backends of :mod:`tests.dbfixtures` for tests that
+ask for ``db_backend``; others run on SQLite only.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,34 @@ from starlette.testclient import TestClient
 from shipmail.app import create_app
 from shipmail.config import Settings
 from shipmail.db.engine import Database
-from shipmail.db.migrate import upgrade
 from shipmail.services import keys as key_service
+from tests.dbfixtures import BACKENDS, migrated_database
 from tests.fakes import FakeMailServer
 
 
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade(url)
-    return Settings.from_env(data_dir=tmp_path, database_url=url, secret_key=b"test-secret")
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
+    with migrated_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings (e.g. rate limits)."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    return Settings.from_env(
+        data_dir=tmp_path, database_url=database_url, secret_key=b"test-secret", **settings_overrides
+    )
 
 
 @pytest.fixture
@@ -37,36 +59,37 @@ def client(settings: Settings, mail: FakeMailServer) -> Iterator[TestClient]:
         yield c
 
 
-def make_key(settings: Settings, org: str = "acme", scopes: list[str] | None = None, **kw: Any) -> str:
-    from shipmail.auth.scopes import parse_scopes
+def run_db(settings: Settings, fn: Any) -> Any:
+    """Run ``await fn(session)`` on the settings' database (outside the app)."""
 
-    async def go() -> str:
+    async def go() -> Any:
         db = Database(settings.database_url)
         try:
             async with db.session() as s:
-                o = await key_service.ensure_organization(s, org)
-                created = await key_service.create_key(
-                    s, settings.secret_key, o.id, parse_scopes(scopes or ["*"]), **kw
-                )
-                return created.secret
+                return await fn(s)
         finally:
             await db.dispose()
 
     return asyncio.run(go())
 
 
+def make_key(settings: Settings, org: str = "acme", scopes: list[str] | None = None, **kw: Any) -> str:
+    """A new API key (full secret) for organisation ``org``."""
+    from shipmail.auth.scopes import parse_scopes
+
+    async def go(s: Any) -> str:
+        o = await key_service.ensure_organization(s, org)
+        created = await key_service.create_key(s, settings.secret_key, o.id, parse_scopes(scopes or ["*"]), **kw)
+        return created.secret
+
+    return str(run_db(settings, go))
+
+
 def verify_domain(settings: Settings, name: str) -> None:
+    """Operator override: mark ``name`` verified."""
     from shipmail.services import domains
 
-    async def go() -> None:
-        db = Database(settings.database_url)
-        try:
-            async with db.session() as s:
-                await domains.mark_verified(s, name)
-        finally:
-            await db.dispose()
-
-    asyncio.run(go())
+    run_db(settings, lambda s: domains.mark_verified(s, name))
 
 
 def auth(key: str) -> dict[str, str]:

@@ -1,0 +1,214 @@
+"""The ``shipmail`` command: operator tasks on the database ``scripts/serve`` uses.
+
+    shipmail serve                              Cyrus + login checker + the API (foreground)
+    shipmail migrate                            apply database migrations
+    shipmail keys create --org NAME [--scope S ...] [--name LABEL] [--expires-in-days N]
+    shipmail keys list --org NAME
+    shipmail keys revoke KEY_ID
+    shipmail domains verify NAME
+    shipmail openapi [--write]                  print (or write openapi/openapi.json)
+
+Every command reads the same ``SHIPMAIL_*`` environment as the service (:mod:`shipmail.config`).
+``keys create`` prints the new key as the last line of stdout; it is shown only this once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import click
+
+from shipmail.config import Settings
+from shipmail.db.engine import Database
+from shipmail.db.migrate import upgrade
+
+T = TypeVar("T")
+
+
+def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def go() -> T:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as session:
+                return await fn(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+@click.group()
+def main() -> None:
+    """shipmail: Shipmail's REST API over a JMAP mail server."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    click.echo("database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--org", "org", required=True, help="Organisation name (created if needed).")
+@click.option("--scope", "scopes", multiple=True, help="Scope to grant (repeatable); default '*'.")
+@click.option("--name", default=None, help="A label for the key.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Expire after N days.")
+def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_days: int | None) -> None:
+    """Create a key; the key itself is the last line of stdout (shown once)."""
+    from shipmail.auth.scopes import parse_scopes
+    from shipmail.services import keys as key_service
+
+    try:
+        parsed = parse_scopes(scopes or ("*",))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scope") from None
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    expires = datetime.now(timezone.utc) + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def go(session: Any) -> Any:
+        org_row = await key_service.ensure_organization(session, org)
+        return await key_service.create_key(session, settings.secret_key, org_row.id, parsed, name, expires)
+
+    created = _run(settings, go)
+    r = created.record
+    click.echo(f"id: {r.id}\norganization: {org} ({r.organization_id})\nscopes: {r.scopes}", err=False)
+    if r.expires_at:
+        click.echo(f"expires_at: {r.expires_at.isoformat()}")
+    click.echo(created.secret)
+
+
+@keys.command("list")
+@click.option("--org", "org", required=True, help="Organisation name.")
+def keys_list(org: str) -> None:
+    """List an organisation's keys (id, prefix, scopes, state); never the keys themselves."""
+    from sqlmodel import col, select
+
+    from shipmail.db.models import Organization
+    from shipmail.services import keys as key_service
+
+    settings = Settings.from_env()
+
+    async def go(session: Any) -> Any:
+        org_row = (await session.exec(select(Organization).where(col(Organization.name) == org))).first()
+        return None if org_row is None else await key_service.list_keys(session, org_row.id)
+
+    rows = _run(settings, go)
+    if rows is None:
+        raise click.ClickException(f"no organisation named {org!r}")
+    now = datetime.now(timezone.utc)
+    for r in rows:
+        state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
+        click.echo(f"{r.id}\t{r.prefix}...\t{state}\t{r.scopes}\t{r.name or ''}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (``key_...``)."""
+    from shipmail.services import keys as key_service
+
+    settings = Settings.from_env()
+    record = _run(settings, lambda s: key_service.revoke_key(s, key_id))
+    if record is None:
+        raise click.ClickException(f"no key with id {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def domains() -> None:
+    """Domains."""
+
+
+@domains.command("verify")
+@click.argument("name")
+def domains_verify(name: str) -> None:
+    """Mark a domain verified (operator override until DNS verification exists)."""
+    from shipmail.services import domains as domain_service
+
+    settings = Settings.from_env()
+    try:
+        domain = _run(settings, lambda s: domain_service.mark_verified(s, name))
+    except ValueError as exc:
+        raise click.ClickException(f"invalid domain name: {exc}") from None
+    if domain is None:
+        raise click.ClickException(f"no domain named {name!r}")
+    click.echo(f"{domain.name} ({domain.id}) is verified")
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Write openapi/openapi.json instead of printing.")
+def openapi(write: bool) -> None:
+    """The OpenAPI document of the implemented API."""
+    from shipmail.api.registry import OPERATIONS
+    from shipmail.openapi import REPO_SPEC, build_document, dumps
+
+    text = dumps(build_document(OPERATIONS))
+    if write:
+        REPO_SPEC.parent.mkdir(parents=True, exist_ok=True)
+        REPO_SPEC.write_text(text)
+        click.echo(f"wrote {REPO_SPEC}")
+    else:
+        sys.stdout.write(text)
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="uvicorn workers.")
+def serve(workers: int) -> None:
+    """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from shipmail.mailserver.authd import AuthDaemon
+    from shipmail.mailserver.setup import cyrus_instance
+    from shipmail.services.logins import password_lookup
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("shipmail.serve")
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    instance = cyrus_instance(settings)
+    instance.prepare()
+    lookup, close_lookup = password_lookup(settings.database_url)
+    authd = AuthDaemon(instance.authd_socket, lookup)
+    authd.start()
+    try:
+        instance.start()
+        log.info(
+            "Cyrus up: JMAP %s, IMAP %s:%d, LMTP 127.0.0.1:%d",
+            instance.jmap_session_url, settings.mailserver_host, settings.imap_port, settings.lmtp_port,
+        )
+        if workers > 1 and settings.ratelimit_storage.startswith("memory"):
+            log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
+        config = uvicorn.Config(
+            "shipmail.app:create_app", factory=True, host=settings.host, port=settings.port,
+            workers=workers, log_level="info", proxy_headers=False, server_header=False,
+        )
+        server = uvicorn.Server(config)
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            sock = config.bind_socket()
+            Multiprocess(config, target=server.run, sockets=[sock]).run()
+        else:
+            server.run()
+    finally:
+        log.info("stopping")
+        authd.stop()
+        instance.stop()
+        close_lookup()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

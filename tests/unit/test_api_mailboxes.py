@@ -1,0 +1,214 @@
+"""Mailboxes against the fake mail server: shapes, validation, consistency of the two stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from shipmail.config import Settings
+from shipmail.db.models import Mailbox
+from shipmail.mailserver.base import MailServerUnavailable
+from tests.fakes import FakeMailServer
+from tests.unit.conftest import auth, make_key, run_db, verify_domain
+
+pytestmark = pytest.mark.usefixtures("db_backend")
+
+
+@pytest.fixture
+def key(settings: Settings) -> str:
+    return make_key(settings)
+
+
+@pytest.fixture
+def domain(client: TestClient, settings: Settings, key: str) -> dict[str, Any]:
+    dom = client.post("/v1/domains", json={"name": "example.com"}, headers=auth(key)).json()
+    verify_domain(settings, "example.com")
+    return dom  # type: ignore[no-any-return]
+
+
+def _create(client: TestClient, key: str, domain_id: str, **body: Any) -> Any:
+    body = {"domain_id": domain_id, "address": "hello", "password": "CorrectHorse9", **body}
+    return client.post("/v1/mailboxes", json=body, headers=auth(key))
+
+
+def _rows(settings: Settings) -> list[Mailbox]:
+    from sqlmodel import select
+
+    async def go(s: Any) -> list[Mailbox]:
+        return list((await s.exec(select(Mailbox))).all())
+
+    return run_db(settings, go)  # type: ignore[no-any-return]
+
+
+def test_create_shape_and_account(client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer) -> None:
+    r = _create(client, key, domain["id"], address="Hello.World", display_name="Hello")
+    assert r.status_code == 201, r.text
+    mbx = r.json()
+    assert mbx["object"] == "mailbox" and mbx["id"].startswith("mbx_")
+    assert mbx["address"] == "hello.world@example.com" and mbx["domain_id"] == domain["id"]
+    assert mbx["display_name"] == "Hello" and mbx["suspended_at"] is None and mbx["suspension_reasons"] == []
+    assert 1 <= mbx["spam_filter_threshold"] <= 14
+    assert mbx["auto_reply"] == {"enabled": False, "subject": None, "body": None, "from_date": None, "to_date": None}
+    assert "password" not in r.text.lower()
+    assert mail.accounts == {"hello.world@example.com"}
+    assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).json() == mbx
+
+
+def test_generate_password(client: TestClient, key: str, domain: dict[str, Any], settings: Settings) -> None:
+    r = client.post(
+        "/v1/mailboxes", json={"domain_id": domain["id"], "address": "gen", "generate_password": True},
+        headers=auth(key),
+    )
+    assert r.status_code == 201, r.text
+    (row,) = _rows(settings)
+    assert row.password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"address": "-bad"}, "address"),
+        ({"address": "a..b"}, "address"),
+        ({"address": "x" * 65}, "address"),
+        ({"password": "short1A"}, "password"),
+        ({"password": "alllowercase1"}, "password"),
+        ({"password": "Password1"}, "password"),
+        ({"password": "CorrectHorse9", "generate_password": True}, "body"),
+        ({"password": None}, "body"),
+        ({"generate_password": False, "password": None}, "generate_password"),
+        ({"display_name": "x" * 129}, "display_name"),
+    ],
+)
+def test_invalid_input_is_422(
+    client: TestClient, key: str, domain: dict[str, Any], body: dict[str, Any], field: str, mail: FakeMailServer
+) -> None:
+    r = _create(client, key, domain["id"], **body)
+    assert r.status_code == 422, r.text
+    fields = [d["field"] for d in r.json()["error"]["details"]]
+    assert field in fields or (field == "body" and fields), fields
+    assert mail.accounts == set()
+
+
+def test_unverified_or_unknown_domain_is_422(client: TestClient, key: str, mail: FakeMailServer) -> None:
+    dom = client.post("/v1/domains", json={"name": "pending.example"}, headers=auth(key)).json()
+    for domain_id in (dom["id"], "dom_unknown"):
+        r = _create(client, key, domain_id)
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "domain_id"
+    assert mail.calls == []
+
+
+def test_duplicate_is_409(client: TestClient, key: str, domain: dict[str, Any]) -> None:
+    assert _create(client, key, domain["id"]).status_code == 201
+    r = _create(client, key, domain["id"], address="HELLO")
+    assert r.status_code == 409 and r.json()["error"]["type"] == "conflict"
+
+
+def test_list_filter_and_pagination(client: TestClient, key: str, domain: dict[str, Any], settings: Settings) -> None:
+    other = client.post("/v1/domains", json={"name": "other.example"}, headers=auth(key)).json()
+    verify_domain(settings, "other.example")
+    for i in range(3):
+        assert _create(client, key, domain["id"], address=f"m{i}").status_code == 201
+    assert _create(client, key, other["id"], address="o").status_code == 201
+    all_ = client.get("/v1/mailboxes", headers=auth(key)).json()
+    assert [m["address"] for m in all_["data"]] == [
+        "m0@example.com", "m1@example.com", "m2@example.com", "o@other.example",
+    ]
+    page1 = client.get("/v1/mailboxes", params={"domain_id": domain["id"], "limit": 2}, headers=auth(key)).json()
+    assert [m["address"] for m in page1["data"]] == ["m0@example.com", "m1@example.com"]
+    assert page1["pagination"]["has_more"] is True
+    cursor = page1["pagination"]["next_cursor"]
+    page2 = client.get(
+        "/v1/mailboxes", params={"domain_id": domain["id"], "limit": 2, "cursor": cursor}, headers=auth(key)
+    ).json()
+    assert [m["address"] for m in page2["data"]] == ["m2@example.com"]
+    assert page2["pagination"] == {"next_cursor": None, "has_more": False, "limit": 2}
+    # The cursor is bound to its filter.
+    r = client.get("/v1/mailboxes", params={"domain_id": other["id"], "cursor": cursor}, headers=auth(key))
+    assert r.status_code == 422
+    assert client.get("/v1/mailboxes?limit=101", headers=auth(key)).status_code == 422
+
+
+def test_update_display_name(client: TestClient, key: str, domain: dict[str, Any]) -> None:
+    mbx = _create(client, key, domain["id"], display_name="Old").json()
+    url = f"/v1/mailboxes/{mbx['id']}"
+    assert client.patch(url, json={}, headers=auth(key)).json()["display_name"] == "Old"
+    r = client.patch(url, json={"display_name": "New"}, headers=auth(key))
+    assert r.status_code == 200 and r.json()["display_name"] == "New"
+    assert r.json()["updated_at"] >= mbx["updated_at"]
+    assert client.patch(url, json={"display_name": None}, headers=auth(key)).json()["display_name"] is None
+    assert client.patch(url, json={"display_name": "x" * 201}, headers=auth(key)).status_code == 422
+    assert client.patch(url, json={"address": "new"}, headers=auth(key)).status_code == 422
+
+
+def test_reset_password(client: TestClient, key: str, domain: dict[str, Any], settings: Settings) -> None:
+    from shipmail.services.passwords import verify_password
+
+    mbx = _create(client, key, domain["id"]).json()
+    url = f"/v1/mailboxes/{mbx['id']}/password"
+    r = client.patch(url, json={"password": "N3wAndBetterOne"}, headers=auth(key))
+    assert r.status_code == 200 and r.json()["id"] == mbx["id"]
+    (row,) = _rows(settings)
+    assert verify_password(row.password_hash, "N3wAndBetterOne")
+    assert not verify_password(row.password_hash, "CorrectHorse9")
+    for weak in ("Sh0rtpw", "nocapitals123", "NOLOWER123", "NoDigitsHere", "Passw0rd", "x" * 129):
+        r = client.patch(url, json={"password": weak}, headers=auth(key))
+        assert r.status_code == 422 and weak not in r.text
+    assert client.patch("/v1/mailboxes/mbx_none/password", json={"password": "N3wAndBetterOne"}, headers=auth(key)).status_code == 404
+
+
+def test_delete_removes_account(client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer) -> None:
+    mbx = _create(client, key, domain["id"]).json()
+    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 204
+    assert mail.accounts == set()
+    assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 404
+    # The address can be used again.
+    assert _create(client, key, domain["id"]).status_code == 201
+
+
+def test_failed_provisioning_leaves_no_row(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    mail.fail_next = MailServerUnavailable("down")
+    r = _create(client, key, domain["id"])
+    assert r.status_code == 503 and r.json()["error"]["type"] == "internal_error"
+    assert "retry-after" in r.headers
+    assert _rows(settings) == [] and mail.accounts == set()
+
+
+def test_failed_write_after_provisioning_removes_account(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    original = AsyncSession.commit
+
+    async def failing_commit(self: AsyncSession) -> None:
+        if ("provision", "hello@example.com") in mail.calls:
+            raise RuntimeError("database went away")
+        await original(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", failing_commit)
+    r = _create(client, key, domain["id"])
+    assert r.status_code == 500
+    assert mail.accounts == set()
+    assert mail.calls[-1] == ("deprovision", "hello@example.com")
+    monkeypatch.setattr(AsyncSession, "commit", original)
+    assert _rows(settings) == []
+
+
+def test_failed_deprovisioning_keeps_everything(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    mbx = _create(client, key, domain["id"]).json()
+    mail.fail_next = MailServerUnavailable("down")
+    r = client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key))
+    assert r.status_code == 503
+    assert len(_rows(settings)) == 1 and mail.accounts == {"hello@example.com"}
+    # An account that is already gone does not block the delete.
+    mail.accounts.clear()
+    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 204
+    assert _rows(settings) == []

@@ -1,0 +1,69 @@
+"""Per-key rate-limit tiers (slowapi): headers, 429 envelope, tier and key separation, Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from shipmail.app import create_app
+from shipmail.config import Settings
+from tests.fakes import FakeMailServer
+from tests.unit.conftest import auth, make_key
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"ratelimit_read": "3/minute", "ratelimit_write": "2/minute"}
+
+
+def test_headers_on_every_limited_response(client: TestClient, settings: Settings) -> None:
+    key = make_key(settings)
+    r = client.get("/v1/domains", headers=auth(key))
+    assert r.headers["x-ratelimit-limit"] == "3"
+    assert r.headers["x-ratelimit-remaining"] == "2"
+    reset = int(r.headers["x-ratelimit-reset"])  # an integer, unix seconds
+    assert time.time() - 1 <= reset <= time.time() + 61
+
+
+def test_429_envelope_and_retry_after(client: TestClient, settings: Settings) -> None:
+    key = make_key(settings)
+    for _ in range(3):
+        assert client.get("/v1/domains", headers=auth(key)).status_code == 200
+    r = client.get("/v1/mailboxes", headers=auth(key))  # same tier, other route: shared bucket
+    assert r.status_code == 429
+    err = r.json()["error"]
+    assert err["type"] == "rate_limit_error"
+    retry_after = int(r.headers["retry-after"])
+    assert 1 <= retry_after <= 60 and err["retry_after"] == retry_after
+    assert r.headers["x-ratelimit-remaining"] == "0" and r.headers["x-ratelimit-limit"] == "3"
+    # The write tier has its own bucket.
+    assert client.post("/v1/domains", json={"name": "w.example"}, headers=auth(key)).status_code == 201
+    # Another key of the same organisation has its own buckets.
+    assert client.get("/v1/domains", headers=auth(make_key(settings))).status_code == 200
+
+
+def test_unauthenticated_requests_are_not_counted(client: TestClient, settings: Settings) -> None:
+    for _ in range(5):
+        assert client.get("/v1/domains").status_code == 401
+        assert client.get("/v1/status").status_code == 200
+    assert client.get("/v1/domains", headers=auth(make_key(settings))).headers["x-ratelimit-remaining"] == "2"
+
+
+@pytest.mark.skipif(not os.environ.get("SHIPMAIL_TEST_REDIS_URL"), reason="SHIPMAIL_TEST_REDIS_URL not set")
+def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
+    import dataclasses
+
+    shared = dataclasses.replace(settings, ratelimit_storage=os.environ["SHIPMAIL_TEST_REDIS_URL"])
+    key = make_key(settings)
+    app1 = create_app(shared, mail_server=FakeMailServer())  # type: ignore[arg-type]
+    app2 = create_app(shared, mail_server=FakeMailServer())  # type: ignore[arg-type]
+    with TestClient(app1) as c1, TestClient(app2) as c2:
+        assert c1.get("/v1/domains", headers=auth(key)).status_code == 200
+        assert c2.get("/v1/domains", headers=auth(key)).status_code == 200
+        assert c1.get("/v1/domains", headers=auth(key)).status_code == 200
+        r = c2.get("/v1/domains", headers=auth(key))
+        assert r.status_code == 429, "the two apps must share the Redis counters"
