@@ -27,7 +27,15 @@ from shipmail.api.routing import build_routes, request_id_of
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.config import Settings
 from shipmail.db.engine import Database
-from shipmail.errors import InternalError, MethodNotAllowed, NotFound, ShipmailError, ValidationFailed
+from shipmail.jmap.client import JmapClient
+from shipmail.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ShipmailError,
+    ValidationFailed,
+)
 from shipmail.mailserver.base import MailServer
 from shipmail.openapi import build_document
 from shipmail.pagination import CursorCodec
@@ -72,8 +80,6 @@ def _http_exception(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
     elif exc.status_code == 413:
-        from shipmail.errors import PayloadTooLarge
-
         error = PayloadTooLarge("Request body too large.")
     else:
         error = ValidationFailed(str(exc.detail))
@@ -92,9 +98,10 @@ def _server_error(request: Request, exc: Exception) -> Response:
 
 def default_mail_server(settings: Settings) -> MailServer:
     """The Cyrus instance under ``settings.cyrus_dir`` (started by ``shipmail serve``)."""
+    from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.mailserver.cyrus_server import CyrusMailServer
 
-    return CyrusMailServer.from_settings(settings)
+    return CyrusMailServer.from_instance(CyrusInstance.from_settings(settings), timeout=settings.jmap_timeout)
 
 
 def create_app(
@@ -120,10 +127,14 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         db = Database(settings.database_url)
         mail = mail_server or (mail_server_factory or default_mail_server)(settings)
-        app.state.services = Services(settings=settings, db=db, mail=mail, cursors=CursorCodec(settings.secret_key))
+        jmap = JmapClient(mail, timeout=settings.jmap_timeout)
+        app.state.services = Services(
+            settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key)
+        )
         try:
             yield {}
         finally:
+            await jmap.aclose()
             if mail_server is None:
                 await mail.aclose()
             await db.dispose()

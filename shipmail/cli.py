@@ -171,14 +171,14 @@ def serve(workers: int) -> None:
     import uvicorn
 
     from shipmail.mailserver.authd import AuthDaemon
-    from shipmail.mailserver.setup import cyrus_instance
+    from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.services.logins import password_lookup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")
     settings = Settings.from_env()
     upgrade(settings.database_url)
-    instance = cyrus_instance(settings)
+    instance = CyrusInstance.from_settings(settings)
     instance.prepare()
     lookup, close_lookup = password_lookup(settings.database_url)
     authd = AuthDaemon(instance.authd_socket, lookup)

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 
 from shipmail.config import Settings
 from shipmail.db.engine import Database
+from shipmail.jmap.client import JmapClient
 from shipmail.mailserver.base import MailServer
 from shipmail.pagination import CursorCodec
 
 
 @dataclass
 class Services:
-    """Database, mail server and cursor codec of one running app."""
+    """Database, mail server, JMAP gateway and cursor codec of one running app."""
 
     settings: Settings
     db: Database
     mail: MailServer
+    jmap: JmapClient
     cursors: CursorCodec

@@ -1,0 +1,240 @@
+"""One pooled async JMAP client for every account (RFC 8620 sections 2, 3 and 6).
+
+- Sessions: fetched once per account from :meth:`MailServer.jmap_access`'s session URL, cached,
+  and dropped when a response's ``sessionState`` differs from the cached one.
+- Calls: jmapc method objects (and :class:`RawCall` for what jmapc lacks) serialised with
+  ``APIRequest.from_calls``; back-references with ``jmapc.Ref``. One :meth:`JmapClient.call` is
+  exactly one HTTP request (``request_count`` counts them, for tests).
+- Blobs: :meth:`JmapClient.open_blob` streams a download (RFC 8620 section 6.2).
+- Failures: timeouts, refused connections and HTTP errors raise
+  :class:`~shipmail.errors.ServiceUnavailable` (503, ``Retry-After``) within the configured
+  timeout; method errors raise through :mod:`shipmail.jmap.errors` when a result is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import httpx
+from jmapc import constants as jmap_constants
+from jmapc.api import APIRequest
+from jmapc.methods import Method, Response
+
+from shipmail.errors import ServiceUnavailable, ShipmailError
+from shipmail.jmap.errors import from_jmap
+from shipmail.mailserver.base import MailServer
+
+logger = logging.getLogger("shipmail.jmap")
+
+URN_CORE = jmap_constants.JMAP_URN_CORE
+URN_MAIL = jmap_constants.JMAP_URN_MAIL
+
+
+class RawCall(Method):  # type: ignore[misc]
+    """A method call jmapc has no class for: ``name`` (``Type/method``), ``arguments``, ``using``.
+
+    It goes through ``APIRequest.from_calls`` like jmapc's own methods, so call ids stay jmapc's
+    (:func:`call_ids`). ``arguments`` may hold ``{"#name": {"resultOf": call_id,
+    "name": ..., "path": ...}}`` back-references; ``accountId`` is filled in when absent.
+    """
+
+    def __init__(self, name: str, arguments: dict[str, Any], using: Sequence[str] = (URN_MAIL,)) -> None:
+        self.jmap_method = name
+        self.arguments = arguments
+        self.using = set(using)
+
+    def to_dict(self, *args: Any, account_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        data = dict(self.arguments)
+        if account_id is not None:
+            data.setdefault("accountId", account_id)
+        return data
+
+
+@dataclass(frozen=True)
+class Session:
+    """The parts of a JMAP Session resource the gateway uses (RFC 8620 section 2)."""
+
+    account_id: str
+    api_url: str
+    download_url: str
+    upload_url: str
+    state: str
+    capabilities: dict[str, Any]
+    account_capabilities: dict[str, Any]
+
+
+@dataclass
+class Results:
+    """The method responses of one request, by call id, decoded on demand."""
+
+    responses: list[tuple[str, dict[str, Any], str]]
+    session_state: str
+    _by_id: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, args, call_id in self.responses:
+            self._by_id.setdefault(call_id, (name, args))
+
+    def raw(self, call_id: str, *, what: str = "request") -> dict[str, Any]:
+        """The arguments of response ``call_id``; a method error raises the mapped API error."""
+        try:
+            name, args = self._by_id[call_id]
+        except KeyError:
+            raise ShipmailError(f"JMAP response {call_id!r} missing") from None
+        if name == "error":
+            raise from_jmap(args, what=what)
+        return args
+
+    def typed(self, call_id: str, *, what: str = "request") -> Response:
+        """Response ``call_id`` decoded into jmapc's response class for its method."""
+        args = self.raw(call_id, what=what)
+        name = self._by_id[call_id][0]
+        cls = Response.response_types.get(name)
+        if cls is None:
+            raise ShipmailError(f"no jmapc response class for {name}")
+        decoded: Response = cls.from_dict(args)
+        return decoded
+
+
+def call_ids(calls: Sequence[Method]) -> list[str]:
+    """The call ids a request with ``calls`` uses (jmapc's: ``single.<name>`` or ``<i>.<name>``)."""
+    if len(calls) == 1:
+        return [f"single.{calls[0].jmap_method_name}"]
+    return [f"{i}.{c.jmap_method_name}" for i, c in enumerate(calls)]
+
+
+class JmapClient:
+    """The gateway's HTTP side; create one per app (in the lifespan), close with :meth:`aclose`."""
+
+    def __init__(self, mail: MailServer, *, timeout: float = 2.0, http: httpx.AsyncClient | None = None) -> None:
+        self._mail = mail
+        self._timeout = timeout
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(1.0, timeout)),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        self._sessions: dict[str, Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.request_count = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------- transport
+
+    async def _send(self, method: str, url: str, address: str, **kw: Any) -> httpx.Response:
+        access = self._mail.jmap_access(address)
+        headers = {"Authorization": access.authorization, "Accept": "application/json", **kw.pop("headers", {})}
+        self.request_count += 1
+        try:
+            response = await self._http.request(method, url, headers=headers, **kw)
+        except httpx.TimeoutException:
+            logger.warning("JMAP %s %s timed out", method, url)
+            raise ServiceUnavailable("The mail server did not answer in time; retry shortly.") from None
+        except httpx.HTTPError as exc:
+            logger.warning("JMAP %s %s failed: %s", method, url, type(exc).__name__)
+            raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
+        return response
+
+    async def session(self, address: str) -> Session:
+        """The (cached) JMAP session of ``address``."""
+        cached = self._sessions.get(address)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(address, asyncio.Lock())
+        async with lock:
+            cached = self._sessions.get(address)
+            if cached is not None:
+                return cached
+            access = self._mail.jmap_access(address)
+            response = await self._send("GET", access.session_url, address)
+            if response.status_code != 200:
+                logger.warning("JMAP session for an account answered %d", response.status_code)
+                raise ServiceUnavailable("The mail server refused the session request; retry shortly.")
+            data = response.json()
+            base = access.session_url
+            account_id = access.account_id
+            if account_id not in data.get("accounts", {}):
+                account_id = data.get("primaryAccounts", {}).get(URN_MAIL, account_id)
+            session = Session(
+                account_id=account_id,
+                api_url=urljoin(base, data["apiUrl"]),
+                download_url=urljoin(base, data["downloadUrl"]),
+                upload_url=urljoin(base, data["uploadUrl"]),
+                state=str(data.get("state", "")),
+                capabilities=dict(data.get("capabilities", {})),
+                account_capabilities=dict(data.get("accounts", {}).get(account_id, {}).get("accountCapabilities", {})),
+            )
+            self._sessions[address] = session
+            return session
+
+    def forget(self, address: str) -> None:
+        """Drop the cached session of ``address`` (after deprovisioning, say)."""
+        self._sessions.pop(address, None)
+
+    # ----------------------------------------------------------------- calls
+
+    def build(self, account_id: str, calls: Sequence[Method]) -> dict[str, Any]:
+        """The JSON body of a request with ``calls`` (RFC 8620 section 3.3)."""
+        body: dict[str, Any] = APIRequest.from_calls(account_id, list(calls)).to_dict()
+        return body
+
+    async def call(self, address: str, calls: Sequence[Method]) -> Results:
+        """Send ``calls`` for ``address`` in ONE JMAP request; the responses by call id.
+
+        Call ids are jmapc's (``"<i>.<Type/method>"``, or ``single.<...>`` for one call): see
+        :func:`call_ids`.
+        """
+        session = await self.session(address)
+        body = self.build(session.account_id, calls)
+        response = await self._send("POST", session.api_url, address, json=body)
+        if response.status_code != 200:
+            detail: Any = None
+            try:
+                detail = response.json()
+            except ValueError:
+                pass
+            logger.warning("JMAP API request answered %d: %s", response.status_code,
+                           (detail or {}).get("type") if isinstance(detail, dict) else None)
+            if response.status_code in (400, 413) and isinstance(detail, dict) and "limit" in str(detail.get("type")):
+                raise from_jmap({"type": "tooLarge", "description": detail.get("detail")})
+            raise ServiceUnavailable("The mail server could not process the request; retry shortly.")
+        data = response.json()
+        state = str(data.get("sessionState", ""))
+        if state and state != session.state:
+            self._sessions.pop(address, None)
+        return Results(responses=[tuple(r) for r in data.get("methodResponses", [])], session_state=state)  # type: ignore[misc]
+
+    # ----------------------------------------------------------------- blobs
+
+    async def open_blob(
+        self, address: str, blob_id: str, *, name: str, content_type: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """Start streaming blob ``blob_id`` (RFC 8620 section 6.2); the caller must ``aclose()``.
+
+        ``headers`` may carry ``Range``/``If-None-Match`` to forward. The response is returned
+        unread whatever its status; a transport failure raises ServiceUnavailable.
+        """
+        session = await self.session(address)
+        url = (
+            session.download_url.replace("{accountId}", quote(session.account_id, safe=""))
+            .replace("{blobId}", quote(blob_id, safe=""))
+            .replace("{name}", quote(name or "download", safe=""))
+            .replace("{type}", quote(content_type or "application/octet-stream", safe=""))
+        )
+        access = self._mail.jmap_access(address)
+        request = self._http.build_request(
+            "GET", url, headers={"Authorization": access.authorization, **(headers or {})}
+        )
+        self.request_count += 1
+        try:
+            return await self._http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ServiceUnavailable("The mail server did not answer in time; retry shortly.") from None
+        except httpx.HTTPError:
+            raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None

@@ -1,0 +1,178 @@
+"""Blocking account administration on Cyrus over IMAP as the admin (run it in a worker thread).
+
+Cyrus names (``virtdomains: userid``, ``unixhierarchysep: yes``, ``altnamespace: yes``): the
+account ``first.last@example.com`` is the admin mailbox ``user/first.last@example.com``; its
+sub-folders are ``user/first.last/Sent@example.com``. A special-use folder is made with
+``CREATE <name> (USE (\\Sent))`` (RFC 6154); JMAP then shows its role. Deleting needs the ``x``
+right for the admin first (``SETACL <name> admin x``), then ``DELETE`` removes every folder.
+
+Errors: :class:`~shipmail.mailserver.base.MailServerUnavailable` for connection failures and
+timeouts (``OSError``, including ``TimeoutError``, and imaplib's ``abort``);
+:class:`~shipmail.mailserver.base.AccountExists` / :class:`AccountNotFound`;
+:class:`~shipmail.mailserver.base.MailServerError` for any other ``NO``/``BAD``; ``ValueError``
+for an address that cannot be a Cyrus account name (see :func:`split_address`).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .base import (
+    SPECIAL_USE_FOLDERS,
+    AccountExists,
+    AccountNotFound,
+    MailServerError,
+    MailServerUnavailable,
+)
+
+logger = logging.getLogger("shipmail.mailserver.cyrus_admin")
+
+# Cyrus account names, conservatively: dots are fine (unixhierarchysep stores them as '^', so
+# '^' itself would collide); '+' starts a sub-address at LMTP delivery (mail could never reach
+# "a+b@x"); '/' is the separator, '%' '*' are LIST wildcards, '&' starts modified UTF-7, '!'
+# separates the domain inside Cyrus. The domain needs a dot, so ``localhost`` (the servername,
+# the admin's realm) is refused.
+_LOCAL_RE = re.compile(r"^[a-z0-9._=\-]{1,64}$")
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """``(local, domain)`` of a lower-case ``local@domain``; ``ValueError`` if unusable.
+
+    Local parts: lower-case ASCII letters, digits and ``.`` ``_`` ``-`` ``=`` (no leading,
+    trailing or double dot). The domain must be a lower-case DNS name with a dot (``localhost``
+    is refused).
+    """
+    local, sep, domain = address.rpartition("@")
+    if not sep or not _LOCAL_RE.match(local) or not _DOMAIN_RE.match(domain):
+        raise ValueError(f"not a usable mailbox address: {address!r}")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise ValueError(f"not a usable mailbox address: {address!r}")
+    return local, domain
+
+
+def mailbox_name(address: str, folder: str | None = None) -> str:
+    """The admin-visible IMAP name: ``user/local@domain`` or ``user/local/<folder>@domain``."""
+    local, domain = split_address(address)
+    return f"user/{local}/{folder}@{domain}" if folder else f"user/{local}@{domain}"
+
+
+def quote(text: str) -> str:
+    """An IMAP quoted string (names are validated: no ``"`` or ``\\`` can occur)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class AdminConnection:
+    """How to log in to Cyrus's IMAP service as the admin; ``timeout`` in seconds per step."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    timeout: float
+
+    @contextmanager
+    def session(self) -> Iterator[imaplib.IMAP4]:
+        """A logged-in IMAP connection, closed afterwards; maps failures (see module docstring).
+
+        After a connection failure the socket is just closed (no LOGOUT that would wait for
+        another ``timeout``).
+        """
+        try:
+            conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise MailServerUnavailable(f"IMAP {self.host}:{self.port}: {exc}") from exc
+        healthy = True
+        try:
+            try:
+                conn.login(self.user, self.password)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                raise MailServerError("IMAP admin login refused") from exc
+            yield conn
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            healthy = False
+            raise MailServerUnavailable(f"IMAP {self.host}:{self.port}: {exc}") from exc
+        except imaplib.IMAP4.error as exc:  # a BAD answer
+            raise MailServerError(f"IMAP: {exc}") from exc
+        finally:
+            try:
+                if healthy:
+                    conn.logout()
+                else:
+                    conn.shutdown()
+            except (OSError, imaplib.IMAP4.error):
+                pass
+
+
+def _text(data: list[object]) -> str:
+    parts = [item.decode(errors="replace") if isinstance(item, bytes) else str(item)
+             for item in data if item is not None]
+    return " ".join(parts)
+
+
+def _check(result: tuple[str, list[object]], what: str) -> None:
+    status, data = result
+    if status != "OK":
+        raise MailServerError(f"{what}: {status} {_text(data)}")
+
+
+def account_exists(conn: imaplib.IMAP4, address: str) -> bool:
+    """Whether the account's Inbox exists (``LIST "" user/local@domain``)."""
+    status, data = conn.list('""', quote(mailbox_name(address)))
+    if status != "OK":
+        raise MailServerError(f"LIST failed: {_text(list(data))}")
+    return any(item is not None for item in data)
+
+
+def _delete(conn: imaplib.IMAP4, admin_user: str, name: str) -> tuple[str, list[object]]:
+    status, data = conn.xatom("SETACL", quote(name), quote(admin_user), "x")
+    if status != "OK":
+        return status, list(data)
+    status, data = conn.delete(quote(name))
+    return status, list(data)
+
+
+def provision(conn: imaplib.IMAP4, admin_user: str, address: str) -> None:
+    """Create the account's Inbox and :data:`SPECIAL_USE_FOLDERS`; undo all on any failure."""
+    name = mailbox_name(address)
+    if account_exists(conn, address):
+        raise AccountExists(address)
+    status, data = conn.create(quote(name))
+    if status != "OK":
+        if "exists" in _text(list(data)).lower():
+            raise AccountExists(address)
+        raise MailServerError(f"CREATE {name}: {status} {_text(list(data))}")
+    try:
+        for folder, _role, flag in SPECIAL_USE_FOLDERS:
+            folder_name = mailbox_name(address, folder)
+            _check(conn.xatom("CREATE", quote(folder_name), f"(USE ({flag}))"),
+                   f"CREATE {folder_name}")
+    except BaseException:
+        logger.warning("provisioning %s failed; removing what was made", address)
+        try:
+            _delete(conn, admin_user, name)
+        except (OSError, imaplib.IMAP4.error):
+            logger.error("could not remove half-made account %s", address)
+        raise
+    logger.info("provisioned %s", address)
+
+
+def deprovision(conn: imaplib.IMAP4, admin_user: str, address: str) -> None:
+    """Delete the account and all its folders and mail."""
+    name = mailbox_name(address)
+    if not account_exists(conn, address):
+        raise AccountNotFound(address)
+    status, data = _delete(conn, admin_user, name)
+    if status != "OK":
+        if "does not exist" in _text(data).lower():
+            raise AccountNotFound(address)
+        raise MailServerError(f"DELETE {name}: {status} {_text(data)}")
+    logger.info("deprovisioned %s", address)

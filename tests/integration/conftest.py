@@ -1,0 +1,189 @@
+"""Fixtures for tests against a real, private Cyrus instance (root and the Cyrus packages needed).
+
+* ``cyrus`` (session): a prepared and started :class:`CyrusInstance` in a fresh ``mkdtemp``
+  directory under /tmp (mode 0755: user cyrus must traverse it, which pytest's ``tmp_path`` base
+  does not allow) on free ports, an :class:`AuthDaemon` on its socket, and a ready
+  :class:`CyrusMailServer`. Teardown stops everything, checks that no process of the instance is
+  left and removes the directory.
+* ``authd_registry``: the object the AuthDaemon asks; by default a dict of address -> argon2id
+  hash (``.hashes``, filled with ``.set_password``). Replace ``.lookup`` with any
+  ``(address) -> hash | None`` to check logins against something else (e.g. the app's database);
+  it is restored after each test.
+
+Every test under tests/integration gets the ``integration`` marker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import argon2
+import pytest
+import pytest_asyncio
+
+from shipmail.mailserver.authd import AuthDaemon
+from shipmail.mailserver.cyrus import CyrusInstance
+from shipmail.mailserver.cyrus_server import CyrusMailServer
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from shipmail.config import Settings
+
+#: Cheap argon2id parameters for hashes the tests make (verification reads them from the hash).
+TEST_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bind port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AuthRegistry:
+    """What the test AuthDaemon consults: ``lookup(address)`` -> argon2id hash or None."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    lookup: Callable[[str], str | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = self.hashes.get
+
+    def set_password(self, address: str, password: str) -> None:
+        self.hashes[address] = TEST_HASHER.hash(password)
+
+    def reset(self) -> None:
+        self.hashes.clear()
+        self.lookup = self.hashes.get
+
+
+@dataclass
+class CyrusFixture:
+    """The running test instance and what goes with it."""
+
+    instance: CyrusInstance
+    registry: AuthRegistry
+    authd: AuthDaemon
+    server: CyrusMailServer
+    root: Path  # the mkdtemp directory holding the instance and the outbox
+
+    @property
+    def outbox(self) -> Path:
+        return self.instance.outbox_dir
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def cyrus() -> AsyncIterator[CyrusFixture]:
+    if os.geteuid() != 0:
+        pytest.skip("the Cyrus integration tests need root (Cyrus's master drops to user cyrus)")
+    root = Path(tempfile.mkdtemp(prefix="shipmail-cyrus-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    instance = CyrusInstance(
+        root / "cyrus",
+        jmap_port=free_port(),
+        lmtp_port=free_port(),
+        imap_port=free_port(),
+        outbox_dir=root / "outbox",
+        failed_login_pause=0,  # wrong-password tests answer at once
+    )
+    registry = AuthRegistry()
+    authd = AuthDaemon(instance.authd_socket, lambda address: registry.lookup(address),
+                       hasher=TEST_HASHER)
+    server: CyrusMailServer | None = None
+    try:
+        instance.prepare()
+        authd.start()
+        instance.start()
+        server = CyrusMailServer.from_instance(instance, timeout=2.0)
+        yield CyrusFixture(instance, registry, authd, server, root)
+    finally:
+        if server is not None:
+            await server.aclose()
+        instance.stop()
+        authd.stop()
+        left = instance.processes()
+        shutil.rmtree(root, ignore_errors=True)
+        assert left == [], f"Cyrus processes left behind: {left}"
+
+
+@pytest.fixture
+def authd_registry(cyrus: CyrusFixture) -> Iterator[AuthRegistry]:
+    cyrus.registry.reset()
+    yield cyrus.registry
+    cyrus.registry.reset()
+
+
+@dataclass
+class ApiEnv:
+    """The API app on a fresh database, wired to the session's Cyrus instance and authd."""
+
+    client: "TestClient"
+    settings: "Settings"
+    cyrus: CyrusFixture
+    key: str
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    def new_key(self, org: str = "acme", scopes: list[str] | None = None) -> str:
+        from tests.unit.conftest import make_key
+
+        return make_key(self.settings, org=org, scopes=scopes)
+
+    def verified_domain(self, name: str, key: str | None = None) -> dict[str, object]:
+        from tests.unit.conftest import verify_domain
+
+        r = self.client.post("/v1/domains", json={"name": name}, headers=self.auth(key))
+        assert r.status_code == 201, r.text
+        verify_domain(self.settings, name)
+        return r.json()  # type: ignore[no-any-return]
+
+    def lmtp(self, recipient: str, message: bytes, sender: str = "sender@example.org") -> dict[str, object]:
+        """Deliver ``message`` over LMTP; returns smtplib's refused-recipients dict."""
+        import smtplib
+
+        with smtplib.LMTP("127.0.0.1", self.cyrus.instance.lmtp_port, timeout=15) as lmtp:
+            return dict(lmtp.sendmail(sender, [recipient], message))
+
+
+@pytest.fixture
+def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> Iterator[ApiEnv]:
+    """An :class:`ApiEnv`: logins to Cyrus are checked against this app's database."""
+    from starlette.testclient import TestClient
+
+    from shipmail.app import create_app
+    from shipmail.config import Settings
+    from shipmail.services.logins import password_lookup
+    from tests.dbfixtures import migrated_database
+    from tests.unit.conftest import make_key
+
+    with migrated_database("sqlite", tmp_path) as url:
+        inst = cyrus.instance
+        settings = Settings.from_env(
+            data_dir=tmp_path, database_url=url, secret_key=b"integration-secret",
+            jmap_port=inst.jmap_port, lmtp_port=inst.lmtp_port, imap_port=inst.imap_port,
+        )
+        lookup, close = password_lookup(url)
+        authd_registry.lookup = lookup
+        app = create_app(settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
+        try:
+            with TestClient(app) as client:
+                yield ApiEnv(client=client, settings=settings, cyrus=cyrus, key=make_key(settings))
+        finally:
+            close()

@@ -1,0 +1,166 @@
+"""Cyrus pieces that need no running Cyrus: configuration text, names, JWTs, directory checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from shipmail.mailserver import cyrus, cyrus_admin
+from shipmail.mailserver.cyrus import CyrusInstance, CyrusSetupError, untraversable_parent
+from shipmail.mailserver.cyrus_config import CyrusLayout, render_cyrus_conf, render_imapd_conf
+from shipmail.mailserver.cyrus_server import CyrusMailServer, make_jwt
+from shipmail.mailserver.syslog_capture import SyslogWindow
+
+
+def _options(text: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_imapd_conf_has_the_options_that_matter() -> None:
+    layout = CyrusLayout(Path("/srv/shipmail/cyrus"))
+    options = _options(render_imapd_conf(layout, admin_user="admin",
+                                         authd_socket=Path("/srv/a.sock"), failed_login_pause=0))
+    expected = {
+        "virtdomains": "userid", "unixhierarchysep": "yes", "altnamespace": "yes",
+        "conversations": "yes", "jmap_nonstandard_extensions": "yes", "autocreate_post": "no",
+        "delete_mode": "immediate", "search_engine": "xapian", "httpallowcompress": "no",
+        "sasl_pwcheck_method": "auxprop saslauthd", "sasl_auxprop_plugin": "sasldb",
+        "sasl_saslauthd_path": "/srv/a.sock", "allowplaintext": "yes", "admins": "admin",
+        "servername": "localhost", "sendmail": "/srv/shipmail/cyrus/bin/sendmail",
+        "http_jwt_key_dir": "/srv/shipmail/cyrus/etc/jwt", "t1searchpartition-default":
+        "/srv/shipmail/cyrus/search", "sync_log_channels": "squatter", "failedloginpause": "0",
+    }
+    assert {key: options.get(key) for key in expected} == expected
+    assert "sasl_auto_transition" not in options
+
+
+def test_cyrus_conf_binds_lmtp_to_loopback_and_passes_config() -> None:
+    layout = CyrusLayout(Path("/srv/c"))
+    text = render_cyrus_conf(layout, host="0.0.0.0", imap_port=1143, jmap_port=1080,
+                             lmtp_port=1024)
+    lmtp = next(line for line in text.splitlines() if line.strip().startswith("lmtp "))
+    assert 'listen="127.0.0.1:1024"' in lmtp and " -a" in lmtp
+    assert 'listen="0.0.0.0:1143"' in text and 'listen="0.0.0.0:1080"' in text
+    commands = [line for line in text.splitlines() if "cmd=" in line]
+    assert commands and all("-C /srv/c/etc/imapd.conf" in line for line in commands)
+    assert "squatter -C /srv/c/etc/imapd.conf -R -d" in text
+
+
+def test_missing_packages_name_the_install_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cyrus, "REQUIRED_PROGRAMS", (Path("/nonexistent/cyrus/bin/master"),))
+    with pytest.raises(cyrus.CyrusNotInstalled, match="scripts/install-cyrus"):
+        cyrus.check_installed()
+
+
+@pytest.mark.parametrize("address,name", [
+    ("first.last@example.com", "user/first.last@example.com"),
+    ("a_b-c=d@sub.example.co.uk", "user/a_b-c=d@sub.example.co.uk"),
+])
+def test_mailbox_names(address: str, name: str) -> None:
+    assert cyrus_admin.mailbox_name(address) == name
+    local, domain = address.split("@")
+    assert cyrus_admin.mailbox_name(address, "Sent") == f"user/{local}/Sent@{domain}"
+
+
+@pytest.mark.parametrize("address", [
+    "admin", "admin@localhost", "a/b@example.com", "a%@example.com", "a*@example.com",
+    'a"b@example.com', "a+tag@example.com", "Upper@example.com", "a@example", ".a@example.com",
+    "a..b@example.com", "a b@example.com", "a^b@example.com", "é@example.com", "@example.com",
+])
+def test_unusable_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ValueError):
+        cyrus_admin.split_address(address)
+
+
+def test_jwt_has_exactly_sub_and_iat() -> None:
+    secret = os.urandom(32)
+    token = make_jwt(secret, "a@example.com", now=1_700_000_000.7)
+    header_b64, payload_b64, _ = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=="))
+    payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=="))
+    assert header == {"alg": "HS256", "typ": "JWT"}
+    assert payload == {"sub": "a@example.com", "iat": 1_700_000_000}
+    assert jwt.decode(token, OctKey.import_key(secret)).claims == payload
+
+
+async def test_jmap_access_shape() -> None:
+    server = CyrusMailServer(host="127.0.0.1", imap_port=1, jmap_port=18080, admin_user="admin",
+                             admin_password="x", jwt_secret=os.urandom(32))
+    try:
+        access = server.jmap_access("a@example.com")
+        assert access.session_url == "http://127.0.0.1:18080/jmap/"
+        assert access.account_id == "a@example.com"
+        assert access.authorization.startswith("Bearer ")
+        claims = json.loads(base64.urlsafe_b64decode(
+            access.authorization.split()[1].split(".")[1] + "=="))
+        assert abs(claims["iat"] - time.time()) < 5
+        assert server.sieve_capability == "https://cyrusimap.org/ns/jmap/sieve"
+    finally:
+        await server.aclose()
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A 0700 directory, like pytest's tmp_path base: user cyrus cannot enter it."""
+    directory = Path(tempfile.mkdtemp(prefix="shipmail-private-", dir="/tmp"))
+    os.chmod(directory, 0o700)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_untraversable_parent_is_found(private_dir: Path) -> None:
+    assert untraversable_parent(private_dir / "cyrus") == private_dir
+    os.chmod(private_dir, 0o755)
+    assert untraversable_parent(private_dir / "cyrus") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/lib/cyrus/bin/master").exists(),
+                    reason="needs root and the Cyrus packages")
+def test_prepare_refuses_an_untraversable_directory(private_dir: Path) -> None:
+    instance = CyrusInstance(private_dir / "cyrus", jmap_port=1, lmtp_port=2, imap_port=3,
+                             outbox_dir=private_dir / "outbox")
+    with pytest.raises(CyrusSetupError, match=str(private_dir)):
+        instance.prepare()
+    with pytest.raises(CyrusSetupError, match="prepare"):
+        instance.start()
+
+
+def test_paths_with_spaces_are_refused() -> None:
+    with pytest.raises(CyrusSetupError):
+        CyrusInstance(Path("/tmp/a b"), jmap_port=1, lmtp_port=2, imap_port=3,
+                      outbox_dir=Path("/tmp/o"))
+
+
+def test_syslog_window_catches_lines_and_cleans_up(private_dir: Path) -> None:
+    path = private_dir / "log"
+    with SyslogWindow(path) as window:
+        assert window.active and path.is_socket()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"<18>Nov 21 00:00:00 master[1]: cannot find executable", str(path))
+            sender.sendto(b"<21>second line\n", str(path))
+        deadline = time.monotonic() + 2
+        while len(window.lines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert window.lines() == ["Nov 21 00:00:00 master[1]: cannot find executable",
+                                  "second line"]
+    assert not path.exists()
+
+
+def test_syslog_window_leaves_an_existing_listener_alone(private_dir: Path) -> None:
+    path = private_dir / "log"
+    path.write_text("someone else's")
+    with SyslogWindow(path) as window:
+        assert not window.active and window.lines() == []
+    assert path.read_text() == "someone else's"
