@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -109,8 +111,14 @@ def create_app(
     *,
     mail_server: MailServer | None = None,
     mail_server_factory: Callable[[Settings], MailServer] | None = None,
+    jmap_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
-    """The API application for ``settings`` (default: from the environment)."""
+    """The API application for ``settings`` (default: from the environment).
+
+    ``mail_server`` (or ``mail_server_factory``, called in the lifespan) replaces the Cyrus
+    instance under the data dir; ``jmap_transport`` carries the JMAP traffic (unit tests give an
+    ``httpx.MockTransport``).
+    """
     settings = settings or Settings.from_env()
     limits = RateLimits(
         settings.ratelimit_storage, {Tier.READ: settings.ratelimit_read, Tier.WRITE: settings.ratelimit_write}
@@ -127,7 +135,10 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         db = Database(settings.database_url)
         mail = mail_server or (mail_server_factory or default_mail_server)(settings)
-        jmap = JmapClient(mail, timeout=settings.jmap_timeout)
+        http = None
+        if jmap_transport is not None:
+            http = httpx.AsyncClient(transport=jmap_transport, timeout=settings.jmap_timeout)
+        jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
         app.state.services = Services(
             settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key)
         )

@@ -51,12 +51,30 @@ def _components(operations: Sequence[Operation]) -> dict[str, Any]:
     return defs
 
 
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without pydantic's ``null`` branch (``X | None = None``).
+
+    A query string has no null: an optional parameter is simply left out, so ``anyOf: [S, null]``
+    with ``default: null`` becomes ``S``.
+    """
+    branches = prop.get("anyOf")
+    if not isinstance(branches, list):
+        return prop
+    others = [b for b in branches if b != {"type": "null"}]
+    if len(others) != 1 or len(others) == len(branches):
+        return prop
+    out = {k: v for k, v in prop.items() if k != "anyOf"}
+    if out.get("default", 0) is None:
+        del out["default"]
+    return {**others[0], **out}
+
+
 def _query_parameters(model: type[pydantic.BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     required = set(schema.get("required", []))
     params = []
     for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+        prop = _not_null(dict(prop))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 from shipmail.mailserver.base import (
     AccountExists,
     AccountNotFound,
@@ -57,3 +62,37 @@ class FakeMailServer:
 
     async def aclose(self) -> None:
         return None
+
+
+class FakeJmap:
+    """An ``httpx.MockTransport`` handler answering the JMAP session and Mailbox/get (RFC 8620/8621)
+    for any account of :class:`FakeMailServer` (unit tests only)."""
+
+    ROLES = ("inbox", "drafts", "sent", "trash", "junk", "archive")
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def __call__(self, request: "httpx.Request") -> "httpx.Response":
+        import json
+
+        import httpx
+
+        self.requests += 1
+        if request.method == "GET" and request.url.path == "/jmap/":
+            return httpx.Response(200, json={
+                "apiUrl": "/jmap/", "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+                "uploadUrl": "/jmap/upload/{accountId}/", "state": "s1",
+                "capabilities": {"urn:ietf:params:jmap:core": {}, "urn:ietf:params:jmap:mail": {}},
+                "accounts": {}, "primaryAccounts": {},
+            })
+        body = json.loads(request.content)
+        responses = []
+        for name, args, call_id in body["methodCalls"]:
+            if name == "Mailbox/get":
+                listed = [{"id": f"M{role}", "role": role} for role in self.ROLES]
+                responses.append([name, {"accountId": args["accountId"], "state": "1", "list": listed,
+                                         "notFound": []}, call_id])
+            else:
+                responses.append(["error", {"type": "unknownMethod"}, call_id])
+        return httpx.Response(200, json={"methodResponses": responses, "sessionState": "s1"})

@@ -13,6 +13,7 @@ Consistency across the two stores:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -123,9 +124,14 @@ async def create(
             raise _unavailable(exc) from None
 
         try:
+            from shipmail.services.accounts import fetch_system_folders
+
+            mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
+            session.add(mailbox)
             await session.commit()
         except BaseException:
-            logger.warning("database write failed after provisioning %s; removing the account", mailbox.id)
+            logger.warning("set-up failed after provisioning %s; removing the account", mailbox.id)
+            svc.jmap.forget(address)
             try:
                 await svc.mail.deprovision(address)
             except Exception:
@@ -189,6 +195,7 @@ async def delete(svc: Services, organization_id: str, mailbox_id: str) -> None:
             logger.info("account of %s was already gone", mailbox.id)
         except MailServerUnavailable as exc:
             raise _unavailable(exc) from None
+        svc.jmap.forget(mailbox.address)
         await session.commit()
 
 

@@ -54,7 +54,11 @@ def mail() -> FakeMailServer:
 
 @pytest.fixture
 def client(settings: Settings, mail: FakeMailServer) -> Iterator[TestClient]:
-    app = create_app(settings, mail_server=mail)  # type: ignore[arg-type]
+    import httpx
+
+    from tests.fakes import FakeJmap
+
+    app = create_app(settings, mail_server=mail, jmap_transport=httpx.MockTransport(FakeJmap()))  # type: ignore[arg-type]
     with TestClient(app, base_url="http://testserver") as c:
         yield c
 

@@ -64,6 +64,9 @@ def test_generate_password(client: TestClient, key: str, domain: dict[str, Any],
     assert r.status_code == 201, r.text
     (row,) = _rows(settings)
     assert row.password_hash.startswith("$argon2id$")
+    import json
+
+    assert set(json.loads(row.folder_ids or "{}")) == {"inbox", "drafts", "sent", "trash", "junk", "archive"}
 
 
 @pytest.mark.parametrize(
