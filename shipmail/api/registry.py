@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from shipmail.api import domains, mailboxes, status
+from shipmail.api import attachments, domains, folders, identities, inbox, mailboxes, sandbox, status
 from shipmail.api.routing import Operation
 
-OPERATIONS: list[Operation] = [*status.operations, *domains.operations, *mailboxes.operations]
+OPERATIONS: list[Operation] = [
+    *status.operations,
+    *domains.operations,
+    *mailboxes.operations,
+    *folders.operations,
+    *identities.operations,
+    *inbox.operations,
+    *attachments.operations,
+    *sandbox.operations,
+]
