@@ -30,6 +30,13 @@ from shipmail.db.migrate import upgrade
 T = TypeVar("T")
 
 
+def _settings() -> Settings:
+    """The environment's settings, with the database migrated (every command may be the first)."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    return settings
+
+
 def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     async def go() -> T:
         db = Database(settings.database_url)
@@ -74,8 +81,7 @@ def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_
         parsed = parse_scopes(scopes or ("*",))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scope") from None
-    settings = Settings.from_env()
-    upgrade(settings.database_url)
+    settings = _settings()
     expires = datetime.now(timezone.utc) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def go(session: Any) -> Any:
@@ -99,7 +105,7 @@ def keys_list(org: str) -> None:
     from shipmail.db.models import Organization
     from shipmail.services import keys as key_service
 
-    settings = Settings.from_env()
+    settings = _settings()
 
     async def go(session: Any) -> Any:
         org_row = (await session.exec(select(Organization).where(col(Organization.name) == org))).first()
@@ -120,7 +126,7 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id (``key_...``)."""
     from shipmail.services import keys as key_service
 
-    settings = Settings.from_env()
+    settings = _settings()
     record = _run(settings, lambda s: key_service.revoke_key(s, key_id))
     if record is None:
         raise click.ClickException(f"no key with id {key_id!r}")
@@ -138,7 +144,7 @@ def domains_verify(name: str) -> None:
     """Mark a domain verified (operator override until DNS verification exists)."""
     from shipmail.services import domains as domain_service
 
-    settings = Settings.from_env()
+    settings = _settings()
     try:
         domain = _run(settings, lambda s: domain_service.mark_verified(s, name))
     except ValueError as exc:
@@ -191,18 +197,10 @@ def serve(workers: int) -> None:
         )
         if workers > 1 and settings.ratelimit_storage.startswith("memory"):
             log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
-        config = uvicorn.Config(
+        uvicorn.run(
             "shipmail.app:create_app", factory=True, host=settings.host, port=settings.port,
             workers=workers, log_level="info", proxy_headers=False, server_header=False,
         )
-        server = uvicorn.Server(config)
-        if workers > 1:
-            from uvicorn.supervisors import Multiprocess
-
-            sock = config.bind_socket()
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
-        else:
-            server.run()
     finally:
         log.info("stopping")
         authd.stop()

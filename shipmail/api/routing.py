@@ -28,8 +28,9 @@ from shipmail.ratelimit import Tier
 
 logger = logging.getLogger("shipmail.api")
 
-B = TypeVar("B", bound=pydantic.BaseModel)
-Q = TypeVar("Q", bound=pydantic.BaseModel)
+B = TypeVar("B")
+Q = TypeVar("Q")
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 @dataclass
@@ -164,7 +165,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_body(request: Request, model: type[B], limit: int) -> B:
+async def _parse_body(request: Request, model: type[M], limit: int) -> M:
     raw = await _read_body(request, limit)
     if not raw.strip():
         raise ValidationFailed(
@@ -183,7 +184,7 @@ async def _parse_body(request: Request, model: type[B], limit: int) -> B:
         raise ValidationFailed("Invalid request body.", details=validation_details(exc)) from None
 
 
-def _parse_query(request: Request, model: type[Q]) -> Q:
+def _parse_query(request: Request, model: type[M]) -> M:
     values: dict[str, Any] = {}
     for key in request.query_params.keys():
         items = request.query_params.getlist(key)

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail.db.models import UTCDateTime
+
 T = TypeVar("T", bound=SQLModel)
 
 
@@ -39,7 +41,7 @@ async def page(
     ident = col(model.id)  # type: ignore[attr-defined]
     stmt = select(model).where(*where)
     if after is not None:
-        stmt = stmt.where(sa.tuple_(created, ident) > sa.tuple_(sa.literal(after[0], created.type), after[1]))
+        stmt = stmt.where(sa.tuple_(created, ident) > sa.tuple_(sa.literal(after[0], UTCDateTime()), after[1]))
     stmt = stmt.order_by(created, ident).limit(limit + 1)
     rows = list((await session.exec(stmt)).all())
     return rows[:limit], len(rows) > limit

@@ -35,7 +35,7 @@ URN_CORE = jmap_constants.JMAP_URN_CORE
 URN_MAIL = jmap_constants.JMAP_URN_MAIL
 
 
-class RawCall(Method):  # type: ignore[misc]
+class RawCall(Method):
     """A method call jmapc has no class for: ``name`` (``Type/method``), ``arguments``, ``using``.
 
     It goes through ``APIRequest.from_calls`` like jmapc's own methods, so call ids stay jmapc's
@@ -46,7 +46,8 @@ class RawCall(Method):  # type: ignore[misc]
     def __init__(self, name: str, arguments: dict[str, Any], using: Sequence[str] = (URN_MAIL,)) -> None:
         self.jmap_method = name
         self.arguments = arguments
-        self.using = set(using)
+        # jmapc reads ``method.using`` (a ClassVar on its classes); this call's own set shadows it.
+        self.__dict__["using"] = set(using)
 
     def to_dict(self, *args: Any, account_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         data = dict(self.arguments)
@@ -97,7 +98,8 @@ class Results:
         cls = Response.response_types.get(name)
         if cls is None:
             raise ShipmailError(f"no jmapc response class for {name}")
-        decoded: Response = cls.from_dict(args)
+        decoded = cls.from_dict(args)
+        assert isinstance(decoded, Response)
         return decoded
 
 
@@ -208,7 +210,7 @@ class JmapClient:
         state = str(data.get("sessionState", ""))
         if state and state != session.state:
             self._sessions.pop(address, None)
-        return Results(responses=[tuple(r) for r in data.get("methodResponses", [])], session_state=state)  # type: ignore[misc]
+        return Results(responses=[tuple(r) for r in data.get("methodResponses", [])], session_state=state)
 
     # ----------------------------------------------------------------- blobs
 
