@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -182,6 +183,9 @@ def serve(workers: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")
+    # uvicorn handles SIGTERM, then restores the previous handler and re-sends the signal: make that
+    # previous handler an exit that unwinds, so the finally block below stops Cyrus and authd.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     settings = Settings.from_env()
     upgrade(settings.database_url)
     instance = CyrusInstance.from_settings(settings)

@@ -52,7 +52,9 @@ def create_sync_engine(url: str) -> Engine:
 
 def create_async_db_engine(url: str) -> AsyncEngine:
     """A pooled async engine for the API."""
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
+    is_sqlite = make_url(url).drivername.startswith("sqlite")
+    # A local SQLite file needs no liveness ping per checkout; a network database does.
+    engine = create_async_engine(async_url(url), pool_pre_ping=not is_sqlite)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

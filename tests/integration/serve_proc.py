@@ -1,0 +1,223 @@
+"""Run the real ``shipmail serve`` command as a subprocess, for end-to-end tests.
+
+:class:`ServeProcess` owns one fresh data directory (``mkdtemp`` under /tmp, mode 0755: user
+cyrus must traverse it) and four free ports. ``start()`` launches ``.venv/bin/shipmail serve`` in a
+new session (its own process group) and waits for ``GET /v1/status`` to answer 200; ``stop()``
+sends SIGTERM to the command and waits for it; ``cli()`` runs another ``shipmail`` command with
+the same environment. ``close()`` (always call it, e.g. from a fixture's teardown) kills whatever
+is left, including a daemonised Cyrus master (found by the data directory in its command line),
+and removes the directory.
+
+Used by test_serve.py and test_sdk.py; scripts/bench has its own copy of the few lines it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.integration.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPMAIL = REPO / ".venv" / "bin" / "shipmail"
+CORPUS = REPO.parent / "shared" / "corpus" / "mail-fixtures"
+
+
+def distinct_free_ports(n: int) -> list[int]:
+    """``n`` different ports free on 127.0.0.1 right now."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listening socket could bind ``host:port`` now (SO_REUSEADDR, as servers do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _argv(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
+    except OSError:
+        return None
+    if not raw or state[:1] in (["Z"], ["X"]):
+        return None
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+class ServeProcess:
+    """One ``shipmail serve`` data directory; the command can be started and stopped repeatedly."""
+
+    def __init__(self, prefix: str = "shipmail-serve-", extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        os.chmod(self.data_dir, 0o755)
+        self.port, self.jmap_port, self.lmtp_port, self.imap_port = distinct_free_ports(4)
+        self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMAIL_")}
+        env.update({
+            "SHIPMAIL_DATA_DIR": str(self.data_dir),
+            "SHIPMAIL_PORT": str(self.port),
+            "SHIPMAIL_JMAP_PORT": str(self.jmap_port),
+            "SHIPMAIL_LMTP_PORT": str(self.lmtp_port),
+            "SHIPMAIL_IMAP_PORT": str(self.imap_port),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra_env or {})
+        self.env = env
+
+    # ----------------------------------------------------------------- addresses
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"api": self.port, "jmap": self.jmap_port, "lmtp": self.lmtp_port, "imap": self.imap_port}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Run ``shipmail serve`` and wait until ``GET /v1/status`` answers 200."""
+        assert self.proc is None or self.proc.poll() is not None, "serve is already running"
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== shipmail serve ({time.strftime('%H:%M:%S')}) =====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [str(SHIPMAIL), "serve"], env=self.env, cwd=str(REPO), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"shipmail serve exited with {self.proc.returncode} while starting\n{self.output()}"
+                    )
+                try:
+                    r = http.get(f"{self.base_url}/v1/status")
+                    if r.status_code == 200:
+                        return
+                    last = f"{r.status_code} {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last = repr(exc)
+                time.sleep(0.1)
+        raise AssertionError(f"GET /v1/status not 200 within {timeout} s ({last})\n{self.output()}")
+
+    def stop(self, timeout: float = 15.0) -> tuple[int | None, float]:
+        """SIGTERM the command (only it, as a service manager would) and wait up to ``timeout``.
+
+        Returns (exit status or None if it did not exit, seconds taken).
+        """
+        assert self.proc is not None
+        began = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - began
+
+    def instance_processes(self) -> list[tuple[int, str]]:
+        """Live processes (other than this one) whose command line mentions the data directory."""
+        needle = str(self.data_dir)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            argv = _argv(int(entry.name))
+            if argv and any(needle in arg for arg in argv):
+                found.append((int(entry.name), " ".join(argv)))
+        return found
+
+    def kill(self) -> None:
+        """End everything this object started: the command's process group, then any process of
+        its Cyrus instance (master daemonises into its own session), each by pid."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        for _ in range(3):
+            left = self.instance_processes()
+            if not left:
+                return
+            for pid, _cmd in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log_path.unlink(missing_ok=True)
+
+    def output(self, tail: int = 200) -> str:
+        """The last ``tail`` lines the command printed (all runs)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no output)"
+        return "----- shipmail serve output -----\n" + "\n".join(lines[-tail:])
+
+    # ----------------------------------------------------------------- the operator CLI
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``shipmail ARGS`` with the same environment."""
+        result = subprocess.run(
+            [str(SHIPMAIL), *args], env=self.env, cwd=str(REPO), capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"shipmail {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def create_key(self, org: str = "acme", *scopes: str) -> str:
+        """``shipmail keys create``; the key is the last line of stdout."""
+        args = ["keys", "create", "--org", org, "--name", "e2e"]
+        for scope in scopes:
+            args += ["--scope", scope]
+        key = self.cli(*args).stdout.strip().splitlines()[-1]
+        assert key.startswith("sm_live_"), key
+        return key
+
+    def verify_domain(self, name: str) -> None:
+        out = self.cli("domains", "verify", name).stdout
+        assert "is verified" in out, out
+
+
+@contextlib.contextmanager
+def serve_running(prefix: str = "shipmail-serve-") -> Iterator[ServeProcess]:
+    """A started :class:`ServeProcess`; everything is killed and removed afterwards. The command's
+    output is printed at teardown (pytest shows it when the test fails)."""
+    serve = ServeProcess(prefix)
+    try:
+        serve.start()
+        yield serve
+    finally:
+        print(serve.output())
+        serve.close()
