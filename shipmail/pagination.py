@@ -45,7 +45,7 @@ class CursorCodec:
             "Invalid cursor: send the next_cursor of the same list with the same filters, unchanged.",
             details=[{"field": "cursor", "code": "invalid_cursor", "message": "invalid cursor"}],
         )
-        if len(cursor) > 2048 or cursor.count(".") != 1:
+        if len(cursor) > 2048 or not cursor.isascii() or cursor.count(".") != 1:
             raise bad
         body, sig = cursor.split(".")
         try:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from shipmail.auth.bearer import Principal
 from shipmail.auth.scopes import Scope
-from shipmail.errors import InternalError, PayloadTooLarge, ShipmailError, ValidationFailed
+from shipmail.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
 from shipmail.ratelimit import Tier
 
 logger = logging.getLogger("shipmail.api")
@@ -178,10 +178,34 @@ async def _parse_body(request: Request, model: type[M], limit: int) -> M:
             "Request body is not valid JSON.",
             details=[{"field": "body", "code": "json_invalid", "message": str(exc).split(":")[0]}],
         ) from None
+    except RecursionError:
+        raise ValidationFailed(
+            "Request body is nested too deeply.",
+            details=[{"field": "body", "code": "json_invalid", "message": "nested too deeply"}],
+        ) from None
+    _refuse_nul(data, "")
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ValidationFailed("Invalid request body.", details=validation_details(exc)) from None
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """422 for a NUL character anywhere in ``value``: no field of the API can hold one (and
+    PostgreSQL text cannot store it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed(
+                "NUL characters are not allowed.",
+                details=[{"field": where or "body", "code": "nul_character", "message": "contains a NUL character"}],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where or "body")
+            _refuse_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
 
 
 def _parse_query(request: Request, model: type[M]) -> M:
@@ -189,6 +213,7 @@ def _parse_query(request: Request, model: type[M]) -> M:
     for key in request.query_params.keys():
         items = request.query_params.getlist(key)
         values[key] = items if len(items) > 1 else items[0]
+    _refuse_nul(values, "")
     try:
         return model.model_validate(values)
     except pydantic.ValidationError as exc:
@@ -204,6 +229,9 @@ def render(model: pydantic.BaseModel | None, status_code: int) -> Response:
 
 def _endpoint(op: Operation, max_body: int) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
+        for name, value in request.path_params.items():
+            if "\x00" in str(value):
+                raise NotFound(f"No object with {name} {str(value)!r}.")
         body: Any = None
         if op.body is not None:
             body = await _parse_body(request, op.body, max_body)

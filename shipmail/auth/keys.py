@@ -14,7 +14,7 @@ import string
 
 KEY_PREFIX = "sm_live_"
 _ALNUM = string.ascii_letters + string.digits
-_KEY_RE = re.compile(r"^sm_(live|test)_[A-Za-z0-9]{20,128}$")
+_KEY_RE = re.compile(r"sm_(live|test)_[A-Za-z0-9]{20,128}")
 DISPLAY_PREFIX_LENGTH = 12
 
 
@@ -25,7 +25,7 @@ def generate_key() -> str:
 
 def looks_like_key(value: str) -> bool:
     """Whether ``value`` has the shape of a key (checked before any database lookup)."""
-    return bool(_KEY_RE.match(value))
+    return bool(_KEY_RE.fullmatch(value))
 
 
 def key_digest(secret: bytes, key: str) -> str:

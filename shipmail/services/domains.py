@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import idna
 import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,15 +25,20 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 def normalize_domain_name(name: str) -> str:
     """The ASCII (IDNA) lower-case form of ``name``; ValueError with the reason if invalid."""
-    value = name.strip().rstrip(".").lower()
+    value = name.strip()
+    if value.endswith("."):
+        value = value[:-1]  # one trailing dot: the fully qualified form
     if not value:
         raise ValueError("must not be empty")
     try:
-        ascii_name = value.encode("idna").decode("ascii")
-    except UnicodeError:
+        # IDNA 2008 with UTS 46 mapping, non-transitional (what registries and browsers use).
+        ascii_name = idna.encode(value, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise ValueError("is not a valid domain name") from None
     labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or len(labels) < 2:
+    if len(ascii_name) > 253:
+        raise ValueError("must be at most 253 characters long")
+    if len(labels) < 2:
         raise ValueError("must be a fully qualified domain name such as example.com")
     if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise ValueError("is not a valid domain name")
