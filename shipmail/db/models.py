@@ -98,6 +98,7 @@ class Mailbox(SQLModel, table=True):
     spam_filter_threshold: int = Field(default=5)
     auto_reply: str | None = Field(default=None)  # JSON of the auto-reply settings
     folder_ids: str | None = Field(default=None)  # JSON {JMAP role: Mailbox id} of the system folders
+    rules: str | None = Field(default=None)  # JSON list of the inbox rules (PUT /rules), source of truth
     suspended_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
