@@ -240,3 +240,26 @@ class JmapClient:
             raise ServiceUnavailable("The mail server did not answer in time; retry shortly.") from None
         except httpx.HTTPError:
             raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
+
+    async def upload(self, address: str, data: bytes, content_type: str) -> str:
+        """Upload ``data`` as a blob of ``address``'s account (RFC 8620 section 6.1); its blobId.
+
+        The session's ``uploadUrl`` with ``{accountId}`` filled in; ``content_type`` is sent as
+        ``Content-Type``. A refusal (4xx, e.g. over ``maxSizeUpload``) raises the mapped API error
+        (413 ``tooLarge`` -> 422); transport failures and 5xx raise ServiceUnavailable.
+        """
+        session = await self.session(address)
+        url = session.upload_url.replace("{accountId}", quote(session.account_id, safe=""))
+        response = await self._send("POST", url, address, content=data, headers={"Content-Type": content_type})
+        if response.status_code in (200, 201):
+            try:
+                blob_id = response.json()["blobId"]
+            except (ValueError, KeyError, TypeError):
+                raise ServiceUnavailable("The mail server answered the upload without a blobId.") from None
+            return str(blob_id)
+        logger.warning("JMAP upload answered %d", response.status_code)
+        if response.status_code == 413:
+            raise from_jmap({"type": "tooLarge", "description": "upload exceeds the server's maxSizeUpload"}, what="upload")
+        if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 429):
+            raise from_jmap({"type": "invalidArguments", "description": f"upload refused ({response.status_code})"}, what="upload")
+        raise ServiceUnavailable("The mail server could not store the upload; retry shortly.")

@@ -6,6 +6,7 @@ Exception tree::
      +-- MailServerUnavailable       it cannot be reached or timed out (-> 503)
      +-- AccountExists               provisioning an address that already has an account
      +-- AccountNotFound             acting on an address that has no account
+     +-- DeliveryRefused             the server refused a delivery for some recipients
 
 Addresses are full, lower-case ``local@domain`` strings. Passwords never pass through this
 interface: the mail server checks logins against our database (see :mod:`shipmail.mailserver.authd`).
@@ -13,7 +14,7 @@ interface: the mail server checks logins against our database (see :mod:`shipmai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 #: The special-use folders every new account gets: (folder name, JMAP role, IMAP special-use flag).
@@ -42,6 +43,26 @@ class AccountNotFound(MailServerError):
     """No account exists for this address on the mail server."""
 
 
+class DeliveryRefused(MailServerError):
+    """The server refused the message for some (or all) recipients.
+
+    ``refused`` maps each refused recipient to the server's ``(code, message)`` reply (an
+    SMTP/LMTP reply code: 4xx temporary, 5xx permanent). LMTP delivers per recipient (RFC 2033
+    section 4.2), so recipients listed in ``delivered`` DID receive the message.
+    """
+
+    def __init__(self, refused: dict[str, tuple[int, str]], delivered: list[str] | None = None) -> None:
+        self.refused = dict(refused)
+        self.delivered = list(delivered or [])
+        summary = ", ".join(f"{rcpt}: {code} {text}" for rcpt, (code, text) in self.refused.items())
+        super().__init__(f"delivery refused ({summary})")
+
+    @property
+    def temporary(self) -> bool:
+        """Whether every refusal is temporary (4xx: retrying may succeed)."""
+        return all(400 <= code < 500 for code, _ in self.refused.values())
+
+
 @dataclass(frozen=True)
 class JmapAccess:
     """How to act on one account over JMAP (RFC 8620).
@@ -54,6 +75,30 @@ class JmapAccess:
     session_url: str
     authorization: str
     account_id: str
+
+
+@dataclass(frozen=True)
+class SieveTest:
+    """A server-specific Sieve test with one string argument: ``<name> "<argument>"``, usable
+    after ``require "<extension>"`` (e.g. Cyrus's ``jmapquery``)."""
+
+    name: str
+    extension: str
+    argument: str
+
+
+@dataclass(frozen=True)
+class DeliverySieve:
+    """What a server needs in the Sieve script it runs on every delivery to a mailbox.
+
+    ``has_attachment``: a test that is true for a message with attachments, used to set the JMAP
+    keyword ``$HasAttachment`` (RFC 8621 section 4.1.1) at delivery; None when the server sets
+    that keyword itself. ``requires``: extensions every script must declare besides the ones
+    its commands need.
+    """
+
+    has_attachment: SieveTest | None = None
+    requires: tuple[str, ...] = field(default_factory=tuple)
 
 
 class MailServer(Protocol):
@@ -96,6 +141,20 @@ class MailServer(Protocol):
 
     def jmap_access(self, address: str) -> JmapAccess:
         """Credentials to act for ``address`` over JMAP without its password."""
+        ...
+
+    async def deliver(self, recipients: list[str], message: bytes, sender: str) -> None:
+        """Deliver ``message`` (RFC 5322 bytes) to local ``recipients`` as inbound mail, with the
+        envelope sender ``sender`` (``""`` for the null sender): the same path as mail from the
+        internet (LMTP, RFC 2033, for Cyrus), so each mailbox's delivery script runs.
+
+        Raises :class:`DeliveryRefused` when the server refuses some recipients (the others got
+        the message) and :class:`MailServerUnavailable` when it cannot be reached or times out.
+        """
+        ...
+
+    def delivery_sieve(self) -> DeliverySieve:
+        """What this server needs in every mailbox's delivery script (see :class:`DeliverySieve`)."""
         ...
 
     async def ping(self) -> bool:

@@ -9,16 +9,27 @@
   ``http://host:jmap_port/jmap/`` and the account id is the address itself.
 * Passwords: Cyrus checks logins through :mod:`shipmail.mailserver.authd` against our database,
   so :meth:`CyrusMailServer.set_password` has nothing to do.
+* Delivery: LMTP (RFC 2033) to ``lmtp_host:lmtp_port`` (``lmtpd -a``, 127.0.0.1 only) with
+  :mod:`smtplib` in a worker thread; connecting and the dialogue up to DATA are bounded by
+  ``timeout``, the message transfer and the per-recipient replies by ``lmtp_timeout``. Cyrus
+  silently drops a second delivery of the same Message-ID to the same mailbox (duplicate
+  suppression: the reply is still 250).
+* Delivery-time Sieve: Cyrus sets ``$HasAttachment`` only for Email/set and Email/import, so the
+  delivery script sets it with the ``vnd.cyrus.jmapquery`` test ``{"hasAttachment":true}``
+  (:meth:`CyrusMailServer.delivery_sieve`).
 
 Errors follow :mod:`.base`: ``MailServerUnavailable`` (connection refused, timeout, lost
-connection), ``AccountExists``, ``AccountNotFound``, ``MailServerError``; ``ValueError`` for an
-address Cyrus cannot hold (:func:`.cyrus_admin.split_address`).
+connection), ``AccountExists``, ``AccountNotFound``, ``DeliveryRefused``, ``MailServerError``;
+``ValueError`` for an address Cyrus cannot hold (:func:`.cyrus_admin.split_address`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
+import smtplib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -28,7 +39,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from . import cyrus_admin
-from .base import JmapAccess
+from .base import DeliveryRefused, DeliverySieve, JmapAccess, MailServerUnavailable, SieveTest
 
 if TYPE_CHECKING:
     import imaplib
@@ -43,9 +54,78 @@ T = TypeVar("T")
 def make_jwt(secret: bytes, address: str, now: float | None = None) -> str:
     """A compact HS256 JWT Cyrus accepts for ``address``: header ``{"typ": "JWT", "alg":
     "HS256"}``, payload exactly ``{"sub": address, "iat": int(now)}`` (now: unix seconds)."""
-    issued = int(time.time() if now is None else now)
+    # Cyrus 3.6 refuses an iat it sees as in the future, which a token made early in a second can
+    # be (measured: 2 in 600); one second back keeps it well inside http_jwt_max_age.
+    issued = int(time.time() if now is None else now) - 1
     return jwt.encode({"alg": "HS256", "typ": "JWT"}, {"sub": address, "iat": issued},
                       OctKey.import_key(secret))
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def lmtp_deliver(
+    host: str, port: int, recipients: list[str], message: bytes, sender: str,
+    *, timeout: float, data_timeout: float,
+) -> None:
+    """One LMTP transaction (RFC 2033), blocking: LHLO, MAIL, one RCPT per recipient, DATA and
+    then one reply per accepted recipient (smtplib's ``sendmail`` reads only the first).
+
+    Bare LF line ends become CRLF. Raises :class:`DeliveryRefused` (per-recipient refusals; the
+    others were delivered) or :class:`MailServerUnavailable` (connection, greeting, timeout).
+    """
+    data = _BARE_LF.sub(b"\r\n", message)
+    clean = False
+    try:
+        lmtp = smtplib.LMTP(host, port, timeout=timeout)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise MailServerUnavailable(f"LMTP connect failed: {type(exc).__name__}") from exc
+    try:
+        code, reply = lmtp.ehlo()  # LHLO for smtplib.LMTP
+        if code != 250:
+            raise MailServerUnavailable(f"LMTP LHLO answered {code}")
+        clean = True  # from here on a refusal leaves the dialogue in order: QUIT politely
+        code, reply = lmtp.mail(sender)
+        if code != 250:
+            text = reply.decode("utf-8", "replace")
+            raise DeliveryRefused({r: (code, text) for r in recipients})
+        accepted: list[str] = []
+        refused: dict[str, tuple[int, str]] = {}
+        for rcpt in recipients:
+            code, reply = lmtp.rcpt(rcpt)
+            if code in (250, 251):
+                accepted.append(rcpt)
+            else:
+                refused[rcpt] = (code, reply.decode("utf-8", "replace"))
+        if not accepted:
+            raise DeliveryRefused(refused)
+        if lmtp.sock is not None:
+            lmtp.sock.settimeout(data_timeout)
+        try:
+            code, reply = lmtp.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
+            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            refused.update({r: (exc.smtp_code, text) for r in accepted})
+            raise DeliveryRefused(refused) from None
+        replies = [(code, reply)] + [lmtp.getreply() for _ in accepted[1:]]
+        delivered = []
+        for rcpt, (code, reply) in zip(accepted, replies):
+            if code == 250:
+                delivered.append(rcpt)
+            else:
+                refused[rcpt] = (code, reply.decode("utf-8", "replace"))
+        if refused:
+            raise DeliveryRefused(refused, delivered)
+    except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException) as exc:
+        clean = False
+        raise MailServerUnavailable(f"LMTP failed: {type(exc).__name__}") from exc
+    finally:
+        try:
+            if clean:
+                lmtp.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        lmtp.close()
 
 
 class CyrusMailServer:
@@ -53,6 +133,9 @@ class CyrusMailServer:
 
     ``host`` is where Cyrus's IMAP and HTTP services listen; ``timeout`` (seconds) bounds each
     network step. ``jwt_secret`` is the raw HS256 key (:attr:`CyrusInstance.jwt_secret`).
+    ``lmtp_port`` (on ``lmtp_host``, default 127.0.0.1) is where :meth:`deliver` speaks LMTP
+    (None: delivery raises MailServerUnavailable); ``lmtp_timeout`` (seconds) bounds the message
+    transfer and Cyrus's replies to it.
     """
 
     #: Cyrus 3.6 offers Sieve over JMAP under its own URN (RFC 9661's is urn:ietf:params:jmap:sieve).
@@ -68,6 +151,9 @@ class CyrusMailServer:
         admin_password: str,
         jwt_secret: bytes,
         timeout: float = 2.0,
+        lmtp_port: int | None = None,
+        lmtp_host: str = "127.0.0.1",
+        lmtp_timeout: float = 30.0,
     ) -> None:
         self._admin = cyrus_admin.AdminConnection(host, imap_port, admin_user, admin_password,
                                                   timeout)
@@ -76,6 +162,9 @@ class CyrusMailServer:
         url_host = f"[{host}]" if ":" in host else host
         self.session_url = f"http://{url_host}:{jmap_port}/jmap/"
         self._http = httpx.AsyncClient(timeout=timeout)
+        self._lmtp_host = lmtp_host
+        self._lmtp_port = lmtp_port
+        self._lmtp_timeout = lmtp_timeout
 
     @classmethod
     def from_instance(cls, instance: CyrusInstance, timeout: float = 2.0) -> CyrusMailServer:
@@ -88,6 +177,7 @@ class CyrusMailServer:
             admin_password=instance.admin_password,
             jwt_secret=instance.jwt_secret,
             timeout=timeout,
+            lmtp_port=instance.lmtp_port,
         )
 
     def __repr__(self) -> str:
@@ -129,6 +219,26 @@ class CyrusMailServer:
         token = make_jwt(self._jwt_secret, address)
         return JmapAccess(session_url=self.session_url, authorization=f"Bearer {token}",
                           account_id=address)
+
+    async def deliver(self, recipients: list[str], message: bytes, sender: str) -> None:
+        """Deliver ``message`` over LMTP to ``recipients`` (see base and :func:`lmtp_deliver`)."""
+        if not recipients:
+            return
+        if self._lmtp_port is None:
+            raise MailServerUnavailable("no LMTP port configured")
+        host, port = self._lmtp_host, self._lmtp_port
+        await asyncio.to_thread(
+            lmtp_deliver, host, port, list(recipients), message, sender,
+            timeout=self._timeout, data_timeout=max(self._timeout, self._lmtp_timeout),
+        )
+
+    def delivery_sieve(self) -> DeliverySieve:
+        """Cyrus's delivery-script needs: ``$HasAttachment`` through ``jmapquery`` (Cyrus sets the
+        keyword only on Email/set and Email/import, not on LMTP delivery)."""
+        return DeliverySieve(has_attachment=SieveTest(
+            name="jmapquery", extension="vnd.cyrus.jmapquery",
+            argument=json.dumps({"hasAttachment": True}, separators=(",", ":")),
+        ))
 
     async def ping(self) -> bool:
         """True when ``GET /jmap/`` answers 401 (or 200) within ``timeout``; never raises."""

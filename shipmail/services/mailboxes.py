@@ -127,6 +127,9 @@ async def create(
             from shipmail.services.accounts import fetch_system_folders
 
             mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
+            from shipmail.services import sieve_sync
+
+            await sieve_sync.install(svc, mailbox)
             session.add(mailbox)
             await session.commit()
         except BaseException:

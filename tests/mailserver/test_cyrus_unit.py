@@ -91,7 +91,7 @@ def test_jwt_has_exactly_sub_and_iat() -> None:
     header = json.loads(base64.urlsafe_b64decode(header_b64 + "=="))
     payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=="))
     assert header == {"alg": "HS256", "typ": "JWT"}
-    assert payload == {"sub": "a@example.com", "iat": 1_700_000_000}
+    assert payload == {"sub": "a@example.com", "iat": 1_700_000_000 - 1}  # backdated: see make_jwt
     assert jwt.decode(token, OctKey.import_key(secret)).claims == payload
 
 

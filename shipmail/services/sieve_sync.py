@@ -1,0 +1,98 @@
+"""Install a mailbox's delivery script on the mail server over JMAP (RFC 9661 / Cyrus).
+
+Source: the script from :func:`shipmail.sieve.compiler.build_script`; the server's Sieve
+capability from the JMAP session (``urn:ietf:params:jmap:sieve`` per RFC 9661, or Cyrus 3.6's
+``https://cyrusimap.org/ns/jmap/sieve``), else ``svc.mail.sieve_capability``.
+
+:func:`install` costs two JMAP HTTP requests:
+
+1. upload the script as a blob (RFC 8620 section 6.1, ``application/sieve``);
+2. one API request with three calls: ``SieveScript/get`` (the scripts present), ``SieveScript/set``
+   creating a script under a fresh name with ``onSuccessActivateScript`` (the server activates it
+   only once it has accepted it), and ``SieveScript/set`` destroying the scripts listed in step 1
+   (back-reference).
+
+Replacement is atomic from the server's point of view: a script the server rejects is never
+created, so the previously active script stays active (destroying an active script fails with
+``scriptIsActive``, which is ignored). Only the new script survives a successful install; leftovers
+of a failed one are removed by the next install.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from shipmail.db.models import Mailbox
+from shipmail.jmap.client import URN_CORE, RawCall, call_ids
+from shipmail.jmap.errors import from_jmap
+from shipmail.services.container import Services
+from shipmail.sieve.compiler import ScriptOptions, build_script
+
+logger = logging.getLogger("shipmail.services.sieve_sync")
+
+URN_SIEVE_RFC = "urn:ietf:params:jmap:sieve"
+URN_SIEVE_CYRUS = "https://cyrusimap.org/ns/jmap/sieve"
+
+#: Names of the scripts this service creates: ``shipmail-<unix ms>-<random>``.
+SCRIPT_PREFIX = "shipmail-"
+
+
+def options_for(svc: Services, row: Mailbox) -> ScriptOptions:
+    """What goes into ``row``'s script (today: only what the mail server needs)."""
+    return ScriptOptions(server=svc.mail.delivery_sieve())
+
+
+def sieve_capability(svc: Services, session_capabilities: dict[str, Any]) -> str:
+    """The Sieve capability URN to use: the mail server's own if the session offers it, else the
+    RFC 9661 or Cyrus URN the session offers, else the mail server's declared one."""
+    for urn in (svc.mail.sieve_capability, URN_SIEVE_RFC, URN_SIEVE_CYRUS):
+        if urn in session_capabilities:
+            return urn
+    return svc.mail.sieve_capability
+
+
+def new_script_name() -> str:
+    return f"{SCRIPT_PREFIX}{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+
+
+async def install(svc: Services, row: Mailbox) -> None:
+    """Build ``row``'s delivery script and make it the account's only, active script.
+
+    Errors: 503 ServiceUnavailable (mail server unreachable, timeout), the mapped JMAP error when
+    the server refuses the script (``invalidScript``/``invalidSieve`` -> 422, ``overQuota`` -> 403,
+    others 500). On any error the previously active script stays active.
+    """
+    script = build_script(options_for(svc, row))
+    address = row.address
+    session = await svc.jmap.session(address)
+    urn = sieve_capability(svc, session.capabilities)
+    blob_id = await svc.jmap.upload(address, script.encode("utf-8"), "application/sieve")
+    using = (URN_CORE, urn)
+    get = RawCall("SieveScript/get", {"ids": None, "properties": ["id", "name", "isActive"]}, using=using)
+    create = RawCall("SieveScript/set", {
+        "create": {"script": {"name": new_script_name(), "blobId": blob_id}},
+        "onSuccessActivateScript": "#script",
+    }, using=using)
+    cids = call_ids([get, create, create])
+    destroy = RawCall("SieveScript/set", {
+        "#destroy": {"resultOf": cids[0], "name": "SieveScript/get", "path": "/list/*/id"},
+    }, using=using)
+    results = await svc.jmap.call(address, [get, create, destroy])
+    created = results.raw(cids[1], what="Sieve script")
+    not_created = (created.get("notCreated") or {}).get("script")
+    if not_created is not None:
+        logger.warning("the mail server refused the delivery script of %s: %s", row.id, not_created.get("type"))
+        raise from_jmap(not_created, what="Sieve script")
+    made = (created.get("created") or {}).get("script") or {}
+    if made.get("isActive") is False:
+        logger.warning("the delivery script of %s was created but not activated", row.id)
+    try:
+        cleanup = results.raw(cids[2], what="Sieve script clean-up")
+    except Exception as exc:  # the new script is active: a failed clean-up is only untidy
+        logger.warning("could not remove old Sieve scripts of %s: %s", row.id, exc)
+        return
+    for script_id, err in (cleanup.get("notDestroyed") or {}).items():
+        logger.info("old Sieve script %s of %s kept: %s", script_id, row.id, (err or {}).get("type"))

@@ -1,0 +1,1 @@
+"""Sieve (RFC 5228) scripts generated for mailboxes: see :mod:`shipmail.sieve.compiler`."""
