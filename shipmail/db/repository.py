@@ -19,12 +19,17 @@ from shipmail.db.models import UTCDateTime
 T = TypeVar("T", bound=SQLModel)
 
 
-async def get_owned(session: AsyncSession, model: type[T], organization_id: str, object_id: str) -> T | None:
-    """The ``model`` row ``object_id`` if it belongs to ``organization_id``, else None."""
+async def get_owned(
+    session: AsyncSession, model: type[T], organization_id: str, object_id: str, *, for_update: bool = False
+) -> T | None:
+    """The ``model`` row ``object_id`` if it belongs to ``organization_id``, else None
+    (``for_update``: lock it until the transaction ends)."""
     stmt = select(model).where(
         col(model.id) == object_id,  # type: ignore[attr-defined]
         col(model.organization_id) == organization_id,  # type: ignore[attr-defined]
     )
+    if for_update:
+        stmt = stmt.with_for_update()
     return (await session.exec(stmt)).first()
 
 

@@ -50,9 +50,12 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("The mail server is unavailable; retry shortly.")
 
 
-async def get_in(session: AsyncSession, organization_id: str, mailbox_id: str) -> Mailbox:
-    """The organisation's mailbox ``mailbox_id`` inside an open session; 404 otherwise."""
-    mailbox = await repository.get_owned(session, Mailbox, organization_id, mailbox_id)
+async def get_in(
+    session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False
+) -> Mailbox:
+    """The organisation's mailbox ``mailbox_id`` inside an open session; 404 otherwise.
+    ``for_update`` locks the row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
+    mailbox = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=for_update)
     if mailbox is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
     return mailbox

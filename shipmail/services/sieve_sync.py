@@ -25,11 +25,16 @@ import secrets
 import time
 from typing import Any
 
-from shipmail.db.models import Mailbox
+from collections.abc import Awaitable, Callable
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail.db.models import Mailbox, utcnow
 from shipmail.jmap.client import URN_CORE, RawCall, call_ids
 from shipmail.jmap.errors import from_jmap
 from shipmail.services.container import Services
 from shipmail.sieve.compiler import ScriptOptions, build_script
+from shipmail.sieve.model import DeliveryPlan
 
 logger = logging.getLogger("shipmail.services.sieve_sync")
 
@@ -41,8 +46,50 @@ SCRIPT_PREFIX = "shipmail-"
 
 
 def options_for(svc: Services, row: Mailbox) -> ScriptOptions:
-    """What goes into ``row``'s script (today: only what the mail server needs)."""
-    return ScriptOptions(server=svc.mail.delivery_sieve())
+    """What goes into ``row``'s script: the mail server's part, then the spam threshold, the
+    auto-reply and the inbox rules stored on the row (the database is the source of truth)."""
+    from shipmail.services.mailbox_settings import plan_auto_reply, plan_spam
+    from shipmail.services.rules import plan_rules
+
+    plan = DeliveryPlan(spam=plan_spam(row), auto_reply=plan_auto_reply(row), rules=plan_rules(row))
+    return ScriptOptions(server=svc.mail.delivery_sieve(), plan=plan)
+
+
+async def update_and_install(
+    svc: Services,
+    organization_id: str,
+    mailbox_id: str,
+    mutate: Callable[[AsyncSession, Mailbox], Awaitable[None]],
+) -> Mailbox:
+    """Change a mailbox's stored delivery settings and its active script together.
+
+    ``mutate(session, row)`` validates and changes the row (raising a 4xx before anything is
+    written). The row is locked (``SELECT ... FOR UPDATE`` where the database has it; SQLite
+    serialises writers), flushed, its new script installed, then committed:
+    - the server refuses the script -> the transaction rolls back; the old script stays active;
+    - the commit fails after the install -> the script of the previous settings is reinstalled.
+    Errors: 404 for another organisation's mailbox, what ``mutate`` raises, :func:`install`'s.
+    """
+    from shipmail.services import mailboxes
+
+    async with svc.db.session() as session:
+        row = await mailboxes.get_in(session, organization_id, mailbox_id, for_update=True)
+        previous = Mailbox.model_validate(row.model_dump())
+        await mutate(session, row)
+        row.updated_at = utcnow()
+        session.add(row)
+        await session.flush()
+        await install(svc, row)
+        try:
+            await session.commit()
+        except BaseException:
+            logger.warning("settings of %s not saved after the script changed; restoring the script", row.id)
+            try:
+                await install(svc, previous)
+            except Exception:
+                logger.exception("could not restore the previous script of %s", row.id)
+            raise
+        return row
 
 
 def sieve_capability(svc: Services, session_capabilities: dict[str, Any]) -> str:

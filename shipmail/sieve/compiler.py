@@ -23,6 +23,10 @@ from sievelib.factory import FiltersSet
 from sievelib.parser import Parser
 
 from shipmail.mailserver.base import DeliverySieve, SieveTest
+from shipmail.sieve.model import DeliveryPlan
+from shipmail.sieve.rules import add_rules
+from shipmail.sieve.spam import add_spam
+from shipmail.sieve.vacation import add_vacation
 
 #: JMAP keyword for messages with attachments (RFC 8621 section 4.1.1).
 HAS_ATTACHMENT_KEYWORD = "$HasAttachment"
@@ -43,10 +47,12 @@ class ScriptOptions:
     """Everything a mailbox's delivery script is made of.
 
     ``server``: what the mail server needs in every delivery script (server-specific tests,
-    extra ``require`` capabilities). Later: inbox rules, auto-reply, spam threshold.
+    extra ``require`` capabilities); ``plan``: the mailbox's spam threshold, auto-reply and inbox
+    rules, compiled in that order after the server's part.
     """
 
     server: DeliverySieve = field(default_factory=DeliverySieve)
+    plan: DeliveryPlan = field(default_factory=DeliveryPlan)
 
 
 def register_test(test: SieveTest) -> type[commands.TestCommand]:
@@ -115,6 +121,9 @@ def build_script(options: ScriptOptions) -> str:
         fs.require(capability)
     if options.server.has_attachment is not None:
         _has_attachment_rule(fs, options.server.has_attachment)
+    add_spam(fs, options.plan.spam)
+    add_vacation(fs, options.plan.auto_reply)
+    add_rules(fs, options.plan.rules)
     script = str(fs)
     error = parses(script, options.server)
     if error is not None:
