@@ -140,7 +140,8 @@ def _operation(op: Operation) -> dict[str, Any]:
             "description": _ERROR_DESCRIPTIONS[422],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         })
-    doc["responses"] = responses
+    responses.update(op.extra_responses)
+    doc["responses"] = dict(sorted(responses.items()))
     return doc
 
 

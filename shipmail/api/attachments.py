@@ -44,6 +44,28 @@ class UpstreamStreamingResponse(StreamingResponse):
     operations, "GET", "/mailboxes/{id}/inbox/attachments", operation_id="downloadMailboxInboxAttachment",
     summary="Download mailbox inbox attachment", scope=ApiScope.MESSAGES_READ, tier=Tier.READ,
     query=AttachmentQuery, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    responses={
+        "200": {
+            "description": "The attachment's bytes (Content-Type of the part; Content-Disposition per RFC 6266).",
+            "headers": {
+                "ETag": {"schema": {"type": "string"}},
+                "Content-Disposition": {"schema": {"type": "string"}},
+                "Accept-Ranges": {"schema": {"type": "string"}},
+            },
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        "*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "206": {
+            "description": "The requested byte range (Content-Range).",
+            "headers": {"Content-Range": {"schema": {"type": "string"}}},
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "304": {"description": "Not modified (If-None-Match matched the ETag)."},
+        "416": {
+            "description": "Range not satisfiable (empty body; Content-Range: bytes */<size>).",
+            "headers": {"Content-Range": {"schema": {"type": "string"}}},
+        },
+    },
 )
 async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     """Stream the raw (transfer-decoded) bytes of an attachment of the mailbox's mail. Blob IDs are

@@ -10,6 +10,7 @@ with the request id and answers 500.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -97,8 +98,13 @@ def operation(
     status_code: int = 200,
     errors: Sequence[int] = (),
     tags: Sequence[str] = (),
+    responses: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Decorator: declare ``handler`` as an operation and append it to ``registry``."""
+    """Decorator: declare ``handler`` as an operation and append it to ``registry``.
+
+    ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
+    success is not a JSON model, such as a download: 200/206/304/416 with their media types).
+    """
 
     def decorate(handler: Handler) -> Handler:
         registry.append(
@@ -116,7 +122,8 @@ def operation(
                 status_code=status_code,
                 errors=tuple(errors),
                 tags=tuple(tags),
-                description=(handler.__doc__ or "").strip(),
+                description=inspect.cleandoc(handler.__doc__ or ""),
+                extra_responses=dict(responses or {}),
             )
         )
         return handler
