@@ -8,6 +8,7 @@ router rendered as the envelope), then the router. Routes come from the operatio
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -126,8 +127,8 @@ def create_app(
     document = build_document(OPERATIONS)
 
     async def lookup(key: str) -> Principal | None:
-        async with app.state.services.db.session() as session:
-            return await key_service.principal_for(session, settings.secret_key, key)
+        async with app.state.services.db.engine.connect() as conn:
+            return await key_service.principal_for(conn, settings.secret_key, key)
 
     auth = BearerAuth(lookup)
 
@@ -150,8 +151,10 @@ def create_app(
                 await mail.aclose()
             await db.dispose()
 
+    document_bytes = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(document)
+        return Response(document_bytes, media_type="application/json")
 
     routes = build_routes(OPERATIONS, limits=limits, auth=auth, max_body=settings.max_body_bytes, prefix=API_PREFIX)
     routes.append(Route(API_PREFIX + "/openapi.json", openapi_json, methods=["GET"]))

@@ -32,6 +32,15 @@ SERVERNAME = "localhost"
 CONFIG_SUBDIRS = ("db", "socket", "lock", "proc", "log", "msg", "user", "quota", "ptclient")
 #: Lifetime of a Bearer JWT after its ``iat``, in seconds (``http_jwt_max_age``).
 JWT_MAX_AGE_SECONDS = 3600
+#: Shortest interval between two vacation replies to one sender, in seconds
+#: (``sieve_vacation_min_response``; Cyrus's default is 3 days and it silently raises a smaller
+#: ``:days``/``:seconds`` to it). The auto-reply uses ``:days 1``
+#: (:data:`shipmail.sieve.model.AUTO_REPLY_DAYS`), so the bound is one day.
+VACATION_MIN_RESPONSE_SECONDS = 86400
+#: Largest Sieve script accepted, in KiB (``sieve_maxscriptsize``; Cyrus's default 32 KiB is too
+#: small for 50 rules x 10 conditions x 256-character values). JMAP advertises it as
+#: ``maxSizeScript`` in bytes (1 MiB here).
+SIEVE_MAX_SCRIPT_KB = 1024
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,8 @@ def render_imapd_conf(
         # With autocreate_post: yes LMTP mail to ANY address creates an account.
         "autocreate_post: no",
         "delete_mode: immediate",
+        # Keep raw UTF-8 header bytes (RFC 6532) instead of rewriting each 8-bit byte to 'X'.
+        "munge8bit: no",
         # JMAP over httpd.
         "httpmodules: jmap",
         "httpallowcompress: no",
@@ -193,6 +204,11 @@ def render_imapd_conf(
         # Outgoing mail (vacation, EmailSubmission, even GET of the JMAP session) runs this.
         "smtp_backend: sendmail",
         f"sendmail: {c.sendmail_wrapper}",
+        # Delivery Sieve (one generated script per mailbox, see shipmail.sieve.compiler).
+        f"sieve_maxscriptsize: {SIEVE_MAX_SCRIPT_KB}",
+        f"sieve_vacation_min_response: {VACATION_MIN_RESPONSE_SECONDS}s",
+        # fileinto takes UTF-8 folder names (RFC 5228 section 2.7.2; default 0: modified UTF-7).
+        "sieve_utf8fileinto: yes",
         # Logins: the admin in sasldb, everyone else through our saslauthd-protocol socket.
         "sasl_pwcheck_method: auxprop saslauthd",
         "sasl_auxprop_plugin: sasldb",

@@ -64,16 +64,3 @@ def ids_by_message_id(api: ApiEnv, address: str) -> dict[str, str]:
     return {m: e["id"] for e in responses[1][1]["list"] for m in e.get("messageId") or []}
 
 
-@pytest.fixture
-def jwt_backdated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Work around a bug outside these tests (reported; test_folders.py has the same fixture):
-    CyrusMailServer's JWT carries ``iat = int(now)``, and Cyrus 3.6 answers 401 ("future iat",
-    its ``time(NULL)`` is the coarse clock) to a token minted in the first milliseconds of a
-    second, about 1 JMAP request in 300. Backdating by one second cures it."""
-    import time
-
-    from shipmail.mailserver import cyrus_server
-
-    real = cyrus_server.make_jwt
-    monkeypatch.setattr(cyrus_server, "make_jwt",
-                        lambda secret, address, now=None: real(secret, address, (now or time.time()) - 1))

@@ -22,7 +22,7 @@ import pytest
 
 from shipmail.mailserver.cyrus_server import CyrusMailServer
 from tests.integration.conftest import ApiEnv, free_port
-from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, unique, jwt_backdated  # noqa: F401
+from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, unique
 from tests.integration.live_app import live_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,6 @@ CORPUS_FILES = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("jwt_backdated")
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:

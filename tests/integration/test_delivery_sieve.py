@@ -16,7 +16,7 @@ from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
 from shipmail.mailserver.cyrus_server import CyrusMailServer
 from shipmail.sieve.compiler import ScriptOptions, build_script
 from tests.integration.conftest import ApiEnv, CyrusFixture, free_port
-from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, query_ids, unique, jwt_backdated  # noqa: F401
+from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, query_ids, unique
 
 SIEVE_USING = ("urn:ietf:params:jmap:core", "https://cyrusimap.org/ns/jmap/sieve")
 
@@ -35,7 +35,6 @@ WITHOUT_ATTACHMENTS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("jwt_backdated")
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None) -> dict[str, Any]:

@@ -19,14 +19,13 @@ import pytest
 
 from shipmail.mailserver.cyrus_server import CyrusMailServer
 from tests.integration.conftest import ApiEnv, free_port
-from tests.integration.corpus import ids_by_message_id, jmap, jwt_backdated  # noqa: F401
+from tests.integration.corpus import ids_by_message_id, jmap
 from tests.integration.live_app import live_server
 
 REPO = Path(__file__).resolve().parents[2]
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
 
 
-pytestmark = pytest.mark.usefixtures("jwt_backdated")
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:
