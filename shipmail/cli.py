@@ -183,6 +183,7 @@ def serve(workers: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per JMAP request otherwise
     # uvicorn handles SIGTERM, then restores the previous handler and re-sends the signal: make that
     # previous handler an exit that unwinds, so the finally block below stops Cyrus and authd.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
