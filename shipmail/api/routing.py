@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from shipmail.auth.bearer import Principal
@@ -231,7 +231,7 @@ def render(model: pydantic.BaseModel | None, status_code: int) -> Response:
     """A handler's result as a response: JSON of the model, or an empty 204."""
     if model is None:
         return Response(status_code=204)
-    return JSONResponse(model.model_dump(mode="json", by_alias=True), status_code=status_code)
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
 
 
 def _endpoint(op: Operation, max_body: int) -> Callable[[Request], Awaitable[Response]]:

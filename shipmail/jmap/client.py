@@ -31,6 +31,9 @@ from shipmail.mailserver.base import MailServer
 
 logger = logging.getLogger("shipmail.jmap")
 
+#: Slowest rate (bytes/s) at which a server is assumed to prepare a blob before sending it.
+BLOB_BYTES_PER_SECOND = 10 * 1024 * 1024
+
 URN_CORE = jmap_constants.JMAP_URN_CORE
 URN_MAIL = jmap_constants.JMAP_URN_MAIL
 
@@ -215,12 +218,22 @@ class JmapClient:
     # ----------------------------------------------------------------- blobs
 
     async def open_blob(
-        self, address: str, blob_id: str, *, name: str, content_type: str, headers: dict[str, str] | None = None
+        self,
+        address: str,
+        blob_id: str,
+        *,
+        name: str,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        size: int | None = None,
     ) -> httpx.Response:
         """Start streaming blob ``blob_id`` (RFC 8620 section 6.2); the caller must ``aclose()``.
 
         ``headers`` may carry ``Range``/``If-None-Match`` to forward. The response is returned
-        unread whatever its status; a transport failure raises ServiceUnavailable.
+        unread whatever its status; a transport failure raises ServiceUnavailable. ``size``
+        (bytes, when known) stretches the read timeout: a server may decode the whole blob before
+        its first byte (Cyrus does, at roughly 60 MB/s), so the wait grows by 1 s per
+        :data:`BLOB_BYTES_PER_SECOND` on top of the normal timeout; connecting stays bounded by it.
         """
         session = await self.session(address)
         url = (
@@ -230,8 +243,10 @@ class JmapClient:
             .replace("{type}", quote(content_type or "application/octet-stream", safe=""))
         )
         access = self._mail.jmap_access(address)
+        read_timeout = self._timeout + (size or 0) / BLOB_BYTES_PER_SECOND
         request = self._http.build_request(
-            "GET", url, headers={"Authorization": access.authorization, **(headers or {})}
+            "GET", url, headers={"Authorization": access.authorization, **(headers or {})},
+            timeout=httpx.Timeout(read_timeout, connect=min(1.0, self._timeout)),
         )
         self.request_count += 1
         try:

@@ -213,7 +213,7 @@ async def open_upstream(svc: Services, row: Mailbox, part: BlobPart, name: str) 
     such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise."""
     upstream = await svc.jmap.open_blob(
         row.address, part.blob_id, name=name, content_type=part.media_type,
-        headers={"Accept-Encoding": "identity"},
+        headers={"Accept-Encoding": "identity"}, size=part.size,
     )
     if upstream.status_code == 200:
         return upstream
