@@ -137,8 +137,13 @@ def create_app(
         db = Database(settings.database_url)
         mail = mail_server or (mail_server_factory or default_mail_server)(settings)
         http = None
-        if jmap_transport is not None:
-            http = httpx.AsyncClient(transport=jmap_transport, timeout=settings.jmap_timeout)
+        transport = jmap_transport or mail.jmap_transport()
+        if transport is not None:
+            http = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(settings.jmap_timeout, connect=min(1.0, settings.jmap_timeout)),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
         jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
         app.state.services = Services(
             settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key)

@@ -78,6 +78,9 @@ class FakeMailServer:
     async def ping(self) -> bool:
         return self.up
 
+    def jmap_transport(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -15,7 +15,10 @@ interface: the mail server checks logins against our database (see :mod:`shipmai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import httpx
 
 #: The special-use folders every new account gets: (folder name, JMAP role, IMAP special-use flag).
 SPECIAL_USE_FOLDERS: tuple[tuple[str, str, str], ...] = (
@@ -155,6 +158,11 @@ class MailServer(Protocol):
 
     def delivery_sieve(self) -> DeliverySieve:
         """What this server needs in every mailbox's delivery script (see :class:`DeliverySieve`)."""
+        ...
+
+    def jmap_transport(self) -> httpx.AsyncBaseTransport | None:
+        """A transport that reaches the JMAP server better than plain TCP to
+        :attr:`JmapAccess.session_url` (e.g. a Unix socket), or None."""
         ...
 
     async def ping(self) -> bool:

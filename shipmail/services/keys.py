@@ -73,16 +73,16 @@ async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
     return record
 
 
-_PRINCIPAL_COLUMNS = (ApiKey.id, ApiKey.organization_id, ApiKey.scopes, ApiKey.expires_at, ApiKey.revoked_at)
-
-
 async def principal_for(conn: AsyncConnection, secret_key: bytes, key: str) -> Principal | None:
     """The Principal of ``key`` looked up by digest, or None for an unknown key.
 
     Runs on every authenticated request, so it is one Core ``SELECT`` of five columns on a plain
     connection (no ORM session, no identity map)."""
     digest = key_digest(secret_key, key)
-    stmt = sa.select(*_PRINCIPAL_COLUMNS).where(col(ApiKey.digest) == digest)
+    stmt = sa.select(
+        col(ApiKey.id), col(ApiKey.organization_id), col(ApiKey.scopes), col(ApiKey.expires_at),
+        col(ApiKey.revoked_at),
+    ).where(col(ApiKey.digest) == digest)
     row = (await conn.execute(stmt)).first()
     if row is None:
         return None
