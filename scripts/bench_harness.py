@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import importlib
 import json
@@ -137,6 +138,9 @@ class Stack:
         self.key = ""
         self.mailbox_id = ""
         self.domain_id = ""
+        self.address = ""  # the mailbox's address (bench@bench.example)
+        self.jmap_port, self.lmtp_port = jmap, lmtp
+        self.jmap_url = f"http://127.0.0.1:{jmap}/jmap/"  # Cyrus's JMAP session resource
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
@@ -179,6 +183,7 @@ class Stack:
                                  {"domain_id": self.domain_id, "address": "bench", "password": "CorrectHorse9"})
         assert status == 201, body
         self.mailbox_id = body["id"]  # type: ignore[index]
+        self.address = body["address"]  # type: ignore[index]
 
     def instance_processes(self) -> list[int]:
         needle = str(self.data_dir).encode()
@@ -220,6 +225,56 @@ class Stack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.log_path.unlink(missing_ok=True)
         return notes
+
+    # ------------------------------------------------------------- straight to Cyrus (bench cases)
+
+    def cyrus_bearer(self, address: str | None = None) -> str:
+        """``Bearer <JWT>`` for ``address`` (default: the bench mailbox), signed with the instance's
+        key exactly as the API signs its own (valid 1 h)."""
+        from shipmail.mailserver.cyrus_config import CyrusLayout
+        from shipmail.mailserver.cyrus_server import make_jwt
+
+        text = CyrusLayout(self.data_dir / "cyrus").jwt_key_file.read_text()
+        secret = base64.b64decode("".join(x for x in text.splitlines() if x and not x.startswith("-----")))
+        return f"Bearer {make_jwt(secret, address or self.address)}"
+
+    def cyrus_session(self, address: str | None = None) -> dict[str, object]:
+        """Cyrus's JMAP session resource for ``address`` (URLs in it are relative to jmap_url)."""
+        request = urllib.request.Request(self.jmap_url, headers={"Authorization": self.cyrus_bearer(address)})
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def deliver(self, messages: list[bytes], recipient: str | None = None, *, timeout: float = 120.0) -> None:
+        """LMTP-deliver ``messages`` (CRLF line ends) to ``recipient`` (default: the bench mailbox),
+        one transaction each on one connection, as an inbound MTA would."""
+        import smtplib
+
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=timeout) as lmtp:
+            for message in messages:
+                refused = lmtp.sendmail("bench-sender@example.org", [recipient or self.address], message)
+                if refused:
+                    raise RuntimeError(f"LMTP refused: {refused}")
+
+    def cyrus_cpu(self) -> float:
+        """CPU seconds (utime + stime) of the live Cyrus processes of this instance."""
+        total = 0.0
+        for pid in self.instance_processes():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += cpu_seconds(pid)
+        return total
+
+    def wait_cyrus_idle(self, timeout: float = 20.0, busy: float = 0.05, window: float = 0.5) -> float:
+        """Wait until Cyrus (squatter indexing new mail, mostly) uses under ``busy`` of a core over
+        ``window`` seconds, at most ``timeout`` seconds; returns the seconds waited."""
+        began = time.monotonic()
+        last = self.cyrus_cpu()
+        while time.monotonic() - began < timeout:
+            time.sleep(window)
+            now = self.cyrus_cpu()
+            if now - last < busy * window:
+                break
+            last = now
+        return time.monotonic() - began
 
     def output(self, tail: int = 40) -> str:
         with contextlib.suppress(FileNotFoundError):
