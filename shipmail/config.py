@@ -10,7 +10,7 @@
 | ``SHIPMAIL_SECRET_KEY`` | generated into ``<data dir>/secret.key`` | HMAC key for API key digests and cursors |
 | ``SHIPMAIL_RATELIMIT_STORAGE`` | ``memory://`` | slowapi/limits storage URI (``redis://...`` for several workers) |
 | ``SHIPMAIL_RATELIMIT_READ`` / ``SHIPMAIL_RATELIMIT_WRITE`` | ``1000/minute`` / ``200/minute`` | per-key limit of each tier |
-| ``SHIPMAIL_MAX_BODY_BYTES`` | 1048576 | request bodies above this answer 413 |
+| ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
 """
@@ -57,7 +57,7 @@ class Settings:
     ratelimit_storage: str = "memory://"
     ratelimit_read: str = "1000/minute"
     ratelimit_write: str = "200/minute"
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
 
@@ -77,7 +77,7 @@ class Settings:
             "ratelimit_storage": _env("SHIPMAIL_RATELIMIT_STORAGE", "memory://"),
             "ratelimit_read": _env("SHIPMAIL_RATELIMIT_READ", "1000/minute"),
             "ratelimit_write": _env("SHIPMAIL_RATELIMIT_WRITE", "200/minute"),
-            "max_body_bytes": int(_env("SHIPMAIL_MAX_BODY_BYTES", str(1024 * 1024))),
+            "max_body_bytes": int(_env("SHIPMAIL_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             "jmap_timeout": float(_env("SHIPMAIL_JMAP_TIMEOUT", "2.0")),
             "smtp_relay": os.environ.get("SHIPMAIL_SMTP_RELAY") or None,
         }

@@ -34,13 +34,17 @@ CONFIG_SUBDIRS = ("db", "socket", "lock", "proc", "log", "msg", "user", "quota",
 JWT_MAX_AGE_SECONDS = 3600
 #: Shortest interval between two vacation replies to one sender, in seconds
 #: (``sieve_vacation_min_response``; Cyrus's default is 3 days and it silently raises a smaller
-#: ``:days``/``:seconds`` to it). The auto-reply uses ``:days 1``
+#: ``:days``/``:seconds`` to it WHEN IT COMPILES THE SCRIPT, i.e. at install: a changed value
+#: applies to scripts installed afterwards; measured on 3.6.1). The auto-reply uses ``:days 1``
 #: (:data:`shipmail.sieve.model.AUTO_REPLY_DAYS`), so the bound is one day.
 VACATION_MIN_RESPONSE_SECONDS = 86400
 #: Largest Sieve script accepted, in KiB (``sieve_maxscriptsize``; Cyrus's default 32 KiB is too
-#: small for 50 rules x 10 conditions x 256-character values). JMAP advertises it as
-#: ``maxSizeScript`` in bytes (1 MiB here).
-SIEVE_MAX_SCRIPT_KB = 1024
+#: small for 50 rules x 10 conditions x 256-character values: the worst case the API allows is
+#: about 1066 KiB of rules plus the auto-reply). Cyrus enforces it at the JMAP upload
+#: (``tooLarge``). 3.6.1 advertises it (in bytes) as ``maxSizeScript`` only in the account's
+#: ``https://cyrusimap.org/ns/jmap/sieve`` capability (32768 by default, 1048576 with 1024 KiB,
+#: measured); the session-level capability object is empty.
+SIEVE_MAX_SCRIPT_KB = 2048
 
 
 @dataclass(frozen=True)

@@ -497,8 +497,8 @@ async def delete_folder(svc: Services, row: Mailbox, folder_wire_id: str) -> Non
     """Move the messages of a custom folder and its subfolders to Trash, then destroy them.
 
     404: unknown folder. 409: a system folder (or a subfolder with a role, or mail or subfolders
-    that keep appearing). See the module docstring for the order of the steps and what a failure
-    leaves behind.
+    that keep appearing), or an inbox rule moves mail to the folder or a subfolder. See the module
+    docstring for the order of the steps and what a failure leaves behind.
     """
     folder_id = _folder_jmap_id(folder_wire_id)
     stored = await system_folders(svc, row)
@@ -514,6 +514,9 @@ async def delete_folder(svc: Services, row: Mailbox, folder_wire_id: str) -> Non
         if protected:
             raise Conflict(f"The folder holds the system folder {protected[0].name!r}: it cannot be deleted.")
         doomed_ids = [f.id for f in doomed]
+        from shipmail.services.rules import ensure_not_targeted  # (rules imports this module)
+
+        ensure_not_targeted(row, doomed_ids)  # 409 while an inbox rule moves mail there
         await _move_to_trash(svc, row, doomed_ids, trash)
         failed: dict[str, dict[str, Any]] = {}
         children_first = list(reversed(doomed_ids))

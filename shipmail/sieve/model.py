@@ -45,8 +45,9 @@ Condition = Union[ValueCondition, FlagCondition, GroupCondition]
 @dataclass(frozen=True)
 class MoveTarget:
     """Where ``move`` files a message: a system folder by JMAP ``role`` (inbox, archive, junk,
-    trash) or a folder by JMAP Mailbox ``mailbox_id`` (RFC 9042 ``:mailboxid``); ``name`` is the
-    folder's current name, the fallback ``fileinto`` argument."""
+    trash; RFC 8579 ``:specialuse``) or a folder by JMAP Mailbox ``mailbox_id`` (RFC 9042
+    ``:mailboxid``); ``name`` is the fallback ``fileinto`` argument (the folder's path when the
+    rules were saved: the id still finds the folder after a rename or move)."""
 
     name: str
     role: str | None = None
@@ -63,7 +64,8 @@ class Action:
 
 @dataclass(frozen=True)
 class Rule:
-    """One inbox rule; rules run in ``position`` order, disabled ones are left out."""
+    """One inbox rule; rules run in ``position`` order (ties: tuple order), disabled ones are left
+    out. ``name`` is the user's label: it is never written into the script."""
 
     id: str
     name: str
@@ -75,27 +77,44 @@ class Rule:
     actions: tuple[Action, ...]
 
 
+#: Interval between two auto-replies to the same sender, in days (RFC 5230 ``:days``). The mail
+#: server must allow it (Cyrus: ``sieve_vacation_min_response``, see
+#: :data:`shipmail.mailserver.cyrus_config.VACATION_MIN_RESPONSE_SECONDS`).
+AUTO_REPLY_DAYS = 1
+
+#: The header the inbound filter writes the spam score into (SpamAssassin/rspamd: ``5.3``, ``-1.2``).
+SPAM_SCORE_HEADER = "X-Spam-Score"
+
+
 @dataclass(frozen=True)
 class AutoReply:
-    """An out-of-office reply (RFC 5230 ``vacation``), only inside ``[from_date, to_date)``
-    (UTC; None: open), at most once per sender per ``days``, never to lists or auto-submitted
-    mail. ``addresses``: the mailbox's own addresses (``:addresses``)."""
+    """An out-of-office reply (RFC 5230 ``vacation``).
+
+    Sent only while the current time (UTC, checked at delivery, to the second) is inside
+    ``[from_date, to_date)`` (None: open on that side; naive datetimes are UTC), at most once per
+    sender per ``days``, never to list or auto-submitted mail (RFC 3834). ``body``: the reply
+    text (any Unicode; line breaks kept); ``subject``: one line, None for the RFC 5230 default
+    ``Auto: <original subject>``; ``from_address``: the reply's From (None: the server's choice);
+    ``addresses``: the mailbox's own addresses (``:addresses``: mail to any of them is "to me").
+    """
 
     body: str
     subject: str | None = None
     from_date: datetime | None = None
     to_date: datetime | None = None
+    from_address: str | None = None
     addresses: tuple[str, ...] = ()
-    days: int = 1
+    days: int = AUTO_REPLY_DAYS
 
 
 @dataclass(frozen=True)
 class SpamFilter:
-    """Messages whose ``header`` (a decimal score, SpamAssassin/rspamd convention) is at or
-    above ``threshold`` go to Junk."""
+    """Messages whose ``header`` holds a decimal score (SpamAssassin/rspamd convention, e.g.
+    ``5.3``) at or above ``threshold`` go to Junk and nothing after the spam rule runs for them.
+    A missing header, a negative score or anything that is not a plain decimal is not spam."""
 
     threshold: int
-    header: str = "X-Spam-Score"
+    header: str = SPAM_SCORE_HEADER
 
 
 @dataclass(frozen=True)

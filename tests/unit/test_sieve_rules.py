@@ -1,0 +1,461 @@
+"""Inbox rules without a mail server: the Sieve they compile to (built and parsed back by
+sievelib), the checks the schema cannot express, the stored form, and the API's validation
+errors (field paths) against the fake mail server. Delivery behaviour is tested on Cyrus in
+tests/integration/test_rules.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sievelib import commands, tools
+from sievelib.parser import Parser
+from starlette.testclient import TestClient
+
+from shipmail.api.rules import UpdateMailboxRulesRequest, clean_loc
+from shipmail.db.models import Mailbox
+from shipmail.errors import Conflict, ValidationFailed
+from shipmail.mailserver.base import DeliverySieve, SieveTest
+from shipmail.services import folders as folder_service
+from shipmail.services import rules as service
+from shipmail.sieve import rules as sieve_rules
+from shipmail.sieve.compiler import ScriptOptions, build_script, parses
+from shipmail.sieve.model import (
+    Action,
+    DeliveryPlan,
+    FlagCondition,
+    GroupCondition,
+    MoveTarget,
+    Rule,
+    ValueCondition,
+    ValueConditionType,
+)
+from tests.unit.conftest import auth, make_key, verify_domain
+
+CYRUS = DeliverySieve(has_attachment=SieveTest("jmapquery", "vnd.cyrus.jmapquery", '{"hasAttachment":true}'))
+
+
+def rid(n: int) -> str:
+    return str(uuid.UUID(int=n, version=4))
+
+
+def rule(n: int = 1, *, position: int = 0, enabled: bool = True, stop: bool = False, match_mode: str = "all",
+         conditions: tuple[Any, ...] = (ValueCondition("subject_contains", "x"),),
+         actions: tuple[Action, ...] = (Action("star"),), name: str = "r") -> Rule:
+    return Rule(id=rid(n), name=name, enabled=enabled, position=position, match_mode=match_mode,  # type: ignore[arg-type]
+                stop=stop, conditions=conditions, actions=actions)
+
+
+def script(*rules: Rule) -> str:
+    return build_script(ScriptOptions(server=CYRUS, plan=DeliveryPlan(rules=tuple(rules))))
+
+
+def tree(text: str) -> list[commands.Command]:
+    parser = Parser()
+    assert parser.parse(text), parser.error
+    return list(parser.result)
+
+
+def requires(text: str) -> set[str]:
+    first = tree(text)[0]
+    assert isinstance(first, commands.RequireCommand)
+    return set(tools.unquote_arg(first["capabilities"]))
+
+
+def rule_ifs(text: str) -> list[commands.Command]:
+    """The ``if`` commands after the has-attachment prelude."""
+    ifs = [c for c in tree(text) if isinstance(c, commands.IfCommand)]
+    assert ifs[0]["test"].name == "jmapquery"
+    return ifs[1:]
+
+
+# --------------------------------------------------------------------------- compiler
+
+
+def test_every_condition_maps_to_its_test() -> None:
+    conditions = (
+        ValueCondition("from_is", "ann@example.org"),
+        ValueCondition("from_contains", "example"),
+        ValueCondition("recipient_is", "team@example.com"),
+        ValueCondition("plus_tag_is", "news"),
+        ValueCondition("subject_contains", "invoice"),
+        FlagCondition("has_attachment"),
+        FlagCondition("list_unsubscribe_exists"),
+    )
+    text = script(rule(conditions=conditions))
+    assert 'address :all :is "from" "ann@example.org"' in text
+    assert 'address :all :contains "from" "example"' in text
+    assert ('anyof (address :all :is ["to", "cc"] "team@example.com", envelope :all :is "to" "team@example.com")'
+            in text)
+    assert 'envelope :detail :is "to" "news"' in text
+    assert 'header :contains "subject" "invoice"' in text
+    assert 'hasflag "$HasAttachment"' in text
+    assert 'exists "List-Unsubscribe"' in text
+    assert requires(text) == {"vnd.cyrus.jmapquery", "imap4flags", "envelope", "subaddress"}
+    (only,) = rule_ifs(text)
+    assert only["test"].name == "allof" and len(only["test"]["tests"]) == 7
+
+
+def test_match_modes_groups_and_a_lone_test() -> None:
+    group = GroupCondition("any", (ValueCondition("from_is", "a@x"),
+                                   GroupCondition("all", (FlagCondition("has_attachment"),
+                                                          ValueCondition("subject_contains", "s")))))
+    text = script(rule(1, match_mode="any", conditions=(group, FlagCondition("list_unsubscribe_exists"))),
+                  rule(2, position=1))
+    first, second = rule_ifs(text)
+    top = first["test"]
+    assert top.name == "anyof"
+    inner = top["tests"][0]
+    assert inner.name == "anyof" and inner["tests"][1].name == "allof"
+    assert second["test"].name == "header"  # one condition: no allof around it
+
+
+def test_actions_flags_first_then_move_then_stop() -> None:
+    text = script(rule(actions=(Action("move", MoveTarget("Work/Clients", mailbox_id="abc123")), Action("star"),
+                                Action("mark_read")), stop=True))
+    (only,) = rule_ifs(text)
+    assert [c.name for c in only.children] == ["addflag", "addflag", "fileinto", "stop"]
+    assert [tools.unquote(c["list-of-flags"]) for c in only.children[:2]] == ["\\Flagged", "\\Seen"]
+    assert 'fileinto :mailboxid "abc123" "Work/Clients";' in text
+    assert {"fileinto", "mailboxid", "imap4flags"} <= requires(text)
+
+
+@pytest.mark.parametrize(("role", "expected"), [
+    ("inbox", 'fileinto "INBOX";'),
+    ("archive", 'fileinto :specialuse "\\\\Archive" "Archive";'),
+    ("junk", 'fileinto :specialuse "\\\\Junk" "Junk";'),
+    ("trash", 'fileinto :specialuse "\\\\Trash" "Trash";'),
+])
+def test_system_moves(role: str, expected: str) -> None:
+    text = script(rule(actions=(Action("move", MoveTarget(sieve_rules.SYSTEM_TARGETS[role][1], role=role)),)))
+    assert expected in text
+    assert ("special-use" in requires(text)) == (role != "inbox")
+
+
+def test_order_by_position_ties_in_list_order_disabled_left_out() -> None:
+    rules = [rule(1, position=5), rule(2, position=1), rule(3, position=5), rule(4, position=0, enabled=False),
+             rule(5, position=1)]
+    text = script(*rules)
+    order = [line.split()[-1] for line in text.splitlines() if line.startswith("# Filter: rule ")]
+    assert order == [rid(2), rid(5), rid(1), rid(3)]
+    assert rid(4) not in text
+    assert [r.id for r in sieve_rules.ordered(rules)] == order
+
+
+def test_no_rules_or_only_disabled_ones_add_nothing() -> None:
+    assert script() == script(rule(enabled=False)) == build_script(ScriptOptions(server=CYRUS))
+
+
+NASTY = [
+    'a"b', "back\\slash", 'end\\', '"; discard; "', "*/ # not a comment", "${var}", "x*?y", "tab\there",
+    "é ü 漢字 🙂", "#", "}", "/* open", "\\\"", " leading and trailing ", "a" * 256,
+]
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_values_stay_inside_their_strings(value: str) -> None:
+    text = script(rule(conditions=(ValueCondition("subject_contains", value), ValueCondition("from_is", value),
+                                   ValueCondition("recipient_is", value), ValueCondition("plus_tag_is", value)),
+                       actions=(Action("move", MoveTarget(value, mailbox_id="m1")),), name=value))
+    assert parses(text, CYRUS) is None
+    (only,) = rule_ifs(text)
+    header, address, recipient, tag = only["test"]["tests"]
+    assert tools.unquote(header["key-list"]) == value
+    assert tools.unquote(address["key-list"]) == value
+    assert [tools.unquote(t["key-list"]) for t in recipient["tests"]] == [value, value]
+    assert tools.unquote(tag["key-list"]) == value
+    assert [c.name for c in only.children] == ["fileinto"]
+    assert tools.unquote(only.children[0]["mailbox"]) == value
+    assert "discard" not in [c.name for c in tree(text)]
+    assert "variables" not in requires(text)
+
+
+def test_rule_names_never_reach_the_script() -> None:
+    name = "Boss */ }\nif true { discard; }\r\n# x"
+    text = script(rule(name=name))
+    assert "Boss" not in text and "discard" not in text
+    assert f"# Filter: rule {rid(1)}\n" in text
+    odd = Rule(id="not\na uuid", name="n", enabled=True, position=0, match_mode="all", stop=False,
+               conditions=(FlagCondition("has_attachment"),), actions=(Action("star"),))
+    text = script(odd)
+    assert "not" not in text.replace("# Filter: has-attachment", "") and "# Filter: rule\n" in text
+
+
+def test_sievelib_extension_is_idempotent_and_parses_back() -> None:
+    before = [a["name"] for a in commands.FileintoCommand.args_definition]
+    sieve_rules.extend_sievelib()
+    sieve_rules._extended = False  # force the body again: nothing is added twice
+    sieve_rules.extend_sievelib()
+    assert [a["name"] for a in commands.FileintoCommand.args_definition] == before
+    assert before.count("mailboxid") == before.count("specialuse") == 1
+    assert parses('require ["fileinto", "mailboxid"];\nfileinto :mailboxid "x" "y";\n') is None
+    assert parses('require ["fileinto", "special-use"];\nfileinto :specialuse "\\\\Junk" "Junk";\n') is None
+    assert parses('require ["envelope", "subaddress"];\nif envelope :detail "to" "x" { stop; }\n') is None
+    # ... and only after their require.
+    assert parses('require "fileinto";\nfileinto :mailboxid "x" "y";\n') is not None
+    assert parses('require "envelope";\nif envelope :detail "to" "x" { stop; }\n') is not None
+
+
+def test_bad_model_input_is_a_build_error() -> None:
+    with pytest.raises(sieve_rules.RuleBuildError):
+        script(rule(actions=(Action("move"),)))
+    with pytest.raises(sieve_rules.RuleBuildError):
+        script(rule(actions=(Action("move", MoveTarget("Sent", role="sent")),)))
+    with pytest.raises(sieve_rules.RuleBuildError):
+        script(rule(conditions=(GroupCondition("all", ()),)))
+
+
+def test_largest_rule_set_size() -> None:
+    """The largest sets the checks let through, for Cyrus's ``sieve_maxscriptsize`` (see
+    tests/integration/test_rules.py): 50 rules x 10 ASCII values of 256 characters stay far below
+    1 MiB; the worst case (10 recipient_is values of 256 four-byte characters, whose value appears
+    twice, in every rule, plus long folder paths) just above it, below 1.2 MB."""
+    def rules(kind: ValueConditionType, value: str) -> list[Rule]:
+        return [rule(i, position=i, stop=True,
+                     conditions=(GroupCondition("any", tuple(ValueCondition(kind, value) for _ in range(9))),
+                                 ValueCondition(kind, value)),
+                     actions=(Action("move", MoveTarget("\U0001F600" * 250, mailbox_id="x" * 24)), Action("star"),
+                              Action("mark_read")))
+                for i in range(50)]
+
+    typical = len(script(*rules("subject_contains", "v" * 256)).encode())
+    worst = len(script(*rules("recipient_is", "\U0001F600" * 256)).encode())
+    assert 150_000 < typical < 250_000
+    assert 1_048_576 < worst < 1_200_000
+
+
+# --------------------------------------------------------------------------- checks and storage
+
+
+def api_rule(n: int = 1, **over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": rid(n), "name": f"rule {n}", "enabled": True, "position": n, "match_mode": "all", "stop": False,
+        "conditions": [{"type": "subject_contains", "value": "x"}],
+        "actions": [{"type": "move", "target": {"kind": "system", "role": "archive"}}],
+    }
+    data.update(over)
+    return data
+
+
+def problems(rules: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationFailed) as caught:
+        service.check_rules(rules)
+    return [(d["field"], d["code"]) for d in caught.value.details]
+
+
+def group(*conditions: dict[str, Any], mode: str = "all") -> dict[str, Any]:
+    return {"type": "group", "match_mode": mode, "conditions": list(conditions)}
+
+
+LEAF = {"type": "from_is", "value": "a@x"}
+
+
+def test_check_rules_accepts_the_limits() -> None:
+    deepest = group(group(LEAF))  # levels 1, 2, 3
+    ten = [group(group(*[LEAF] * 5), *[LEAF] * 4), LEAF]  # groups are not counted
+    service.check_rules([api_rule(1, conditions=[deepest]), api_rule(2, conditions=ten)])
+
+
+def test_check_rules_problems_with_paths() -> None:
+    rules = [
+        api_rule(1),
+        api_rule(1),  # duplicate id
+        api_rule(3, conditions=[LEAF, group(LEAF, group(group(LEAF)))]),  # a group at level 4
+        api_rule(4, conditions=[group(*[LEAF] * 10), LEAF]),  # 11 conditions
+        api_rule(5, actions=[{"type": "star"}, {"type": "move", "target": {"kind": "system", "role": "junk"}},
+                             {"type": "star"}, {"type": "move", "target": {"kind": "system", "role": "trash"}}]),
+        api_rule(6, name="two\nlines", conditions=[{"type": "subject_contains", "value": "bell\x07"},
+                                                     group({"type": "from_is", "value": "\ud800"})]),
+    ]
+    assert problems(rules) == [
+        ("rules[1].id", "duplicate_id"),
+        ("rules[2].conditions[1].conditions[1].conditions[0].type", "too_deep"),
+        ("rules[3].conditions", "too_many_conditions"),
+        ("rules[4].actions[2].type", "duplicate_action"),
+        ("rules[4].actions[3].type", "duplicate_action"),
+        ("rules[5].name", "invalid_character"),
+        ("rules[5].conditions[0].value", "invalid_character"),
+        ("rules[5].conditions[1].conditions[0].value", "invalid_character"),
+    ]
+
+
+def test_bad_characters() -> None:
+    assert service.bad_characters("tab\tok é 🙂 \u2028") == []
+    assert service.bad_characters("a\r\nb\x00\x7f\x85\ud800\ud800") == ["\r", "\n", "\x00", "\x7f", "\x85", "\ud800"]
+
+
+def folder(fid: str, name: str, parent: str | None = None, role: str | None = None) -> folder_service.Folder:
+    return folder_service.Folder(id=fid, name=name, parent_id=parent, role=role)
+
+
+FOLDERS = [folder("I", "Inbox", role="inbox"), folder("A", "Archive", role="archive"), folder("S", "Sent", role="sent"),
+           folder("D", "Drafts", role="drafts"), folder("J", "Junk", role="junk"), folder("T", "Trash", role="trash"),
+           folder("w", "Work"), folder("c", "Clients", parent="w")]
+FOLDERS = [folder_service.Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
+           for n, f in enumerate(FOLDERS)]
+
+
+def custom(fid: str) -> dict[str, Any]:
+    return {"type": "move", "target": {"kind": "custom", "folder_id": fid}}
+
+
+def test_resolve_targets_and_storage_round_trip() -> None:
+    rules = [api_rule(1, actions=[custom("fld_c"), {"type": "mark_read"}]), api_rule(2)]
+    stored = service.resolve_targets(rules, FOLDERS)
+    assert stored[0]["actions"][0]["target"] == {"kind": "custom", "folder_id": "fld_c", "fallback_name": "Work/Clients"}
+    assert rules[0]["actions"][0]["target"] == {"kind": "custom", "folder_id": "fld_c"}  # input untouched
+    assert service.public(stored) == rules
+    row = Mailbox(id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h",
+                  rules=json.dumps(stored))
+    planned = service.plan_rules(row)
+    assert planned[0].actions == (Action("move", MoveTarget("Work/Clients", mailbox_id="c")), Action("mark_read"))
+    assert planned[1].actions == (Action("move", MoveTarget("Archive", role="archive")),)
+    assert planned[0].conditions == (ValueCondition("subject_contains", "x"),)
+    assert service.plan_rules(Mailbox(id="m", organization_id="o", domain_id="d", local_part="a", address="a@x",
+                                      password_hash="h")) == ()
+
+
+def test_resolve_targets_refuses_unknown_and_system_folders() -> None:
+    rules = [api_rule(1, actions=[custom("fld_nope")]), api_rule(2, actions=[custom("fld_J")]),
+             api_rule(3, actions=[custom("fld_S")]), api_rule(4, actions=[custom("c")])]
+    with pytest.raises(ValidationFailed) as caught:
+        service.resolve_targets(rules, FOLDERS)
+    got = [(d["field"], d["code"]) for d in caught.value.details]
+    assert got == [("rules[0].actions[0].target.folder_id", "not_found"),
+                   ("rules[1].actions[0].target.folder_id", "system_folder"),
+                   ("rules[2].actions[0].target.folder_id", "system_folder"),
+                   ("rules[3].actions[0].target.folder_id", "not_found")]
+    assert '"kind": "system", "role": "junk"' in caught.value.details[1]["message"]
+
+
+def test_rule_folders_are_the_targets_in_tree_order() -> None:
+    got = service.rule_folders(FOLDERS)
+    assert [(f.id, f.kind, f.role, f.parent_id) for f in got] == [
+        ("fld_I", "system", "inbox", None), ("fld_A", "system", "archive", None), ("fld_J", "system", "junk", None),
+        ("fld_T", "system", "trash", None), ("fld_w", "custom", None, None), ("fld_c", "custom", None, "fld_w"),
+    ]
+
+
+def test_folders_targeted_by_rules_cannot_be_deleted() -> None:
+    stored = service.resolve_targets([api_rule(1, name="Clients", enabled=False, actions=[custom("fld_c")])], FOLDERS)
+    row = Mailbox(id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h",
+                  rules=json.dumps(stored))
+    with pytest.raises(Conflict, match="'Clients'"):
+        service.ensure_not_targeted(row, ["w", "c"])  # deleting Work takes Clients along
+    service.ensure_not_targeted(row, ["w"])
+    service.ensure_not_targeted(row, [])
+
+
+# --------------------------------------------------------------------------- request validation
+
+
+def validate(rules: list[Any]) -> list[dict[str, str]]:
+    with pytest.raises(ValidationFailed) as caught:
+        UpdateMailboxRulesRequest.model_validate({"rules": rules})
+    return caught.value.details
+
+
+def test_clean_loc_drops_only_union_tags() -> None:
+    assert clean_loc(("rules", 3, "conditions", 0, "group", "conditions", 1, "from_is", "value")) == [
+        "rules", 3, "conditions", 0, "conditions", 1, "value"]
+    assert clean_loc(("rules", 0, "actions", 1, "move", "target", "custom", "folder_id")) == [
+        "rules", 0, "actions", 1, "target", "folder_id"]
+    # An unknown field that happens to be named like a tag stays.
+    assert clean_loc(("rules", 0, "conditions", 0, "from_is", "group")) == ["rules", 0, "conditions", 0, "group"]
+
+
+def test_request_errors_have_clean_field_paths() -> None:
+    bad = copy.deepcopy([api_rule(i) for i in range(5)])
+    bad[3]["conditions"] = [{"type": "from_is", "value": "x" * 257}]
+    bad[1]["conditions"] = [group({"type": "subject_contains", "value": ""})]
+    bad[2]["actions"] = [{"type": "send_webhook"}]
+    bad[4]["actions"] = [{"type": "move", "target": {"kind": "custom"}}]
+    bad[0]["conditions"] = [{"type": "nope"}, {"value": "x"}, {"type": "has_attachment", "value": "x"}]
+    got = {(d["field"], d["code"]) for d in validate(bad)}
+    assert got == {
+        ("rules[3].conditions[0].value", "string_too_long"),
+        ("rules[1].conditions[0].conditions[0].value", "string_too_short"),
+        ("rules[2].actions[0].type", "unsupported"),
+        ("rules[4].actions[0].target.folder_id", "missing"),
+        ("rules[0].conditions[0].type", "union_tag_invalid"),
+        ("rules[0].conditions[1].type", "union_tag_not_found"),
+        ("rules[0].conditions[2].value", "extra_forbidden"),
+    }
+    webhook = next(d for d in validate([api_rule(1, actions=[{"type": "send_webhook"}])]))
+    assert "not supported" in webhook["message"]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"id": "not-a-uuid"}, "rules[0].id"),
+    ({"name": ""}, "rules[0].name"),
+    ({"name": "n" * 121}, "rules[0].name"),
+    ({"position": -1}, "rules[0].position"),
+    ({"match_mode": "most"}, "rules[0].match_mode"),
+    ({"conditions": []}, "rules[0].conditions"),
+    ({"conditions": [LEAF] * 11}, "rules[0].conditions"),
+    ({"actions": []}, "rules[0].actions"),
+    ({"actions": [{"type": "star"}] * 5}, "rules[0].actions"),
+    ({"extra": 1}, "rules[0].extra"),
+    ({"actions": [{"type": "move", "target": {"kind": "system", "role": "sent"}}]}, "rules[0].actions[0].target.role"),
+    ({"actions": [{"type": "move"}]}, "rules[0].actions[0].target"),
+])
+def test_schema_errors(change: dict[str, Any], field: str) -> None:
+    assert field in [d["field"] for d in validate([api_rule(1, **change)])]
+
+
+def test_at_most_fifty_rules() -> None:
+    assert [d["field"] for d in validate([api_rule(i) for i in range(51)])] == ["rules"]
+    UpdateMailboxRulesRequest.model_validate({"rules": [api_rule(i) for i in range(50)]})
+
+
+# --------------------------------------------------------------------------- the API on the fake server
+
+
+@pytest.fixture
+def mailbox(client: TestClient, settings: Any) -> dict[str, Any]:
+    key = make_key(settings)
+    client.post("/v1/domains", json={"name": "rules.example"}, headers=auth(key))
+    verify_domain(settings, "rules.example")
+    dom = client.get("/v1/domains", headers=auth(key)).json()["data"][0]
+    r = client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "r", "generate_password": True},
+                    headers=auth(key))
+    assert r.status_code == 201, r.text
+    return {**r.json(), "key": key}
+
+
+def test_api_round_trip_on_the_fake_server(client: TestClient, mailbox: dict[str, Any]) -> None:
+    h = auth(mailbox["key"])
+    url = f"/v1/mailboxes/{mailbox['id']}/rules"
+    r = client.get(url, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "mailbox_rules" and body["rules"] == [] and body["address"] == mailbox["address"]
+    assert sorted(f["role"] for f in body["folders"]) == ["archive", "inbox", "junk", "trash"]
+    rules = [api_rule(2, id=rid(2).upper()), api_rule(1, conditions=[group(LEAF, {"type": "has_attachment"})])]
+    r = client.put(url, json={"rules": rules}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["rules"][0]["id"] == rid(2)  # normalised
+    assert client.get(url, headers=h).json()["rules"] == r.json()["rules"]
+    r = client.put(url, json={"rules": [api_rule(1, actions=[custom("fld_nope")])]}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "rules[0].actions[0].target.folder_id"
+    r = client.put(url, json={"rules": [api_rule(1), api_rule(1)]}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "rules[1].id"
+    r = client.put(url, json={"rules": [api_rule(1, name="a\u0000b")]}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "rules[0].name"
+    assert len(client.get(url, headers=h).json()["rules"]) == 2  # unchanged by the refused PUTs
+    assert client.put(url, json={"rules": []}, headers=h).json()["rules"] == []
+
+
+def test_api_scopes_and_unknown_mailbox(client: TestClient, mailbox: dict[str, Any], settings: Any) -> None:
+    url = f"/v1/mailboxes/{mailbox['id']}/rules"
+    reader = make_key(settings, scopes=["mailbox_rules:read"])
+    assert client.get(url, headers=auth(reader)).status_code == 200
+    assert client.put(url, json={"rules": []}, headers=auth(reader)).status_code == 403
+    other = make_key(settings, scopes=["mailboxes:write"])
+    assert client.get(url, headers=auth(other)).status_code == 403
+    assert client.get("/v1/mailboxes/mbx_nope/rules", headers=auth(mailbox["key"])).status_code == 404
+    stranger = make_key(settings, org="other")
+    assert client.put(url, json={"rules": []}, headers=auth(stranger)).status_code == 404
