@@ -6,12 +6,17 @@ Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFull
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from shipmail.api.schemas import Query, Request, Wire
+
+#: The range of ``after``/``before`` filters (JMAP UTCDate years 0001-9999, a day of room).
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=timezone.utc)
+MAX_INSTANT = datetime(9999, 12, 30, tzinfo=timezone.utc)
 
 InboxKeyword = Literal["$flagged", "$seen", "$draft", "$answered", "$forwarded"]
 FolderRole = Literal["inbox", "starred", "sent", "drafts", "archive", "junk", "trash"]
@@ -244,6 +249,22 @@ class InboxListQuery(Query):
     limit: int = Field(default=50, ge=1, le=100, description="Number of items to return (1-100, default 50).")
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_validator("after", "before")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        """Instants a JMAP UTCDate can carry with a second of room either side; others are 422
+        (``datetime_out_of_range``) rather than an overflow deeper down."""
+        if value is None:
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if not MIN_INSTANT <= value <= MAX_INSTANT:
+            raise PydanticCustomError(
+                "datetime_out_of_range", "must be between {low} and {high}",
+                {"low": MIN_INSTANT.isoformat(), "high": MAX_INSTANT.isoformat()},
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_folder(self) -> InboxListQuery:

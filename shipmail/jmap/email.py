@@ -53,8 +53,11 @@ def parse_date(value: Any) -> datetime | None:
 
 
 def utc_date(moment: datetime) -> str:
-    """``moment`` as a JMAP UTCDate (whole seconds, truncated, ``Z``)."""
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``moment`` as a JMAP UTCDate (RFC 3339, four-digit year, whole seconds truncated, ``Z``).
+
+    Not ``strftime("%Y")``: glibc does not zero-pad years below 1000."""
+    m = as_utc(moment)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
 def as_utc(moment: datetime) -> datetime:
