@@ -63,7 +63,7 @@ def test_mailbox_lifecycle_on_cyrus(api: ApiEnv) -> None:
         assert typ == "OK" and data[0] == b"1"
         typ, fetched = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert typ == "OK"
-        assert b"Subject:" in fetched[0][1]  # type: ignore[index]
+        assert b"Subject:" in fetched[0][1]  # type: ignore[index,operator]
         typ, folders = imap.list()
         names = b"\n".join(f for f in folders if isinstance(f, bytes))
         for folder in (b"Drafts", b"Sent", b"Trash", b"Junk", b"Archive"):

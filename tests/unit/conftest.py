@@ -58,7 +58,7 @@ def client(settings: Settings, mail: FakeMailServer) -> Iterator[TestClient]:
 
     from tests.fakes import FakeJmap
 
-    app = create_app(settings, mail_server=mail, jmap_transport=httpx.MockTransport(FakeJmap()))  # type: ignore[arg-type]
+    app = create_app(settings, mail_server=mail, jmap_transport=httpx.MockTransport(FakeJmap()))
     with TestClient(app, base_url="http://testserver") as c:
         yield c
 

@@ -13,7 +13,7 @@ from tests.unit.conftest import auth, make_key, run_db, verify_domain
 
 
 def _assert_401(r: object) -> None:
-    resp = r  # type: ignore[assignment]
+    resp = r
     assert resp.status_code == 401, resp.text  # type: ignore[attr-defined]
     body = resp.json()  # type: ignore[attr-defined]
     assert body["error"]["type"] == "authentication_error"

@@ -59,8 +59,8 @@ def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
 
     shared = dataclasses.replace(settings, ratelimit_storage=os.environ["SHIPMAIL_TEST_REDIS_URL"])
     key = make_key(settings)
-    app1 = create_app(shared, mail_server=FakeMailServer())  # type: ignore[arg-type]
-    app2 = create_app(shared, mail_server=FakeMailServer())  # type: ignore[arg-type]
+    app1 = create_app(shared, mail_server=FakeMailServer())
+    app2 = create_app(shared, mail_server=FakeMailServer())
     with TestClient(app1) as c1, TestClient(app2) as c2:
         assert c1.get("/v1/domains", headers=auth(key)).status_code == 200
         assert c2.get("/v1/domains", headers=auth(key)).status_code == 200
