@@ -61,10 +61,9 @@ class InboxAttachment(Wire):
     download_path: str = Field(description="Path relative to the API base URL for downloading this attachment.")
 
 
-class InboxMessage(Wire):
-    """A message as listed: envelope, flags and preview, no bodies."""
+class _MessageSummary(Wire):
+    """What every rendering of a message carries: envelope, flags, preview, size."""
 
-    object: Literal["inbox_message"] = "inbox_message"
     id: str = Field(description="Message id (eml_...).")
     thread_id: str = Field(description="Thread id (thr_...).")
     conversation_id: str | None = None
@@ -87,24 +86,16 @@ class InboxMessage(Wire):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
 
-class InboxFullMessage(Wire):
+class InboxMessage(_MessageSummary):
+    """A message as listed: envelope, flags and preview, no bodies."""
+
+    object: Literal["inbox_message"] = "inbox_message"
+
+
+class InboxFullMessage(_MessageSummary):
     """One message with headers, decoded bodies and attachments."""
 
     object: Literal["inbox_message_full"] = "inbox_message_full"
-    id: str
-    thread_id: str
-    conversation_id: str | None = None
-    mailbox_id: str
-    address: str
-    folder_ids: list[str]
-    keywords: dict[str, bool]
-    from_: list[InboxEmailHeader] | None = Field(alias="from", serialization_alias="from")
-    to: list[InboxEmailHeader] | None
-    subject: str | None
-    received_at: datetime
-    preview: str
-    has_attachment: bool
-    size: int = Field(ge=0)
     cc: list[InboxEmailHeader] | None
     bcc: list[InboxEmailHeader] | None
     reply_to: list[InboxEmailHeader] | None
@@ -118,12 +109,6 @@ class InboxFullMessage(Wire):
     text_body: list[InboxBodyPart]
     html_body: list[InboxBodyPart]
     attachments: list[InboxAttachment]
-    authentication_results: None = Field(
-        default=None,
-        description="Always null here: the mail server does not verify SPF/DKIM/DMARC for this mailbox.",
-    )
-
-    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
 
 class InboxCursorPagination(Wire):
