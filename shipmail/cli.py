@@ -6,6 +6,7 @@
     shipmail keys list --org NAME
     shipmail keys revoke KEY_ID
     shipmail domains verify NAME
+    shipmail mailboxes resync-sieve             reinstall every mailbox's delivery script
     shipmail openapi [--write]                  print (or write openapi/openapi.json)
 
 Every command reads the same ``SHIPMAIL_*`` environment as the service (:mod:`shipmail.config`).
@@ -153,6 +154,47 @@ def domains_verify(name: str) -> None:
     if domain is None:
         raise click.ClickException(f"no domain named {name!r}")
     click.echo(f"{domain.name} ({domain.id}) is verified")
+
+
+@main.group()
+def mailboxes() -> None:
+    """Mailboxes."""
+
+
+@mailboxes.command("resync-sieve")
+def mailboxes_resync_sieve() -> None:
+    """Rebuild every mailbox's delivery script from the database and install it on the running
+    mail server (after an upgrade that changed what scripts contain)."""
+    from shipmail.app import default_mail_server
+    from shipmail.jmap.client import JmapClient
+    from shipmail.pagination import CursorCodec
+    from shipmail.services.container import Services
+    from shipmail.services.sieve_sync import reinstall_all
+
+    settings = _settings()
+
+    async def go() -> tuple[int, list[str]]:
+        db = Database(settings.database_url)
+        mail = default_mail_server(settings)
+        transport = mail.jmap_transport()
+        http = None
+        if transport is not None:
+            import httpx
+
+            http = httpx.AsyncClient(transport=transport, timeout=settings.jmap_timeout)
+        jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
+        svc = Services(settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key))
+        try:
+            return await reinstall_all(svc)
+        finally:
+            await jmap.aclose()
+            await mail.aclose()
+            await db.dispose()
+
+    installed, failed = asyncio.run(go())
+    click.echo(f"reinstalled {installed} script(s)")
+    if failed:
+        raise click.ClickException(f"{len(failed)} mailbox(es) failed: {' '.join(failed)}")
 
 
 @main.command()

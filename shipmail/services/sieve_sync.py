@@ -143,3 +143,21 @@ async def install(svc: Services, row: Mailbox) -> None:
         return
     for script_id, err in (cleanup.get("notDestroyed") or {}).items():
         logger.info("old Sieve script %s of %s kept: %s", script_id, row.id, (err or {}).get("type"))
+
+
+async def reinstall_all(svc: Services) -> tuple[int, list[str]]:
+    """Rebuild and reinstall every mailbox's script from the database (after an upgrade changed
+    what scripts contain). Returns (scripts installed, ids of the mailboxes that failed)."""
+    from sqlmodel import select
+
+    async with svc.db.session() as session:
+        rows = list((await session.exec(select(Mailbox))).all())
+    installed, failed = 0, []
+    for row in rows:
+        try:
+            await install(svc, row)
+            installed += 1
+        except Exception as exc:
+            logger.warning("could not reinstall the script of %s: %s", row.id, exc)
+            failed.append(row.id)
+    return installed, failed
