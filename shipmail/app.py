@@ -127,8 +127,8 @@ def create_app(
     document = build_document(OPERATIONS)
 
     async def lookup(key: str) -> Principal | None:
-        async with app.state.services.db.engine.connect() as conn:
-            return await key_service.principal_for(conn, settings.secret_key, key)
+        db: Database = app.state.services.db
+        return await db.run_sync(lambda conn: key_service.principal_for(conn, settings.secret_key, key))
 
     auth = BearerAuth(lookup)
 

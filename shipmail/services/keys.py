@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -73,17 +73,17 @@ async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
     return record
 
 
-async def principal_for(conn: AsyncConnection, secret_key: bytes, key: str) -> Principal | None:
+def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | None:
     """The Principal of ``key`` looked up by digest, or None for an unknown key.
 
     Runs on every authenticated request, so it is one Core ``SELECT`` of five columns on a plain
-    connection (no ORM session, no identity map)."""
+    synchronous connection (no ORM session; see :meth:`Database.run_sync`)."""
     digest = key_digest(secret_key, key)
     stmt = sa.select(
         col(ApiKey.id), col(ApiKey.organization_id), col(ApiKey.scopes), col(ApiKey.expires_at),
         col(ApiKey.revoked_at),
     ).where(col(ApiKey.digest) == digest)
-    row = (await conn.execute(stmt)).first()
+    row = conn.execute(stmt).first()
     if row is None:
         return None
     key_id, organization_id, scopes, expires_at, revoked_at = row
