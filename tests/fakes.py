@@ -29,6 +29,8 @@ class FakeMailServer:
         self.calls: list[tuple[str, str]] = []
         #: Every accepted delivery: (recipients, message, sender).
         self.delivered: list[tuple[list[str], bytes, str]] = []
+        #: Accounts whose delivery is blocked (:meth:`set_suspended`).
+        self.suspended: set[str] = set()
 
     def _maybe_fail(self) -> None:
         if not self.up:
@@ -57,6 +59,16 @@ class FakeMailServer:
     async def set_password(self, address: str, password_hash: str) -> None:
         self.calls.append(("set_password", address))
         self._maybe_fail()
+
+    async def set_suspended(self, address: str, suspended: bool) -> None:
+        self.calls.append(("set_suspended" if suspended else "set_unsuspended", address))
+        self._maybe_fail()
+        if address not in self.accounts:
+            raise AccountNotFound(address)
+        if suspended:
+            self.suspended.add(address)
+        else:
+            self.suspended.discard(address)
 
     def jmap_access(self, address: str) -> JmapAccess:
         return JmapAccess(session_url="http://127.0.0.1:1/jmap/", authorization="Bearer x", account_id=address)

@@ -1,4 +1,5 @@
-"""Mailboxes: Shipmail ``/v1/mailboxes`` (create, list, get, update, delete, password reset)."""
+"""Mailboxes: Shipmail ``/v1/mailboxes`` (create, list, get, update, delete, password reset, suspend,
+resume)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from shipmail.api.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.auth.scopes import Scope
 from shipmail.db.models import Mailbox as MailboxRow
 from shipmail.ratelimit import Tier
-from shipmail.services import mailboxes
+from shipmail.services import mailboxes, suspension
 
 operations: list[Operation] = []
 
@@ -170,3 +171,30 @@ async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mai
     """Set a new login password; the old one stops working at once (IMAP, JMAP Basic)."""
     row = await mailboxes.reset_password(ctx.services, ctx.organization_id, ctx.path["id"], ctx.body.password)
     return Mailbox.of(row)
+
+
+@operation(
+    operations, "POST", "/mailboxes/{id}/suspend", operation_id="suspendMailbox", summary="Suspend a mailbox",
+    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, response=Mailbox, errors=(401, 403, 404, 429, 503),
+    tags=("Mailboxes",),
+)
+async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
+    """Add a manual suspension: the owner's logins (IMAP, JMAP) fail, incoming mail is refused
+    temporarily (the sending server retries, and the message arrives after the resume), so inbox
+    rules and the auto-reply do not run; the sandbox inbound endpoint answers 409. Mail already
+    in the mailbox stays, and this API can still list, read and manage it. Idempotent: suspending
+    a suspended mailbox keeps its `suspended_at`. Suspension reasons: `manual` (the only one this
+    service sets). 503: the mail server is unavailable (nothing changed)."""
+    return Mailbox.of(await suspension.suspend(ctx.services, ctx.organization_id, ctx.path["id"]))
+
+
+@operation(
+    operations, "POST", "/mailboxes/{id}/resume", operation_id="resumeMailbox", summary="Resume a mailbox",
+    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, response=Mailbox, errors=(401, 403, 404, 429, 503),
+    tags=("Mailboxes",),
+)
+async def resume_mailbox(ctx: Context[None, None]) -> Mailbox:
+    """Remove the manual suspension: logins and delivery work again at once, and mail the
+    sending servers kept back arrives on their next retry. Idempotent: resuming an active
+    mailbox returns it unchanged. 503: the mail server is unavailable (nothing changed)."""
+    return Mailbox.of(await suspension.resume(ctx.services, ctx.organization_id, ctx.path["id"]))

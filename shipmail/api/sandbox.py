@@ -86,7 +86,8 @@ async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]
 
     422: no text nor html, CR/LF/NUL or other control characters in any header value, an invalid
     address or message id, a header other than List-Unsubscribe, List-Unsubscribe-Post (RFC 8058)
-    and non-reserved X-*. 409: a message with this `message_id` is already in the mailbox. 404:
+    and non-reserved X-*. 409: a message with this `message_id` is already in the mailbox, or the
+    mailbox is suspended (`POST /mailboxes/{id}/resume` first). 404:
     not a mailbox of this organisation. 503: the mail server is unavailable (Retry-After)."""
     body = ctx.body
     row = await account(ctx.services, ctx.organization_id, ctx.path["id"])

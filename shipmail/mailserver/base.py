@@ -142,6 +142,19 @@ class MailServer(Protocol):
         """
         ...
 
+    async def set_suspended(self, address: str, suspended: bool) -> None:
+        """Block (``True``) or unblock (``False``) delivery to the account ``address``; idempotent.
+
+        While blocked, the server refuses every delivery TEMPORARILY (an LMTP/SMTP 4xx reply) so
+        the sending MTA retries and the message arrives after the unblock; nothing is delivered,
+        so the account's delivery script does not run. Mail already in the account stays, and
+        :meth:`jmap_access` keeps working. Logins are not this method's business: the login
+        checker refuses suspended mailboxes (:mod:`shipmail.services.logins`).
+
+        Raises :class:`AccountNotFound` when there is no such account.
+        """
+        ...
+
     def jmap_access(self, address: str) -> JmapAccess:
         """Credentials to act for ``address`` over JMAP without its password."""
         ...

@@ -194,6 +194,9 @@ def render_imapd_conf(
         # With autocreate_post: yes LMTP mail to ANY address creates an account.
         "autocreate_post: no",
         "delete_mode: immediate",
+        # Suspension is a STORAGE 0 quota (cyrus_admin.set_delivery_blocked): with strict quota
+        # LMTP counts the message's size, so an EMPTY account refuses too (452 4.2.2 at DATA).
+        "lmtp_strict_quota: yes",
         # Keep raw UTF-8 header bytes (RFC 6532) instead of rewriting each 8-bit byte to 'X'.
         "munge8bit: no",
         # JMAP over httpd.

@@ -7,6 +7,9 @@
   signed with the instance's key (``http_jwt_key_dir``); Cyrus accepts it for
   ``http_jwt_max_age`` (1 h) and rejects any other claim. The session URL is
   ``http://host:jmap_port/jmap/`` and the account id is the address itself.
+* Suspension (:meth:`CyrusMailServer.set_suspended`): a ``STORAGE 0`` quota on the account, so
+  LMTP refuses delivery with ``452 4.2.2`` (temporary) until it is removed; needs
+  ``lmtp_strict_quota: yes`` (see :func:`.cyrus_admin.set_delivery_blocked`).
 * Passwords: Cyrus checks logins through :mod:`shipmail.mailserver.authd` against our database,
   so :meth:`CyrusMailServer.set_password` has nothing to do.
 * Delivery: LMTP (RFC 2033) to ``lmtp_host:lmtp_port`` (``lmtpd -a``, 127.0.0.1 only) with
@@ -217,6 +220,12 @@ class CyrusMailServer:
     async def set_password(self, address: str, password_hash: str) -> None:
         """Nothing to do: Cyrus asks :mod:`~shipmail.mailserver.authd`, which reads our database,
         so a new hash takes effect at the next login."""
+
+    async def set_suspended(self, address: str, suspended: bool) -> None:
+        """A ``STORAGE 0`` quota on the account while suspended, none otherwise: LMTP answers
+        ``452 4.2.2 Over quota`` (temporary); see :func:`.cyrus_admin.set_delivery_blocked`."""
+        cyrus_admin.split_address(address)
+        await self._run(lambda conn: cyrus_admin.set_delivery_blocked(conn, address, suspended))
 
     def jmap_access(self, address: str) -> JmapAccess:
         """A fresh Bearer JWT for ``address`` (valid 1 h from now; make a new one per use)."""

@@ -314,10 +314,13 @@ async def inject(svc: Services, row: Mailbox, spec: InboundMessage) -> InboxFull
     """Build, deliver and return the message (``InboxFullMessage`` of the delivered copy).
 
     422 invalid input (fields named in details); 409 a message with this ``message_id`` is already
-    in the mailbox (the mail server would drop the duplicate); 403 ``quota_exceeded``; 503 the mail
-    server is unavailable, deferred the message, or has not indexed it within 5 s.
+    in the mailbox (the mail server would drop the duplicate) or the mailbox is suspended (it
+    receives no mail); 403 ``quota_exceeded``; 503 the mail server is unavailable, deferred the
+    message, or has not indexed it within 5 s.
     """
     data, message_id, sender = build_message(spec, recipient=row.address)
+    if row.suspended_at is not None:
+        raise Conflict("The mailbox is suspended: it receives no mail until it is resumed.")
     if spec.message_id is not None and await find_by_message_id(svc, row, message_id):
         raise Conflict(f"A message with Message-ID {message_id} is already in this mailbox.")
     try:
