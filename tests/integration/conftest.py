@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,17 @@ class ApiEnv:
         r = self.client.post("/v1/domains", json={"name": name}, headers=self.auth(key))
         assert r.status_code == 201, r.text
         verify_domain(self.settings, name)
+        return r.json()  # type: ignore[no-any-return]
+
+    def new_mailbox(self, domain: str, local: str = "hello", key: str | None = None, **body: object) -> dict[str, Any]:
+        """A mailbox ``local`` on the new verified domain ``domain`` (a generated password unless
+        ``body`` gives ``password``); the created Mailbox object."""
+        dom = self.verified_domain(domain, key)
+        payload: dict[str, object] = {"domain_id": dom["id"], "address": local, **body}
+        if "password" not in payload:
+            payload["generate_password"] = True
+        r = self.client.post("/v1/mailboxes", json=payload, headers=self.auth(key))
+        assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
     def lmtp(self, recipient: str, message: bytes, sender: str = "sender@example.org") -> dict[str, object]:

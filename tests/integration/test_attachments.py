@@ -42,12 +42,7 @@ CORPUS_FILES = [
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:
-    dom = api.verified_domain(domain, key=key)
-    address = local or f"m{secrets.token_hex(4)}"
-    r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": address, "generate_password": True},
-                        headers=api.auth(key))
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return api.new_mailbox(domain, local or f"m{secrets.token_hex(4)}", key)
 
 
 def python_attachments(raw: bytes) -> dict[str, bytes]:

@@ -29,12 +29,7 @@ SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:
-    dom = api.verified_domain(domain, key=key)
-    address = local or f"m{secrets.token_hex(4)}"
-    r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": address, "generate_password": True},
-                        headers=api.auth(key))
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return api.new_mailbox(domain, local or f"m{secrets.token_hex(4)}", key)
 
 
 def inject(api: ApiEnv, mailbox_id: str, body: dict[str, Any], key: str | None = None) -> Any:

@@ -28,11 +28,7 @@ PASSWORD = "CorrectHorse9"
 
 
 def new_mailbox(api: ApiEnv, label: str, key: str | None = None) -> dict[str, Any]:
-    dom = api.verified_domain(f"{label}-{secrets.token_hex(4)}.example", key)
-    r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "hello", "password": PASSWORD},
-                        headers=api.auth(key))
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return api.new_mailbox(f"{label}-{secrets.token_hex(4)}.example", key=key, password=PASSWORD)
 
 
 def post(api: ApiEnv, mbx: dict[str, Any], action: str, key: str | None = None) -> Any:
