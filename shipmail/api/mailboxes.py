@@ -144,11 +144,12 @@ async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
 )
 async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
     """Change the display name (null clears it); fields not sent stay as they are."""
-    row = await mailboxes.get(ctx.services, ctx.organization_id, ctx.path["id"])
     if "display_name" in ctx.body.model_fields_set:
         row = await mailboxes.update_display_name(
             ctx.services, ctx.organization_id, ctx.path["id"], ctx.body.display_name
         )
+    else:
+        row = await mailboxes.get(ctx.services, ctx.organization_id, ctx.path["id"])
     return Mailbox.of(row)
 
 

@@ -201,20 +201,8 @@ def tree_order(folders: Iterable[Folder]) -> list[Folder]:
         children.setdefault(parent, []).append(f)
     for group in children.values():
         group.sort(key=lambda f: (f.sort_order, f.name.casefold(), f.name, f.id))
-    out: list[Folder] = []
     seen: set[str] = set()
-
-    def walk(parent: str | None) -> None:
-        stack = list(reversed(children.get(parent, [])))
-        while stack:
-            f = stack.pop()
-            if f.id in seen:
-                continue
-            seen.add(f.id)
-            out.append(f)
-            stack.extend(reversed(children.get(f.id, [])))
-
-    walk(None)
+    out = _preorder(children, children.get(None, []), seen)
     for f in items:  # cycles (never from Cyrus): still listed once
         if f.id not in seen:
             seen.add(f.id)
@@ -231,16 +219,23 @@ def subtree(folders: Iterable[Folder], root_id: str) -> list[Folder]:
         by_parent.setdefault(f.parent_id, []).append(f)
     if root_id not in by_id:
         return []
+    for group in by_parent.values():
+        group.sort(key=lambda c: c.id)
+    return _preorder(by_parent, [by_id[root_id]], set())
+
+
+def _preorder(children: dict[str | None, list[Folder]], start: list[Folder], seen: set[str]) -> list[Folder]:
+    """``start`` and their descendants depth-first, each folder before its ``children`` (in
+    their list order); folders in ``seen`` are skipped, and every one visited is added to it."""
     out: list[Folder] = []
-    seen: set[str] = set()
-    stack = [by_id[root_id]]
+    stack = list(reversed(start))
     while stack:
         f = stack.pop()
         if f.id in seen:
             continue
         seen.add(f.id)
         out.append(f)
-        stack.extend(sorted(by_parent.get(f.id, []), key=lambda c: c.id, reverse=True))
+        stack.extend(reversed(children.get(f.id, [])))
     return out
 
 

@@ -11,14 +11,9 @@ from shipmail.config import Settings
 from shipmail.db.models import Mailbox
 from shipmail.mailserver.base import MailServerUnavailable
 from tests.fakes import FakeMailServer
-from tests.unit.conftest import auth, make_key, run_db, verify_domain
+from tests.unit.conftest import auth, run_db, verify_domain
 
 pytestmark = pytest.mark.usefixtures("db_backend")
-
-
-@pytest.fixture
-def key(settings: Settings) -> str:
-    return make_key(settings)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from shipmail.sieve.model import AUTO_REPLY_DAYS, AutoReply, DeliveryPlan, SpamF
 from shipmail.sieve.spam import integer_at_least, score_pattern
 from shipmail.sieve.vacation import LIST_HEADERS, UnsafeText, iso8601_key, subject_problem
 from tests.fakes import FakeJmap, FakeMailServer
-from tests.unit.conftest import auth, make_key, run_db, verify_domain
+from tests.unit.conftest import auth, make_key, run_db
 
 CYRUS = DeliverySieve(has_attachment=SieveTest("jmapquery", "vnd.cyrus.jmapquery", '{"hasAttachment":true}'))
 UTC = timezone.utc
@@ -301,21 +301,6 @@ def client(settings: Settings, mail: FakeMailServer, fake: FakeJmap) -> Iterator
     app = create_app(settings, mail_server=mail, jmap_transport=httpx.MockTransport(fake))
     with TestClient(app, base_url="http://testserver") as c:
         yield c
-
-
-@pytest.fixture
-def key(settings: Settings) -> str:
-    return make_key(settings)
-
-
-@pytest.fixture
-def mbx(client: TestClient, settings: Settings, key: str) -> dict[str, Any]:
-    dom = client.post("/v1/domains", json={"name": "example.com"}, headers=auth(key)).json()
-    verify_domain(settings, "example.com")
-    r = client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
-                    headers=auth(key))
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 def active_script(fake: FakeJmap, address: str) -> str:

@@ -13,26 +13,11 @@ from shipmail.config import Settings
 from shipmail.db.models import Mailbox
 from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
 from tests.fakes import FakeMailServer
-from tests.unit.conftest import auth, make_key, run_db, verify_domain
+from tests.unit.conftest import auth, make_key, run_db
 
 pytestmark = pytest.mark.usefixtures("db_backend")
 
 ADDRESS = "hello@example.com"
-
-
-@pytest.fixture
-def key(settings: Settings) -> str:
-    return make_key(settings)
-
-
-@pytest.fixture
-def mbx(client: TestClient, settings: Settings, key: str) -> dict[str, Any]:
-    dom = client.post("/v1/domains", json={"name": "example.com"}, headers=auth(key)).json()
-    verify_domain(settings, "example.com")
-    r = client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
-                    headers=auth(key))
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 def _row(settings: Settings, mailbox_id: str) -> Mailbox:
