@@ -15,6 +15,7 @@ Every test under tests/integration gets the ``integration`` marker.
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
 import socket
@@ -46,6 +47,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+def imap_login(host: str, port: int, user: str, password: str) -> imaplib.IMAP4:
+    """An IMAP session logged in as ``user`` (raises ``imaplib.IMAP4.error`` when refused)."""
+    conn = imaplib.IMAP4(host, port, timeout=15)
+    try:
+        conn.login(user, password)
+    except imaplib.IMAP4.error:
+        conn.logout()
+        raise
+    return conn
 
 
 def free_port() -> int:

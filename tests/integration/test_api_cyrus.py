@@ -11,18 +11,13 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ApiEnv
+from tests.integration.conftest import imap_login as connect
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "mail-fixtures"
 
 
 def imap_login(api: ApiEnv, user: str, password: str) -> imaplib.IMAP4:
-    conn = imaplib.IMAP4(api.cyrus.instance.connect_host, api.cyrus.instance.imap_port, timeout=15)
-    try:
-        conn.login(user, password)
-    except imaplib.IMAP4.error:
-        conn.logout()
-        raise
-    return conn
+    return connect(api.cyrus.instance.connect_host, api.cyrus.instance.imap_port, user, password)
 
 
 def login_fails(api: ApiEnv, user: str, password: str) -> bool:

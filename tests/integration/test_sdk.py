@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.serve_proc import REPO, ServeProcess
+from tests.integration.serve_proc import REPO, ServeProcess, serve_running
 
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
 SCRIPT = Path(__file__).with_name("sdk_script.py")
@@ -28,13 +28,8 @@ def server() -> Iterator[ServeProcess]:
         pytest.skip(f"{SDK_PYTHON} is missing: run scripts/setup (it installs the official SDK there)")
     if os.geteuid() != 0:
         pytest.skip("shipmail serve needs root (Cyrus's master drops to user cyrus)")
-    serve = ServeProcess("shipmail-serve-sdk-")
-    try:
-        serve.start()
+    with serve_running("shipmail-serve-sdk-") as serve:
         yield serve
-    finally:
-        print(serve.output())
-        serve.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.integration.conftest import imap_login as connect
 from tests.integration.serve_proc import CORPUS, ServeProcess, port_is_free
 
 PASSWORD = "CorrectHorse9"
@@ -36,13 +37,7 @@ def lmtp(serve: ServeProcess, recipient: str, message: bytes) -> dict[str, objec
 
 
 def imap_login(serve: ServeProcess, user: str, password: str) -> imaplib.IMAP4:
-    conn = imaplib.IMAP4("127.0.0.1", serve.imap_port, timeout=15)
-    try:
-        conn.login(user, password)
-    except imaplib.IMAP4.error:
-        conn.logout()
-        raise
-    return conn
+    return connect("127.0.0.1", serve.imap_port, user, password)
 
 
 def inbox_subjects(serve: ServeProcess, user: str, password: str) -> list[bytes]:
