@@ -8,7 +8,7 @@ attachment). Then, in alternating rounds, the same client sends
 * direct: the JMAP request that call makes, sent straight to Cyrus with a Bearer JWT: Email/query
   (``before`` the current second, sort ``receivedAt desc, id desc``, limit 50, calculateTotal)
   and Email/get of its ids by back-reference with the list properties
-  (:data:`shipmail.jmap.email.LIST_PROPERTIES`), as :func:`shipmail.services.inbox.list_messages`
+  (:data:`shipmail.jmap.email.LIST_PROPERTIES`), as :func:`shipmail.inbox.service.list_messages`
   builds it (checked: both answer the same 50 ids in the same order).
 
 Both run first on one connection (sequential requests), then on 4 connections. Prints p50/p95
@@ -234,7 +234,7 @@ def jmap_post(stack_jmap_url: str, api_url: str, bearer: str, body: bytes) -> by
 
 def list_request(account_id: str) -> dict[str, object]:
     """The JMAP request body of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
-    :func:`shipmail.services.inbox.list_messages` builds it."""
+    :func:`shipmail.inbox.service.list_messages` builds it."""
     ceiling = datetime.fromtimestamp(int(time.time()) + 1, timezone.utc)
     calls = [
         RawCall("Email/query", {

@@ -25,26 +25,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipmail.api.registry import OPERATIONS
-from shipmail.api.routing import build_routes, request_id_of
+from shipmail.routes import OPERATIONS
+from shipmail.http.routing import build_routes, request_id_of
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.config import Settings
 from shipmail.db.engine import Database
 from shipmail.jmap.client import JmapClient
-from shipmail.errors import (
-    InternalError,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    ShipmailError,
-    ValidationFailed,
-)
+from shipmail.http.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
 from shipmail.mailserver.base import MailServer
-from shipmail.openapi import build_document
-from shipmail.pagination import CursorCodec
-from shipmail.ratelimit import RateLimits, Tier
-from shipmail.services import keys as key_service
-from shipmail.services.container import Services
+from shipmail.http.openapi import build_document
+from shipmail.http.cursors import CursorCodec
+from shipmail.http.ratelimit import RateLimits, Tier
+from shipmail.keys import service as key_service
+from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.app")
 

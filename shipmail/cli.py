@@ -77,7 +77,7 @@ def keys() -> None:
 def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_days: int | None) -> None:
     """Create a key; the key itself is the last line of stdout (shown once)."""
     from shipmail.auth.scopes import parse_scopes
-    from shipmail.services import keys as key_service
+    from shipmail.keys import service as key_service
 
     try:
         parsed = parse_scopes(scopes or ("*",))
@@ -104,8 +104,8 @@ def keys_list(org: str) -> None:
     """List an organisation's keys (id, prefix, scopes, state); never the keys themselves."""
     from sqlmodel import col, select
 
-    from shipmail.db.models import Organization
-    from shipmail.services import keys as key_service
+    from shipmail.keys.models import Organization
+    from shipmail.keys import service as key_service
 
     settings = _settings()
 
@@ -126,7 +126,7 @@ def keys_list(org: str) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id (``key_...``)."""
-    from shipmail.services import keys as key_service
+    from shipmail.keys import service as key_service
 
     settings = _settings()
     record = _run(settings, lambda s: key_service.revoke_key(s, key_id))
@@ -144,7 +144,7 @@ def domains() -> None:
 @click.argument("name")
 def domains_verify(name: str) -> None:
     """Mark a domain verified (operator override until DNS verification exists)."""
-    from shipmail.services import domains as domain_service
+    from shipmail.domains import service as domain_service
 
     settings = _settings()
     try:
@@ -167,9 +167,9 @@ def mailboxes_resync_sieve() -> None:
     mail server (after an upgrade that changed what scripts contain)."""
     from shipmail.app import default_mail_server
     from shipmail.jmap.client import JmapClient
-    from shipmail.pagination import CursorCodec
-    from shipmail.services.container import Services
-    from shipmail.services.sieve_sync import reinstall_all
+    from shipmail.http.cursors import CursorCodec
+    from shipmail.runtime import Services
+    from shipmail.delivery.service import reinstall_all
 
     settings = _settings()
 
@@ -201,8 +201,8 @@ def mailboxes_resync_sieve() -> None:
 @click.option("--write", is_flag=True, help="Write openapi/openapi.json instead of printing.")
 def openapi(write: bool) -> None:
     """The OpenAPI document of the implemented API."""
-    from shipmail.api.registry import OPERATIONS
-    from shipmail.openapi import REPO_SPEC, build_document, dumps
+    from shipmail.routes import OPERATIONS
+    from shipmail.http.openapi import REPO_SPEC, build_document, dumps
 
     text = dumps(build_document(OPERATIONS))
     if write:
@@ -221,7 +221,7 @@ def serve(workers: int) -> None:
 
     from shipmail.mailserver.authd import AuthDaemon
     from shipmail.mailserver.cyrus import CyrusInstance
-    from shipmail.services.logins import password_lookup
+    from shipmail.mailboxes.logins import password_lookup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")

@@ -7,14 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-from shipmail.mailserver.base import (
-    AccountExists,
-    AccountNotFound,
-    DeliveryRefused,
-    DeliverySieve,
-    JmapAccess,
-    MailServerUnavailable,
-)
+from shipmail.mailserver.base import AccountExists, AccountNotFound, DeliveryRefused, DeliverySieve, JmapAccess, MailServerUnavailable
 
 
 class FakeMailServer:

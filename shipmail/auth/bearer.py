@@ -3,8 +3,8 @@
 authlib parses the ``Authorization`` header and validates the token (expired, revoked, scope);
 the lookup of the key by its digest is ours and asynchronous.
 
-Errors: :class:`~shipmail.errors.AuthenticationFailed` (401, with ``WWW-Authenticate``) for a
-missing, malformed, unknown, revoked or expired key; :class:`~shipmail.errors.PermissionDenied`
+Errors: :class:`~shipmail.http.errors.AuthenticationFailed` (401, with ``WWW-Authenticate``) for a
+missing, malformed, unknown, revoked or expired key; :class:`~shipmail.http.errors.PermissionDenied`
 (403) for a missing scope.
 """
 
@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from shipmail.auth.keys import looks_like_key
 from shipmail.auth.scopes import Scope, grants
-from shipmail.errors import AuthenticationFailed, PermissionDenied
+from shipmail.http.errors import AuthenticationFailed, PermissionDenied
 
 
 @dataclass(frozen=True)

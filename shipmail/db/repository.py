@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.db.models import UTCDateTime
+from shipmail.db.types import UTCDateTime
 
 T = TypeVar("T", bound=SQLModel)
 

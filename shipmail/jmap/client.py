@@ -2,12 +2,12 @@
 
 - Sessions: fetched once per account from :meth:`MailServer.jmap_access`'s session URL, cached,
   and dropped when a response's ``sessionState`` differs from the cached one.
-- Calls: jmapc method objects (and :class:`RawCall` for what jmapc lacks) serialised with
-  ``APIRequest.from_calls``; back-references with ``jmapc.Ref``. One :meth:`JmapClient.call` is
+- Calls: a :class:`~shipmail.jmap.request.Request` of jmapc method objects (and this package's
+  typed subclasses for what jmapc lacks), call ids and back-references assigned there. One :meth:`JmapClient.call` is
   exactly one HTTP request (``request_count`` counts them, for tests).
 - Blobs: :meth:`JmapClient.open_blob` streams a download (RFC 8620 section 6.2).
 - Failures: timeouts, refused connections and HTTP errors raise
-  :class:`~shipmail.errors.ServiceUnavailable` (503, ``Retry-After``) within the configured
+  :class:`~shipmail.http.errors.ServiceUnavailable` (503, ``Retry-After``) within the configured
   timeout; method errors raise through :mod:`shipmail.jmap.errors` when a result is read.
 """
 
@@ -22,11 +22,10 @@ from urllib.parse import quote, urljoin
 
 import httpx
 from jmapc import constants as jmap_constants
-from jmapc.api import APIRequest
-from jmapc.methods import Method, Response
 
-from shipmail.errors import ServiceUnavailable, ShipmailError
+from shipmail.http.errors import ServiceUnavailable, ShipmailError
 from shipmail.jmap.errors import from_jmap
+from shipmail.jmap.request import Request, Results
 from shipmail.mailserver.base import MailServer
 
 logger = logging.getLogger("shipmail.jmap")
@@ -36,27 +35,6 @@ BLOB_BYTES_PER_SECOND = 10 * 1024 * 1024
 
 URN_CORE = jmap_constants.JMAP_URN_CORE
 URN_MAIL = jmap_constants.JMAP_URN_MAIL
-
-
-class RawCall(Method):
-    """A method call jmapc has no class for: ``name`` (``Type/method``), ``arguments``, ``using``.
-
-    It goes through ``APIRequest.from_calls`` like jmapc's own methods, so call ids stay jmapc's
-    (:func:`call_ids`). ``arguments`` may hold ``{"#name": {"resultOf": call_id,
-    "name": ..., "path": ...}}`` back-references; ``accountId`` is filled in when absent.
-    """
-
-    def __init__(self, name: str, arguments: dict[str, Any], using: Sequence[str] = (URN_MAIL,)) -> None:
-        self.jmap_method = name
-        self.arguments = arguments
-        # jmapc reads ``method.using`` (a ClassVar on its classes); this call's own set shadows it.
-        self.__dict__["using"] = set(using)
-
-    def to_dict(self, *args: Any, account_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        data = dict(self.arguments)
-        if account_id is not None:
-            data.setdefault("accountId", account_id)
-        return data
 
 
 @dataclass(frozen=True)
@@ -70,47 +48,6 @@ class Session:
     state: str
     capabilities: dict[str, Any]
     account_capabilities: dict[str, Any]
-
-
-@dataclass
-class Results:
-    """The method responses of one request, by call id, decoded on demand."""
-
-    responses: list[tuple[str, dict[str, Any], str]]
-    session_state: str
-    _by_id: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name, args, call_id in self.responses:
-            self._by_id.setdefault(call_id, (name, args))
-
-    def raw(self, call_id: str, *, what: str = "request") -> dict[str, Any]:
-        """The arguments of response ``call_id``; a method error raises the mapped API error."""
-        try:
-            name, args = self._by_id[call_id]
-        except KeyError:
-            raise ShipmailError(f"JMAP response {call_id!r} missing") from None
-        if name == "error":
-            raise from_jmap(args, what=what)
-        return args
-
-    def typed(self, call_id: str, *, what: str = "request") -> Response:
-        """Response ``call_id`` decoded into jmapc's response class for its method."""
-        args = self.raw(call_id, what=what)
-        name = self._by_id[call_id][0]
-        cls = Response.response_types.get(name)
-        if cls is None:
-            raise ShipmailError(f"no jmapc response class for {name}")
-        decoded = cls.from_dict(args)
-        assert isinstance(decoded, Response)
-        return decoded
-
-
-def call_ids(calls: Sequence[Method]) -> list[str]:
-    """The call ids a request with ``calls`` uses (jmapc's: ``single.<name>`` or ``<i>.<name>``)."""
-    if len(calls) == 1:
-        return [f"single.{calls[0].jmap_method_name}"]
-    return [f"{i}.{c.jmap_method_name}" for i, c in enumerate(calls)]
 
 
 class JmapClient:
@@ -184,19 +121,17 @@ class JmapClient:
 
     # ----------------------------------------------------------------- calls
 
-    def build(self, account_id: str, calls: Sequence[Method]) -> dict[str, Any]:
-        """The JSON body of a request with ``calls`` (RFC 8620 section 3.3)."""
-        body: dict[str, Any] = APIRequest.from_calls(account_id, list(calls)).to_dict()
-        return body
+    async def call(self, address: str, request: Request | Sequence[Any]) -> Results:
+        """Send ``request`` for ``address``'s account as ONE HTTP request (RFC 8620 section 3.3);
+        its responses (:meth:`Results.get` reads one by its :class:`~shipmail.jmap.request.Call`).
 
-    async def call(self, address: str, calls: Sequence[Method]) -> Results:
-        """Send ``calls`` for ``address`` in ONE JMAP request; the responses by call id.
-
-        Call ids are jmapc's (``"<i>.<Type/method>"``, or ``single.<...>`` for one call): see
-        :func:`call_ids`.
+        Errors: 503 ServiceUnavailable (unreachable, timeout, HTTP error), 422 when the server
+        refuses the request for a limit (``urn:ietf:params:jmap:error:limit``).
         """
         session = await self.session(address)
-        body = self.build(session.account_id, calls)
+        from shipmail.jmap.legacy import as_request  # TEMPORARY
+
+        body = as_request(request).body(session.account_id)
         response = await self._send("POST", session.api_url, address, json=body)
         if response.status_code != 200:
             detail: Any = None

@@ -6,8 +6,10 @@ Emails through jmapc's dataclasses_json models costs far more than the request i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
+
+from shipmail.utc import as_utc, ceil_second
 
 #: Properties of a listed message (no bodies).
 LIST_PROPERTIES: list[str] = [
@@ -58,20 +60,6 @@ def utc_date(moment: datetime) -> str:
     Not ``strftime("%Y")``: glibc does not zero-pad years below 1000."""
     m = as_utc(moment)
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
-
-
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive one is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
-def ceil_second(moment: datetime) -> datetime:
-    """The first whole second at or after ``moment`` (UTC)."""
-    moment = as_utc(moment)
-    whole = moment.replace(microsecond=0)
-    return whole if whole == moment else whole + timedelta(seconds=1)
 
 
 # Cyrus 3.6 keeps receivedAt in whole seconds, drops the fraction of a filter's date, and compares

@@ -1,11 +1,14 @@
 """JMAP errors mapped onto the API's errors (RFC 8620 sections 3.6.1, 3.6.2, 5.3).
 
-Exception tree::
+Exception tree (beyond :mod:`shipmail.http.errors`, whose classes :func:`from_jmap` returns)::
 
-    JmapError (a ShipmailError subclass chosen by :func:`method_error` / :func:`set_error`)
+    ShipmailError
+     ├── QuotaExceeded (403 quota_exceeded: ``overQuota``)
+     └── InternalError
+          └── MissingResponse (a call without its response)
 
 Request-level problems (HTTP errors, timeouts, refused connections) become
-:class:`~shipmail.errors.ServiceUnavailable` (503 with ``Retry-After``); method errors and
+:class:`~shipmail.http.errors.ServiceUnavailable` (503 with ``Retry-After``); method errors and
 SetErrors map as follows:
 
 | JMAP type | status |
@@ -22,14 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipmail.errors import (
-    Conflict,
-    InternalError,
-    NotFound,
-    ServiceUnavailable,
-    ShipmailError,
-    ValidationFailed,
-)
+from shipmail.http.errors import Conflict, InternalError, NotFound, ServiceUnavailable, ShipmailError, ValidationFailed
 
 _NOT_FOUND = {"notFound", "accountNotFound"}
 _INVALID = {
@@ -40,6 +36,10 @@ _INVALID = {
 _CONFLICT = {"stateMismatch", "alreadyExists", "mailboxHasChild", "mailboxHasEmail", "singleton", "forbidden",
              "willDestroy", "scriptIsActive"}
 _UNAVAILABLE = {"rateLimit", "serverUnavailable", "serverPartialFail", "requestTooLarge"}
+
+
+class MissingResponse(InternalError):
+    """500: the server's answer lacks the response to one of the request's calls (a server bug)."""
 
 
 class QuotaExceeded(ShipmailError):

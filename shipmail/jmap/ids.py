@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from shipmail.errors import NotFound
+from shipmail.http.errors import NotFound
 
 FOLDER = "fld"
 EMAIL = "eml"

@@ -149,7 +149,7 @@ class MailServer(Protocol):
         the sending MTA retries and the message arrives after the unblock; nothing is delivered,
         so the account's delivery script does not run. Mail already in the account stays, and
         :meth:`jmap_access` keeps working. Logins are not this method's business: the login
-        checker refuses suspended mailboxes (:mod:`shipmail.services.logins`).
+        checker refuses suspended mailboxes (:mod:`shipmail.mailboxes.logins`).
 
         Raises :class:`AccountNotFound` when there is no such account.
         """

@@ -192,7 +192,7 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
 
     from shipmail.app import create_app
     from shipmail.config import Settings
-    from shipmail.services.logins import password_lookup
+    from shipmail.mailboxes.logins import password_lookup
     from tests.dbfixtures import migrated_database
     from tests.unit.conftest import make_key
 

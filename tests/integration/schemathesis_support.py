@@ -316,7 +316,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     from shipmail.app import create_app
     from shipmail.config import Settings
     from shipmail.mailserver.cyrus_server import CyrusMailServer
-    from shipmail.services.logins import password_lookup
+    from shipmail.mailboxes.logins import password_lookup
     from tests.dbfixtures import migrated_database
     from tests.unit.conftest import make_key
 

@@ -241,7 +241,7 @@ def test_no_reply_to_lists_automatic_mail_or_bounces(api: ApiEnv) -> None:
 def test_the_scripts_own_rfc3834_checks(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cyrus's vacation skips list and automatic mail by itself, which hides the script's own
     checks; here the same condition guards ``addflag "$would-reply"`` instead of ``vacation``."""
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "ar-probe")
     fs = FiltersSet("probe")
@@ -310,7 +310,7 @@ def test_spam_gets_no_auto_reply(api: ApiEnv) -> None:
 
 
 def test_refused_script_keeps_the_old_script_and_settings(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "ar-refused")
     set_auto_reply(api, mbx, enabled=True, body="first text")

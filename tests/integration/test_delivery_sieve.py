@@ -94,7 +94,7 @@ def test_has_attachment_filter_sees_lmtp_mail(api: ApiEnv) -> None:
 def test_reinstall_replaces_the_script_and_a_rejected_one_changes_nothing(
     api: ApiEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "sieve-replace.example")
     address = mbx["address"]
@@ -108,7 +108,7 @@ def test_reinstall_replaces_the_script_and_a_rejected_one_changes_nothing(
 
     # A script the server refuses: 422 (invalidScript), the active one stays and still works.
     monkeypatch.setattr(sieve_sync, "build_script", lambda options: 'require "fileinto";\nfileinto :nosuchtag "x";\n')
-    from shipmail.errors import ShipmailError
+    from shipmail.http.errors import ShipmailError
 
     with pytest.raises(ShipmailError) as refused:
         api.client.portal.call(sieve_sync.install, services, row)  # type: ignore[union-attr]
@@ -120,8 +120,8 @@ def test_reinstall_replaces_the_script_and_a_rejected_one_changes_nothing(
 
 
 def test_failed_script_install_removes_the_new_account(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.errors import ServiceUnavailable
-    from shipmail.services import sieve_sync
+    from shipmail.http.errors import ServiceUnavailable
+    from shipmail.delivery import service as sieve_sync
 
     async def broken(svc: Any, row: Any) -> None:
         raise ServiceUnavailable("sieve down")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shipmail.services.identities import identity_jmap_id
+from shipmail.identities.service import identity_jmap_id
 from tests.integration.conftest import ApiEnv
 from tests.integration.test_folders import load_sdk, make_mailbox, requests
 

@@ -175,9 +175,9 @@ def test_list_and_get_a_delivered_message(api: ApiEnv) -> None:
 
 def test_shared_get_message_renders_one_message(api: ApiEnv) -> None:
     """``services.inbox.get_message``: what the sandbox-inbound module calls; 404 when absent."""
-    from shipmail.db.models import Mailbox
-    from shipmail.errors import NotFound
-    from shipmail.services import inbox
+    from shipmail.mailboxes.models import Mailbox
+    from shipmail.http.errors import NotFound
+    from shipmail.inbox import service as inbox
 
     mbx = new_mailbox(api)
     deliver(api, mbx["address"], build("Shared"))
@@ -338,7 +338,7 @@ def test_paging_through_one_second_bursts(api: ApiEnv, monkeypatch: pytest.Monke
     (max_refetch=2 also walks the position-based fallback for huge bursts)."""
     import smtplib
 
-    from shipmail.services import inbox
+    from shipmail.inbox import service as inbox
 
     monkeypatch.setattr(inbox, "MAX_REFETCH", max_refetch)
     mbx = new_mailbox(api)

@@ -18,7 +18,7 @@ from tests.integration.test_inbox_messages import (
 
 
 def sent_folder(api: ApiEnv, mailbox_id: str) -> str:
-    from shipmail.db.models import Mailbox
+    from shipmail.mailboxes.models import Mailbox
 
     svc = api.client.app.state.services  # type: ignore[attr-defined]
 

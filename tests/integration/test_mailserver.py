@@ -16,13 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipmail.mailserver.base import (
-    SPECIAL_USE_FOLDERS,
-    AccountExists,
-    AccountNotFound,
-    MailServerError,
-    MailServerUnavailable,
-)
+from shipmail.mailserver.base import SPECIAL_USE_FOLDERS, AccountExists, AccountNotFound, MailServerError, MailServerUnavailable
 from shipmail.mailserver import cyrus_admin
 from shipmail.mailserver.cyrus import CyrusInstance, CyrusStartError
 from shipmail.mailserver.cyrus_server import CyrusMailServer, make_jwt

@@ -459,7 +459,7 @@ def test_validation_errors_name_the_fields(box: Box) -> None:
 
 
 def test_a_script_the_server_refuses_changes_nothing(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
     from shipmail.sieve.compiler import build_script as real
 
     roles = box.roles()
@@ -558,7 +558,7 @@ def test_sdk_get_rules_and_update_rules(api: ApiEnv, box: Box) -> None:
 
 
 def test_sdk_paths_match_the_operations() -> None:
-    from shipmail.api import rules
+    from shipmail.rules import routes as rules
     from tests.integration.test_folders import load_sdk
 
     sdk = load_sdk()
@@ -584,8 +584,8 @@ def test_other_organisations_and_scopes(api: ApiEnv, box: Box) -> None:
 
 def test_install_error_is_not_a_500(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     """A mail server outage during PUT: 503, rules unchanged."""
-    from shipmail.errors import ServiceUnavailable
-    from shipmail.services import sieve_sync
+    from shipmail.http.errors import ServiceUnavailable
+    from shipmail.delivery import service as sieve_sync
 
     async def down(svc: Any, row: Any) -> None:
         raise ServiceUnavailable("down")

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 
-from shipmail.errors import ValidationFailed
-from shipmail.jmap.client import URN_CORE, RawCall
-from shipmail.services import rules as service
-from shipmail.services.sieve_sync import URN_SIEVE_CYRUS
+from shipmail.http.errors import ValidationFailed
+from shipmail.jmap.client import URN_CORE
+from shipmail.jmap.legacy import RawCall  # TEMPORARY
+from shipmail.rules import service as service
+from shipmail.delivery.service import URN_SIEVE_CYRUS
 from shipmail.sieve.compiler import ScriptOptions, build_script
 from shipmail.sieve.model import DeliveryPlan
 from tests.integration.conftest import ApiEnv

@@ -212,7 +212,7 @@ def test_tenancy_scope_and_unknown_mailbox(api: ApiEnv) -> None:
 
 def test_delivery_runs_the_mailbox_sieve_script(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sandbox mail takes the inbound path: a script that flags everything flags it."""
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "sandbox-sieve.example")
     monkeypatch.setattr(sieve_sync, "build_script",

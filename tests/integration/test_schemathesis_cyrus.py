@@ -59,8 +59,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shipmail.api.registry import OPERATIONS
-from shipmail.openapi import build_document
+from shipmail.routes import OPERATIONS
+from shipmail.http.openapi import build_document
 from tests.integration.conftest import CyrusFixture
 from tests.integration.schemathesis_support import Seeded, seed_rules, seeded_app
 

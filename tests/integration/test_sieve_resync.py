@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipmail.jmap.client import URN_CORE, RawCall
-from shipmail.services.sieve_sync import URN_SIEVE_CYRUS, reinstall_all
+from shipmail.jmap.client import URN_CORE
+from shipmail.jmap.legacy import RawCall  # TEMPORARY
+from shipmail.delivery.service import URN_SIEVE_CYRUS, reinstall_all
 from tests.integration.conftest import ApiEnv
 
 

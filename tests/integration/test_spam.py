@@ -97,7 +97,7 @@ def test_out_of_range_thresholds_are_422(api: ApiEnv) -> None:
 
 
 def test_refused_script_keeps_the_old_threshold(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "spam-refused")
     assert set_threshold(api, mbx, 8).status_code == 200

@@ -16,12 +16,7 @@ from pathlib import Path
 import argon2
 import pytest
 
-from shipmail.mailserver.authd import (
-    MAX_REQUEST_BYTES,
-    AuthDaemon,
-    AuthDaemonError,
-    encode_request,
-)
+from shipmail.mailserver.authd import MAX_REQUEST_BYTES, AuthDaemon, AuthDaemonError, encode_request
 
 # Cheap argon2id parameters: the protocol is under test, not the hash's cost.
 HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from shipmail.app import create_app
 from shipmail.config import Settings
 from shipmail.db.engine import Database
-from shipmail.services import keys as key_service
+from shipmail.keys import service as key_service
 from tests.dbfixtures import BACKENDS, migrated_database
 from tests.fakes import FakeMailServer
 
@@ -108,7 +108,7 @@ def make_key(settings: Settings, org: str = "acme", scopes: list[str] | None = N
 
 def verify_domain(settings: Settings, name: str) -> None:
     """Operator override: mark ``name`` verified."""
-    from shipmail.services import domains
+    from shipmail.domains import service as domains
 
     run_db(settings, lambda s: domains.mark_verified(s, name))
 

@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipmail.config import Settings
-from shipmail.services import keys as key_service
+from shipmail.keys import service as key_service
 from tests.unit.conftest import auth, make_key, run_db, verify_domain
 
 

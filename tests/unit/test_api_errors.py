@@ -65,7 +65,7 @@ def test_validation_details_never_echo_passwords(client: TestClient, settings: S
 def test_unexpected_error_is_500_envelope_and_logged(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from shipmail.services import domains
+    from shipmail.domains import service as domains
 
     async def boom(*a: object, **k: object) -> None:
         raise RuntimeError("kaboom")

@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipmail.config import Settings
-from shipmail.db.models import Mailbox
+from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import MailServerUnavailable
 from tests.fakes import FakeMailServer
 from tests.unit.conftest import auth, run_db, verify_domain
@@ -142,7 +142,7 @@ def test_update_display_name(client: TestClient, key: str, domain: dict[str, Any
 
 
 def test_reset_password(client: TestClient, key: str, domain: dict[str, Any], settings: Settings) -> None:
-    from shipmail.services.passwords import verify_password
+    from shipmail.mailboxes.passwords import verify_password
 
     mbx = _create(client, key, domain["id"]).json()
     url = f"/v1/mailboxes/{mbx['id']}/password"

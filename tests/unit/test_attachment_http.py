@@ -9,16 +9,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from shipmail.errors import ValidationFailed
-from shipmail.services.attachments import (
-    RangeNotSatisfiable,
-    check_name,
-    content_disposition,
-    etag_for,
-    etag_matches,
-    parse_range,
-    stream,
-)
+from shipmail.http.errors import ValidationFailed
+from shipmail.inbox.attachments import RangeNotSatisfiable, check_name, content_disposition, etag_for, etag_matches, parse_range, stream
 
 ETAG = etag_for("Gabc")
 

@@ -16,11 +16,11 @@ from click.testing import CliRunner, Result
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from shipmail.api.registry import OPERATIONS
+from shipmail.routes import OPERATIONS
 from shipmail.app import create_app
 from shipmail.cli import main
 from shipmail.config import Settings
-from shipmail.openapi import build_document
+from shipmail.http.openapi import build_document
 from tests.fakes import FakeMailServer
 
 KEY_RE = re.compile(r"^sm_live_[A-Za-z0-9]{40}$")

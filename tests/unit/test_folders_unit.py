@@ -8,10 +8,10 @@ import unicodedata
 import pydantic
 import pytest
 
-from shipmail.api.folders import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
-from shipmail.errors import Conflict, NotFound, ValidationFailed
-from shipmail.services import folders as f
-from shipmail.services.identities import identity_jmap_id, identity_wire_id
+from shipmail.folders.routes import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed
+from shipmail.folders import service as f
+from shipmail.identities.service import identity_jmap_id, identity_wire_id
 
 
 def folder(id_: str, name: str, parent: str | None = None, role: str | None = None, order: int = 10) -> f.Folder:

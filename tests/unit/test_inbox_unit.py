@@ -14,13 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 import pydantic
 import pytest
 
-from shipmail.api.inbox_models import InboxListQuery, MoveInboxMessageRequest, UpdateInboxMessageRequest
-from shipmail.db.models import Mailbox
-from shipmail.errors import ValidationFailed
+from shipmail.inbox.schemas import InboxListQuery, MoveInboxMessageRequest, UpdateInboxMessageRequest
+from shipmail.mailboxes.models import Mailbox
+from shipmail.http.errors import ValidationFailed
 from shipmail.jmap import email as jemail
-from shipmail.jmap.client import Results, call_ids
-from shipmail.pagination import CursorCodec
-from shipmail.services import inbox
+from shipmail.jmap.legacy import call_ids  # TEMPORARY
+from shipmail.jmap.request import Results
+from shipmail.http.cursors import CursorCodec
+from shipmail.inbox import service as inbox
 
 FOLDERS = {"inbox": "Fin", "drafts": "Fdr", "sent": "Fse", "trash": "Ftr", "junk": "Fju", "archive": "Far"}
 UTC = timezone.utc

@@ -13,9 +13,9 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from shipmail.api.registry import OPERATIONS
+from shipmail.routes import OPERATIONS
 from shipmail.app import API_PREFIX
-from shipmail.openapi import REPO_SPEC, build_document, dumps
+from shipmail.http.openapi import REPO_SPEC, build_document, dumps
 
 REFERENCE = Path("/work/shared/reference/shipmail-openapi.json")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from shipmail.errors import ValidationFailed
-from shipmail.services.sandbox import InboundMessage, build_message
+from shipmail.http.errors import ValidationFailed
+from shipmail.sandbox.service import InboundMessage, build_message
 
 MAILBOX = "hello@example.com"
 

@@ -39,10 +39,10 @@ from schemathesis.specs.openapi.checks import (
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from shipmail.api.registry import OPERATIONS
+from shipmail.routes import OPERATIONS
 from shipmail.app import create_app
 from shipmail.config import Settings
-from shipmail.openapi import build_document
+from shipmail.http.openapi import build_document
 from tests.dbfixtures import BACKENDS, migrated_database
 from tests.fakes import FakeJmap, FakeMailServer
 from tests.unit.conftest import auth, make_key, verify_domain

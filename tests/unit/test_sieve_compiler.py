@@ -11,14 +11,7 @@ from sievelib.parser import Parser
 
 from shipmail.mailserver.base import DeliverySieve, SieveTest
 from shipmail.mailserver.cyrus_server import CyrusMailServer
-from shipmail.sieve.compiler import (
-    HAS_ATTACHMENT_KEYWORD,
-    ScriptOptions,
-    SieveBuildError,
-    build_script,
-    parses,
-    register_test,
-)
+from shipmail.sieve.compiler import HAS_ATTACHMENT_KEYWORD, ScriptOptions, SieveBuildError, build_script, parses, register_test
 
 CYRUS = DeliverySieve(has_attachment=SieveTest("jmapquery", "vnd.cyrus.jmapquery", '{"hasAttachment":true}'))
 

@@ -15,24 +15,15 @@ from sievelib import commands, tools
 from sievelib.parser import Parser
 from starlette.testclient import TestClient
 
-from shipmail.api.rules import UpdateMailboxRulesRequest, clean_loc
-from shipmail.db.models import Mailbox
-from shipmail.errors import Conflict, ValidationFailed
+from shipmail.rules.routes import UpdateMailboxRulesRequest, clean_loc
+from shipmail.mailboxes.models import Mailbox
+from shipmail.http.errors import Conflict, ValidationFailed
 from shipmail.mailserver.base import DeliverySieve, SieveTest
-from shipmail.services import folders as folder_service
-from shipmail.services import rules as service
+from shipmail.folders import service as folder_service
+from shipmail.rules import service as service
 from shipmail.sieve import rules as sieve_rules
 from shipmail.sieve.compiler import ScriptOptions, build_script, parses
-from shipmail.sieve.model import (
-    Action,
-    DeliveryPlan,
-    FlagCondition,
-    GroupCondition,
-    MoveTarget,
-    Rule,
-    ValueCondition,
-    ValueConditionType,
-)
+from shipmail.sieve.model import Action, DeliveryPlan, FlagCondition, GroupCondition, MoveTarget, Rule, ValueCondition, ValueConditionType
 from tests.unit.conftest import auth, make_key, verify_domain
 
 CYRUS = DeliverySieve(has_attachment=SieveTest("jmapquery", "vnd.cyrus.jmapquery", '{"hasAttachment":true}'))

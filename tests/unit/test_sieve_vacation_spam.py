@@ -21,17 +21,12 @@ from starlette.testclient import TestClient
 
 from shipmail.app import create_app
 from shipmail.config import Settings
-from shipmail.db.models import Mailbox
-from shipmail.errors import ValidationFailed
+from shipmail.mailboxes.models import Mailbox
+from shipmail.http.errors import ValidationFailed
 from shipmail.mailserver.base import DeliverySieve, SieveTest
-from shipmail.mailserver.cyrus_config import (
-    SIEVE_MAX_SCRIPT_KB,
-    VACATION_MIN_RESPONSE_SECONDS,
-    CyrusLayout,
-    render_imapd_conf,
-)
-from shipmail.services import mailbox_settings
-from shipmail.services.mailbox_settings import AutoReplySettings, normalize_auto_reply
+from shipmail.mailserver.cyrus_config import SIEVE_MAX_SCRIPT_KB, VACATION_MIN_RESPONSE_SECONDS, CyrusLayout, render_imapd_conf
+from shipmail.settings import service as mailbox_settings
+from shipmail.settings.service import AutoReplySettings, normalize_auto_reply
 from shipmail.sieve.compiler import ScriptOptions, build_script
 from shipmail.sieve.model import AUTO_REPLY_DAYS, AutoReply, DeliveryPlan, SpamFilter
 from shipmail.sieve.spam import integer_at_least, score_pattern
@@ -347,7 +342,7 @@ def test_patch_auto_reply_stores_and_installs(client: TestClient, fake: FakeJmap
 def test_patch_auto_reply_422_before_any_script(client: TestClient, fake: FakeJmap, key: str, mbx: dict[str, Any],
                                                  body: dict[str, Any], field: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.services import sieve_sync
+    from shipmail.delivery import service as sieve_sync
 
     def never(options: Any) -> str:
         raise AssertionError("no script may be built for an invalid request")
@@ -393,8 +388,8 @@ def test_scope_tenant_and_unknown_mailbox(client: TestClient, settings: Settings
 
 def test_rejected_script_leaves_the_row_unchanged(client: TestClient, settings: Settings, key: str,
                                                   mbx: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.errors import ShipmailError
-    from shipmail.services import sieve_sync
+    from shipmail.http.errors import ShipmailError
+    from shipmail.delivery import service as sieve_sync
 
     async def refuse(svc: Any, row: Any) -> None:
         raise ValidationFailed("The Sieve script was refused.")

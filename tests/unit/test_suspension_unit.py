@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from shipmail.config import Settings
-from shipmail.db.models import Mailbox
+from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
 from tests.fakes import FakeMailServer
 from tests.unit.conftest import auth, make_key, run_db
@@ -180,7 +180,7 @@ def test_concurrent_suspends_keep_one_suspended_at(client: TestClient, key: str,
 def test_login_lookup_refuses_a_suspended_mailbox(
     client: TestClient, key: str, mbx: dict[str, Any], settings: Settings
 ) -> None:
-    from shipmail.services.logins import password_lookup
+    from shipmail.mailboxes.logins import password_lookup
 
     lookup, close = password_lookup(settings.database_url)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import shipmail.db.models
+import shipmail.db.types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

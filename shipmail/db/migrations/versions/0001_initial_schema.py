@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import shipmail.db.models
+import shipmail.db.types
 
 
 revision = '0001'
@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table('organizations',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('created_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('organizations', schema=None) as batch_op:
@@ -36,9 +36,9 @@ def upgrade() -> None:
     sa.Column('prefix', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('scopes', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
-    sa.Column('created_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -51,9 +51,9 @@ def upgrade() -> None:
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=253), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('verified_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('verified_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -71,9 +71,9 @@ def upgrade() -> None:
     sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('spam_filter_threshold', sa.Integer(), nullable=False),
     sa.Column('auto_reply', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('suspended_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shipmail.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('suspended_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shipmail.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['domain_id'], ['domains.id'], ),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id')

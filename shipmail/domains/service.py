@@ -1,0 +1,124 @@
+"""Domains: create (status ``pending``), list, get, delete (409 while mailboxes use it), verify.
+
+Source: Shipmail ``POST/GET /v1/domains``, ``GET/DELETE /v1/domains/{id}``. Verification by DNS
+does not exist yet: the operator marks a domain verified with ``shipmail domains verify NAME``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import idna
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail.db import repository
+from shipmail.domains.models import Domain
+from shipmail.mailboxes.models import Mailbox
+from shipmail import utc
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed
+from shipmail.ids import new_id
+from shipmail.runtime import Services
+from shipmail.http.listing import cursor_page
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_domain_name(name: str) -> str:
+    """The ASCII (IDNA) lower-case form of ``name``; ValueError with the reason if invalid."""
+    value = name.strip()
+    if value.endswith("."):
+        value = value[:-1]  # one trailing dot: the fully qualified form
+    if not value:
+        raise ValueError("must not be empty")
+    try:
+        # IDNA 2008 with UTS 46 mapping, non-transitional (what registries and browsers use).
+        ascii_name = idna.encode(value, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise ValueError("is not a valid domain name") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253:
+        raise ValueError("must be at most 253 characters long")
+    if len(labels) < 2:
+        raise ValueError("must be a fully qualified domain name such as example.com")
+    if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError("is not a valid domain name")
+    return ascii_name
+
+
+async def create(svc: Services, organization_id: str, name: str) -> Domain:
+    """A new ``pending`` domain. 422 for an invalid name, 409 when the name is already taken."""
+    try:
+        normalized = normalize_domain_name(name)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"Invalid domain name: {exc}.", details=[{"field": "name", "code": "invalid_domain", "message": str(exc)}]
+        ) from None
+    now = utc.now()
+    domain = Domain(
+        id=new_id("dom"), organization_id=organization_id, name=normalized, status="pending",
+        created_at=now, updated_at=now,
+    )
+    async with svc.db.session() as session:
+        existing = (await session.exec(select(Domain).where(col(Domain.name) == normalized))).first()
+        if existing is not None:
+            raise Conflict(f"The domain {normalized} is already registered.")
+        session.add(domain)
+        try:
+            await session.commit()
+        except sa.exc.IntegrityError:
+            raise Conflict(f"The domain {normalized} is already registered.") from None
+    return domain
+
+
+async def get(svc: Services, organization_id: str, domain_id: str) -> Domain:
+    """The organisation's domain ``domain_id``; 404 otherwise."""
+    async with svc.db.session() as session:
+        return await get_in(session, organization_id, domain_id)
+
+
+async def get_in(session: AsyncSession, organization_id: str, domain_id: str) -> Domain:
+    """:func:`get` inside an open session."""
+    domain = await repository.get_owned(session, Domain, organization_id, domain_id)
+    if domain is None:
+        raise NotFound(f"No domain with id {domain_id!r}.")
+    return domain
+
+
+async def list_page(
+    svc: Services, organization_id: str, cursor: str | None, limit: int
+) -> tuple[list[Domain], str | None, bool]:
+    """A page of the organisation's domains in creation order."""
+    async with svc.db.session() as session:
+        return await cursor_page(
+            session, svc.cursors, Domain, kind="domains", binding={"o": organization_id},
+            where=[col(Domain.organization_id) == organization_id], cursor=cursor, limit=limit,
+        )
+
+
+async def delete(svc: Services, organization_id: str, domain_id: str) -> None:
+    """Delete the domain; 409 while it still has mailboxes (delete those first)."""
+    async with svc.db.session() as session:
+        domain = await get_in(session, organization_id, domain_id)
+        count = (
+            await session.exec(select(func.count()).select_from(Mailbox).where(col(Mailbox.domain_id) == domain.id))
+        ).one()
+        if count:
+            raise Conflict(f"The domain {domain.name} still has {count} mailbox(es): delete them first.")
+        await session.delete(domain)
+        await session.commit()
+
+
+async def mark_verified(session: AsyncSession, name: str) -> Domain | None:
+    """Operator override: mark the domain ``name`` verified (None when there is no such domain)."""
+    domain = (await session.exec(select(Domain).where(col(Domain.name) == normalize_domain_name(name)))).first()
+    if domain is None:
+        return None
+    now = utc.now()
+    domain.status = "verified"
+    domain.verified_at = domain.verified_at or now
+    domain.updated_at = now
+    session.add(domain)
+    await session.commit()
+    return domain

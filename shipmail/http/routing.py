@@ -1,0 +1,309 @@
+"""Operations: one declaration gives a route, its checks and its OpenAPI entry.
+
+A handler is ``async def handler(ctx: Context) -> BaseModel | None``. The wrapper built by
+:func:`build_routes` does, in order: authenticate the Bearer key and check the operation's scope
+(401/403), count the call against the key's rate-limit tier (429), read and validate the JSON body
+and the query (413/422), call the handler, render its model as JSON (or 204 for ``None``).
+Every :class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
+with the request id and answers 500.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pydantic
+from starlette.requests import Request
+from starlette.responses import Response
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.routing import Route
+
+from shipmail.auth.bearer import Principal
+from shipmail.auth.scopes import Scope
+from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
+from shipmail.http.ratelimit import Tier
+from shipmail.runtime import Services
+
+logger = logging.getLogger("shipmail.api")
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+@dataclass
+class Context(Generic[B, Q]):
+    """What a handler gets: the request, the caller, the parsed input and the services."""
+
+    request: Request
+    principal: Principal | None
+    body: B
+    query: Q
+    path: dict[str, str]
+    request_id: str
+    #: The request's unit of work: one database session, opened by the route before the handler
+    #: runs and closed (rolled back unless committed) after it; services take it as an argument.
+    session: AsyncSession
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.request.app.state.services
+        return services
+
+    @property
+    def organization_id(self) -> str:
+        assert self.principal is not None
+        return self.principal.organization_id
+
+
+Handler = Callable[[Context[Any, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One REST operation; ``scope=None`` means no authentication (public)."""
+
+    operation_id: str
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    scope: Scope | None
+    tier: Tier | None
+    body: type[pydantic.BaseModel] | None = None
+    query: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    status_code: int = 200
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    extra_responses: dict[str, Any] = field(default_factory=dict)
+
+
+class _Empty(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+
+def operation(
+    registry: list[Operation],
+    method: str,
+    path: str,
+    *,
+    operation_id: str,
+    summary: str,
+    scope: Scope | None,
+    tier: Tier | None,
+    body: type[pydantic.BaseModel] | None = None,
+    query: type[pydantic.BaseModel] | None = None,
+    response: type[pydantic.BaseModel] | None = None,
+    status_code: int = 200,
+    errors: Sequence[int] = (),
+    tags: Sequence[str] = (),
+    responses: dict[str, Any] | None = None,
+) -> Callable[[Handler], Handler]:
+    """Decorator: declare ``handler`` as an operation and append it to ``registry``.
+
+    ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
+    success is not a JSON model, such as a download: 200/206/304/416 with their media types).
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        registry.append(
+            Operation(
+                operation_id=operation_id,
+                method=method.upper(),
+                path=path,
+                summary=summary,
+                handler=handler,
+                scope=scope,
+                tier=tier,
+                body=body,
+                query=query,
+                response=response,
+                status_code=status_code,
+                errors=tuple(errors),
+                tags=tuple(tags),
+                description=inspect.cleandoc(handler.__doc__ or ""),
+                extra_responses=dict(responses or {}),
+            )
+        )
+        return handler
+
+    return decorate
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request-id middleware gave this request."""
+    return str(request.scope.get("state", {}).get("request_id", "req_unknown"))
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def validation_details(exc: pydantic.ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Field-level details ``[{field, code, message}]``; never echoes the input value."""
+    details = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = [p for p in err["loc"] if p not in ("function-after", "function-before")]
+        name = _loc(loc)
+        details.append(
+            {"field": f"{prefix}{name}" if prefix else name, "code": err["type"], "message": err["msg"]}
+        )
+    return details
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_body(request: Request, model: type[M], limit: int) -> M:
+    raw = await _read_body(request, limit)
+    if not raw.strip():
+        raise ValidationFailed(
+            "Request body is required.", details=[{"field": "body", "code": "missing", "message": "JSON body required"}]
+        )
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(
+            "Request body is not valid JSON.",
+            details=[{"field": "body", "code": "json_invalid", "message": str(exc).split(":")[0]}],
+        ) from None
+    except RecursionError:
+        raise ValidationFailed(
+            "Request body is nested too deeply.",
+            details=[{"field": "body", "code": "json_invalid", "message": "nested too deeply"}],
+        ) from None
+    _refuse_nul(data, "")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed("Invalid request body.", details=validation_details(exc)) from None
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """422 for a NUL character anywhere in ``value``: no field of the API can hold one (and
+    PostgreSQL text cannot store it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed(
+                "NUL characters are not allowed.",
+                details=[{"field": where or "body", "code": "nul_character", "message": "contains a NUL character"}],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where or "body")
+            _refuse_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
+
+
+def _parse_query(request: Request, model: type[M]) -> M:
+    values: dict[str, Any] = {}
+    for key in request.query_params.keys():
+        items = request.query_params.getlist(key)
+        values[key] = items if len(items) > 1 else items[0]
+    _refuse_nul(values, "")
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed("Invalid query parameters.", details=validation_details(exc)) from None
+
+
+def render(model: pydantic.BaseModel | None, status_code: int) -> Response:
+    """A handler's result as a response: JSON of the model, or an empty 204."""
+    if model is None:
+        return Response(status_code=204)
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
+
+
+def _endpoint(op: Operation, max_body: int) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        for name, value in request.path_params.items():
+            if "\x00" in str(value):
+                raise NotFound(f"No object with {name} {str(value)!r}.")
+        body: Any = None
+        if op.body is not None:
+            body = await _parse_body(request, op.body, max_body)
+        query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
+        services: Services = request.app.state.services
+        async with services.db.session() as session:
+            ctx: Context[Any, Any] = Context(
+                request=request,
+                principal=getattr(request.state, "principal", None),
+                body=body,
+                query=query,
+                path=dict(request.path_params),
+                request_id=request_id_of(request),
+                session=session,
+            )
+            result = await op.handler(ctx)
+        if isinstance(result, Response):
+            return result
+        return render(result, op.status_code)
+
+    return run
+
+
+def build_routes(operations: Sequence[Operation], *, limits: Any, auth: Any, max_body: int, prefix: str) -> list[Route]:
+    """Starlette routes for ``operations``; one Route per path with every method on it."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in operations:
+        inner = _endpoint(op, max_body)
+        if op.tier is not None and op.scope is not None:
+            inner = limits.wrap(op.tier, op.operation_id, inner)
+        by_path.setdefault(op.path, {})[op.method] = _guard(op, inner, auth)
+
+    routes = []
+    for path, methods in by_path.items():
+        routes.append(Route(prefix + path, _dispatch(methods), methods=list(methods)))
+    return routes
+
+
+def _guard(
+    op: Operation, inner: Callable[[Request], Awaitable[Response]], auth: Any
+) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        try:
+            if op.scope is not None:
+                request.state.principal = await auth.authenticate(request, op.scope)
+            return await inner(request)
+        except ShipmailError as exc:
+            return exc.response(request_id_of(request))
+        except Exception:
+            rid = request_id_of(request)
+            logger.exception("unhandled error in %s (request %s)", op.operation_id, rid)
+            return InternalError("An unexpected error occurred.").response(rid)
+
+    return guarded
+
+
+def _dispatch(methods: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = request.method if request.method != "HEAD" else "GET"
+        return await methods[method](request)
+
+    return dispatch

@@ -1,0 +1,1 @@
+"""shipmail.identities."""

@@ -1,0 +1,130 @@
+"""Attachments: ``GET /v1/mailboxes/{id}/inbox/attachments`` streams a blob of the mailbox's mail."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import Field
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from shipmail.http.routing import Context, Operation, operation
+from shipmail.http.schemas import Query
+from shipmail.auth.scopes import Scope as ApiScope
+from shipmail.http.ratelimit import Tier
+from shipmail.inbox import attachments
+from shipmail.mailboxes.accounts import account
+
+operations: list[Operation] = []
+
+
+class AttachmentQuery(Query):
+    blob_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-+=/.]+$",
+                         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).")
+    name: str | None = Field(default=None, max_length=512,
+                             description="Suggested download filename. Defaults to the part's own name, "
+                                         "else attachment.")
+
+
+class UpstreamStreamingResponse(StreamingResponse):
+    """A StreamingResponse that also closes its upstream httpx response when it is done, even if
+    the body iterator never started (client gone before the first chunk)."""
+
+    def __init__(self, upstream: httpx.Response, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.upstream.aclose()
+
+
+@operation(
+    operations, "GET", "/mailboxes/{id}/inbox/attachments", operation_id="downloadMailboxInboxAttachment",
+    summary="Download mailbox inbox attachment", scope=ApiScope.MESSAGES_READ, tier=Tier.READ,
+    query=AttachmentQuery, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    responses={
+        "200": {
+            "description": "The attachment's bytes (Content-Type of the part; Content-Disposition per RFC 6266).",
+            "headers": {
+                "ETag": {"schema": {"type": "string"}},
+                "Content-Disposition": {"schema": {"type": "string"}},
+                "Accept-Ranges": {"schema": {"type": "string"}},
+            },
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        "*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "206": {
+            "description": "The requested byte range (Content-Range).",
+            "headers": {"Content-Range": {"schema": {"type": "string"}}},
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "304": {"description": "Not modified (If-None-Match matched the ETag)."},
+        "416": {
+            "description": "Range not satisfiable (empty body; Content-Range: bytes */<size>).",
+            "headers": {"Content-Range": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
+    """Stream the raw (transfer-decoded) bytes of an attachment of the mailbox's mail. Blob IDs are
+    query parameters because they can contain slash characters.
+
+    Headers: `Content-Type` is the part's own media type (with its charset for text parts),
+    `Content-Disposition: attachment` with `filename` (ASCII) and `filename*` (UTF-8, RFC 6266),
+    `Content-Length` in bytes, a strong `ETag` (blob ids are content-addressed) and
+    `Accept-Ranges: bytes`. `If-None-Match` answers 304; one `Range: bytes=first-last` range
+    answers 206 with `Content-Range` (several ranges: the whole body, 200); a range beyond the end
+    answers 416 with `Content-Range: bytes */<size>`. The body is streamed from the mail server
+    without buffering.
+
+    404: not a mailbox of this organisation, or no message of the mailbox holds the blob. 422: a
+    blob_id outside `[A-Za-z0-9_-+=/.]`, or a name with control characters. 503: the mail server is
+    unavailable (Retry-After)."""
+    row = await account(ctx.services, ctx.organization_id, ctx.path["id"])
+    query = ctx.query
+    name = attachments.check_name(query.name)
+    part = await attachments.locate(ctx.services, row, query.blob_id)
+    filename = name or part.name or attachments.DEFAULT_NAME
+    etag = attachments.etag_for(part.blob_id)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=86400",
+        "Accept-Ranges": "bytes",
+        "Content-Type": part.content_type,
+        "Content-Disposition": attachments.content_disposition(filename),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
+    request = ctx.request
+    if attachments.etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={k: v for k, v in headers.items()
+                                                  if k in ("ETag", "Cache-Control")})
+    if request.method == "HEAD" and part.size >= 0:
+        return Response(status_code=200, headers={**headers, "Content-Length": str(part.size)})
+
+    upstream = await attachments.open_upstream(ctx.services, row, part, filename)
+    try:
+        size = attachments.upstream_size(upstream, part)
+        selected = attachments.parse_range(
+            request.headers.get("range"), size, if_range=request.headers.get("if-range"), etag=etag,
+        )
+    except attachments.RangeNotSatisfiable:
+        await upstream.aclose()
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "ETag": etag,
+                                                  "Accept-Ranges": "bytes"})
+    except BaseException:
+        await upstream.aclose()
+        raise
+    if selected is None:
+        if size >= 0:
+            headers["Content-Length"] = str(size)
+        body = attachments.stream(upstream)
+        return UpstreamStreamingResponse(upstream, body, status_code=200, headers=headers)
+    first, last = selected
+    length = last - first + 1
+    headers["Content-Length"] = str(length)
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    body = attachments.stream(upstream, first, length)
+    return UpstreamStreamingResponse(upstream, body, status_code=206, headers=headers)

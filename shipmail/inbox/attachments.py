@@ -1,0 +1,272 @@
+"""Attachment downloads: a blob of a mailbox's mail, streamed from the JMAP server.
+
+Source: Shipmail ``GET /v1/mailboxes/{id}/inbox/attachments?blob_id=...&name=...``
+(``downloadMailboxInboxAttachment``); JMAP blob download (RFC 8620 section 6.2) and Blob/lookup
+(RFC 9404; Cyrus 3.6 offers it as ``https://cyrusimap.org/ns/jmap/blob``).
+
+* :func:`locate`: one JMAP request (Blob/lookup, then Email/get of the messages holding the blob
+  with their body structure) gives the part's media type, charset, name and size; a blob that no
+  message of this mailbox holds is 404. The media type is the part's own, never the client's.
+* :func:`open_upstream`: starts the download (unread httpx response; 404/503 mapped).
+* HTTP semantics are pure functions: :func:`etag_matches` (If-None-Match, weak comparison),
+  :func:`parse_range` (one ``bytes=`` range, RFC 9110 section 14.1.2), :func:`content_disposition`
+  (RFC 6266 with an ASCII ``filename`` and a UTF-8 ``filename*``, RFC 8187).
+* :func:`stream`: yields the upstream's bytes (skipping and cutting for a range) without buffering
+  and closes the upstream in ``finally``. Cyrus 3.6 answers downloads with ``Accept-Ranges:
+  none`` and ignores ``Range`` and ``If-None-Match``, so ranges are cut from the full stream here.
+
+Blob ids are content-addressed (Cyrus: ``G`` + SHA-1 of the decoded bytes), so the blob id is a
+strong ETag.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shipmail.mailboxes.models import Mailbox
+from shipmail.http.errors import NotFound, ServiceUnavailable, ValidationFailed
+from shipmail.jmap.client import URN_CORE, URN_MAIL
+from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
+from shipmail.runtime import Services
+
+logger = logging.getLogger("shipmail.inbox.attachments")
+
+URN_BLOB_RFC = "urn:ietf:params:jmap:blob"
+URN_BLOB_CYRUS = "https://cyrusimap.org/ns/jmap/blob"
+
+DEFAULT_NAME = "attachment"
+OCTET_STREAM = "application/octet-stream"
+
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+_MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
+_CHARSET = re.compile(rf"^{_TOKEN}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_BODY_PROPERTIES = ["partId", "blobId", "size", "name", "type", "charset", "disposition", "subParts"]
+
+
+@dataclass(frozen=True)
+class BlobPart:
+    """The body part (or whole message) a blob id names in this mailbox."""
+
+    blob_id: str
+    media_type: str
+    charset: str | None
+    name: str | None
+    size: int
+
+    @property
+    def content_type(self) -> str:
+        """``Content-Type`` value: the part's type, with its charset for text types."""
+        if self.charset and self.media_type.startswith("text/"):
+            return f"{self.media_type}; charset={self.charset}"
+        return self.media_type
+
+
+class RangeNotSatisfiable(Exception):
+    """The ``Range`` asks for bytes the representation does not have (416)."""
+
+
+def _safe_type(value: Any) -> str:
+    text = str(value or "").strip().lower()
+    return text if _MEDIA_TYPE.match(text) else OCTET_STREAM
+
+
+def _safe_charset(value: Any) -> str | None:
+    text = str(value or "").strip()
+    return text if text and _CHARSET.match(text) else None
+
+
+def _find_part(part: dict[str, Any], blob_id: str) -> dict[str, Any] | None:
+    if part.get("blobId") == blob_id:
+        return part
+    for sub in part.get("subParts") or []:
+        found = _find_part(sub, blob_id)
+        if found is not None:
+            return found
+    return None
+
+
+def blob_capability(capabilities: dict[str, Any]) -> str | None:
+    """The Blob/lookup capability URN the session offers (RFC 9404's, else Cyrus's), or None."""
+    for urn in (URN_BLOB_RFC, URN_BLOB_CYRUS):
+        if urn in capabilities:
+            return urn
+    return None
+
+
+async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
+    """The part of ``row``'s mail that ``blob_id`` names; 404 when no message holds it.
+
+    One JMAP request: Blob/lookup (typeNames Email) and Email/get of the matches with their
+    ``bodyStructure``. A message's own blob (the whole RFC 5322 message) is ``message/rfc822``.
+    Without a Blob/lookup capability the blob is served as application/octet-stream, and the
+    download itself answers 404 for blobs the account does not have.
+    """
+    session = await svc.jmap.session(row.address)
+    urn = blob_capability(session.capabilities)
+    if urn is None:
+        return BlobPart(blob_id=blob_id, media_type=OCTET_STREAM, charset=None, name=None, size=-1)
+    using = (URN_CORE, URN_MAIL, urn)
+    lookup = RawCall("Blob/lookup", {"typeNames": ["Email"], "ids": [blob_id]}, using=using)
+    get = RawCall("Email/get", {
+        "#ids": {"resultOf": "0.Blob/lookup", "name": "Blob/lookup", "path": "/list/*/matchedIds/Email"},
+        "properties": ["id", "blobId", "size", "bodyStructure"],
+        "bodyProperties": _BODY_PROPERTIES,
+    }, using=using)
+    results = await svc.jmap.call(row.address, [lookup, get])
+    emails = results.raw("1.Email/get", what="attachment lookup").get("list") or []
+    for email in emails:
+        if email.get("blobId") == blob_id:
+            return BlobPart(blob_id=blob_id, media_type="message/rfc822", charset=None,
+                            name="message.eml", size=int(email.get("size") or 0))
+        part = _find_part(email.get("bodyStructure") or {}, blob_id)
+        if part is not None:
+            return BlobPart(
+                blob_id=blob_id, media_type=_safe_type(part.get("type")), charset=_safe_charset(part.get("charset")),
+                name=part.get("name") if isinstance(part.get("name"), str) else None, size=int(part.get("size") or 0),
+            )
+    raise NotFound(f"No attachment with blob_id {blob_id!r} in this mailbox.")
+
+
+def check_name(name: str | None) -> str | None:
+    """``name`` as given; 422 for control characters (they could split the response headers)."""
+    if name is not None and _CONTROL.search(name):
+        raise ValidationFailed("The name must not contain control characters.",
+                               details=[{"field": "name", "code": "control_characters",
+                                         "message": "control characters are not allowed"}])
+    return name
+
+
+def _clean_filename(name: str) -> str:
+    name = _CONTROL.sub("", name)
+    name = name.replace("/", "_").replace("\\", "_").strip().strip(".")
+    return name[:255] or DEFAULT_NAME
+
+
+def content_disposition(name: str) -> str:
+    """``attachment; filename="<ASCII>"`` plus ``filename*=UTF-8''<pct-encoded>`` (RFC 6266,
+    RFC 8187) when the name is not plain ASCII. Path separators and control characters go."""
+    clean = _clean_filename(name)
+    ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r'[^A-Za-z0-9!#$&+.^_`{}~ ()\[\],;=@-]', "_", ascii_name).strip() or DEFAULT_NAME
+    value = f'attachment; filename="{ascii_name}"'
+    if ascii_name != clean:
+        value += f"; filename*=UTF-8''{quote(clean, safe='')}"
+    return value
+
+
+def etag_for(blob_id: str) -> str:
+    """The strong ETag of a blob: its (content-addressed) id, quoted."""
+    return f'"{blob_id}"'
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value matches ``etag`` (``*`` or weak comparison,
+    RFC 9110 section 13.1.2)."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
+
+
+def parse_range(header: str | None, size: int, *, if_range: str | None = None, etag: str = "") -> tuple[int, int] | None:
+    """The ``(first, last)`` byte positions (inclusive) a ``Range`` header asks for, or None to
+    send everything (no header, another unit, several ranges, bad syntax, or an ``If-Range`` that
+    does not match ``etag``). Raises :class:`RangeNotSatisfiable` for a well-formed range outside
+    ``size`` bytes."""
+    if header is None or size < 0:
+        return None
+    if if_range is not None and if_range.strip() != etag:
+        return None  # If-Range with another validator or a date: the full representation
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    if not first_text:  # suffix range: the last N bytes
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable()
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None  # invalid: ignore the header
+    if first >= size:
+        raise RangeNotSatisfiable()
+    return first, min(last, size - 1)
+
+
+async def open_upstream(svc: Services, row: Mailbox, part: BlobPart, name: str) -> httpx.Response:
+    """Start the download of ``part`` (unread; the caller closes it). 404 when the server has no
+    such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise."""
+    upstream = await svc.jmap.open_blob(
+        row.address, part.blob_id, name=name, content_type=part.media_type,
+        headers={"Accept-Encoding": "identity"}, size=part.size,
+    )
+    if upstream.status_code == 200:
+        return upstream
+    status = upstream.status_code
+    await upstream.aclose()
+    if status == 404:
+        raise NotFound(f"No attachment with blob_id {part.blob_id!r} in this mailbox.")
+    logger.warning("blob download answered %d", status)
+    raise ServiceUnavailable("The mail server could not serve the attachment; retry shortly.")
+
+
+def upstream_size(upstream: httpx.Response, part: BlobPart) -> int:
+    """The byte count the stream will carry: the upstream's Content-Length, else the part's size
+    (-1: unknown). A compressed upstream has no usable length."""
+    encoding = upstream.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return -1
+    declared = upstream.headers.get("content-length", "")
+    if declared.isdigit():
+        return int(declared)
+    return part.size
+
+
+async def stream(
+    upstream: httpx.Response, start: int = 0, length: int | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The upstream's body from byte ``start``, at most ``length`` bytes, chunk by chunk as they
+    arrive (memory stays at one network chunk). The upstream is closed when the generator ends,
+    fails or is closed (client gone)."""
+    encoding = upstream.headers.get("content-encoding", "identity").strip().lower()
+    chunks = upstream.aiter_raw() if encoding in ("", "identity") else upstream.aiter_bytes()
+    skipped = 0
+    sent = 0
+    try:
+        async for chunk in chunks:
+            if skipped < start:
+                need = start - skipped
+                if len(chunk) <= need:
+                    skipped += len(chunk)
+                    continue
+                chunk = chunk[need:]
+                skipped = start
+            if length is not None:
+                remaining = length - sent
+                if len(chunk) > remaining:
+                    chunk = chunk[:remaining]
+            if chunk:
+                sent += len(chunk)
+                yield chunk
+            if length is not None and sent >= length:
+                break
+        if length is not None and sent < length:
+            logger.warning("blob stream ended after %d of %d bytes", sent, length)
+    finally:
+        await upstream.aclose()

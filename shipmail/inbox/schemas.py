@@ -1,0 +1,258 @@
+"""Wire models of the inbox (Shipmail's ``InboxMessage``, ``InboxFullMessage``, threads, actions).
+
+Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFullMessage` through
+:func:`shipmail.inbox.service.get_message`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shipmail.http.schemas import Query, Request, Wire
+
+#: The range of ``after``/``before`` filters (JMAP UTCDate years 0001-9999, a day of room).
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=timezone.utc)
+MAX_INSTANT = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+InboxKeyword = Literal["$flagged", "$seen", "$draft", "$answered", "$forwarded"]
+FolderRole = Literal["inbox", "starred", "sent", "drafts", "archive", "junk", "trash"]
+MoveRole = Literal["inbox", "archive", "junk", "trash"]
+
+
+class InboxEmailHeader(Wire):
+    """One address of an address header (From, To, ...), decoded."""
+
+    name: str | None = Field(description="Display name, decoded (RFC 2047), or null.")
+    email: str | None = Field(description="The address, or null for a group marker or unparsable input.")
+
+
+class InboxHeader(Wire):
+    """One header field as it appears in the message (raw value, unfolded by the server)."""
+
+    name: str
+    value: str
+
+
+class InboxBodyPart(Wire):
+    part_id: str
+    type: str
+    charset: str | None = None
+    size: int | None = Field(default=None, ge=0)
+
+
+class InboxBodyValue(Wire):
+    value: str = Field(description="The part's text, decoded to UTF-8.")
+    is_encoding_problem: bool
+    is_truncated: bool = False
+
+
+class InboxAttachment(Wire):
+    part_id: str
+    blob_id: str
+    name: str | None
+    content_type: str
+    size: int = Field(ge=0)
+    disposition: str | None = None
+    cid: str | None = None
+    download_path: str = Field(description="Path relative to the API base URL for downloading this attachment.")
+
+
+class _MessageSummary(Wire):
+    """What every rendering of a message carries: envelope, flags, preview, size."""
+
+    id: str = Field(description="Message id (eml_...).")
+    thread_id: str = Field(description="Thread id (thr_...).")
+    conversation_id: str | None = None
+    mailbox_id: str
+    address: str
+    folder_ids: list[str] = Field(description="Folders holding the message (fld_...).")
+    keywords: dict[str, bool]
+    from_: list[InboxEmailHeader] | None = Field(alias="from", serialization_alias="from")
+    to: list[InboxEmailHeader] | None
+    subject: str | None
+    received_at: datetime
+    preview: str
+    has_attachment: bool
+    size: int = Field(ge=0)
+    authentication_results: None = Field(
+        default=None,
+        description="Always null here: the mail server does not verify SPF/DKIM/DMARC for this mailbox.",
+    )
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+
+class InboxMessage(_MessageSummary):
+    """A message as listed: envelope, flags and preview, no bodies."""
+
+    object: Literal["inbox_message"] = "inbox_message"
+
+
+class InboxFullMessage(_MessageSummary):
+    """One message with headers, decoded bodies and attachments."""
+
+    object: Literal["inbox_message_full"] = "inbox_message_full"
+    cc: list[InboxEmailHeader] | None
+    bcc: list[InboxEmailHeader] | None
+    reply_to: list[InboxEmailHeader] | None
+    sender: list[InboxEmailHeader] | None = None
+    sent_at: datetime | None
+    message_id: list[str] | None
+    in_reply_to: list[str] | None
+    references: list[str] | None
+    headers: list[InboxHeader]
+    body_values: dict[str, InboxBodyValue]
+    text_body: list[InboxBodyPart]
+    html_body: list[InboxBodyPart]
+    attachments: list[InboxAttachment]
+
+
+class InboxCursorPagination(Wire):
+    limit: int = Field(ge=1, le=100)
+    total: int = Field(ge=0)
+    has_more: bool
+    next_cursor: str | None
+    snapshot_at: datetime | None = Field(
+        default=None, description="The `before` cutoff fixed by the first page (mail received later is not listed)."
+    )
+
+
+class InboxMessages(Wire):
+    object: Literal["inbox_messages"] = "inbox_messages"
+    mailbox_id: str
+    address: str
+    data: list[InboxMessage]
+    pagination: InboxCursorPagination
+
+
+class InboxThreadSummary(Wire):
+    object: Literal["inbox_thread_summary"] = "inbox_thread_summary"
+    id: str = Field(description="Thread id (thr_...).")
+    thread_id: str
+    subject: str | None
+    latest_from_address: str | None
+    message_count: int = Field(ge=0, description="Messages in the thread, all folders.")
+    unread_count: int = Field(ge=0, description="Messages in the thread without $seen (drafts excluded).")
+    first_message_at: datetime
+    last_message_at: datetime
+    latest_message_id: str | None = Field(description="The newest message of the thread (eml_...).")
+    latest_email_id: str | None = Field(description="The JMAP Email id of the newest message.")
+    latest_inbound_message_id: str | None
+    latest_inbound_email_id: str | None
+    latest_inbound_at: datetime | None
+    latest_outbound_message_id: str | None
+    latest_outbound_email_id: str | None
+    latest_outbound_at: datetime | None
+    latest_message: InboxMessage = Field(description="The newest message matching the filters.")
+
+
+class InboxThreadsPagination(InboxCursorPagination):
+    pass
+
+
+class InboxThreads(Wire):
+    object: Literal["inbox_threads"] = "inbox_threads"
+    mailbox_id: str
+    address: str
+    data: list[InboxThreadSummary]
+    summary: dict[str, int] = Field(description="Counts: `total` threads matching the filters.")
+    pagination: InboxThreadsPagination
+
+
+class InboxThread(Wire):
+    object: Literal["inbox_thread"] = "inbox_thread"
+    mailbox_id: str
+    address: str
+    thread_id: str
+    data: list[InboxFullMessage] = Field(description="The thread's messages, oldest first.")
+
+
+class InboxMessageAction(Wire):
+    object: Literal["inbox_message_action"] = "inbox_message_action"
+    mailbox_id: str
+    address: str
+    message_id: str
+    ok: Literal[True] = True
+
+
+class UpdateInboxMessageRequest(Request):
+    """Provide at least one field to set on the message."""
+
+    read: bool | None = Field(default=None, description="Set whether the message is read.")
+    starred: bool | None = Field(default=None, description="Set whether the message is starred.")
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> UpdateInboxMessageRequest:
+        if self.read is None and self.starred is None:
+            raise ValueError("send at least one of read and starred")
+        return self
+
+
+class MoveInboxMessageRequest(Request):
+    """Provide exactly one target: target_role or target_folder_id."""
+
+    from_folder_id: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="Current folder ID. Optional; Shipmail can infer it from the message.",
+    )
+    target_role: MoveRole | None = Field(default=None, description="System folder role to move the message to.")
+    target_folder_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Custom folder ID to move the message to."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MoveInboxMessageRequest:
+        if (self.target_role is None) == (self.target_folder_id is None):
+            raise ValueError("send exactly one of target_role and target_folder_id")
+        return self
+
+
+class InboxListQuery(Query):
+    """Filters of the message and thread lists."""
+
+    folder_id: str | None = Field(default=None, min_length=1, max_length=256,
+                                  description="Filter messages to a specific folder ID (fld_...).")
+    folder_role: FolderRole | None = Field(
+        default=None, description="Filter by a system folder role (starred = keyword $flagged). Not with folder_id."
+    )
+    search_text: str | None = Field(default=None, max_length=500, description="Full-text search. Max 500 characters.")
+    from_: str | None = Field(default=None, alias="from", max_length=500, description="Substring of From.")
+    to: str | None = Field(default=None, max_length=500, description="Substring of To.")
+    subject: str | None = Field(default=None, max_length=500, description="Substring of the subject.")
+    has_attachment: bool | None = Field(default=None, description="Only messages with (true) or without (false) attachments.")
+    has_keyword: InboxKeyword | None = Field(default=None, description="Only messages with this keyword.")
+    not_keyword: InboxKeyword | None = Field(default=None, description="Only messages without this keyword.")
+    after: datetime | None = Field(default=None, description="Only messages received at or after this instant.")
+    before: datetime | None = Field(
+        default=None, description="Only messages received before this instant. Defaults to the first-page snapshot time."
+    )
+    cursor: str | None = Field(default=None, max_length=2048, description="Opaque cursor from the previous page.")
+    limit: int = Field(default=50, ge=1, le=100, description="Number of items to return (1-100, default 50).")
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_validator("after", "before")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        """Instants a JMAP UTCDate can carry with a second of room either side; others are 422
+        (``datetime_out_of_range``) rather than an overflow deeper down."""
+        if value is None:
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if not MIN_INSTANT <= value <= MAX_INSTANT:
+            raise PydanticCustomError(
+                "datetime_out_of_range", "must be between {low} and {high}",
+                {"low": MIN_INSTANT.isoformat(), "high": MAX_INSTANT.isoformat()},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_folder(self) -> InboxListQuery:
+        if self.folder_id is not None and self.folder_role is not None:
+            raise ValueError("use either folder_id or folder_role, not both")
+        return self

@@ -1,0 +1,548 @@
+"""A mailbox's mail through JMAP (RFC 8621): messages and threads, rendered as Shipmail's wire models.
+
+Every read is ONE JMAP request (Email/query with Email/get, Thread/get and Mailbox/get chained by
+back-references); the system folders' ids come from the database (:func:`accounts.system_folders`).
+:func:`get_message` is shared: other modules call it to return a message (the sandbox-inbound
+module shows the delivered one).
+
+Paging the message list
+    The list is sorted newest first, ``(receivedAt desc, id desc)``: a total order (Cyrus sorts by
+    id when asked; receivedAt has whole seconds). The first page fixes the ``before`` cutoff (the
+    snapshot); the cursor then carries the last message's ``(receivedAt, id)`` and the next page
+    asks for ``receivedAt <= last`` and drops what sorts at or before the last message. The ``k``
+    messages of the last page's final second are fetched again for that (usually 1), so a page
+    neither repeats nor skips mail, even when earlier messages are read, moved or deleted while the
+    client pages (``not_keyword=$seen`` while marking mail read) or new mail arrives. ``total`` is
+    what the walk listed before plus what is left: the snapshot's count, stable while paging.
+
+Paging the thread list
+    Threads (Email/query ``collapseThreads``) are paged by position under the fixed snapshot: mail
+    arriving later never shifts pages; a thread whose newest mail changes while paging may move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from shipmail.inbox.schemas import InboxAttachment, InboxBodyPart, InboxBodyValue, InboxCursorPagination, InboxEmailHeader, InboxFullMessage, InboxHeader, InboxListQuery, InboxMessage, InboxMessages, InboxThread, InboxThreads, InboxThreadsPagination, InboxThreadSummary
+from shipmail.mailboxes.models import Mailbox
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed
+from shipmail.jmap import email as jemail
+from shipmail.jmap import ids
+from shipmail.jmap.request import Results
+from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
+from shipmail.jmap.errors import from_jmap
+from shipmail.mailboxes.accounts import system_folders
+from shipmail.runtime import Services
+
+KIND_MESSAGES = "inbox_messages"
+KIND_THREADS = "inbox_threads"
+
+#: At most this many messages of a boundary second are fetched again to place the next page;
+#: beyond it (a huge burst delivered within one second) the rest of that second is skipped by position.
+MAX_REFETCH = 500
+
+_SORT = [{"property": "receivedAt", "isAscending": False}, {"property": "id", "isAscending": False}]
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _addresses(raw: Any) -> list[InboxEmailHeader] | None:
+    if raw is None:
+        return None
+    return [InboxEmailHeader(name=a.get("name"), email=a.get("email")) for a in raw]
+
+
+def download_path(mailbox_id: str, blob_id: str, name: str | None) -> str:
+    """Where the API serves an attachment (relative to the API base URL)."""
+    query = {"blob_id": blob_id}
+    if name:
+        query["name"] = name
+    return f"/mailboxes/{mailbox_id}/inbox/attachments?{urlencode(query)}"
+
+
+def _common(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
+    thread = ids.to_wire(ids.THREAD, e["threadId"])
+    return {
+        "id": ids.to_wire(ids.EMAIL, e["id"]),
+        "thread_id": thread,
+        "conversation_id": thread,
+        "mailbox_id": row.id,
+        "address": row.address,
+        "folder_ids": [ids.to_wire(ids.FOLDER, m) for m, on in (e.get("mailboxIds") or {}).items() if on],
+        "keywords": jemail.keywords(e.get("keywords")),
+        "from": _addresses(e.get("from")),
+        "to": _addresses(e.get("to")),
+        "subject": e.get("subject"),
+        "received_at": e["receivedAt"],
+        "preview": e.get("preview") or "",
+        "has_attachment": bool(e.get("hasAttachment")),
+        "size": int(e.get("size") or 0),
+    }
+
+
+def render_message(row: Mailbox, e: dict[str, Any]) -> InboxMessage:
+    """A raw JMAP Email (``LIST_PROPERTIES``) as an :class:`InboxMessage`."""
+    return InboxMessage.model_validate(_common(row, e))
+
+
+def _part(p: dict[str, Any]) -> InboxBodyPart:
+    return InboxBodyPart(part_id=str(p.get("partId")), type=p.get("type") or "text/plain",
+                         charset=p.get("charset"), size=p.get("size"))
+
+
+def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
+    """A raw JMAP Email (``FULL_PROPERTIES``) as an :class:`InboxFullMessage`."""
+    data = _common(row, e)
+    attachments = []
+    for a in e.get("attachments") or []:
+        blob_id = a.get("blobId")
+        if not blob_id:
+            continue
+        attachments.append(
+            InboxAttachment(
+                part_id=str(a.get("partId")), blob_id=blob_id, name=a.get("name"),
+                content_type=a.get("type") or "application/octet-stream", size=int(a.get("size") or 0),
+                disposition=a.get("disposition"), cid=a.get("cid"),
+                download_path=download_path(row.id, blob_id, a.get("name")),
+            )
+        )
+    data.update(
+        cc=_addresses(e.get("cc")),
+        bcc=_addresses(e.get("bcc")),
+        reply_to=_addresses(e.get("replyTo")),
+        sender=_addresses(e.get("sender")),
+        sent_at=e.get("sentAt"),
+        message_id=e.get("messageId"),
+        in_reply_to=e.get("inReplyTo"),
+        references=e.get("references"),
+        headers=[InboxHeader(name=h["name"], value=h["value"]) for h in e.get("headers") or []],
+        body_values={
+            k: InboxBodyValue(value=v.get("value", ""), is_encoding_problem=bool(v.get("isEncodingProblem")),
+                              is_truncated=bool(v.get("isTruncated")))
+            for k, v in (e.get("bodyValues") or {}).items()
+        },
+        text_body=[_part(p) for p in e.get("textBody") or []],
+        html_body=[_part(p) for p in e.get("htmlBody") or []],
+        attachments=attachments,
+    )
+    return InboxFullMessage.model_validate(data)
+
+
+def _ref(call_id: str, name: str, path: str) -> dict[str, str]:
+    return {"resultOf": call_id, "name": name, "path": path}
+
+
+def _in_order(listed: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    by_id = {e["id"]: e for e in listed}
+    return [by_id[i] for i in order if i in by_id]
+
+
+# ----------------------------------------------------------------------------- one message
+
+
+async def get_message(svc: Services, row: Mailbox, email_id: str) -> InboxFullMessage:
+    """The full message ``email_id`` (JMAP id, no ``eml_``) of mailbox ``row``; 404 when absent.
+
+    One JMAP request (Email/get).
+    """
+    results = await svc.jmap.call(row.address, [RawCall("Email/get", {"ids": [email_id], **jemail.full_get_arguments()})])
+    got = results.raw("single.Email/get", what="message")
+    listed = got.get("list") or []
+    if not listed:
+        raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
+    return render_full(row, listed[0])
+
+
+async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread:
+    """Thread ``thread_id`` (JMAP id) with its messages, oldest first; 404 when absent. One request."""
+    results = await svc.jmap.call(row.address, [
+        RawCall("Thread/get", {"ids": [thread_id]}),
+        RawCall("Email/get", {"#ids": _ref("0.Thread/get", "Thread/get", "/list/*/emailIds"),
+                              **jemail.full_get_arguments()}),
+    ])
+    threads = results.raw("0.Thread/get", what="thread").get("list") or []
+    if not threads:
+        raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
+    listed = results.raw("1.Email/get", what="thread").get("list") or []
+    emails = _in_order(listed, threads[0].get("emailIds") or [])
+    if not emails:
+        raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
+    return InboxThread(
+        mailbox_id=row.id, address=row.address, thread_id=ids.to_wire(ids.THREAD, thread_id),
+        data=[render_full(row, e) for e in emails],
+    )
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """A list request resolved: JMAP filter conditions (without ``before``) and the cursor binding."""
+
+    conditions: list[dict[str, Any]]
+    binding: dict[str, Any]
+    custom_folder: str | None  # a JMAP Mailbox id to check for existence (not a system folder)
+
+
+def _text(value: str | None) -> str | None:
+    return value if value else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return jemail.utc_date(moment) if moment is not None else None
+
+
+def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listing:
+    conditions: list[dict[str, Any]] = []
+    custom: str | None = None
+    if q.folder_id is not None:
+        folder = ids.from_wire(ids.FOLDER, q.folder_id)
+        conditions.append({"inMailbox": folder})
+        if folder not in folders.values():
+            custom = folder
+    elif q.folder_role == "starred":
+        conditions.append({"hasKeyword": "$flagged", "inMailboxOtherThan": [folders["trash"], folders["junk"]]})
+    elif q.folder_role is not None:
+        conditions.append({"inMailbox": folders[q.folder_role]})
+    if _text(q.search_text):
+        conditions.append({"text": q.search_text})
+    # Substring matches on the decoded header (JMAP `header`: Cyrus matches case-insensitively
+    # anywhere in the value); the `from`/`to`/`subject` conditions would match whole words only.
+    for header, value in (("From", q.from_), ("To", q.to), ("Subject", q.subject)):
+        if _text(value):
+            conditions.append({"header": [header, value]})
+    if q.has_attachment is not None:
+        conditions.append({"hasAttachment": q.has_attachment})
+    if q.has_keyword is not None:
+        conditions.append({"hasKeyword": q.has_keyword})
+    if q.not_keyword is not None:
+        conditions.append({"notKeyword": q.not_keyword})
+    if q.after is not None:
+        conditions.append({"after": jemail.received_at_or_after(q.after)})
+    binding = {
+        "m": row.id, "fi": q.folder_id, "fr": q.folder_role, "st": _text(q.search_text), "fm": _text(q.from_),
+        "to": _text(q.to), "su": _text(q.subject), "ha": q.has_attachment, "hk": q.has_keyword,
+        "nk": q.not_keyword, "af": _iso(q.after), "bf": _iso(q.before),
+    }
+    return _Listing(conditions=conditions, binding=binding, custom_folder=custom)
+
+
+def _filter(conditions: list[dict[str, Any]], before: datetime) -> dict[str, Any]:
+    """The conditions AND ``receivedAt < before``."""
+    every = [*conditions, {"before": jemail.received_before(before)}]
+    if len(every) == 1:
+        return every[0]
+    return {"operator": "AND", "conditions": every}
+
+
+def _snapshot(q: InboxListQuery) -> datetime:
+    """The first page's cutoff (exclusive, a whole second): the request's ``before``, or the
+    next whole second from now (mail received during the current second is listed)."""
+    now = datetime.now(timezone.utc)
+    ceiling = datetime.fromtimestamp(math.floor(now.timestamp()) + 1, timezone.utc)
+    if q.before is not None:
+        return min(jemail.ceil_second(q.before), ceiling)
+    return ceiling
+
+
+def _bad_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "Invalid cursor: send the next_cursor of the same list with the same filters, unchanged.",
+        details=[{"field": "cursor", "code": "invalid_cursor", "message": "invalid cursor"}],
+    )
+
+
+def _folder_check(listing: _Listing) -> list[RawCall]:
+    if listing.custom_folder is None:
+        return []
+    return [RawCall("Mailbox/get", {"ids": [listing.custom_folder], "properties": ["id"]})]
+
+
+def _check_folder(results: Results, listing: _Listing, call_id: str) -> None:
+    if listing.custom_folder is None:
+        return
+    got = results.raw(call_id, what="folder")
+    if not got.get("list"):
+        raise NotFound(f"No folder with id {ids.to_wire(ids.FOLDER, listing.custom_folder)!r}.")
+
+
+# ----------------------------------------------------------------------------- message list
+
+
+async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxMessages:
+    """One page of ``row``'s messages matching ``q``, newest first. One JMAP request."""
+    folders = await system_folders(svc, row)
+    listing = _resolve(row, folders, q)
+
+    last: tuple[str, str] | None = None  # (receivedAt, id) of the previous page's last message
+    refetch = 0  # messages of that message's second up to it, fetched again to be dropped
+    offset = 0  # messages listed on the previous pages
+    if q.cursor:
+        pos = svc.cursors.decode(q.cursor, KIND_MESSAGES, listing.binding)
+        try:
+            snapshot = datetime.fromisoformat(str(pos["s"]))
+            last = (str(pos["r"]), str(pos["i"]))
+            refetch, offset = int(pos["k"]), int(pos["o"])
+            last_at = datetime.fromisoformat(last[0])
+        except (KeyError, TypeError, ValueError):
+            raise _bad_cursor() from None
+        if refetch < 0 or offset < 0:
+            raise _bad_cursor()
+        page_before = last_at + timedelta(seconds=1)  # receivedAt <= the last one's
+    else:
+        snapshot = _snapshot(q)
+        page_before = snapshot
+
+    skip = max(0, refetch - MAX_REFETCH)
+    calls: list[RawCall] = _folder_check(listing)
+    base = len(calls)
+    calls.append(RawCall("Email/query", {
+        "filter": _filter(listing.conditions, page_before), "sort": _SORT, "position": skip,
+        "limit": q.limit + refetch - skip, "calculateTotal": True,
+    }))
+    calls.append(RawCall("Email/get", {
+        "#ids": _ref(f"{base}.Email/query", "Email/query", "/ids"), "properties": jemail.LIST_PROPERTIES,
+    }))
+    results = await svc.jmap.call(row.address, calls)
+    _check_folder(results, listing, "0.Mailbox/get")
+    query = results.raw(f"{base}.Email/query", what="message search")
+    listed = results.raw(f"{base + 1}.Email/get", what="message list").get("list") or []
+    emails = _in_order(listed, query.get("ids") or [])
+
+    # Drop what sorts at or before the previous page's last message (its second's earlier mail).
+    dropped = skip
+    kept = emails
+    if last is not None:
+        kept = [e for e in emails if not (e["receivedAt"] == last[0] and e["id"] >= last[1])]
+        dropped += len(emails) - len(kept)
+    page = kept[: q.limit]
+    remaining = int(query.get("total") or 0) - dropped  # from this page on
+    has_more = remaining > len(page)
+    # Stable while paging: what the walk listed before plus what is left (the snapshot's count
+    # when nothing changes meanwhile).
+    total = offset + remaining
+
+    next_cursor = None
+    if has_more and page:
+        tail = page[-1]
+        same = skip if last is not None and last[0] == tail["receivedAt"] else 0
+        for e in emails:
+            if e["receivedAt"] == tail["receivedAt"]:
+                same += 1
+            if e["id"] == tail["id"]:
+                break
+        next_cursor = svc.cursors.encode(
+            KIND_MESSAGES, listing.binding,
+            {"s": jemail.utc_date(snapshot), "r": tail["receivedAt"], "i": tail["id"], "k": same,
+             "o": offset + len(page)},
+        )
+    elif has_more and last is not None:
+        # Everything fetched sorted before the cursor (mail moved into the list within its
+        # second): same place, fetch past what was dropped.
+        next_cursor = svc.cursors.encode(
+            KIND_MESSAGES, listing.binding,
+            {"s": jemail.utc_date(snapshot), "r": last[0], "i": last[1], "k": dropped, "o": offset},
+        )
+    return InboxMessages(
+        mailbox_id=row.id, address=row.address, data=[render_message(row, e) for e in page],
+        pagination=InboxCursorPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
+                                         snapshot_at=snapshot),
+    )
+
+
+# ----------------------------------------------------------------------------- thread list
+
+_THREAD_MEMBER_PROPERTIES = ["id", "threadId", "receivedAt", "keywords", "mailboxIds", "from"]
+
+
+def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], members: list[dict[str, Any]],
+             ) -> InboxThreadSummary:
+    sent, drafts = folders.get("sent"), folders.get("drafts")
+    if not members:
+        members = [latest]
+    members = sorted(members, key=lambda e: (e["receivedAt"], e["id"]))
+    newest = members[-1]
+
+    def boxes(e: dict[str, Any]) -> set[str]:
+        return {m for m, on in (e.get("mailboxIds") or {}).items() if on}
+
+    def flags(e: dict[str, Any]) -> dict[str, Any]:
+        return e.get("keywords") or {}
+
+    inbound = [e for e in members if sent not in boxes(e) and drafts not in boxes(e) and not flags(e).get("$draft")]
+    outbound = [e for e in members if sent in boxes(e)]
+    unread = sum(1 for e in members if not flags(e).get("$seen") and not flags(e).get("$draft"))
+    newest_from = newest.get("from") or []
+    li = inbound[-1] if inbound else None
+    lo = outbound[-1] if outbound else None
+    thread = ids.to_wire(ids.THREAD, latest["threadId"])
+    return InboxThreadSummary(
+        id=thread, thread_id=thread, subject=latest.get("subject"),
+        latest_from_address=newest_from[0].get("email") if newest_from else None,
+        message_count=len(members), unread_count=unread,
+        first_message_at=members[0]["receivedAt"], last_message_at=newest["receivedAt"],
+        latest_message_id=ids.to_wire(ids.EMAIL, newest["id"]), latest_email_id=newest["id"],
+        latest_inbound_message_id=ids.to_wire(ids.EMAIL, li["id"]) if li else None,
+        latest_inbound_email_id=li["id"] if li else None,
+        latest_inbound_at=li["receivedAt"] if li else None,
+        latest_outbound_message_id=ids.to_wire(ids.EMAIL, lo["id"]) if lo else None,
+        latest_outbound_email_id=lo["id"] if lo else None,
+        latest_outbound_at=lo["receivedAt"] if lo else None,
+        latest_message=render_message(row, latest),
+    )
+
+
+async def list_threads(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxThreads:
+    """One page of ``row``'s threads (newest matching message first) matching ``q``. One JMAP request."""
+    folders = await system_folders(svc, row)
+    listing = _resolve(row, folders, q)
+    position = 0
+    if q.cursor:
+        pos = svc.cursors.decode(q.cursor, KIND_THREADS, listing.binding)
+        try:
+            snapshot = datetime.fromisoformat(str(pos["s"]))
+            position = int(pos["p"])
+        except (KeyError, TypeError, ValueError):
+            raise _bad_cursor() from None
+        if position < 0:
+            raise _bad_cursor()
+    else:
+        snapshot = _snapshot(q)
+    snapshot_text = jemail.utc_date(snapshot)
+
+    calls: list[RawCall] = _folder_check(listing)
+    b = len(calls)
+    calls += [
+        RawCall("Email/query", {
+            "filter": _filter(listing.conditions, snapshot), "sort": _SORT, "collapseThreads": True,
+            "position": position, "limit": q.limit, "calculateTotal": True,
+        }),
+        RawCall("Email/get", {"#ids": _ref(f"{b}.Email/query", "Email/query", "/ids"),
+                              "properties": jemail.LIST_PROPERTIES}),
+        RawCall("Thread/get", {"#ids": _ref(f"{b + 1}.Email/get", "Email/get", "/list/*/threadId")}),
+        RawCall("Email/get", {"#ids": _ref(f"{b + 2}.Thread/get", "Thread/get", "/list/*/emailIds"),
+                              "properties": _THREAD_MEMBER_PROPERTIES}),
+    ]
+    results = await svc.jmap.call(row.address, calls)
+    _check_folder(results, listing, "0.Mailbox/get")
+    query = results.raw(f"{b}.Email/query", what="thread search")
+    latest = _in_order(results.raw(f"{b + 1}.Email/get", what="thread list").get("list") or [],
+                       query.get("ids") or [])
+    members: dict[str, list[dict[str, Any]]] = {}
+    for e in results.raw(f"{b + 3}.Email/get", what="thread list").get("list") or []:
+        members.setdefault(e["threadId"], []).append(e)
+    total = int(query.get("total") or 0)
+    data = [_summary(row, folders, e, members.get(e["threadId"], [])) for e in latest]
+    has_more = position + len(latest) < total and bool(latest)
+    next_cursor = (
+        svc.cursors.encode(KIND_THREADS, listing.binding, {"s": snapshot_text, "p": position + len(latest)})
+        if has_more else None
+    )
+    return InboxThreads(
+        mailbox_id=row.id, address=row.address, data=data, summary={"total": total},
+        pagination=InboxThreadsPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
+                                          snapshot_at=snapshot),
+    )
+
+
+# ----------------------------------------------------------------------------- writes
+
+
+def _not_found(email_id: str) -> NotFound:
+    return NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
+
+
+def _set_result(results: Results, call_id: str, email_id: str, *, what: str, folder: str | None = None) -> None:
+    got = results.raw(call_id, what=what)
+    failed = (got.get("notUpdated") or {}).get(email_id) or (got.get("notDestroyed") or {}).get(email_id)
+    if not failed:
+        return
+    if failed.get("type") == "notFound":
+        raise _not_found(email_id)
+    if folder is not None and failed.get("type") == "invalidProperties" and "mailboxIds" in (failed.get("properties") or []):
+        raise NotFound(f"No folder with id {ids.to_wire(ids.FOLDER, folder)!r}.")
+    raise from_jmap(failed, what=what)
+
+
+async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool | None, starred: bool | None) -> None:
+    """Set or clear ``$seen`` / ``$flagged`` (RFC 8621 section 4.1.1); 404 for an unknown message."""
+    patch: dict[str, Any] = {}
+    if read is not None:
+        patch["keywords/$seen"] = True if read else None  # removing a keyword needs null
+    if starred is not None:
+        patch["keywords/$flagged"] = True if starred else None
+    results = await svc.jmap.call(row.address, [RawCall("Email/set", {"update": {email_id: patch}})])
+    _set_result(results, "single.Email/set", email_id, what="message update")
+
+
+async def move(svc: Services, row: Mailbox, email_id: str, *, target_role: str | None, target_folder_id: str | None,
+               from_folder_id: str | None) -> None:
+    """Put the message in exactly one folder; 404 for an unknown message or folder.
+
+    With ``from_folder_id`` the message must be in that folder (409 otherwise): checked and
+    moved under the same account state (``ifInState``), retried if other mail changed meanwhile.
+    """
+    folders = await system_folders(svc, row)
+    if target_role is not None:
+        target = folders[target_role]
+    else:
+        assert target_folder_id is not None
+        target = ids.from_wire(ids.FOLDER, target_folder_id)
+    source = ids.from_wire(ids.FOLDER, from_folder_id) if from_folder_id is not None else None
+    update = {"update": {email_id: {"mailboxIds": {target: True}}}}
+    if source is None:
+        results = await svc.jmap.call(row.address, [RawCall("Email/set", update)])
+        _set_result(results, "single.Email/set", email_id, what="message move", folder=target)
+        return
+    for _ in range(3):
+        state, boxes = await _mailboxes_of(svc, row, email_id)
+        if source not in boxes:
+            raise Conflict(f"The message is not in folder {from_folder_id!r}.")
+        results = await svc.jmap.call(row.address, [RawCall("Email/set", {**update, "ifInState": state})])
+        if _state_mismatch(results):
+            continue
+        _set_result(results, "single.Email/set", email_id, what="message move", folder=target)
+        return
+    raise Conflict("The mailbox changed while moving the message; retry.")
+
+
+async def _mailboxes_of(svc: Services, row: Mailbox, email_id: str) -> tuple[str, set[str]]:
+    results = await svc.jmap.call(row.address, [RawCall("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})])
+    got = results.raw("single.Email/get", what="message")
+    listed = got.get("list") or []
+    if not listed:
+        raise _not_found(email_id)
+    return str(got.get("state")), {m for m, on in (listed[0].get("mailboxIds") or {}).items() if on}
+
+
+def _state_mismatch(results: Results) -> bool:
+    name, args, _ = results.responses[0]
+    return name == "error" and args.get("type") == "stateMismatch"
+
+
+async def delete(svc: Services, row: Mailbox, email_id: str) -> None:
+    """Destroy the message for good: only from Trash or Junk (409 otherwise); 404 when unknown.
+
+    Cyrus reports unknown ids as destroyed, so the message is looked up first, and destroyed
+    under that account state (``ifInState``), retried if other mail changed meanwhile.
+    """
+    folders = await system_folders(svc, row)
+    allowed = {folders["trash"], folders["junk"]}
+    for _ in range(3):
+        state, boxes = await _mailboxes_of(svc, row, email_id)
+        if not boxes or not boxes <= allowed:
+            raise Conflict("Only messages in Trash or Junk can be deleted permanently; move the message to Trash first.")
+        results = await svc.jmap.call(row.address, [RawCall("Email/set", {"destroy": [email_id], "ifInState": state})])
+        if _state_mismatch(results):
+            await asyncio.sleep(0)
+            continue
+        _set_result(results, "single.Email/set", email_id, what="message deletion")
+        return
+    raise Conflict("The mailbox changed while deleting the message; retry.")

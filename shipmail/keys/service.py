@@ -1,0 +1,97 @@
+"""Organisations and API keys (operator CLI) and the key lookup behind Bearer authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail.auth.bearer import Principal
+from shipmail.auth.keys import display_prefix, generate_key, key_digest
+from shipmail.auth.scopes import Scope
+from shipmail.keys.models import ApiKey, Organization
+from shipmail import utc
+from shipmail.ids import new_id
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A freshly created key: ``secret`` is the full key, shown once and never stored."""
+
+    record: ApiKey
+    secret: str
+
+
+async def ensure_organization(session: AsyncSession, name: str) -> Organization:
+    """The organisation called ``name``, created if needed (committed)."""
+    org = (await session.exec(select(Organization).where(col(Organization.name) == name))).first()
+    if org is None:
+        org = Organization(id=new_id("org"), name=name, created_at=utc.now())
+        session.add(org)
+        await session.commit()
+    return org
+
+
+async def create_key(
+    session: AsyncSession,
+    secret_key: bytes,
+    organization_id: str,
+    scopes: list[Scope],
+    name: str | None = None,
+    expires_at: datetime | None = None,
+) -> CreatedKey:
+    """A new key for the organisation; only its digest and display prefix are stored."""
+    key = generate_key()
+    record = ApiKey(
+        id=new_id("key"), organization_id=organization_id, name=name, prefix=display_prefix(key),
+        digest=key_digest(secret_key, key), scopes=" ".join(s.value for s in (scopes or [Scope.ALL])),
+        created_at=utc.now(), expires_at=expires_at,
+    )
+    session.add(record)
+    await session.commit()
+    return CreatedKey(record=record, secret=key)
+
+
+async def list_keys(session: AsyncSession, organization_id: str) -> list[ApiKey]:
+    """The organisation's keys, oldest first."""
+    stmt = select(ApiKey).where(col(ApiKey.organization_id) == organization_id).order_by(col(ApiKey.created_at))
+    return list((await session.exec(stmt)).all())
+
+
+async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
+    """Revoke the key ``key_id`` (idempotent); None when there is no such key."""
+    record = await session.get(ApiKey, key_id)
+    if record is None:
+        return None
+    if record.revoked_at is None:
+        record.revoked_at = utc.now()
+        session.add(record)
+        await session.commit()
+    return record
+
+
+def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | None:
+    """The Principal of ``key`` looked up by digest, or None for an unknown key.
+
+    Runs on every authenticated request, so it is one Core ``SELECT`` of five columns on a plain
+    synchronous connection (no ORM session; see :meth:`Database.run_sync`)."""
+    digest = key_digest(secret_key, key)
+    stmt = sa.select(
+        col(ApiKey.id), col(ApiKey.organization_id), col(ApiKey.scopes), col(ApiKey.expires_at),
+        col(ApiKey.revoked_at),
+    ).where(col(ApiKey.digest) == digest)
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    key_id, organization_id, scopes, expires_at, revoked_at = row
+    return Principal(
+        key_id=key_id,
+        organization_id=organization_id,
+        scopes=tuple(scopes.split()),
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+    )

@@ -1,0 +1,30 @@
+"""Password lookups for the mail server's login checker (:mod:`shipmail.mailserver.authd`).
+
+Runs in authd's worker threads, so it uses a synchronous engine of its own. Only argon2id hashes
+are read; a suspended mailbox has no usable password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from shipmail.db.engine import create_sync_engine
+from shipmail.mailboxes.models import Mailbox
+
+
+def password_lookup(database_url: str) -> tuple[Callable[[str], str | None], Callable[[], None]]:
+    """``(lookup, close)``: ``lookup(address)`` gives the argon2id hash of an active mailbox."""
+    engine = create_sync_engine(database_url)
+    stmt = select(Mailbox.password_hash).where(
+        col(Mailbox.address) == sa.bindparam("address"), col(Mailbox.suspended_at).is_(None)
+    )
+
+    def lookup(address: str) -> str | None:
+        with engine.connect() as conn:
+            value = conn.execute(stmt, {"address": address.lower()}).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    return lookup, engine.dispose

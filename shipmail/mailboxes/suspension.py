@@ -1,0 +1,119 @@
+"""Manual suspension of a mailbox: ``mailboxes.suspended_at`` plus a delivery block on the mail
+server, kept in step.
+
+Source: Shipmail ``POST /v1/mailboxes/{id}/suspend`` (``suspendMailbox``) and
+``POST /v1/mailboxes/{id}/resume`` (``resumeMailbox``).
+
+What a suspension blocks, and how:
+- owner logins (IMAP, JMAP Basic): the login checker reads only mailboxes whose
+  ``suspended_at`` is null (:mod:`shipmail.mailboxes.logins`), so from the commit on every new
+  login fails like a wrong password. A session opened BEFORE the suspension is not cut (Cyrus
+  has no admin command over IMAP for that); it can read, but not ``APPEND`` (over quota).
+- receiving: :meth:`MailServer.set_suspended` makes the server refuse delivery TEMPORARILY
+  (Cyrus: a ``STORAGE 0`` quota, LMTP ``452 4.2.2 Over quota``), so the sending MTA keeps the
+  message and retries; after the resume the retry is delivered normally. The sandbox inbound
+  endpoint answers 409 for a suspended mailbox.
+- inbox rules, auto-reply, spam filing: they live in the mailbox's delivery Sieve script, which
+  runs only when a message is delivered; nothing is delivered while suspended, so NO Sieve
+  change is needed (the stored rules and the installed script stay as they are, can still be
+  edited, and apply to mail delivered after the resume).
+
+What stays: the mail already in the mailbox, and the API's own access to it (the service acts
+over JMAP with its own credential, not the owner's login): listing, reading, flagging, moving and
+deleting messages, folders and rules keep working.
+
+Reasons: this service knows only the ``manual`` reason (billing and security suspensions do not
+exist here), so ``suspended_at`` IS the manual suspension and resume clears it.
+
+Both operations are idempotent: suspending a suspended mailbox keeps its ``suspended_at``;
+resuming an active one changes nothing. Either way the server state is asserted again, which
+also repairs a block lost on the server side.
+
+Consistency across the two stores (as :func:`shipmail.mailboxes.service.create`): the row is
+locked and changed (not committed), the server is changed, then the commit. A failed server
+change rolls the row back (503 when unreachable); a failed commit undoes the server change.
+Concurrent calls on one mailbox are serialised by the row lock (PostgreSQL) or the write lock
+(SQLite), taken BEFORE the row is read, so the decision and the server change always match the
+committed state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail.mailboxes.models import Mailbox
+from shipmail import utc
+from shipmail.http.errors import InternalError, ServiceUnavailable
+from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
+from shipmail.mailboxes import service as mailboxes
+from shipmail.runtime import Services
+
+logger = logging.getLogger("shipmail.mailboxes.suspension")
+
+
+async def _lock_and_get(session: AsyncSession, organization_id: str, mailbox_id: str) -> Mailbox:
+    """Take the write lock on the row, then read it (404 for unknown or foreign ids).
+
+    A no-op ``UPDATE`` comes first: on SQLite a plain ``SELECT`` takes no lock (a concurrent
+    writer could commit between our read and our write); the ``UPDATE`` waits for it instead.
+    On PostgreSQL it locks the row like ``SELECT ... FOR UPDATE``."""
+    await session.exec(
+        sa.update(Mailbox)
+        .where(col(Mailbox.id) == mailbox_id, col(Mailbox.organization_id) == organization_id)
+        .values(suspended_at=col(Mailbox.suspended_at))
+    )
+    return await mailboxes.get_in(session, organization_id, mailbox_id, for_update=True)
+
+
+async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
+    """The server side: block or unblock delivery; 503 when unreachable, 500 without account."""
+    try:
+        await svc.mail.set_suspended(row.address, suspended)
+    except MailServerUnavailable as exc:
+        logger.warning("mail server unavailable while %s %s: %s", "suspending" if suspended else "resuming",
+                       row.id, type(exc).__name__)
+        raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
+    except AccountNotFound:
+        logger.error("mailbox %s has no account on the mail server", row.id)
+        raise InternalError("The mailbox's account is missing on the mail server.") from None
+
+
+async def _set(svc: Services, organization_id: str, mailbox_id: str, suspended: bool) -> Mailbox:
+    async with svc.db.session() as session:
+        row = await _lock_and_get(session, organization_id, mailbox_id)
+        changed = (row.suspended_at is None) == suspended
+        if changed:
+            now = utc.now()
+            row.suspended_at = now if suspended else None
+            row.updated_at = now
+            session.add(row)
+            await session.flush()
+        await _apply(svc, row, suspended)
+        try:
+            await session.commit()
+        except BaseException:
+            if changed:
+                logger.warning("suspension change of %s not saved; undoing it on the mail server", row.id)
+                try:
+                    await svc.mail.set_suspended(row.address, not suspended)
+                except Exception:
+                    logger.exception("could not undo the suspension change of %s on the mail server", row.id)
+            raise
+        return row
+
+
+async def suspend(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
+    """Suspend the mailbox manually (see the module docstring); ``suspended_at`` of an already
+    suspended mailbox is kept. 404 not the organisation's mailbox; 503 mail server unavailable
+    (nothing changed)."""
+    return await _set(svc, organization_id, mailbox_id, True)
+
+
+async def resume(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
+    """Remove the manual suspension: logins and delivery work again from the commit on; an
+    active mailbox is answered as it is. 404 / 503 as :func:`suspend`."""
+    return await _set(svc, organization_id, mailbox_id, False)
