@@ -75,7 +75,7 @@ async def update_and_install(
     from shipmail.mailboxes import service as mailboxes
 
     async with svc.db.session() as session:
-        row = await mailboxes.get_in(session, organization_id, mailbox_id, for_update=True)
+        row = await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
         previous = Mailbox.model_validate(row.model_dump())
         await mutate(session, row)
         row.updated_at = utc.now()

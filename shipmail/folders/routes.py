@@ -18,7 +18,7 @@ from shipmail.mailboxes.models import Mailbox as MailboxRow
 from shipmail.http.errors import ValidationFailed
 from shipmail.jmap import ids
 from shipmail.http.ratelimit import Tier
-from shipmail.mailboxes import accounts
+from shipmail.mailboxes import service as mailboxes
 from shipmail.folders import service as service
 
 operations: list[Operation] = []
@@ -106,7 +106,7 @@ class MailboxFolders(Wire):
 
 
 async def _mailbox(ctx: Context[Any, Any]) -> MailboxRow:
-    return await accounts.account(ctx.services, ctx.organization_id, ctx.path["id"])
+    return await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
 
 
 @operation(

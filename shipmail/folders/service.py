@@ -54,7 +54,7 @@ from shipmail.jmap import ids
 from shipmail.jmap.request import Results
 from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
 from shipmail.jmap.errors import from_jmap
-from shipmail.mailboxes.accounts import system_folders
+from shipmail.mailboxes.accounts import system_folders_legacy  # TEMPORARY
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.folders.service")
@@ -388,7 +388,7 @@ async def update_folder(
     new_parent: str | None | Any = _UNSET
     if parent_wire_id is not _UNSET:
         new_parent = _parent_jmap_id(parent_wire_id) if parent_wire_id is not None else None
-    stored = await system_folders(svc, row)
+    stored = await system_folders_legacy(svc, row)  # TEMPORARY
     folders = await _all(svc, row)
     by_id = {f.id: f for f in folders}
     current = _find(folders, folder_id, folder_wire_id)
@@ -497,7 +497,7 @@ async def delete_folder(svc: Services, row: Mailbox, folder_wire_id: str) -> Non
     docstring for the order of the steps and what a failure leaves behind.
     """
     folder_id = _folder_jmap_id(folder_wire_id)
-    stored = await system_folders(svc, row)
+    stored = await system_folders_legacy(svc, row)  # TEMPORARY
     trash = stored["trash"]
     protected_ids = set(stored.values())
     for attempt in range(DESTROY_ATTEMPTS):

@@ -10,7 +10,7 @@ from shipmail.http.routing import Context, Operation, operation
 from shipmail.http.schemas import Wire
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
-from shipmail.mailboxes import accounts
+from shipmail.mailboxes import service as mailboxes
 from shipmail.identities import service as service
 
 operations: list[Operation] = []
@@ -43,6 +43,6 @@ async def list_identities(ctx: Context[None, None]) -> MailboxIdentities:
     """The JMAP sending identities of the mailbox (RFC 8621 section 6.1, Identity/get; one JMAP
     request). The mail server has one identity per mailbox, its address; the name is the mailbox's
     display name. 404 for an unknown mailbox or one of another organisation."""
-    row = await accounts.account(ctx.services, ctx.organization_id, ctx.path["id"])
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     found = await service.list_identities(ctx.services, row)
     return MailboxIdentities(mailbox_id=row.id, address=row.address, data=[MailboxIdentity.of(i) for i in found])

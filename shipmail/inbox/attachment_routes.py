@@ -12,7 +12,7 @@ from shipmail.http.schemas import Query
 from shipmail.auth.scopes import Scope as ApiScope
 from shipmail.http.ratelimit import Tier
 from shipmail.inbox import attachments
-from shipmail.mailboxes.accounts import account
+from shipmail.mailboxes import service as mailboxes
 
 operations: list[Operation] = []
 
@@ -82,7 +82,7 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     404: not a mailbox of this organisation, or no message of the mailbox holds the blob. 422: a
     blob_id outside `[A-Za-z0-9_-+=/.]`, or a name with control characters. 503: the mail server is
     unavailable (Retry-After)."""
-    row = await account(ctx.services, ctx.organization_id, ctx.path["id"])
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     query = ctx.query
     name = attachments.check_name(query.name)
     part = await attachments.locate(ctx.services, row, query.blob_id)

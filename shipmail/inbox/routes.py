@@ -14,7 +14,7 @@ from shipmail.mailboxes.models import Mailbox
 from shipmail.jmap import ids
 from shipmail.http.ratelimit import Tier
 from shipmail.inbox import service as inbox
-from shipmail.mailboxes.accounts import account
+from shipmail.mailboxes import service as mailboxes
 
 operations: list[Operation] = []
 
@@ -23,7 +23,7 @@ _BASE = "/mailboxes/{id}/inbox"
 
 
 async def _row(ctx: Context[Any, Any]) -> Mailbox:
-    return await account(ctx.services, ctx.organization_id, ctx.path["id"])
+    return await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
 
 
 def _action(row: Mailbox, message_id: str) -> InboxMessageAction:

@@ -31,13 +31,14 @@ from urllib.parse import urlencode
 
 from shipmail.inbox.schemas import InboxAttachment, InboxBodyPart, InboxBodyValue, InboxCursorPagination, InboxEmailHeader, InboxFullMessage, InboxHeader, InboxListQuery, InboxMessage, InboxMessages, InboxThread, InboxThreads, InboxThreadsPagination, InboxThreadSummary
 from shipmail.mailboxes.models import Mailbox
+from shipmail import utc
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
 from shipmail.jmap.request import Results
 from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
 from shipmail.jmap.errors import from_jmap
-from shipmail.mailboxes.accounts import system_folders
+from shipmail.mailboxes.accounts import system_folders_legacy  # TEMPORARY
 from shipmail.runtime import Services
 
 KIND_MESSAGES = "inbox_messages"
@@ -248,7 +249,7 @@ def _snapshot(q: InboxListQuery) -> datetime:
     now = datetime.now(timezone.utc)
     ceiling = datetime.fromtimestamp(math.floor(now.timestamp()) + 1, timezone.utc)
     if q.before is not None:
-        return min(jemail.ceil_second(q.before), ceiling)
+        return min(utc.ceil_second(q.before), ceiling)
     return ceiling
 
 
@@ -278,7 +279,7 @@ def _check_folder(results: Results, listing: _Listing, call_id: str) -> None:
 
 async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxMessages:
     """One page of ``row``'s messages matching ``q``, newest first. One JMAP request."""
-    folders = await system_folders(svc, row)
+    folders = await system_folders_legacy(svc, row)  # TEMPORARY
     listing = _resolve(row, folders, q)
 
     last: tuple[str, str] | None = None  # (receivedAt, id) of the previous page's last message
@@ -401,7 +402,7 @@ def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], memb
 
 async def list_threads(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxThreads:
     """One page of ``row``'s threads (newest matching message first) matching ``q``. One JMAP request."""
-    folders = await system_folders(svc, row)
+    folders = await system_folders_legacy(svc, row)  # TEMPORARY
     listing = _resolve(row, folders, q)
     position = 0
     if q.cursor:
@@ -489,7 +490,7 @@ async def move(svc: Services, row: Mailbox, email_id: str, *, target_role: str |
     With ``from_folder_id`` the message must be in that folder (409 otherwise): checked and
     moved under the same account state (``ifInState``), retried if other mail changed meanwhile.
     """
-    folders = await system_folders(svc, row)
+    folders = await system_folders_legacy(svc, row)  # TEMPORARY
     if target_role is not None:
         target = folders[target_role]
     else:
@@ -533,7 +534,7 @@ async def delete(svc: Services, row: Mailbox, email_id: str) -> None:
     Cyrus reports unknown ids as destroyed, so the message is looked up first, and destroyed
     under that account state (``ifInState``), retried if other mail changed meanwhile.
     """
-    folders = await system_folders(svc, row)
+    folders = await system_folders_legacy(svc, row)  # TEMPORARY
     allowed = {folders["trash"], folders["junk"]}
     for _ in range(3):
         state, boxes = await _mailboxes_of(svc, row, email_id)

@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 
 from jmapc.methods import MailboxGet
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.mailboxes.models import Mailbox
 from shipmail.http.errors import ServiceUnavailable
-from shipmail.mailboxes import service as mailboxes
 from shipmail.runtime import Services
 
 SYSTEM_ROLES = ("inbox", "drafts", "sent", "trash", "junk", "archive")
-
-
-async def account(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
-    """The organisation's mailbox ``mailbox_id`` (404 ``not_found`` otherwise)."""
-    return await mailboxes.get(svc, organization_id, mailbox_id)
 
 
 async def fetch_system_folders(svc: Services, address: str) -> dict[str, str]:
@@ -37,17 +32,22 @@ async def fetch_system_folders(svc: Services, address: str) -> dict[str, str]:
     return roles
 
 
-async def system_folders(svc: Services, row: Mailbox) -> dict[str, str]:
-    """``{role: JMAP Mailbox id}`` of ``row``'s system folders (stored; fetched once if absent)."""
+async def system_folders(svc: Services, session: AsyncSession, row: Mailbox) -> dict[str, str]:
+    """``{role: JMAP Mailbox id}`` of ``row``'s system folders: stored on the row; fetched once
+    (Mailbox/get) and saved in ``session`` when a row predates the column."""
     if row.folder_ids:
         stored: dict[str, str] = json.loads(row.folder_ids)
         return stored
     roles = await fetch_system_folders(svc, row.address)
-    async with svc.db.session() as session:
-        fresh = await session.get(Mailbox, row.id)
-        if fresh is not None:
-            fresh.folder_ids = json.dumps(roles)
-            session.add(fresh)
-            await session.commit()
     row.folder_ids = json.dumps(roles)
+    session.add(row)
+    await session.commit()
     return roles
+
+
+async def system_folders_legacy(svc: Services, row: Mailbox) -> dict[str, str]:  # TEMPORARY
+    if row.folder_ids:
+        stored: dict[str, str] = json.loads(row.folder_ids)
+        return stored
+    async with svc.db.session() as session:
+        return await system_folders(svc, session, row)

@@ -134,7 +134,7 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
 )
 async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike."""
-    return Mailbox.of(await mailboxes.get(ctx.services, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"]))
 
 
 @operation(
@@ -149,7 +149,7 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
             ctx.services, ctx.organization_id, ctx.path["id"], ctx.body.display_name
         )
     else:
-        row = await mailboxes.get(ctx.services, ctx.organization_id, ctx.path["id"])
+        row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     return Mailbox.of(row)
 
 

@@ -53,21 +53,16 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("The mail server is unavailable; retry shortly.")
 
 
-async def get_in(
+async def get(
     session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False
 ) -> Mailbox:
-    """The organisation's mailbox ``mailbox_id`` inside an open session; 404 otherwise.
-    ``for_update`` locks the row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
+    """The organisation's mailbox ``mailbox_id`` (the REST ``{id}``) read in the request's
+    ``session``; 404 ``not_found`` for an unknown id or another organisation's. ``for_update``
+    locks the row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
     mailbox = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=for_update)
     if mailbox is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
     return mailbox
-
-
-async def get(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
-    """The organisation's mailbox ``mailbox_id``; 404 otherwise."""
-    async with svc.db.session() as session:
-        return await get_in(session, organization_id, mailbox_id)
 
 
 async def create(
@@ -166,7 +161,7 @@ async def list_page(
 async def update_display_name(svc: Services, organization_id: str, mailbox_id: str, display_name: str | None) -> Mailbox:
     """Set (or with None clear) the display name."""
     async with svc.db.session() as session:
-        mailbox = await get_in(session, organization_id, mailbox_id)
+        mailbox = await get(session, organization_id, mailbox_id)
         mailbox.display_name = display_name
         mailbox.updated_at = utc.now()
         session.add(mailbox)
@@ -179,7 +174,7 @@ async def reset_password(svc: Services, organization_id: str, mailbox_id: str, p
     check_password(password)
     password_hash = await passwords.hash_password_async(password)
     async with svc.db.session() as session:
-        mailbox = await get_in(session, organization_id, mailbox_id)
+        mailbox = await get(session, organization_id, mailbox_id)
         mailbox.password_hash = password_hash
         mailbox.updated_at = utc.now()
         session.add(mailbox)
@@ -195,7 +190,7 @@ async def reset_password(svc: Services, organization_id: str, mailbox_id: str, p
 async def delete(svc: Services, organization_id: str, mailbox_id: str) -> None:
     """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards."""
     async with svc.db.session() as session:
-        mailbox = await get_in(session, organization_id, mailbox_id)
+        mailbox = await get(session, organization_id, mailbox_id)
         await session.delete(mailbox)
         await session.flush()
         try:

@@ -66,7 +66,7 @@ async def _lock_and_get(session: AsyncSession, organization_id: str, mailbox_id:
         .where(col(Mailbox.id) == mailbox_id, col(Mailbox.organization_id) == organization_id)
         .values(suspended_at=col(Mailbox.suspended_at))
     )
-    return await mailboxes.get_in(session, organization_id, mailbox_id, for_update=True)
+    return await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
 
 
 async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:

@@ -36,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shipmail.mailboxes.models import Mailbox
 from shipmail.http.errors import Conflict, ValidationFailed
 from shipmail.jmap import ids
-from shipmail.mailboxes import accounts
+from shipmail.mailboxes import service as mailboxes
 from shipmail.delivery import service as sieve_sync
 from shipmail.folders import service as folder_service
 from shipmail.runtime import Services
@@ -322,7 +322,8 @@ async def _folders(svc: Services, row: Mailbox) -> list[folder_service.Folder]:
 async def get_rules(svc: Services, organization_id: str, mailbox_id: str) -> MailboxRules:
     """The mailbox's rules and target folders (404 for an unknown mailbox or another
     organisation's). One database read, one JMAP request."""
-    row = await accounts.account(svc, organization_id, mailbox_id)
+    async with svc.db.session() as session:  # TEMPORARY: the route's session
+        row = await mailboxes.get(session, organization_id, mailbox_id)
     folders = await _folders(svc, row)
     return MailboxRules(row=row, rules=public(stored_rules(row)), folders=rule_folders(folders))
 
@@ -333,7 +334,8 @@ async def replace_rules(svc: Services, organization_id: str, mailbox_id: str,
     script compiled from them; both or neither (see the module docstring). 422: :func:`check_rules`,
     :func:`resolve_targets`, a script the server refuses; 404: unknown mailbox."""
     check_rules(rules)
-    row = await accounts.account(svc, organization_id, mailbox_id)
+    async with svc.db.session() as session:  # TEMPORARY: the route's session
+        row = await mailboxes.get(session, organization_id, mailbox_id)
     folders = await _folders(svc, row)
     stored = resolve_targets(rules, folders)
     text = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))

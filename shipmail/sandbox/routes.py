@@ -13,7 +13,7 @@ from shipmail.http.schemas import Request
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
 from shipmail.sandbox import service as sandbox
-from shipmail.mailboxes.accounts import account
+from shipmail.mailboxes import service as mailboxes
 
 operations: list[Operation] = []
 
@@ -90,7 +90,7 @@ async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]
     mailbox is suspended (`POST /mailboxes/{id}/resume` first). 404:
     not a mailbox of this organisation. 503: the mail server is unavailable (Retry-After)."""
     body = ctx.body
-    row = await account(ctx.services, ctx.organization_id, ctx.path["id"])
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     spec = sandbox.InboundMessage(
         sender=_party(body.from_),
         subject=body.subject,
