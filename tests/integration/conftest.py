@@ -23,6 +23,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,40 @@ class ApiEnv:
 
         with smtplib.LMTP("127.0.0.1", self.cyrus.instance.lmtp_port, timeout=15) as lmtp:
             return dict(lmtp.sendmail(sender, [recipient], message))
+
+    def import_email(self, address: str, message: bytes, received_at: datetime) -> str:
+        """Store ``message`` (CRLF line ends) in ``address``'s Inbox with the given ``receivedAt``
+        (whole seconds, UTC) through JMAP ``Email/import`` (RFC 8621 section 4.8), for tests that
+        need mail received at known instants: LMTP delivery always stamps the current second.
+        No Sieve script runs. Returns the JMAP email id."""
+        import httpx
+
+        access = self.cyrus.server.jmap_access(address)
+        headers = {"Authorization": access.authorization}
+        upload = access.session_url.rsplit("/jmap/", 1)[0] + f"/jmap/upload/{address}/"
+        r = httpx.post(upload, content=message, headers={**headers, "Content-Type": "message/rfc822"}, timeout=10)
+        assert r.status_code in (200, 201), r.text
+        blob_id = r.json()["blobId"]
+
+        def call(method: str, args: dict[str, Any]) -> dict[str, Any]:
+            body = {
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [[method, {"accountId": address, **args}, "c"]],
+            }
+            r = httpx.post(access.session_url, json=body, headers=headers, timeout=10)
+            assert r.status_code == 200, r.text
+            ((name, result, _),) = r.json()["methodResponses"]
+            assert name == method, result
+            return result  # type: ignore[no-any-return]
+
+        (inbox,) = call("Mailbox/query", {"filter": {"role": "inbox"}})["ids"]
+        stamp = received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        done = call(
+            "Email/import",
+            {"emails": {"m": {"blobId": blob_id, "mailboxIds": {inbox: True}, "keywords": {}, "receivedAt": stamp}}},
+        )
+        assert "m" in (done.get("created") or {}), done
+        return str(done["created"]["m"]["id"])
 
 
 @pytest.fixture
