@@ -14,10 +14,11 @@ hide cycles), and so does ``importlib.import_module("shipmail....")`` with a lit
 under ``if TYPE_CHECKING:`` do not (they never run). Importing ``a.b.c`` also runs the packages
 ``a.b`` and ``a`` unless the importer is inside them already: those edges count too.
 
-Standard library only (an AST walk), rather than import-linter: its contract types (layers,
-forbidden, independence, acyclic_siblings) work on packages and named layers, none says "no cycle
-between any two modules", and this one prints each cycle with the file, line and function of every
-import in it. ``python -m tests.test_layering`` prints the same report.
+Standard library only (an AST walk) rather than import-linter: its contracts are about named
+packages and layers (acyclic_siblings forbids cycles among the children of packages one lists,
+each child standing for everything below it), while the rule here is "no cycle between any two
+modules of the tree", reported with the file, line and function of every import in the cycle.
+``python -m tests.test_layering`` prints the same report.
 """
 
 from __future__ import annotations
