@@ -19,7 +19,7 @@ import pytest
 from shipmail.http.errors import ServiceUnavailable
 from shipmail.jmap.legacy import RawCall  # TEMPORARY
 from shipmail.folders import service as folder_service
-from tests.integration.conftest import ApiEnv
+from tests.integration.conftest import ApiEnv, require
 
 SYSTEM_ORDER = [("Inbox", "inbox"), ("Archive", "archive"), ("Drafts", "drafts"), ("Sent", "sent"),
                 ("Junk", "junk"), ("Trash", "trash")]
@@ -195,8 +195,8 @@ def load_sdk() -> Sdk:
     module = sys.modules.get(SDK_MODULE)
     if module is None:
         package = next((p for p in SDK_PACKAGES if (p / "__init__.py").exists()), None)
-        if package is None:
-            pytest.skip("the official Shipmail SDK is not installed (.venv-sdk or /tmp/sdkvenv)")
+        require(package is not None, "the official Shipmail SDK is not installed (.venv-sdk or /tmp/sdkvenv)")
+        assert package is not None
         spec = importlib.util.spec_from_file_location(SDK_MODULE, package / "__init__.py",
                                                       submodule_search_locations=[str(package)])
         assert spec is not None and spec.loader is not None
