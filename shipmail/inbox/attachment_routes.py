@@ -1,28 +1,20 @@
-"""Attachments: ``GET /v1/mailboxes/{id}/inbox/attachments`` streams a blob of the mailbox's mail."""
+"""Attachments: ``GET /v1/mailboxes/{id}/inbox/attachments`` streams a blob of the mailbox's mail
+(:mod:`shipmail.inbox.attachments` locates the part and holds the HTTP semantics)."""
 
 from __future__ import annotations
 
 import httpx
-from pydantic import Field
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import Query
 from shipmail.auth.scopes import Scope as ApiScope
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
 from shipmail.inbox import attachments
+from shipmail.inbox.schemas import AttachmentQuery
 from shipmail.mailboxes import service as mailboxes
 
 operations: list[Operation] = []
-
-
-class AttachmentQuery(Query):
-    blob_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-+=/.]+$",
-                         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).")
-    name: str | None = Field(default=None, max_length=512,
-                             description="Suggested download filename. Defaults to the part's own name, "
-                                         "else attachment.")
 
 
 class UpstreamStreamingResponse(StreamingResponse):

@@ -1,20 +1,31 @@
 """Inbox: a mailbox's messages and threads (``/v1/mailboxes/{id}/inbox/...``), through JMAP.
 
-Each read is one JMAP request; ids on the wire are ``eml_``/``thr_``/``fld_`` + the JMAP id.
+Each read is one JMAP request; ids on the wire are ``eml_``/``thr_``/``fld_`` + the JMAP id. The
+handlers resolve the mailbox in the request's session (404 for another organisation's) and pass
+that session on (:mod:`shipmail.inbox.service`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shipmail.inbox.schemas import InboxFullMessage, InboxListQuery, InboxMessageAction, InboxMessages, InboxThread, InboxThreads, MoveInboxMessageRequest, UpdateInboxMessageRequest
-from shipmail.http.routing import Context, Operation, operation
 from shipmail.auth.scopes import Scope
-from shipmail.mailboxes.models import Mailbox
-from shipmail.jmap import ids
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
 from shipmail.inbox import service as inbox
+from shipmail.inbox.schemas import (
+    InboxFullMessage,
+    InboxListQuery,
+    InboxMessageAction,
+    InboxMessages,
+    InboxThread,
+    InboxThreads,
+    MoveInboxMessageRequest,
+    UpdateInboxMessageRequest,
+)
+from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes.models import Mailbox
 
 operations: list[Operation] = []
 
@@ -44,7 +55,7 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     Without folder_id/folder_role every folder is listed; `starred` lists `$flagged` mail outside
     Trash and Junk."""
     row = await _row(ctx)
-    return await inbox.list_messages(ctx.services, row, ctx.query)
+    return await inbox.list_messages(ctx.services, ctx.session, row, ctx.query)
 
 
 @operation(
@@ -85,8 +96,8 @@ async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMess
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
     b = ctx.body
-    await inbox.move(ctx.services, row, email_id, target_role=b.target_role, target_folder_id=b.target_folder_id,
-                     from_folder_id=b.from_folder_id)
+    await inbox.move(ctx.services, ctx.session, row, email_id, target_role=b.target_role,
+                     target_folder_id=b.target_folder_id, from_folder_id=b.from_folder_id)
     return _action(row, ctx.path["message_id"])
 
 
@@ -100,7 +111,7 @@ async def delete_message(ctx: Context[None, None]) -> None:
     first)."""
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
-    await inbox.delete(ctx.services, row, email_id)
+    await inbox.delete(ctx.services, ctx.session, row, email_id)
 
 
 @operation(
@@ -113,7 +124,7 @@ async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
     matching message: that message, the thread's message and unread counts, first and last dates,
     latest inbound and outbound messages. Paged under the first page's cutoff."""
     row = await _row(ctx)
-    return await inbox.list_threads(ctx.services, row, ctx.query)
+    return await inbox.list_threads(ctx.services, ctx.session, row, ctx.query)
 
 
 @operation(

@@ -1,4 +1,5 @@
-"""Wire models of the inbox (Shipmail's ``InboxMessage``, ``InboxFullMessage``, threads, actions).
+"""Wire models of the inbox (Shipmail's ``InboxMessage``, ``InboxFullMessage``, threads, actions,
+the list filters and the attachment download query).
 
 Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFullMessage` through
 :func:`shipmail.inbox.service.get_message`.
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shipmail import utc
 from shipmail.http.schemas import Query, Request, Wire
 
 #: The range of ``after``/``before`` filters (JMAP UTCDate years 0001-9999, a day of room).
@@ -243,7 +245,7 @@ class InboxListQuery(Query):
         if value is None:
             return value
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = utc.as_utc(value)
         if not MIN_INSTANT <= value <= MAX_INSTANT:
             raise PydanticCustomError(
                 "datetime_out_of_range", "must be between {low} and {high}",
@@ -256,3 +258,13 @@ class InboxListQuery(Query):
         if self.folder_id is not None and self.folder_role is not None:
             raise ValueError("use either folder_id or folder_role, not both")
         return self
+
+
+class AttachmentQuery(Query):
+    """Query of ``GET /v1/mailboxes/{id}/inbox/attachments`` (``downloadMailboxInboxAttachment``)."""
+
+    blob_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-+=/.]+$",
+                         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).")
+    name: str | None = Field(default=None, max_length=512,
+                             description="Suggested download filename. Defaults to the part's own name, "
+                                         "else attachment.")

@@ -1,5 +1,6 @@
 """The sandbox message builder: proper RFC 5322/MIME output from Python's email package, and every
-way to smuggle a header in refused with a 422 naming the field."""
+way to smuggle a header in refused with a 422 naming the field. The request bodies are built
+without pydantic's validation (``model_construct``), so the service's own checks are what is tested."""
 
 from __future__ import annotations
 
@@ -12,14 +13,32 @@ from typing import Any
 import pytest
 
 from shipmail.http.errors import ValidationFailed
-from shipmail.sandbox.service import InboundMessage, build_message
+from shipmail.sandbox.schemas import InjectSandboxInboundRequest, OutboundHeader, Recipient, RecipientObject
+from shipmail.sandbox.service import build_message
 
 MAILBOX = "hello@example.com"
 
 
+def _recipient(value: str | dict[str, Any]) -> Recipient:
+    return value if isinstance(value, str) else RecipientObject.model_construct(**value)
+
+
+def _request(sender: str | dict[str, Any] = "a@sender.example", *, to: list[Any] | None = None,
+             cc: list[Any] | None = None, headers: list[tuple[str, str]] | None = None,
+             **kw: Any) -> InjectSandboxInboundRequest:
+    """The body of ``POST /sandbox/inbound`` as given, unvalidated (``sender`` is ``from``)."""
+    values: dict[str, Any] = {"from_": _recipient(sender), "subject": "s", "text": "t", **kw}
+    if to is not None:
+        values["to"] = [_recipient(r) for r in to]
+    if cc is not None:
+        values["cc"] = [_recipient(r) for r in cc]
+    if headers is not None:
+        values["headers"] = [OutboundHeader.model_construct(name=n, value=v) for n, v in headers]
+    return InjectSandboxInboundRequest.model_construct(**values)
+
+
 def build(**kw: Any) -> tuple[EmailMessage, bytes, str, str]:
-    spec = InboundMessage(**{"sender": "a@sender.example", "subject": "s", "text": "t", **kw})
-    data, message_id, sender = build_message(spec, recipient=MAILBOX)
+    data, message_id, sender = build_message(_request(**kw), recipient=MAILBOX)
     parsed = email.message_from_bytes(data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed, data, message_id, sender
