@@ -156,7 +156,9 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
 
 
-def parse_range(header: str | None, size: int, *, if_range: str | None = None, etag: str = "") -> tuple[int, int] | None:
+def parse_range(
+    header: str | None, size: int, *, if_range: str | None = None, etag: str = ""
+) -> tuple[int, int] | None:
     """The ``(first, last)`` byte positions (inclusive) a ``Range`` header asks for, or None to
     send everything (no header, another unit, several ranges, bad syntax, or an ``If-Range`` that
     does not match ``etag``). Raises :class:`RangeNotSatisfiable` for a well-formed range outside

@@ -225,12 +225,15 @@ class InboxListQuery(Query):
     from_: str | None = Field(default=None, alias="from", max_length=500, description="Substring of From.")
     to: str | None = Field(default=None, max_length=500, description="Substring of To.")
     subject: str | None = Field(default=None, max_length=500, description="Substring of the subject.")
-    has_attachment: bool | None = Field(default=None, description="Only messages with (true) or without (false) attachments.")
+    has_attachment: bool | None = Field(
+        default=None, description="Only messages with (true) or without (false) attachments."
+    )
     has_keyword: InboxKeyword | None = Field(default=None, description="Only messages with this keyword.")
     not_keyword: InboxKeyword | None = Field(default=None, description="Only messages without this keyword.")
     after: datetime | None = Field(default=None, description="Only messages received at or after this instant.")
     before: datetime | None = Field(
-        default=None, description="Only messages received before this instant. Defaults to the first-page snapshot time."
+        default=None,
+        description="Only messages received before this instant. Defaults to the first-page snapshot time.",
     )
     cursor: str | None = Field(default=None, max_length=2048, description="Opaque cursor from the previous page.")
     limit: int = Field(default=50, ge=1, le=100, description="Number of items to return (1-100, default 50).")

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from jmapc.methods import EmailGet, EmailQuery, EmailSet, MailboxGet, ThreadGet
+from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
@@ -228,12 +228,12 @@ def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listi
         conditions.append({"hasKeyword": "$flagged", "inMailboxOtherThan": [folders["trash"], folders["junk"]]})
     elif q.folder_role is not None:
         conditions.append({"inMailbox": folders[q.folder_role]})
-    if _text(q.search_text):
+    if q.search_text:
         conditions.append({"text": q.search_text})
     # Substring matches on the decoded header (JMAP `header`: Cyrus matches case-insensitively
     # anywhere in the value); the `from`/`to`/`subject` conditions would match whole words only.
     for header, value in (("From", q.from_), ("To", q.to), ("Subject", q.subject)):
-        if _text(value):
+        if value:
             conditions.append({"header": [header, value]})
     if q.has_attachment is not None:
         conditions.append({"hasAttachment": q.has_attachment})
@@ -253,7 +253,7 @@ def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listi
 
 def _filter(conditions: list[jemail.Filter], before: datetime) -> jemail.Filter:
     """The conditions AND ``receivedAt < before``."""
-    every = [*conditions, {"before": jemail.received_before(before)}]
+    every: list[jemail.Filter] = [*conditions, {"before": jemail.received_before(before)}]
     if len(every) == 1:
         return every[0]
     return {"operator": "AND", "conditions": every}
@@ -314,9 +314,9 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
     skip = max(0, refetch - MAX_REFETCH)
     request = Request()
     folder = _folder_check(request, listing)
-    query = request.add(EmailQuery(
-        filter=jemail.as_filter(_filter(listing.conditions, page_before)), sort=jemail.NEWEST_FIRST,
-        position=skip, limit=q.limit + refetch - skip, calculate_total=True,
+    query = request.add(jemail.query(
+        _filter(listing.conditions, page_before), jemail.NEWEST_FIRST, position=skip, limit=q.limit + refetch - skip,
+        calculate_total=True,
     ))
     get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
     results = await svc.jmap.call(row.address, request)
@@ -429,9 +429,9 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
 
     request = Request()
     folder = _folder_check(request, listing)
-    query = request.add(EmailQuery(
-        filter=jemail.as_filter(_filter(listing.conditions, snapshot)), sort=jemail.NEWEST_FIRST,
-        collapse_threads=True, position=position, limit=q.limit, calculate_total=True,
+    query = request.add(jemail.query(
+        _filter(listing.conditions, snapshot), jemail.NEWEST_FIRST, collapse_threads=True, position=position,
+        limit=q.limit, calculate_total=True,
     ))
     latest_get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
     threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
@@ -474,7 +474,8 @@ def _set_result(results: Results, call: Call, email_id: str, *, what: str, folde
         return
     if failed.get("type") == "notFound":
         raise _not_found(email_id)
-    if folder is not None and failed.get("type") == "invalidProperties" and "mailboxIds" in (failed.get("properties") or []):
+    bad_folder = failed.get("type") == "invalidProperties" and "mailboxIds" in (failed.get("properties") or [])
+    if folder is not None and bad_folder:
         raise NotFound(f"No folder with id {ids.to_wire(ids.FOLDER, folder)!r}.")
     raise from_jmap(failed, what=what)
 
@@ -557,7 +558,9 @@ async def delete(svc: Services, session: AsyncSession, row: Mailbox, email_id: s
     for _ in range(3):
         state, boxes = await _mailboxes_of(svc, row, email_id)
         if not boxes or not boxes <= allowed:
-            raise Conflict("Only messages in Trash or Junk can be deleted permanently; move the message to Trash first.")
+            raise Conflict(
+                "Only messages in Trash or Junk can be deleted permanently; move the message to Trash first."
+            )
         results, call = await _set(svc, row, EmailSet(destroy=[email_id], if_in_state=state))
         if _state_mismatch(results, call):
             await asyncio.sleep(0)

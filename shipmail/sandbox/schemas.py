@@ -45,8 +45,8 @@ class InjectSandboxInboundRequest(Request):
     html: str | None = Field(default=None, max_length=512000,
                              description="HTML body. At least one of text or html is required.")
     message_id: str | None = Field(default=None, max_length=998, pattern=_MSG_ID,
-                                   description="Message-ID: <left@right> (RFC 5322 msg-id, ASCII, at most 900 characters); "
-                                               "generated when absent.")
+                                   description="Message-ID: <left@right> (RFC 5322 msg-id, ASCII, at most 900 "
+                                               "characters); generated when absent.")
     in_reply_to: str | None = Field(default=None, max_length=998, pattern=_MSG_ID,
                                     description="In-Reply-To: the parent's Message-ID (threading).")
     references: list[Annotated[str, Field(max_length=998, pattern=_MSG_ID)]] | None = Field(

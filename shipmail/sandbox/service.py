@@ -30,7 +30,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from jmapc.methods import EmailGet, EmailQuery
+from jmapc.methods import EmailGet
 
 from shipmail import utc
 from shipmail.http.errors import Conflict, Detail, InternalError, ServiceUnavailable, ValidationFailed, detail
@@ -269,10 +269,8 @@ async def find_by_message_id(svc: Services, row: Mailbox, message_id: str) -> li
     """JMAP ids of ``row``'s messages whose Message-ID is exactly ``message_id`` (one request:
     Email/query with a ``header`` filter, which matches substrings, then Email/get to compare)."""
     request = Request()
-    query = request.add(EmailQuery(
-        filter=jemail.as_filter({"header": ["Message-ID", _bare(message_id)]}), sort=jemail.NEWEST_RECEIVED_FIRST,
-        limit=256,
-    ))
+    query = request.add(jemail.query({"header": ["Message-ID", _bare(message_id)]}, jemail.NEWEST_RECEIVED_FIRST,
+                                     limit=256))
     get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=["id", "messageId"]))
     results = await svc.jmap.call(row.address, request)
     listed = results.get(get, what="message lookup").get("list") or []

@@ -10,7 +10,15 @@ import httpx
 import pytest
 
 from shipmail.http.errors import ValidationFailed
-from shipmail.inbox.attachments import RangeNotSatisfiable, check_name, content_disposition, etag_for, etag_matches, parse_range, stream
+from shipmail.inbox.attachments import (
+    RangeNotSatisfiable,
+    check_name,
+    content_disposition,
+    etag_for,
+    etag_matches,
+    parse_range,
+    stream,
+)
 
 ETAG = etag_for("Gabc")
 

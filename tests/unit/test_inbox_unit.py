@@ -295,7 +295,8 @@ def test_cursor_checks() -> None:
     assert cursor
     for params in ({"subject": "x"}, {"before": "2030-01-01T00:00:00Z"}, {"folder_role": "inbox"}):
         with pytest.raises(ValidationFailed):
-            asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), InboxListQuery.model_validate({**params, "cursor": cursor})))
+            query = InboxListQuery.model_validate({**params, "cursor": cursor})
+            asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), query))
     other = Mailbox(**{**row().model_dump(), "id": "mbx_2"})
     with pytest.raises(ValidationFailed):
         asyncio.run(inbox.list_messages(svc, NO_SESSION, other, InboxListQuery(cursor=cursor)))
