@@ -33,9 +33,16 @@ class UpstreamStreamingResponse(StreamingResponse):
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}/inbox/attachments", operation_id="downloadMailboxInboxAttachment",
-    summary="Download mailbox inbox attachment", scope=ApiScope.MESSAGES_READ, tier=Tier.READ,
-    query=AttachmentQuery, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}/inbox/attachments",
+    operation_id="downloadMailboxInboxAttachment",
+    summary="Download mailbox inbox attachment",
+    scope=ApiScope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=AttachmentQuery,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
     responses={
         "200": {
             "description": "The attachment's bytes (Content-Type of the part; Content-Disposition per RFC 6266).",
@@ -44,8 +51,10 @@ class UpstreamStreamingResponse(StreamingResponse):
                 "Content-Disposition": {"schema": {"type": "string"}},
                 "Accept-Ranges": {"schema": {"type": "string"}},
             },
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        "*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "*/*": {"schema": {"type": "string", "format": "binary"}},
+            },
         },
         "206": {
             "description": "The requested byte range (Content-Range).",
@@ -91,8 +100,7 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     }
     request = ctx.request
     if attachments.etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={k: v for k, v in headers.items()
-                                                  if k in ("ETag", "Cache-Control")})
+        return Response(status_code=304, headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")})
     if request.method == "HEAD" and part.size >= 0:
         return Response(status_code=200, headers={**headers, "Content-Length": str(part.size)})
 
@@ -100,12 +108,16 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     try:
         size = attachments.upstream_size(upstream, part)
         selected = attachments.parse_range(
-            request.headers.get("range"), size, if_range=request.headers.get("if-range"), etag=etag,
+            request.headers.get("range"),
+            size,
+            if_range=request.headers.get("if-range"),
+            etag=etag,
         )
     except attachments.RangeNotSatisfiable:
         await upstream.aclose()
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "ETag": etag,
-                                                  "Accept-Ranges": "bytes"})
+        return Response(
+            status_code=416, headers={"Content-Range": f"bytes */{size}", "ETag": etag, "Accept-Ranges": "bytes"}
+        )
     except BaseException:
         await upstream.aclose()
         raise

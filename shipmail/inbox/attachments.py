@@ -97,19 +97,32 @@ async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
         return BlobPart(blob_id=blob_id, media_type=OCTET_STREAM, charset=None, name=None, size=-1)
     request = Request(capabilities=(urn,))
     lookup = request.add(BlobLookup(type_names=["Email"], ids=[blob_id]))
-    get = request.add(EmailGet(ids=request.ref(lookup, MATCHED_EMAIL_IDS), properties=jemail.STRUCTURE_PROPERTIES,
-                               body_properties=jemail.STRUCTURE_BODY_PROPERTIES))
+    get = request.add(
+        EmailGet(
+            ids=request.ref(lookup, MATCHED_EMAIL_IDS),
+            properties=jemail.STRUCTURE_PROPERTIES,
+            body_properties=jemail.STRUCTURE_BODY_PROPERTIES,
+        )
+    )
     results = await svc.jmap.call(row.address, request)
     emails = results.get(get, what="attachment lookup").get("list") or []
     for email in emails:
         if email.get("blobId") == blob_id:
-            return BlobPart(blob_id=blob_id, media_type="message/rfc822", charset=None,
-                            name="message.eml", size=int(email.get("size") or 0))
+            return BlobPart(
+                blob_id=blob_id,
+                media_type="message/rfc822",
+                charset=None,
+                name="message.eml",
+                size=int(email.get("size") or 0),
+            )
         part = jemail.find_part(email.get("bodyStructure") or {}, blob_id)
         if part is not None:
             return BlobPart(
-                blob_id=blob_id, media_type=_safe_type(part.get("type")), charset=_safe_charset(part.get("charset")),
-                name=part.get("name") if isinstance(part.get("name"), str) else None, size=int(part.get("size") or 0),
+                blob_id=blob_id,
+                media_type=_safe_type(part.get("type")),
+                charset=_safe_charset(part.get("charset")),
+                name=part.get("name") if isinstance(part.get("name"), str) else None,
+                size=int(part.get("size") or 0),
             )
     raise NotFound(f"No attachment with blob_id {blob_id!r} in this mailbox.")
 
@@ -117,8 +130,10 @@ async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
 def check_name(name: str | None) -> str | None:
     """``name`` as given; 422 for control characters (they could split the response headers)."""
     if name is not None and _CONTROL.search(name):
-        raise ValidationFailed("The name must not contain control characters.",
-                               details=[detail("name", "control_characters", "control characters are not allowed")])
+        raise ValidationFailed(
+            "The name must not contain control characters.",
+            details=[detail("name", "control_characters", "control characters are not allowed")],
+        )
     return name
 
 
@@ -133,7 +148,7 @@ def content_disposition(name: str) -> str:
     RFC 8187) when the name is not plain ASCII. Path separators and control characters go."""
     clean = _clean_filename(name)
     ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
-    ascii_name = re.sub(r'[^A-Za-z0-9!#$&+.^_`{}~ ()\[\],;=@-]', "_", ascii_name).strip() or DEFAULT_NAME
+    ascii_name = re.sub(r"[^A-Za-z0-9!#$&+.^_`{}~ ()\[\],;=@-]", "_", ascii_name).strip() or DEFAULT_NAME
     value = f'attachment; filename="{ascii_name}"'
     if ascii_name != clean:
         value += f"; filename*=UTF-8''{quote(clean, safe='')}"
@@ -191,8 +206,12 @@ async def open_upstream(svc: Services, row: Mailbox, part: BlobPart, name: str) 
     """Start the download of ``part`` (unread; the caller closes it). 404 when the server has no
     such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise."""
     upstream = await svc.jmap.open_blob(
-        row.address, part.blob_id, name=name, content_type=part.media_type,
-        headers={"Accept-Encoding": "identity"}, size=part.size,
+        row.address,
+        part.blob_id,
+        name=name,
+        content_type=part.media_type,
+        headers={"Accept-Encoding": "identity"},
+        size=part.size,
     )
     if upstream.status_code == 200:
         return upstream
@@ -216,9 +235,7 @@ def upstream_size(upstream: httpx.Response, part: BlobPart) -> int:
     return part.size
 
 
-async def stream(
-    upstream: httpx.Response, start: int = 0, length: int | None = None
-) -> AsyncGenerator[bytes, None]:
+async def stream(upstream: httpx.Response, start: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
     """The upstream's body from byte ``start``, at most ``length`` bytes, chunk by chunk as they
     arrive (memory stays at one network chunk). The upstream is closed when the generator ends,
     fails or is closed (client gone)."""

@@ -42,9 +42,17 @@ def _action(row: Mailbox, message_id: str) -> InboxMessageAction:
 
 
 @operation(
-    operations, "GET", f"{_BASE}/messages", operation_id="listMailboxInboxMessages",
-    summary="List mailbox inbox messages", scope=Scope.MESSAGES_READ, tier=Tier.READ, query=InboxListQuery,
-    response=InboxMessages, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/messages",
+    operation_id="listMailboxInboxMessages",
+    summary="List mailbox inbox messages",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=InboxListQuery,
+    response=InboxMessages,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     """Messages of the mailbox, newest first, with folder, keyword, date, text and attachment
@@ -59,9 +67,16 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
 
 
 @operation(
-    operations, "GET", f"{_BASE}/messages/{{message_id}}", operation_id="getMailboxInboxMessage",
-    summary="Get one exact mailbox inbox message", scope=Scope.MESSAGES_READ, tier=Tier.READ,
-    response=InboxFullMessage, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="getMailboxInboxMessage",
+    summary="Get one exact mailbox inbox message",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=InboxFullMessage,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
     """The full message: headers, text and HTML bodies decoded to UTF-8, attachments with their
@@ -72,9 +87,17 @@ async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
 
 
 @operation(
-    operations, "PATCH", f"{_BASE}/messages/{{message_id}}", operation_id="updateMailboxInboxMessage",
-    summary="Update mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE,
-    body=UpdateInboxMessageRequest, response=InboxMessageAction, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "PATCH",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="updateMailboxInboxMessage",
+    summary="Update mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateInboxMessageRequest,
+    response=InboxMessageAction,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def update_message(ctx: Context[UpdateInboxMessageRequest, None]) -> InboxMessageAction:
     """Set read (`$seen`) and/or starred (`$flagged`); at least one field."""
@@ -85,9 +108,16 @@ async def update_message(ctx: Context[UpdateInboxMessageRequest, None]) -> Inbox
 
 
 @operation(
-    operations, "POST", f"{_BASE}/messages/{{message_id}}/move", operation_id="moveMailboxInboxMessage",
-    summary="Move mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE,
-    body=MoveInboxMessageRequest, response=InboxMessageAction, errors=(401, 403, 404, 409, 422, 429, 503),
+    operations,
+    "POST",
+    f"{_BASE}/messages/{{message_id}}/move",
+    operation_id="moveMailboxInboxMessage",
+    summary="Move mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=MoveInboxMessageRequest,
+    response=InboxMessageAction,
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMessageAction:
@@ -96,15 +126,29 @@ async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMess
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
     b = ctx.body
-    await inbox.move(ctx.services, ctx.session, row, email_id, target_role=b.target_role,
-                     target_folder_id=b.target_folder_id, from_folder_id=b.from_folder_id)
+    await inbox.move(
+        ctx.services,
+        ctx.session,
+        row,
+        email_id,
+        target_role=b.target_role,
+        target_folder_id=b.target_folder_id,
+        from_folder_id=b.from_folder_id,
+    )
     return _action(row, ctx.path["message_id"])
 
 
 @operation(
-    operations, "DELETE", f"{_BASE}/messages/{{message_id}}", operation_id="deleteMailboxInboxMessage",
-    summary="Delete mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE, status_code=204,
-    errors=(401, 403, 404, 409, 429, 503), tags=_TAGS,
+    operations,
+    "DELETE",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="deleteMailboxInboxMessage",
+    summary="Delete mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 409, 429, 503),
+    tags=_TAGS,
 )
 async def delete_message(ctx: Context[None, None]) -> None:
     """Permanently delete a message that is in Trash or Junk (409 otherwise: move it to Trash
@@ -115,9 +159,17 @@ async def delete_message(ctx: Context[None, None]) -> None:
 
 
 @operation(
-    operations, "GET", f"{_BASE}/threads", operation_id="listMailboxInboxThreads",
-    summary="List mailbox inbox threads", scope=Scope.MESSAGES_READ, tier=Tier.READ, query=InboxListQuery,
-    response=InboxThreads, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/threads",
+    operation_id="listMailboxInboxThreads",
+    summary="List mailbox inbox threads",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=InboxListQuery,
+    response=InboxThreads,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
     """Threads with mail matching the filters (the message-list filters), ordered by their newest
@@ -128,9 +180,16 @@ async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
 
 
 @operation(
-    operations, "GET", f"{_BASE}/threads/{{thread_id}}", operation_id="getMailboxInboxThread",
-    summary="Get mailbox inbox thread", scope=Scope.MESSAGES_READ, tier=Tier.READ, response=InboxThread,
-    errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/threads/{{thread_id}}",
+    operation_id="getMailboxInboxThread",
+    summary="Get mailbox inbox thread",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=InboxThread,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def get_thread(ctx: Context[None, None]) -> InboxThread:
     """The thread's messages, oldest first, with bodies and attachment metadata."""

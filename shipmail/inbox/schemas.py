@@ -7,7 +7,7 @@ Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFull
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -17,8 +17,8 @@ from shipmail import utc
 from shipmail.http.schemas import Query, Request, Wire
 
 #: The range of ``after``/``before`` filters (JMAP UTCDate years 0001-9999, a day of room).
-MIN_INSTANT = datetime(1, 1, 2, tzinfo=timezone.utc)
-MAX_INSTANT = datetime(9999, 12, 30, tzinfo=timezone.utc)
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
 
 InboxKeyword = Literal["$flagged", "$seen", "$draft", "$answered", "$forwarded"]
 FolderRole = Literal["inbox", "starred", "sent", "drafts", "archive", "junk", "trash"]
@@ -198,7 +198,9 @@ class MoveInboxMessageRequest(Request):
     """Provide exactly one target: target_role or target_folder_id."""
 
     from_folder_id: str | None = Field(
-        default=None, min_length=1, max_length=256,
+        default=None,
+        min_length=1,
+        max_length=256,
         description="Current folder ID. Optional; Shipmail can infer it from the message.",
     )
     target_role: MoveRole | None = Field(default=None, description="System folder role to move the message to.")
@@ -216,8 +218,9 @@ class MoveInboxMessageRequest(Request):
 class InboxListQuery(Query):
     """Filters of the message and thread lists."""
 
-    folder_id: str | None = Field(default=None, min_length=1, max_length=256,
-                                  description="Filter messages to a specific folder ID (fld_...).")
+    folder_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Filter messages to a specific folder ID (fld_...)."
+    )
     folder_role: FolderRole | None = Field(
         default=None, description="Filter by a system folder role (starred = keyword $flagged). Not with folder_id."
     )
@@ -251,7 +254,8 @@ class InboxListQuery(Query):
             value = utc.as_utc(value)
         if not MIN_INSTANT <= value <= MAX_INSTANT:
             raise PydanticCustomError(
-                "datetime_out_of_range", "must be between {low} and {high}",
+                "datetime_out_of_range",
+                "must be between {low} and {high}",
                 {"low": MIN_INSTANT.isoformat(), "high": MAX_INSTANT.isoformat()},
             )
         return value
@@ -266,8 +270,14 @@ class InboxListQuery(Query):
 class AttachmentQuery(Query):
     """Query of ``GET /v1/mailboxes/{id}/inbox/attachments`` (``downloadMailboxInboxAttachment``)."""
 
-    blob_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-+=/.]+$",
-                         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).")
-    name: str | None = Field(default=None, max_length=512,
-                             description="Suggested download filename. Defaults to the part's own name, "
-                                         "else attachment.")
+    blob_id: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_\-+=/.]+$",
+        description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).",
+    )
+    name: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Suggested download filename. Defaults to the part's own name, else attachment.",
+    )

@@ -110,8 +110,9 @@ def render_message(row: Mailbox, e: dict[str, Any]) -> InboxMessage:
 
 
 def _part(p: dict[str, Any]) -> InboxBodyPart:
-    return InboxBodyPart(part_id=str(p.get("partId")), type=p.get("type") or "text/plain",
-                         charset=p.get("charset"), size=p.get("size"))
+    return InboxBodyPart(
+        part_id=str(p.get("partId")), type=p.get("type") or "text/plain", charset=p.get("charset"), size=p.get("size")
+    )
 
 
 def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
@@ -124,9 +125,13 @@ def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
             continue
         attachments.append(
             InboxAttachment(
-                part_id=str(a.get("partId")), blob_id=blob_id, name=a.get("name"),
-                content_type=a.get("type") or "application/octet-stream", size=int(a.get("size") or 0),
-                disposition=a.get("disposition"), cid=a.get("cid"),
+                part_id=str(a.get("partId")),
+                blob_id=blob_id,
+                name=a.get("name"),
+                content_type=a.get("type") or "application/octet-stream",
+                size=int(a.get("size") or 0),
+                disposition=a.get("disposition"),
+                cid=a.get("cid"),
                 download_path=download_path(row.id, blob_id, a.get("name")),
             )
         )
@@ -141,8 +146,11 @@ def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
         references=e.get("references"),
         headers=[InboxHeader(name=h["name"], value=h["value"]) for h in e.get("headers") or []],
         body_values={
-            k: InboxBodyValue(value=v.get("value", ""), is_encoding_problem=bool(v.get("isEncodingProblem")),
-                              is_truncated=bool(v.get("isTruncated")))
+            k: InboxBodyValue(
+                value=v.get("value", ""),
+                is_encoding_problem=bool(v.get("isEncodingProblem")),
+                is_truncated=bool(v.get("isTruncated")),
+            )
             for k, v in (e.get("bodyValues") or {}).items()
         },
         text_body=[_part(p) for p in e.get("textBody") or []],
@@ -191,7 +199,9 @@ async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread
     if not found:
         raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
     return InboxThread(
-        mailbox_id=row.id, address=row.address, thread_id=ids.to_wire(ids.THREAD, thread_id),
+        mailbox_id=row.id,
+        address=row.address,
+        thread_id=ids.to_wire(ids.THREAD, thread_id),
         data=[render_full(row, e) for e in found],
     )
 
@@ -244,9 +254,18 @@ def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listi
     if q.after is not None:
         conditions.append({"after": jemail.received_at_or_after(q.after)})
     binding = {
-        "m": row.id, "fi": q.folder_id, "fr": q.folder_role, "st": _text(q.search_text), "fm": _text(q.from_),
-        "to": _text(q.to), "su": _text(q.subject), "ha": q.has_attachment, "hk": q.has_keyword,
-        "nk": q.not_keyword, "af": _iso(q.after), "bf": _iso(q.before),
+        "m": row.id,
+        "fi": q.folder_id,
+        "fr": q.folder_role,
+        "st": _text(q.search_text),
+        "fm": _text(q.from_),
+        "to": _text(q.to),
+        "su": _text(q.subject),
+        "ha": q.has_attachment,
+        "hk": q.has_keyword,
+        "nk": q.not_keyword,
+        "af": _iso(q.after),
+        "bf": _iso(q.before),
     }
     return _Listing(conditions=conditions, binding=binding, custom_folder=custom)
 
@@ -314,10 +333,15 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
     skip = max(0, refetch - MAX_REFETCH)
     request = Request()
     folder = _folder_check(request, listing)
-    query = request.add(jemail.query(
-        _filter(listing.conditions, page_before), jemail.NEWEST_FIRST, position=skip, limit=q.limit + refetch - skip,
-        calculate_total=True,
-    ))
+    query = request.add(
+        jemail.query(
+            _filter(listing.conditions, page_before),
+            jemail.NEWEST_FIRST,
+            position=skip,
+            limit=q.limit + refetch - skip,
+            calculate_total=True,
+        )
+    )
     get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
     results = await svc.jmap.call(row.address, request)
     _check_folder(results, listing, folder)
@@ -348,28 +372,43 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
             if e["id"] == tail["id"]:
                 break
         next_cursor = svc.cursors.encode(
-            KIND_MESSAGES, listing.binding,
-            {"s": jemail.utc_date(snapshot), "r": tail["receivedAt"], "i": tail["id"], "k": same,
-             "o": offset + len(page)},
+            KIND_MESSAGES,
+            listing.binding,
+            {
+                "s": jemail.utc_date(snapshot),
+                "r": tail["receivedAt"],
+                "i": tail["id"],
+                "k": same,
+                "o": offset + len(page),
+            },
         )
     elif has_more and last is not None:
         # Everything fetched sorted before the cursor (mail moved into the list within its
         # second): same place, fetch past what was dropped.
         next_cursor = svc.cursors.encode(
-            KIND_MESSAGES, listing.binding,
+            KIND_MESSAGES,
+            listing.binding,
             {"s": jemail.utc_date(snapshot), "r": last[0], "i": last[1], "k": dropped, "o": offset},
         )
     return InboxMessages(
-        mailbox_id=row.id, address=row.address, data=[render_message(row, e) for e in page],
-        pagination=InboxCursorPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
-                                         snapshot_at=snapshot),
+        mailbox_id=row.id,
+        address=row.address,
+        data=[render_message(row, e) for e in page],
+        pagination=InboxCursorPagination(
+            limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor, snapshot_at=snapshot
+        ),
     )
 
 
 # ----------------------------------------------------------------------------- thread list
 
-def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], members: list[dict[str, Any]],
-             ) -> InboxThreadSummary:
+
+def _summary(
+    row: Mailbox,
+    folders: dict[str, str],
+    latest: dict[str, Any],
+    members: list[dict[str, Any]],
+) -> InboxThreadSummary:
     sent, drafts = folders.get("sent"), folders.get("drafts")
     if not members:
         members = [latest]
@@ -390,11 +429,16 @@ def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], memb
     lo = outbound[-1] if outbound else None
     thread = ids.to_wire(ids.THREAD, latest["threadId"])
     return InboxThreadSummary(
-        id=thread, thread_id=thread, subject=latest.get("subject"),
+        id=thread,
+        thread_id=thread,
+        subject=latest.get("subject"),
         latest_from_address=newest_from[0].get("email") if newest_from else None,
-        message_count=len(members), unread_count=unread,
-        first_message_at=members[0]["receivedAt"], last_message_at=newest["receivedAt"],
-        latest_message_id=ids.to_wire(ids.EMAIL, newest["id"]), latest_email_id=newest["id"],
+        message_count=len(members),
+        unread_count=unread,
+        first_message_at=members[0]["receivedAt"],
+        last_message_at=newest["receivedAt"],
+        latest_message_id=ids.to_wire(ids.EMAIL, newest["id"]),
+        latest_email_id=newest["id"],
         latest_inbound_message_id=ids.to_wire(ids.EMAIL, li["id"]) if li else None,
         latest_inbound_email_id=li["id"] if li else None,
         latest_inbound_at=li["receivedAt"] if li else None,
@@ -429,14 +473,21 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
 
     request = Request()
     folder = _folder_check(request, listing)
-    query = request.add(jemail.query(
-        _filter(listing.conditions, snapshot), jemail.NEWEST_FIRST, collapse_threads=True, position=position,
-        limit=q.limit, calculate_total=True,
-    ))
+    query = request.add(
+        jemail.query(
+            _filter(listing.conditions, snapshot),
+            jemail.NEWEST_FIRST,
+            collapse_threads=True,
+            position=position,
+            limit=q.limit,
+            calculate_total=True,
+        )
+    )
     latest_get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
     threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
-    members_get = request.add(EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS),
-                                       properties=jemail.THREAD_MEMBER_PROPERTIES))
+    members_get = request.add(
+        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
+    )
     results = await svc.jmap.call(row.address, request)
     _check_folder(results, listing, folder)
     found = results.get(query, what="thread search")
@@ -449,12 +500,17 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
     has_more = position + len(latest) < total and bool(latest)
     next_cursor = (
         svc.cursors.encode(KIND_THREADS, listing.binding, {"s": snapshot_text, "p": position + len(latest)})
-        if has_more else None
+        if has_more
+        else None
     )
     return InboxThreads(
-        mailbox_id=row.id, address=row.address, data=data, summary={"total": total},
-        pagination=InboxThreadsPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
-                                          snapshot_at=snapshot),
+        mailbox_id=row.id,
+        address=row.address,
+        data=data,
+        summary={"total": total},
+        pagination=InboxThreadsPagination(
+            limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor, snapshot_at=snapshot
+        ),
     )
 
 
@@ -489,8 +545,10 @@ async def _set(svc: Services, row: Mailbox, method: EmailSet) -> tuple[Results, 
 
 def _state_mismatch(results: Results, call: Call) -> bool:
     """Whether ``call`` failed with ``stateMismatch`` (its ``ifInState`` was stale, RFC 8620 section 5.3)."""
-    return any(name == "error" and cid == call.id and args.get("type") == "stateMismatch"
-               for name, args, cid in results.responses)
+    return any(
+        name == "error" and cid == call.id and args.get("type") == "stateMismatch"
+        for name, args, cid in results.responses
+    )
 
 
 async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool | None, starred: bool | None) -> None:
@@ -504,8 +562,16 @@ async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool
     _set_result(results, call, email_id, what="message update")
 
 
-async def move(svc: Services, session: AsyncSession, row: Mailbox, email_id: str, *, target_role: str | None,
-               target_folder_id: str | None, from_folder_id: str | None) -> None:
+async def move(
+    svc: Services,
+    session: AsyncSession,
+    row: Mailbox,
+    email_id: str,
+    *,
+    target_role: str | None,
+    target_folder_id: str | None,
+    from_folder_id: str | None,
+) -> None:
     """Put the message in exactly one folder; 404 for an unknown message or folder.
 
     With ``from_folder_id`` the message must be in that folder (409 otherwise): checked and

@@ -28,14 +28,35 @@ from shipmail.utc import as_utc, ceil_second
 
 #: Properties of a listed message (no bodies).
 LIST_PROPERTIES: list[str] = [
-    "id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt", "preview",
-    "hasAttachment", "size",
+    "id",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "from",
+    "to",
+    "subject",
+    "receivedAt",
+    "preview",
+    "hasAttachment",
+    "size",
 ]
 
 #: Properties of a full message.
 FULL_PROPERTIES: list[str] = [
-    *LIST_PROPERTIES, "cc", "bcc", "replyTo", "sender", "sentAt", "messageId", "inReplyTo", "references",
-    "headers", "textBody", "htmlBody", "attachments", "bodyValues",
+    *LIST_PROPERTIES,
+    "cc",
+    "bcc",
+    "replyTo",
+    "sender",
+    "sentAt",
+    "messageId",
+    "inReplyTo",
+    "references",
+    "headers",
+    "textBody",
+    "htmlBody",
+    "attachments",
+    "bodyValues",
 ]
 
 #: Properties of the body parts (textBody, htmlBody, attachments).
@@ -46,7 +67,14 @@ STRUCTURE_PROPERTIES: list[str] = ["id", "blobId", "size", "bodyStructure"]
 
 #: Properties of the parts of a ``bodyStructure`` (with ``subParts``, the tree).
 STRUCTURE_BODY_PROPERTIES: list[str] = [
-    "partId", "blobId", "size", "name", "type", "charset", "disposition", "subParts",
+    "partId",
+    "blobId",
+    "size",
+    "name",
+    "type",
+    "charset",
+    "disposition",
+    "subParts",
 ]
 
 #: Properties of a thread's members when only counts, dates, folders and senders are needed.
@@ -67,8 +95,12 @@ def full_get(ids: ListOrRef[str]) -> EmailGet:
     body parts with :data:`BODY_PROPERTIES`, text and HTML bodies decoded to UTF-8 up to
     :data:`MAX_BODY_VALUE_BYTES` per part (RFC 8621 section 4.2)."""
     return EmailGet(
-        ids=ids, properties=FULL_PROPERTIES, body_properties=BODY_PROPERTIES, fetch_text_body_values=True,
-        fetch_html_body_values=True, max_body_value_bytes=MAX_BODY_VALUE_BYTES,
+        ids=ids,
+        properties=FULL_PROPERTIES,
+        body_properties=BODY_PROPERTIES,
+        fetch_text_body_values=True,
+        fetch_html_body_values=True,
+        max_body_value_bytes=MAX_BODY_VALUE_BYTES,
     )
 
 
@@ -112,15 +144,23 @@ class EmailComparator(TypedDict):
 
 #: ``receivedAt desc, id desc``: newest first, a total order (Cyrus sorts by id when asked).
 NEWEST_FIRST: list[EmailComparator] = [
-    {"property": "receivedAt", "isAscending": False}, {"property": "id", "isAscending": False},
+    {"property": "receivedAt", "isAscending": False},
+    {"property": "id", "isAscending": False},
 ]
 
 #: ``receivedAt desc``.
 NEWEST_RECEIVED_FIRST: list[EmailComparator] = [{"property": "receivedAt", "isAscending": False}]
 
 
-def query(filter: Filter, sort: list[EmailComparator], *, limit: int, position: int | None = None,
-          calculate_total: bool | None = None, collapse_threads: bool | None = None) -> EmailQuery:
+def query(
+    filter: Filter,
+    sort: list[EmailComparator],
+    *,
+    limit: int,
+    position: int | None = None,
+    calculate_total: bool | None = None,
+    collapse_threads: bool | None = None,
+) -> EmailQuery:
     """jmapc's ``EmailQuery`` (RFC 8621 section 4.4) of ``filter`` and ``sort`` as JSON.
 
     jmapc types ``filter`` and ``sort`` as its dataclasses, and both are wrong for us: its
@@ -132,8 +172,12 @@ def query(filter: Filter, sort: list[EmailComparator], *, limit: int, position: 
     :class:`FilterCondition`/:class:`FilterOperator` and :class:`EmailComparator` (plain dicts at
     run time) and this is the one place that casts them to jmapc's types."""
     return EmailQuery(
-        filter=cast(EmailQueryFilter, filter), sort=cast(list[Comparator], sort), position=position, limit=limit,
-        calculate_total=calculate_total, collapse_threads=collapse_threads,
+        filter=cast(EmailQueryFilter, filter),
+        sort=cast(list[Comparator], sort),
+        position=position,
+        limit=limit,
+        calculate_total=calculate_total,
+        collapse_threads=collapse_threads,
     )
 
 

@@ -14,10 +14,18 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "POST", "/mailboxes/{id}/sandbox/inbound", operation_id="injectSandboxInbound",
-    summary="Inject a sandbox inbound message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE,
-    body=InjectSandboxInboundRequest, response=InboxFullMessage, status_code=201,
-    errors=(401, 403, 404, 409, 422, 429, 503), tags=("Mailboxes", "Messages"),
+    operations,
+    "POST",
+    "/mailboxes/{id}/sandbox/inbound",
+    operation_id="injectSandboxInbound",
+    summary="Inject a sandbox inbound message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=InjectSandboxInboundRequest,
+    response=InboxFullMessage,
+    status_code=201,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes", "Messages"),
 )
 async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]) -> InboxFullMessage:
     """Build an RFC 5322 message from the body (text/plain, text/html, or multipart/alternative

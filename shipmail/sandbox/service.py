@@ -62,9 +62,23 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 #: ``X-`` header prefixes reserved for Shipmail, the sending infrastructure (SES), routing and
 #: identity (lower case): a sandbox message must not forge them.
 RESERVED_X_PREFIXES = (
-    "x-shipmail", "x-ses-", "x-amz", "x-original-", "x-forwarded-", "x-envelope-", "x-delivered-",
-    "x-received", "x-rcpt-", "x-sender", "x-originating-", "x-authenticated", "x-auth-", "x-real-ip",
-    "x-client-ip", "x-sieve", "x-cyrus",
+    "x-shipmail",
+    "x-ses-",
+    "x-amz",
+    "x-original-",
+    "x-forwarded-",
+    "x-envelope-",
+    "x-delivered-",
+    "x-received",
+    "x-rcpt-",
+    "x-sender",
+    "x-originating-",
+    "x-authenticated",
+    "x-auth-",
+    "x-real-ip",
+    "x-client-ip",
+    "x-sieve",
+    "x-cyrus",
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -97,15 +111,15 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.details:
-            raise ValidationFailed("Invalid sandbox message: " + self.details[0]["message"] + ".",
-                                   details=self.details)
+            raise ValidationFailed("Invalid sandbox message: " + self.details[0]["message"] + ".", details=self.details)
 
 
 def _check_header_text(problems: _Problems, field_name: str, value: str) -> bool:
     """False (and a problem) when ``value`` holds CR, LF, NUL or another control character."""
     if _CONTROL.search(value):
-        problems.add(field_name, "header_injection",
-                     "header values must not contain CR, LF, NUL or other control characters")
+        problems.add(
+            field_name, "header_injection", "header values must not contain CR, LF, NUL or other control characters"
+        )
         return False
     return True
 
@@ -158,8 +172,11 @@ def _check_custom_headers(problems: _Problems, headers: list[OutboundHeader]) ->
             continue
         if lower not in (LIST_UNSUBSCRIBE.lower(), LIST_UNSUBSCRIBE_POST.lower()):
             if not lower.startswith("x-") or len(lower) < 3:
-                problems.add(f"{where}.name", "header_not_allowed",
-                             f"{name} is not allowed: use List-Unsubscribe, List-Unsubscribe-Post or an X-* header")
+                problems.add(
+                    f"{where}.name",
+                    "header_not_allowed",
+                    f"{name} is not allowed: use List-Unsubscribe, List-Unsubscribe-Post or an X-* header",
+                )
                 continue
             if lower.startswith(RESERVED_X_PREFIXES):
                 problems.add(f"{where}.name", "header_reserved", f"{name} is a reserved header")
@@ -178,16 +195,23 @@ def _check_custom_headers(problems: _Problems, headers: list[OutboundHeader]) ->
     if unsubscribe is not None:
         uris = re.findall(r"<([^<>\s]+)>", unsubscribe)
         if not _URI_LIST.match(unsubscribe) or not all(u.lower().startswith(("https://", "mailto:")) for u in uris):
-            problems.add("headers", "invalid_list_unsubscribe",
-                         "List-Unsubscribe is a comma-separated list of <https://...> or <mailto:...> URIs")
+            problems.add(
+                "headers",
+                "invalid_list_unsubscribe",
+                "List-Unsubscribe is a comma-separated list of <https://...> or <mailto:...> URIs",
+            )
     post = seen.get(LIST_UNSUBSCRIBE_POST.lower())
     if post is not None:
         if post.strip() != ONE_CLICK:
             problems.add("headers", "invalid_list_unsubscribe_post", f"List-Unsubscribe-Post must be {ONE_CLICK!r}")
-        if unsubscribe is None or not any(u.lower().startswith("https://")
-                                          for u in re.findall(r"<([^<>\s]+)>", unsubscribe)):
-            problems.add("headers", "list_unsubscribe_post_needs_https",
-                         "List-Unsubscribe-Post needs a List-Unsubscribe header with an https URI (RFC 8058)")
+        if unsubscribe is None or not any(
+            u.lower().startswith("https://") for u in re.findall(r"<([^<>\s]+)>", unsubscribe)
+        ):
+            problems.add(
+                "headers",
+                "list_unsubscribe_post_needs_https",
+                "List-Unsubscribe-Post needs a List-Unsubscribe header with an https URI (RFC 8058)",
+            )
     return out
 
 
@@ -256,8 +280,9 @@ def build_message(spec: InjectSandboxInboundRequest, *, recipient: str) -> tuple
             msg.set_content(spec.text or "")
         data = msg.as_bytes(policy=policy.SMTP)
     except (ValueError, TypeError, IndexError) as exc:  # the email package refused a value
-        raise ValidationFailed(f"The message could not be built: {exc}.",
-                               details=[detail("body", "unbuildable", str(exc))]) from None
+        raise ValidationFailed(
+            f"The message could not be built: {exc}.", details=[detail("body", "unbuildable", str(exc))]
+        ) from None
     return data, message_id, sender.address
 
 
@@ -269,8 +294,9 @@ async def find_by_message_id(svc: Services, row: Mailbox, message_id: str) -> li
     """JMAP ids of ``row``'s messages whose Message-ID is exactly ``message_id`` (one request:
     Email/query with a ``header`` filter, which matches substrings, then Email/get to compare)."""
     request = Request()
-    query = request.add(jemail.query({"header": ["Message-ID", _bare(message_id)]}, jemail.NEWEST_RECEIVED_FIRST,
-                                     limit=256))
+    query = request.add(
+        jemail.query({"header": ["Message-ID", _bare(message_id)]}, jemail.NEWEST_RECEIVED_FIRST, limit=256)
+    )
     get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=["id", "messageId"]))
     results = await svc.jmap.call(row.address, request)
     listed = results.get(get, what="message lookup").get("list") or []

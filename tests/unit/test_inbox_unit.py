@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,14 +23,21 @@ from shipmail.jmap.request import Request, Results
 from shipmail.mailboxes.models import Mailbox
 
 FOLDERS = {"inbox": "Fin", "drafts": "Fdr", "sent": "Fse", "trash": "Ftr", "junk": "Fju", "archive": "Far"}
-UTC = timezone.utc
+UTC = UTC
 #: The rows here carry their folder ids, so the services never touch the database session.
 NO_SESSION: Any = None
 
 
 def row() -> Mailbox:
-    return Mailbox(id="mbx_1", organization_id="org_1", domain_id="dom_1", local_part="a", address="a@b.example",
-                   password_hash="x", folder_ids=json.dumps(FOLDERS))
+    return Mailbox(
+        id="mbx_1",
+        organization_id="org_1",
+        domain_id="dom_1",
+        local_part="a",
+        address="a@b.example",
+        password_hash="x",
+        folder_ids=json.dumps(FOLDERS),
+    )
 
 
 # ----------------------------------------------------------------------------- request models
@@ -44,8 +51,16 @@ def test_update_request_needs_a_field() -> None:
     assert UpdateInboxMessageRequest.model_validate({"starred": False}).starred is False
 
 
-@pytest.mark.parametrize("body", [{}, {"target_role": "trash", "target_folder_id": "fld_x"}, {"target_role": "sent"},
-                                  {"target_folder_id": ""}, {"from_folder_id": "fld_x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"target_role": "trash", "target_folder_id": "fld_x"},
+        {"target_role": "sent"},
+        {"target_folder_id": ""},
+        {"from_folder_id": "fld_x"},
+    ],
+)
 def test_move_request_needs_exactly_one_target(body: dict[str, Any]) -> None:
     with pytest.raises(pydantic.ValidationError):
         MoveInboxMessageRequest.model_validate(body)
@@ -83,22 +98,35 @@ def test_cyrus_date_bounds() -> None:
 
 def test_keywords_hide_the_attachment_marker() -> None:
     assert jemail.keywords({"$seen": True, "$HasAttachment": True, "$hasnoattachment": True, "x": False}) == {
-        "$seen": True}
+        "$seen": True
+    }
     assert jemail.keywords(None) == {}
 
 
 def test_filters_and_binding() -> None:
-    q = InboxListQuery.model_validate({
-        "folder_role": "starred", "search_text": "zeppelin", "from": "ann", "to": "bob", "subject": "hi",
-        "has_attachment": "false", "has_keyword": "$seen", "not_keyword": "$draft",
-        "after": "2024-01-01T00:00:00.5Z",
-    })
+    q = InboxListQuery.model_validate(
+        {
+            "folder_role": "starred",
+            "search_text": "zeppelin",
+            "from": "ann",
+            "to": "bob",
+            "subject": "hi",
+            "has_attachment": "false",
+            "has_keyword": "$seen",
+            "not_keyword": "$draft",
+            "after": "2024-01-01T00:00:00.5Z",
+        }
+    )
     listing = inbox._resolve(row(), FOLDERS, q)
     assert listing.conditions == [
         {"hasKeyword": "$flagged", "inMailboxOtherThan": ["Ftr", "Fju"]},
         {"text": "zeppelin"},
-        {"header": ["From", "ann"]}, {"header": ["To", "bob"]}, {"header": ["Subject", "hi"]},
-        {"hasAttachment": False}, {"hasKeyword": "$seen"}, {"notKeyword": "$draft"},
+        {"header": ["From", "ann"]},
+        {"header": ["To", "bob"]},
+        {"header": ["Subject", "hi"]},
+        {"hasAttachment": False},
+        {"hasKeyword": "$seen"},
+        {"notKeyword": "$draft"},
         {"after": "2024-01-01T00:00:01Z"},
     ]
     assert listing.custom_folder is None
@@ -118,17 +146,38 @@ def test_filters_and_binding() -> None:
 
 
 RAW_EMAIL: dict[str, Any] = {
-    "id": "Mabc", "threadId": "Tdef", "mailboxIds": {"Fin": True}, "keywords": {"$seen": True, "$hasattachment": True},
-    "from": [{"name": "Ann", "email": "ann@x.example"}], "to": None, "subject": None,
-    "receivedAt": "2024-05-01T12:00:00Z", "preview": "hi", "hasAttachment": True, "size": 1234,
-    "cc": [{"name": None, "email": "c@x.example"}], "bcc": None, "replyTo": None, "sender": None,
-    "sentAt": "2024-05-01T14:00:00+02:00", "messageId": ["m1@x"], "inReplyTo": None, "references": None,
+    "id": "Mabc",
+    "threadId": "Tdef",
+    "mailboxIds": {"Fin": True},
+    "keywords": {"$seen": True, "$hasattachment": True},
+    "from": [{"name": "Ann", "email": "ann@x.example"}],
+    "to": None,
+    "subject": None,
+    "receivedAt": "2024-05-01T12:00:00Z",
+    "preview": "hi",
+    "hasAttachment": True,
+    "size": 1234,
+    "cc": [{"name": None, "email": "c@x.example"}],
+    "bcc": None,
+    "replyTo": None,
+    "sender": None,
+    "sentAt": "2024-05-01T14:00:00+02:00",
+    "messageId": ["m1@x"],
+    "inReplyTo": None,
+    "references": None,
     "headers": [{"name": "Subject", "value": " hi"}],
     "textBody": [{"partId": "1", "blobId": "B1", "type": "text/plain", "charset": "utf-8", "size": 3}],
     "htmlBody": [{"partId": "1", "blobId": "B1", "type": "text/plain", "charset": "utf-8", "size": 3}],
     "attachments": [
-        {"partId": "2", "blobId": "G/a+b=", "type": "application/pdf", "name": "R&D report ü.pdf", "size": 9,
-         "disposition": "attachment", "cid": None},
+        {
+            "partId": "2",
+            "blobId": "G/a+b=",
+            "type": "application/pdf",
+            "name": "R&D report ü.pdf",
+            "size": 9,
+            "disposition": "attachment",
+            "cid": None,
+        },
         {"partId": "3", "blobId": None, "type": "text/plain", "name": "ghost", "size": 0},
     ],
     "bodyValues": {"1": {"value": "hé\n", "isEncodingProblem": False, "isTruncated": False}},
@@ -159,11 +208,24 @@ def test_download_path_without_a_name() -> None:
 
 def test_thread_summary_counts() -> None:
     def e(i: str, at: str, boxes: list[str], kw: dict[str, bool]) -> dict[str, Any]:
-        return {"id": i, "threadId": "T1", "receivedAt": at, "mailboxIds": {b: True for b in boxes}, "keywords": kw,
-                "from": [{"name": None, "email": f"{i}@x"}], "subject": "s", "preview": "", "size": 1}
+        return {
+            "id": i,
+            "threadId": "T1",
+            "receivedAt": at,
+            "mailboxIds": {b: True for b in boxes},
+            "keywords": kw,
+            "from": [{"name": None, "email": f"{i}@x"}],
+            "subject": "s",
+            "preview": "",
+            "size": 1,
+        }
 
-    members = [e("M1", "2024-01-01T00:00:00Z", ["Fin"], {"$seen": True}), e("M2", "2024-01-02T00:00:00Z", ["Fse"], {}),
-               e("M3", "2024-01-03T00:00:00Z", ["Fin"], {}), e("M4", "2024-01-04T00:00:00Z", ["Fdr"], {"$draft": True})]
+    members = [
+        e("M1", "2024-01-01T00:00:00Z", ["Fin"], {"$seen": True}),
+        e("M2", "2024-01-02T00:00:00Z", ["Fse"], {}),
+        e("M3", "2024-01-03T00:00:00Z", ["Fin"], {}),
+        e("M4", "2024-01-04T00:00:00Z", ["Fdr"], {"$draft": True}),
+    ]
     s = inbox._summary(row(), FOLDERS, members[2], members)
     assert (s.message_count, s.unread_count) == (4, 2)
     assert s.latest_inbound_email_id == "M3" and s.latest_outbound_email_id == "M2"
@@ -187,9 +249,7 @@ class CyrusLikeStore:
             return all(self._match(e, c) for c in f["conditions"])
         if "before" in f and not e["receivedAt"] <= f["before"]:  # inclusive, like Cyrus 3.6
             return False
-        if "notKeyword" in f and e["keywords"].get(f["notKeyword"]):
-            return False
-        return True
+        return not ("notKeyword" in f and e["keywords"].get(f["notKeyword"]))
 
     async def call(self, address: str, request: Request) -> Results:
         self.requests += 1
@@ -200,7 +260,7 @@ class CyrusLikeStore:
                 found = [e for e in self.emails.values() if self._match(e, args["filter"])]
                 found.sort(key=lambda e: (e["receivedAt"], e["id"]), reverse=True)
                 pos, limit = args.get("position", 0), args.get("limit")
-                ids = [e["id"] for e in found][pos: None if limit is None else pos + limit]
+                ids = [e["id"] for e in found][pos : None if limit is None else pos + limit]
                 res = {"ids": ids, "total": len(found), "position": pos}
             elif name == "Email/get":
                 ref = args["#ids"]
@@ -216,9 +276,19 @@ class CyrusLikeStore:
 
 def email_at(n: int, second: int) -> dict[str, Any]:
     at = (datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"id": "M%012x" % random.getrandbits(48), "threadId": f"T{n}", "mailboxIds": {"Fin": True},
-            "keywords": {}, "from": None, "to": None, "subject": str(n), "receivedAt": at, "preview": "",
-            "hasAttachment": False, "size": 1}
+    return {
+        "id": f"M{random.getrandbits(48):012x}",
+        "threadId": f"T{n}",
+        "mailboxIds": {"Fin": True},
+        "keywords": {},
+        "from": None,
+        "to": None,
+        "subject": str(n),
+        "receivedAt": at,
+        "preview": "",
+        "hasAttachment": False,
+        "size": 1,
+    }
 
 
 def walk(svc: Any, params: dict[str, Any], between: Any = None) -> list[str]:
@@ -300,7 +370,10 @@ def test_cursor_checks() -> None:
     other = Mailbox(**{**row().model_dump(), "id": "mbx_2"})
     with pytest.raises(ValidationFailed):
         asyncio.run(inbox.list_messages(svc, NO_SESSION, other, InboxListQuery(cursor=cursor)))
-    forged = svc.cursors.encode(inbox.KIND_MESSAGES, inbox._resolve(row(), FOLDERS, InboxListQuery()).binding,
-                                {"s": "2024-01-01T00:00:00Z", "r": "x", "i": "M", "k": -1, "o": 0})
+    forged = svc.cursors.encode(
+        inbox.KIND_MESSAGES,
+        inbox._resolve(row(), FOLDERS, InboxListQuery()).binding,
+        {"s": "2024-01-01T00:00:00Z", "r": "x", "i": "M", "k": -1, "o": 0},
+    )
     with pytest.raises(ValidationFailed):
         asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), InboxListQuery(cursor=forged)))

@@ -5,7 +5,7 @@ without pydantic's validation (``model_construct``), so the service's own checks
 from __future__ import annotations
 
 import email
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -23,9 +23,14 @@ def _recipient(value: str | dict[str, Any]) -> Recipient:
     return value if isinstance(value, str) else RecipientObject.model_construct(**value)
 
 
-def _request(sender: str | dict[str, Any] = "a@sender.example", *, to: list[Any] | None = None,
-             cc: list[Any] | None = None, headers: list[tuple[str, str]] | None = None,
-             **kw: Any) -> InjectSandboxInboundRequest:
+def _request(
+    sender: str | dict[str, Any] = "a@sender.example",
+    *,
+    to: list[Any] | None = None,
+    cc: list[Any] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    **kw: Any,
+) -> InjectSandboxInboundRequest:
     """The body of ``POST /sandbox/inbound`` as given, unvalidated (``sender`` is ``from``)."""
     values: dict[str, Any] = {"from_": _recipient(sender), "subject": "s", "text": "t", **kw}
     if to is not None:
@@ -80,58 +85,65 @@ def test_addresses_names_and_threading() -> None:
         to=["Bob <bob@x.example>", {"address": "c@x.example", "name": None}],
         cc=['"Doe, Jane" <jane@x.example>'],
         subject="Grüße " + "word " * 250,
-        in_reply_to="<p@x>", received_at=datetime(2026, 1, 2, 3, 4, 5),
-        headers=[("X-Tag", "ä"), ("List-Unsubscribe", "<https://x.example/u>"),
-                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
+        in_reply_to="<p@x>",
+        received_at=datetime(2026, 1, 2, 3, 4, 5),
+        headers=[
+            ("X-Tag", "ä"),
+            ("List-Unsubscribe", "<https://x.example/u>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ],
     )
     assert msg["From"].addresses[0].display_name == 'Ünï "Quoted", Name'
     assert [a.addr_spec for a in msg["To"].addresses] == ["bob@x.example", "c@x.example"]
     assert msg["Cc"].addresses[0].display_name == "Doe, Jane"
     assert str(msg["Subject"]) == "Grüße " + "word " * 250
     assert msg["In-Reply-To"] == "<p@x>" and msg["References"] == "<p@x>"
-    assert msg["Date"].datetime == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert msg["Date"].datetime == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert msg["X-Tag"] == "ä" and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     msg, *_ = build(in_reply_to="<p@x>", references=["<r@x>", "<p@x>"], message_id="<given@x>")
     assert msg["References"] == "<r@x> <p@x>" and msg["Message-ID"] == "<given@x>"
 
 
-@pytest.mark.parametrize("kw, field", [
-    ({"subject": "a\r\nBcc: v@x"}, "subject"),
-    ({"subject": "a\rb"}, "subject"),
-    ({"subject": "a\x00"}, "subject"),
-    ({"subject": "a\x1bb"}, "subject"),
-    ({"sender": "a@x\nBcc: v@x"}, "from"),
-    ({"sender": {"address": "a@x.example", "name": "n\n"}}, "from.name"),
-    ({"sender": {"address": "a@x.example\r"}}, "from.address"),
-    ({"to": ["ok@x.example", "b@x\r\nBcc: v@x"]}, "to[1]"),
-    ({"cc": [{"address": "c@x.example", "name": "\x00"}]}, "cc[0].name"),
-    ({"message_id": "<a\r\n@x>"}, "message_id"),
-    ({"in_reply_to": "<a b@x>"}, "in_reply_to"),
-    ({"message_id": "<no-at-sign>"}, "message_id"),
-    ({"message_id": "<a(comment)@x>"}, "message_id"),
-    ({"message_id": "<ü@x>"}, "message_id"),
-    ({"message_id": "<" + "x" * 950 + "@y>"}, "message_id"),
-    ({"references": ["<ok@x>", "no-brackets"]}, "references[1]"),
-    ({"headers": [("X-A", "v\r\nBcc: v@x")]}, "headers[0].value"),
-    ({"headers": [("X-A: b", "v")]}, "headers[0].name"),
-    ({"headers": [("Bcc", "v@x")]}, "headers[0].name"),
-    ({"headers": [("From", "v@x")]}, "headers[0].name"),
-    ({"headers": [("X-Shipmail-Key", "v")]}, "headers[0].name"),
-    ({"headers": [("x-ses-tags", "v")]}, "headers[0].name"),
-    ({"headers": [("X-Forwarded-For", "1.2.3.4")]}, "headers[0].name"),
-    ({"headers": [("X-", "v")]}, "headers[0].name"),
-    ({"headers": [("X-A", "1"), ("X-a", "2")]}, "headers[1].name"),
-    ({"headers": [("X-A", "  ")]}, "headers[0].value"),
-    ({"headers": [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]}, "headers"),
-    ({"headers": [("List-Unsubscribe-Post", "yes"), ("List-Unsubscribe", "<https://x/u>")]}, "headers"),
-    ({"headers": [("List-Unsubscribe", "<javascript:alert(1)>")]}, "headers"),
-    ({"text": None, "html": None}, "text"),
-    ({"html": "a\x00b"}, "html"),
-    ({"sender": "nobody"}, "from"),
-    ({"sender": "a@-bad-.example"}, "from"),
-    ({"sender": "ü@x.example"}, "from"),
-    ({"to": [{"address": "x" * 65 + "@x.example"}]}, "to[0].address"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"subject": "a\r\nBcc: v@x"}, "subject"),
+        ({"subject": "a\rb"}, "subject"),
+        ({"subject": "a\x00"}, "subject"),
+        ({"subject": "a\x1bb"}, "subject"),
+        ({"sender": "a@x\nBcc: v@x"}, "from"),
+        ({"sender": {"address": "a@x.example", "name": "n\n"}}, "from.name"),
+        ({"sender": {"address": "a@x.example\r"}}, "from.address"),
+        ({"to": ["ok@x.example", "b@x\r\nBcc: v@x"]}, "to[1]"),
+        ({"cc": [{"address": "c@x.example", "name": "\x00"}]}, "cc[0].name"),
+        ({"message_id": "<a\r\n@x>"}, "message_id"),
+        ({"in_reply_to": "<a b@x>"}, "in_reply_to"),
+        ({"message_id": "<no-at-sign>"}, "message_id"),
+        ({"message_id": "<a(comment)@x>"}, "message_id"),
+        ({"message_id": "<ü@x>"}, "message_id"),
+        ({"message_id": "<" + "x" * 950 + "@y>"}, "message_id"),
+        ({"references": ["<ok@x>", "no-brackets"]}, "references[1]"),
+        ({"headers": [("X-A", "v\r\nBcc: v@x")]}, "headers[0].value"),
+        ({"headers": [("X-A: b", "v")]}, "headers[0].name"),
+        ({"headers": [("Bcc", "v@x")]}, "headers[0].name"),
+        ({"headers": [("From", "v@x")]}, "headers[0].name"),
+        ({"headers": [("X-Shipmail-Key", "v")]}, "headers[0].name"),
+        ({"headers": [("x-ses-tags", "v")]}, "headers[0].name"),
+        ({"headers": [("X-Forwarded-For", "1.2.3.4")]}, "headers[0].name"),
+        ({"headers": [("X-", "v")]}, "headers[0].name"),
+        ({"headers": [("X-A", "1"), ("X-a", "2")]}, "headers[1].name"),
+        ({"headers": [("X-A", "  ")]}, "headers[0].value"),
+        ({"headers": [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]}, "headers"),
+        ({"headers": [("List-Unsubscribe-Post", "yes"), ("List-Unsubscribe", "<https://x/u>")]}, "headers"),
+        ({"headers": [("List-Unsubscribe", "<javascript:alert(1)>")]}, "headers"),
+        ({"text": None, "html": None}, "text"),
+        ({"html": "a\x00b"}, "html"),
+        ({"sender": "nobody"}, "from"),
+        ({"sender": "a@-bad-.example"}, "from"),
+        ({"sender": "ü@x.example"}, "from"),
+        ({"to": [{"address": "x" * 65 + "@x.example"}]}, "to[0].address"),
+    ],
+)
 def test_refusals_name_the_field(kw: dict[str, Any], field: str) -> None:
     assert field in refused(**kw)
 
