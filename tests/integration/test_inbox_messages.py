@@ -174,10 +174,10 @@ def test_list_and_get_a_delivered_message(api: ApiEnv) -> None:
 
 
 def test_shared_get_message_renders_one_message(api: ApiEnv) -> None:
-    """``services.inbox.get_message``: what the sandbox-inbound module calls; 404 when absent."""
-    from shipmail.mailboxes.models import Mailbox
+    """``shipmail.inbox.service.get_message``: what the sandbox feature calls; one JMAP request, 404 when absent."""
     from shipmail.http.errors import NotFound
     from shipmail.inbox import service as inbox
+    from shipmail.mailboxes.models import Mailbox
 
     mbx = new_mailbox(api)
     deliver(api, mbx["address"], build("Shared"))
