@@ -52,7 +52,8 @@ from jmapc.methods import EmailGet, EmailQuery, EmailSet, MailboxGet, MailboxSet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.http.errors import Conflict, InternalError, NotFound, ShipmailError, ValidationFailed, detail
-from shipmail.jmap import ids, mailbox as jmap_mailbox
+from shipmail.jmap import ids
+from shipmail.jmap import mailbox as jmap_mailbox
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Call, Request, Results
 from shipmail.mailboxes.accounts import system_folders
@@ -324,7 +325,9 @@ def _set_error(err: dict[str, Any], *, name: str, what: str) -> ShipmailError:
     return from_jmap(err, what=what)
 
 
-def _one(results: Results, written: Call, read: Call, key: str, *, name: str, what: str, section: str) -> dict[str, Any]:
+def _one(
+    results: Results, written: Call, read: Call, key: str, *, name: str, what: str, section: str
+) -> dict[str, Any]:
     """The folder ``key`` as ``read`` (Mailbox/get) returns it after ``written`` (Mailbox/set)
     ``section`` (``created``/``updated``) it; the mapped error when the write failed."""
     answer = results.get(written, what=what)
@@ -358,7 +361,7 @@ async def create_folder(svc: Services, row: Mailbox, name: str, parent_wire_id: 
 
     422: invalid or reserved name, unknown parent (``parent_id``), path too long. 409: the name
     exists under that parent. Two JMAP requests (Mailbox/get; Mailbox/set + Mailbox/get of the
-    created folder by back-reference).
+    created folder by its creation id).
     """
     name = check_name(name)
     parent = _parent_jmap_id(parent_wire_id) if parent_wire_id is not None else None
@@ -372,7 +375,10 @@ async def create_folder(svc: Services, row: Mailbox, name: str, parent_wire_id: 
     create: dict[str, Any] = {"f": {"name": name, "parentId": parent}}
     request = Request()
     written = request.add(MailboxSet(create=create))
-    read = request.add(MailboxGet(ids=request.ref(written, "/created/f/id"), properties=jmap_mailbox.PROPERTIES))
+    # "#f" names the folder created above (RFC 8620 sections 3.3 and 5.3, creation ids). A
+    # back-reference to "/created/f/id" gives one id where Mailbox/get needs a list: Cyrus 3.6
+    # answers invalidArguments (measured).
+    read = request.add(MailboxGet(ids=["#f"], properties=jmap_mailbox.PROPERTIES))
     results = await svc.jmap.call(row.address, request)
     return Folder.of(_one(results, written, read, "f", name=name, what="folder create", section="created"))
 

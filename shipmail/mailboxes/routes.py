@@ -9,14 +9,17 @@ from shipmail.delivery import service as delivery
 from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
 from shipmail.http.schemas import Pagination
-from shipmail.mailboxes import service as mailboxes, suspension
+from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes import suspension
 from shipmail.mailboxes.schemas import (
     CreateMailboxRequest,
-    Mailbox as Mailbox,  # re-exported for shipmail.settings.routes until it imports the schemas module
     MailboxList,
     MailboxListQuery,
     ResetMailboxPasswordRequest,
     UpdateMailboxRequest,
+)
+from shipmail.mailboxes.schemas import (
+    Mailbox as Mailbox,  # re-exported for shipmail.settings.routes until it imports the schemas module
 )
 
 operations: list[Operation] = []

@@ -28,7 +28,8 @@ class CreateMailboxRequest(Request):
     )
     password: str | None = Field(
         default=None, min_length=8, max_length=128,
-        description="Initial password: lower case, upper case and a digit; common passwords are refused. Never returned.",
+        description="Initial password: lower case, upper case and a digit; common passwords are refused. "
+                    "Never returned.",
         json_schema_extra={"format": "password"},
     )
     generate_password: Literal[True] | None = Field(
