@@ -47,10 +47,3 @@ async def system_folders(svc: Services, session: AsyncSession, row: Mailbox) -> 
     await session.commit()
     return roles
 
-
-async def system_folders_legacy(svc: Services, row: Mailbox) -> dict[str, str]:  # TEMPORARY
-    if row.folder_ids:
-        stored: dict[str, str] = json.loads(row.folder_ids)
-        return stored
-    async with svc.db.session() as session:
-        return await system_folders(svc, session, row)
