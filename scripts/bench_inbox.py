@@ -38,11 +38,11 @@ from email.utils import format_datetime
 from urllib.parse import urljoin, urlsplit
 
 from bench_harness import Bench, _load, case, cpu_seconds, http_json
-from jmapc.api import APIRequest
+from jmapc.methods import EmailGet
 
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
-from shipmail.jmap.client import RawCall
+from shipmail.jmap.request import Request
 
 SEED_MESSAGES = 250
 LIMIT = 50
@@ -236,18 +236,11 @@ def list_request(account_id: str) -> dict[str, object]:
     """The JMAP request body of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
     :func:`shipmail.inbox.service.list_messages` builds it."""
     ceiling = datetime.fromtimestamp(int(time.time()) + 1, timezone.utc)
-    calls = [
-        RawCall("Email/query", {
-            "filter": {"before": jemail.received_before(ceiling)},
-            "sort": [{"property": "receivedAt", "isAscending": False}, {"property": "id", "isAscending": False}],
-            "position": 0, "limit": LIMIT, "calculateTotal": True,
-        }),
-        RawCall("Email/get", {
-            "#ids": {"resultOf": "0.Email/query", "name": "Email/query", "path": "/ids"},
-            "properties": jemail.LIST_PROPERTIES,
-        }),
-    ]
-    return dict(APIRequest.from_calls(account_id, calls).to_dict())
+    request = Request()
+    query = request.add(jemail.query({"before": jemail.received_before(ceiling)}, jemail.NEWEST_FIRST,
+                                     position=0, limit=LIMIT, calculate_total=True))
+    request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    return request.body(account_id)
 
 
 @case("inbox", "GET .../inbox/messages?limit=50 via the API vs the same Email/query+Email/get straight to Cyrus")

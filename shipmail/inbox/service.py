@@ -545,10 +545,7 @@ async def _set(svc: Services, row: Mailbox, method: EmailSet) -> tuple[Results, 
 
 def _state_mismatch(results: Results, call: Call) -> bool:
     """Whether ``call`` failed with ``stateMismatch`` (its ``ifInState`` was stale, RFC 8620 section 5.3)."""
-    return any(
-        name == "error" and cid == call.id and args.get("type") == "stateMismatch"
-        for name, args, cid in results.responses
-    )
+    return results.error_type(call) == "stateMismatch"
 
 
 async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool | None, starred: bool | None) -> None:

@@ -2,7 +2,8 @@
 
 RFC 8620 section 3.3 (Request), 3.7 (back-references). The method objects are jmapc's
 (``MailboxGet``, ``EmailQuery``, ...) or this package's typed subclasses of jmapc's bases for the
-methods jmapc lacks (:mod:`shipmail.jmap.sieve_script`, :mod:`shipmail.jmap.email`). Call ids are
+methods jmapc lacks (``SieveScript/*`` in :mod:`shipmail.jmap.sieve_script`, ``Blob/lookup`` in
+:mod:`shipmail.jmap.blob`). Call ids are
 jmapc's (``APIRequest.from_calls``: ``single.<Type/method>`` for one call, ``<i>.<Type/method>``
 otherwise); nothing outside this module spells one::
 
@@ -71,11 +72,17 @@ class Request:
         return Ref(path, method=call.index)
 
     def body(self, account_id: str) -> dict[str, Any]:
-        """The JSON body (RFC 8620 section 3.3) for ``account_id``."""
+        """The JSON body (RFC 8620 section 3.3) for ``account_id``.
+
+        jmapc's ``APIRequest.from_calls`` encodes the calls (call ids, back-references, the
+        ``using`` set); its ``to_dict()`` would walk the already-encoded calls a second time
+        through dataclasses_json (half the cost of building a message-list request), so the
+        body is put together from its parts here."""
         api = APIRequest.from_calls(account_id, list(self.methods))
-        api.using |= set(self.capabilities)
-        body: dict[str, Any] = api.to_dict()
-        return body
+        return {
+            "using": sorted(api.using | set(self.capabilities)),
+            "methodCalls": [list(call) for call in api.method_calls],
+        }
 
 
 @dataclass
@@ -90,11 +97,11 @@ class Results:
         for name, args, call_id in self.responses:
             self._by_id.setdefault(call_id, (name, args))
 
-    def raw(self, call_id: str, *, what: str = "request") -> dict[str, Any]:  # TEMPORARY
-        name, args = self._by_id[call_id]
-        if name == "error":
-            raise from_jmap(args, what=what)
-        return args
+    def error_type(self, call: Call) -> str | None:
+        """The ``type`` of the method error ``call`` answered with (RFC 8620 section 3.6.2,
+        e.g. ``stateMismatch``), or None when it did not fail."""
+        name, args = self._by_id.get(call.id, ("", {}))
+        return str(args.get("type")) if name == "error" else None
 
     def get(self, call: Call, *, what: str = "request") -> dict[str, Any]:
         """The response arguments of ``call``; a method error (RFC 8620 section 3.6.2) raises the
