@@ -4,8 +4,9 @@
 takes in practice: 50 rules of 10 conditions each, every value 256 characters (alternately
 recipient_is, which the script holds twice, and subject_contains), each rule starring, marking
 read and moving to a custom folder (``fileinto :mailboxid``), with ``stop``. Each PUT validates the
-set, reads the folders (one JMAP Mailbox/get), compiles the Sieve script (sievelib, parsed back),
-uploads it and activates it in one JMAP request (Cyrus compiles it to bytecode), and commits.
+set, reads and locks the mailbox row, reads the folders (one JMAP Mailbox/get), compiles the Sieve
+script (text built once, no parse-back), uploads it and activates it in one JMAP request (Cyrus
+compiles it to bytecode), and commits.
 
 For scale the same loop runs with a one-rule set, and ``GET .../rules``. Prints p50/p95 (and
 min/max) over ``N`` sequential requests after a warm-up, the size of the active script (read back
