@@ -39,7 +39,8 @@ class PydanticJSON(sa.types.TypeDecorator[T], Generic[T]):
     :data:`STORAGE_CONTEXT`. NULL and the empty string read as ``empty()``.
 
     A stored value that does not validate raises ``pydantic.ValidationError`` on read, unless
-    ``lenient``: then it is logged and read as ``empty()``.
+    ``lenient``: then it is logged and read as ``empty()``. Assign a new value to change the
+    column: a value changed in place is not seen (no mutation tracking).
     """
 
     impl = sa.Text()
@@ -55,6 +56,11 @@ class PydanticJSON(sa.types.TypeDecorator[T], Generic[T]):
         if value is None:
             return None
         return self.adapter.dump_json(value, context=STORAGE_CONTEXT).decode()
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        """Values are replaced, never changed in place: an assigned value is a change (and deep
+        equality of large model trees at every flush is not paid for)."""
+        return x is y
 
     def process_result_value(self, value: str | None, dialect: Any) -> T:
         if not value:
