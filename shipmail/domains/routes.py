@@ -1,58 +1,16 @@
-"""Domains: Shipmail ``/v1/domains`` (create, list, get, delete)."""
+"""Domains: Shipmail ``/v1/domains`` (create, list, get, delete). Wire models:
+:mod:`shipmail.domains.schemas`; rules: :mod:`shipmail.domains.service`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-
-from pydantic import Field
-
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.auth.scopes import Scope
-from shipmail.domains.models import Domain as DomainRow
-from shipmail.http.ratelimit import Tier
 from shipmail.domains import service as domains
+from shipmail.domains.schemas import CreateDomainRequest, Domain, DomainList
+from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
+from shipmail.http.schemas import PageQuery, Pagination
 
 operations: list[Operation] = []
-
-
-class CreateDomainRequest(Request):
-    name: str = Field(min_length=1, max_length=253, description="Domain name (e.g. example.com).")
-
-
-class Domain(Wire):
-    object: Literal["domain"] = "domain"
-    id: str
-    name: str
-    status: Literal["pending", "verifying", "verified", "failed", "degraded"]
-    managed_by: Literal["external", "shipmail"] = "external"
-    dns_provider: str | None = None
-    mx_verified: bool
-    spf_verified: bool
-    dkim_verified: bool
-    dmarc_verified: bool
-    dmarc_managed_externally: bool = False
-    outbound_verified: bool
-    catch_all_mailbox_id: str | None = None
-    verified_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    registration: None = None
-
-    @classmethod
-    def of(cls, row: DomainRow) -> Domain:
-        verified = row.status == "verified"
-        return cls(
-            id=row.id, name=row.name, status=row.status,  # type: ignore[arg-type]
-            mx_verified=verified, spf_verified=verified, dkim_verified=verified, dmarc_verified=verified,
-            outbound_verified=False, verified_at=row.verified_at, created_at=row.created_at, updated_at=row.updated_at,
-        )
-
-
-class DomainList(Wire):
-    data: list[Domain]
-    pagination: Pagination
 
 
 @operation(
@@ -62,7 +20,7 @@ class DomainList(Wire):
 )
 async def create_domain(ctx: Context[CreateDomainRequest, None]) -> Domain:
     """Add a domain; it starts ``pending`` until verified. 409 when the name is already registered."""
-    return Domain.of(await domains.create(ctx.services, ctx.organization_id, ctx.body.name))
+    return Domain.of(await domains.create(ctx.session, ctx.organization_id, ctx.body.name))
 
 
 @operation(
@@ -73,7 +31,7 @@ async def create_domain(ctx: Context[CreateDomainRequest, None]) -> Domain:
 async def list_domains(ctx: Context[None, PageQuery]) -> DomainList:
     """The organisation's domains in creation order, with cursor pagination."""
     rows, next_cursor, has_more = await domains.list_page(
-        ctx.services, ctx.organization_id, ctx.query.cursor, ctx.query.limit
+        ctx.services, ctx.session, ctx.organization_id, ctx.query.cursor, ctx.query.limit
     )
     return DomainList(
         data=[Domain.of(r) for r in rows],
@@ -87,7 +45,7 @@ async def list_domains(ctx: Context[None, PageQuery]) -> DomainList:
 )
 async def get_domain(ctx: Context[None, None]) -> Domain:
     """One domain of the organisation; 404 for unknown ids and other organisations' ids alike."""
-    return Domain.of(await domains.get(ctx.services, ctx.organization_id, ctx.path["id"]))
+    return Domain.of(await domains.get(ctx.session, ctx.organization_id, ctx.path["id"]))
 
 
 @operation(
@@ -96,4 +54,4 @@ async def get_domain(ctx: Context[None, None]) -> Domain:
 )
 async def delete_domain(ctx: Context[None, None]) -> None:
     """Delete a domain; 409 while it still has mailboxes."""
-    await domains.delete(ctx.services, ctx.organization_id, ctx.path["id"])
+    await domains.delete(ctx.session, ctx.organization_id, ctx.path["id"])

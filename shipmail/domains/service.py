@@ -1,7 +1,8 @@
 """Domains: create (status ``pending``), list, get, delete (409 while mailboxes use it), verify.
 
 Source: Shipmail ``POST/GET /v1/domains``, ``GET/DELETE /v1/domains/{id}``. Verification by DNS
-does not exist yet: the operator marks a domain verified with ``shipmail domains verify NAME``.
+does not exist yet: the operator marks a domain verified with ``shipmail domains verify NAME``
+(:func:`mark_verified`, outside any request). The request functions work in the route's session.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail import utc
 from shipmail.db import repository
 from shipmail.domains.models import Domain
-from shipmail.mailboxes.models import Mailbox
-from shipmail import utc
-from shipmail.http.errors import Conflict, NotFound, ValidationFailed
-from shipmail.ids import new_id
-from shipmail.runtime import Services
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
+from shipmail.ids import new_id
+from shipmail.mailboxes.models import Mailbox
+from shipmail.runtime import Services
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -47,67 +48,62 @@ def normalize_domain_name(name: str) -> str:
     return ascii_name
 
 
-async def create(svc: Services, organization_id: str, name: str) -> Domain:
-    """A new ``pending`` domain. 422 for an invalid name, 409 when the name is already taken."""
+async def create(session: AsyncSession, organization_id: str, name: str) -> Domain:
+    """A new ``pending`` domain, committed in ``session``. 422 for an invalid name (detail
+    ``name``/``invalid_domain``), 409 when the name is already taken (by any organisation)."""
     try:
         normalized = normalize_domain_name(name)
     except ValueError as exc:
         raise ValidationFailed(
-            f"Invalid domain name: {exc}.", details=[{"field": "name", "code": "invalid_domain", "message": str(exc)}]
+            f"Invalid domain name: {exc}.", details=[detail("name", "invalid_domain", str(exc))]
         ) from None
+    existing = (await session.exec(select(Domain.id).where(col(Domain.name) == normalized))).first()
+    if existing is not None:
+        raise Conflict(f"The domain {normalized} is already registered.")
     now = utc.now()
     domain = Domain(
         id=new_id("dom"), organization_id=organization_id, name=normalized, status="pending",
         created_at=now, updated_at=now,
     )
-    async with svc.db.session() as session:
-        existing = (await session.exec(select(Domain).where(col(Domain.name) == normalized))).first()
-        if existing is not None:
-            raise Conflict(f"The domain {normalized} is already registered.")
-        session.add(domain)
-        try:
-            await session.commit()
-        except sa.exc.IntegrityError:
-            raise Conflict(f"The domain {normalized} is already registered.") from None
+    session.add(domain)
+    try:
+        await session.commit()
+    except sa.exc.IntegrityError:
+        raise Conflict(f"The domain {normalized} is already registered.") from None
     return domain
 
 
-async def get(svc: Services, organization_id: str, domain_id: str) -> Domain:
-    """The organisation's domain ``domain_id``; 404 otherwise."""
-    async with svc.db.session() as session:
-        return await get_in(session, organization_id, domain_id)
-
-
-async def get_in(session: AsyncSession, organization_id: str, domain_id: str) -> Domain:
-    """:func:`get` inside an open session."""
-    domain = await repository.get_owned(session, Domain, organization_id, domain_id)
+async def get(session: AsyncSession, organization_id: str, domain_id: str, *, for_update: bool = False) -> Domain:
+    """The organisation's domain ``domain_id`` read in ``session``; 404 ``not_found`` for an
+    unknown id or another organisation's. ``for_update`` locks the row until the transaction ends."""
+    domain = await repository.get_owned(session, Domain, organization_id, domain_id, for_update=for_update)
     if domain is None:
         raise NotFound(f"No domain with id {domain_id!r}.")
     return domain
 
 
 async def list_page(
-    svc: Services, organization_id: str, cursor: str | None, limit: int
+    svc: Services, session: AsyncSession, organization_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Domain], str | None, bool]:
-    """A page of the organisation's domains in creation order."""
-    async with svc.db.session() as session:
-        return await cursor_page(
-            session, svc.cursors, Domain, kind="domains", binding={"o": organization_id},
-            where=[col(Domain.organization_id) == organization_id], cursor=cursor, limit=limit,
-        )
+    """A page of the organisation's domains in creation order: ``(rows, next_cursor, has_more)``;
+    422 for a cursor of another list."""
+    return await cursor_page(
+        session, svc.cursors, Domain, kind="domains", binding={"o": organization_id},
+        where=[col(Domain.organization_id) == organization_id], cursor=cursor, limit=limit,
+    )
 
 
-async def delete(svc: Services, organization_id: str, domain_id: str) -> None:
-    """Delete the domain; 409 while it still has mailboxes (delete those first)."""
-    async with svc.db.session() as session:
-        domain = await get_in(session, organization_id, domain_id)
-        count = (
-            await session.exec(select(func.count()).select_from(Mailbox).where(col(Mailbox.domain_id) == domain.id))
-        ).one()
-        if count:
-            raise Conflict(f"The domain {domain.name} still has {count} mailbox(es): delete them first.")
-        await session.delete(domain)
-        await session.commit()
+async def delete(session: AsyncSession, organization_id: str, domain_id: str) -> None:
+    """Delete the domain (the row locked, then committed in ``session``); 404 as :func:`get`, 409
+    while it still has mailboxes (delete those first)."""
+    domain = await get(session, organization_id, domain_id, for_update=True)
+    count = (
+        await session.exec(select(func.count()).select_from(Mailbox).where(col(Mailbox.domain_id) == domain.id))
+    ).one()
+    if count:
+        raise Conflict(f"The domain {domain.name} still has {count} mailbox(es): delete them first.")
+    await session.delete(domain)
+    await session.commit()
 
 
 async def mark_verified(session: AsyncSession, name: str) -> Domain | None:

@@ -7,102 +7,24 @@ cost of each operation are in :mod:`shipmail.folders.service`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import ConfigDict, Field, model_validator
-
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import Request, Wire
 from shipmail.auth.scopes import Scope
-from shipmail.mailboxes.models import Mailbox as MailboxRow
-from shipmail.http.errors import ValidationFailed
-from shipmail.jmap import ids
+from shipmail.folders import service
+from shipmail.folders.schemas import (
+    CreateMailboxFolderRequest,
+    MailboxFolder,
+    MailboxFolders,
+    UpdateMailboxFolderRequest,
+)
+from shipmail.http.errors import ValidationFailed, detail
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
 from shipmail.mailboxes import service as mailboxes
-from shipmail.folders import service as service
+from shipmail.mailboxes.models import Mailbox as MailboxRow
+from shipmail.rules import service as rules
 
 operations: list[Operation] = []
-
-_NAME_DESCRIPTION = (
-    "Folder name, 1-100 characters (Unicode, stored NFC). Refused with 422: the system names Inbox, "
-    "Drafts, Sent, Trash, Junk and Archive (any case) at the top level; path separators and other "
-    "characters the mail server cannot store (/ \\ \" % * ; < > ` { | } ^ !), control characters, "
-    "leading or trailing white space."
-)
-
-
-def _string_only(schema: dict[str, Any]) -> None:
-    """Document an optional-but-not-nullable field as a plain string (null is refused)."""
-    schema.pop("default", None)
-    branches = schema.pop("anyOf", None)
-    if isinstance(branches, list):
-        for branch in branches:
-            if branch.get("type") == "string":
-                schema.update(branch)
-
-
-class CreateMailboxFolderRequest(Request):
-    name: str = Field(min_length=1, max_length=100, description=_NAME_DESCRIPTION)
-    parent_id: str | None = Field(
-        default=None, max_length=300,
-        description="Parent folder ID (fld_...) for a subfolder; null or absent for a top-level folder. "
-                    "An unknown parent is a 422 naming parent_id.",
-    )
-
-
-class UpdateMailboxFolderRequest(Request):
-    """Send name to rename, parent_id to move (null: to the top level), or both (at least one)."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
-
-    name: str | None = Field(
-        default=None, min_length=1, max_length=100, description=_NAME_DESCRIPTION,
-        json_schema_extra=_string_only,
-    )
-    parent_id: str | None = Field(
-        default=None, max_length=300,
-        description="New parent folder ID (fld_...), or null to move the folder to the top level. "
-                    "Not the folder itself or one of its subfolders (422).",
-    )
-
-    @model_validator(mode="after")
-    def _name_not_null(self) -> UpdateMailboxFolderRequest:
-        if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("name cannot be null (leave it out to keep the name)")
-        return self
-
-
-class MailboxFolder(Wire):
-    object: Literal["mailbox_folder"] = "mailbox_folder"
-    id: str = Field(description="fld_ + the JMAP Mailbox id.")
-    name: str
-    parent_id: str | None = Field(description="Parent folder ID for subfolders, or null for a root folder.")
-    role: str | None = Field(description="JMAP role of a system folder (inbox, drafts, sent, trash, junk, archive).")
-    kind: Literal["custom", "system"]
-    total_emails: int = Field(ge=0, description="Messages in the folder.")
-    unread_emails: int = Field(ge=0, description="Messages in the folder without $seen.")
-    unread_threads: int = Field(ge=0, description="Threads with at least one unread message in the folder.")
-    sort_order: int = Field(description="The mail server's sort order (lower first; the list is already sorted).")
-
-    @classmethod
-    def of(cls, f: service.Folder) -> MailboxFolder:
-        return cls(
-            id=ids.to_wire(ids.FOLDER, f.id), name=f.name,
-            parent_id=ids.to_wire(ids.FOLDER, f.parent_id) if f.parent_id else None,
-            role=f.role, kind=f.kind,  # type: ignore[arg-type]
-            total_emails=f.total_emails, unread_emails=f.unread_emails, unread_threads=f.unread_threads,
-            sort_order=f.sort_order,
-        )
-
-
-class MailboxFolders(Wire):
-    object: Literal["mailbox_folders"] = "mailbox_folders"
-    mailbox_id: str
-    address: str = Field(json_schema_extra={"format": "email"})
-    data: list[MailboxFolder] = Field(
-        description="Every folder, depth first: each folder followed by its subfolders; siblings by "
-                    "sort_order then name (system folders first)."
-    )
 
 
 async def _mailbox(ctx: Context[Any, Any]) -> MailboxRow:
@@ -156,15 +78,12 @@ async def update_folder(ctx: Context[UpdateMailboxFolderRequest, None]) -> Mailb
     sent = body.model_fields_set
     if not sent:
         raise ValidationFailed(
-            "Send name, parent_id or both.",
-            details=[{"field": "body", "code": "missing", "message": "name or parent_id required"}],
+            "Send name, parent_id or both.", details=[detail("body", "missing", "name or parent_id required")]
         )
-    kwargs: dict[str, Any] = {}
-    if "name" in sent:
-        kwargs["name"] = body.name
-    if "parent_id" in sent:
-        kwargs["parent_wire_id"] = body.parent_id
-    folder = await service.update_folder(ctx.services, row, ctx.path["folder_id"], **kwargs)
+    folder = await service.update_folder(
+        ctx.services, ctx.session, row, ctx.path["folder_id"],
+        name=body.name, move="parent_id" in sent, parent_wire_id=body.parent_id,
+    )
     return MailboxFolder.of(folder)
 
 
@@ -179,4 +98,6 @@ async def delete_folder(ctx: Context[None, None]) -> None:
     No message is ever deleted; a failure part-way leaves the moved messages in Trash and a
     repeated DELETE completes. 409: a system folder. 404: unknown mailbox or folder."""
     row = await _mailbox(ctx)
-    await service.delete_folder(ctx.services, row, ctx.path["folder_id"])
+    await service.delete_folder(
+        ctx.services, ctx.session, row, ctx.path["folder_id"], ensure_deletable=rules.ensure_not_targeted
+    )

@@ -44,17 +44,20 @@ from __future__ import annotations
 import base64
 import logging
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipmail.mailboxes.models import Mailbox
-from shipmail.http.errors import Conflict, InternalError, NotFound, ShipmailError, ValidationFailed
+from jmapc.methods import EmailGet, EmailQuery, EmailSet, MailboxGet, MailboxSet
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail.http.errors import Conflict, InternalError, NotFound, ShipmailError, ValidationFailed, detail
 from shipmail.jmap import ids
-from shipmail.jmap.request import Results
-from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
+from shipmail.jmap import mailbox as jmap_mailbox
 from shipmail.jmap.errors import from_jmap
-from shipmail.mailboxes.accounts import system_folders_legacy  # TEMPORARY
+from shipmail.jmap.request import Call, Request, Results
+from shipmail.mailboxes.accounts import system_folders
+from shipmail.mailboxes.models import Mailbox
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.folders.service")
@@ -77,9 +80,10 @@ MAX_OBJECTS_IN_SET = 4096
 #: How often a delete re-moves mail that arrived while it ran before giving up with 409.
 DESTROY_ATTEMPTS = 3
 
-MAILBOX_PROPERTIES = [
-    "id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails", "unreadThreads",
-]
+#: What a folder delete runs on the folders about to go (JMAP ids) before anything is changed;
+#: it raises to refuse (the route passes :func:`shipmail.rules.service.ensure_not_targeted`: 409
+#: while an inbox rule moves mail there; rules imports this module, so this one cannot import it).
+DeleteGuard = Callable[[Mailbox, Collection[str]], None]
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,6 @@ class Folder:
 # --------------------------------------------------------------------------- pure rules
 
 
-def _invalid(message: str, field: str, code: str) -> ValidationFailed:
-    return ValidationFailed(message, details=[{"field": field, "code": code, "message": message}])
-
-
 def _bad_character(ch: str) -> bool:
     if ch in FORBIDDEN_CHARACTERS:
         return True
@@ -142,23 +142,24 @@ def check_name(name: str, field: str = "name") -> str:
     """
     normal = unicodedata.normalize("NFC", name)
     if not normal or len(normal) > MAX_NAME_LENGTH:
-        raise _invalid(f"A folder name has 1 to {MAX_NAME_LENGTH} characters.", field, "invalid_length")
+        message = f"A folder name has 1 to {MAX_NAME_LENGTH} characters."
+        raise ValidationFailed(message, details=[detail(field, "invalid_length", message)])
     if normal.strip() != normal:
-        raise _invalid("A folder name must not begin or end with white space.", field, "invalid_name")
+        message = "A folder name must not begin or end with white space."
+        raise ValidationFailed(message, details=[detail(field, "invalid_name", message)])
     bad = sorted({ch for ch in normal if _bad_character(ch)})
     if bad:
         shown = ", ".join(repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" for ch in bad)
-        raise _invalid(
-            f"A folder name must not contain {shown} (path separators, IMAP wildcards, control characters).",
-            field, "invalid_name",
-        )
+        message = f"A folder name must not contain {shown} (path separators, IMAP wildcards, control characters)."
+        raise ValidationFailed(message, details=[detail(field, "invalid_name", message)])
     return normal
 
 
 def check_reserved(name: str, parent_id: str | None, field: str = "name") -> None:
     """422 when ``name`` is a system folder's name (any case) at the root (``parent_id`` None)."""
     if parent_id is None and name.casefold() in RESERVED_NAMES:
-        raise _invalid(f"{name!r} is reserved for a system folder at the top level.", field, "reserved_name")
+        message = f"{name!r} is reserved for a system folder at the top level."
+        raise ValidationFailed(message, details=[detail(field, "reserved_name", message)])
 
 
 def modified_utf7(text: str) -> str:
@@ -268,10 +269,8 @@ def check_path_length(address: str, folders: dict[str, Folder], parent_id: str |
                 cur = folders[cur].parent_id
             longest = max(longest, internal_name_length(address, base + list(reversed(rel))))
     if longest > limit:
-        raise _invalid(
-            "The folder path is too long for the mail server (nest less deeply or use shorter names).",
-            "name", "path_too_long",
-        )
+        message = "The folder path is too long for the mail server (nest less deeply or use shorter names)."
+        raise ValidationFailed(message, details=[detail("name", "path_too_long", message)])
 
 
 def check_duplicate(folders: Iterable[Folder], parent_id: str | None, name: str, exclude: str | None = None) -> None:
@@ -285,24 +284,28 @@ def check_duplicate(folders: Iterable[Folder], parent_id: str | None, name: str,
 # --------------------------------------------------------------------------- JMAP helpers
 
 
-def _ref(call_id: str, name: str, path: str) -> dict[str, str]:
-    return {"resultOf": call_id, "name": name, "path": path}
+def _unknown_parent(wire_id: str | None) -> ValidationFailed:
+    """422 naming ``parent_id``: the parent is part of the body, so an unknown one is invalid input."""
+    message = f"No folder with id {wire_id!r} in this mailbox."
+    return ValidationFailed(message, details=[detail("parent_id", "not_found", message)])
 
 
 def _parent_jmap_id(wire_id: str) -> str:
     try:
         return ids.from_wire(ids.FOLDER, wire_id)
     except NotFound:
-        raise _invalid(f"No folder with id {wire_id!r} in this mailbox.", "parent_id", "not_found") from None
+        raise _unknown_parent(wire_id) from None
 
 
 def _folder_jmap_id(wire_id: str) -> str:
     return ids.from_wire(ids.FOLDER, wire_id)
 
 
-async def _all(svc: Services, row: Mailbox, properties: Sequence[str] = MAILBOX_PROPERTIES) -> list[Folder]:
-    results = await svc.jmap.call(row.address, [RawCall("Mailbox/get", {"ids": None, "properties": list(properties)})])
-    listed = results.raw("single.Mailbox/get", what="folder listing")["list"]
+async def _all(svc: Services, row: Mailbox, properties: list[str] = jmap_mailbox.PROPERTIES) -> list[Folder]:
+    """Every folder of ``row`` (ONE JMAP request: Mailbox/get of all mailboxes, ``properties``)."""
+    request = Request()
+    call = request.add(MailboxGet(ids=None, properties=properties))
+    listed = (await svc.jmap.call(row.address, request)).get(call, what="folder listing")["list"]
     return [Folder.of(m) for m in listed]
 
 
@@ -314,18 +317,24 @@ def _set_error(err: dict[str, Any], *, name: str, what: str) -> ShipmailError:
         # Every other name problem was refused before the write: Cyrus says this for duplicates.
         return Conflict(f"A folder named {name!r} already exists in that place.")
     if kind == "invalidProperties" and "parentId" in props:
-        return _invalid("The parent folder no longer exists or cannot hold this folder.", "parent_id", "invalid_parent")
+        message = "The parent folder no longer exists or cannot hold this folder."
+        return ValidationFailed(message, details=[detail("parent_id", "invalid_parent", message)])
     if kind == "serverFail" and "Invalid mailbox name" in str(err.get("description") or ""):
-        return _invalid("The mail server refused this folder name or path.", "name", "invalid_name")
+        message = "The mail server refused this folder name or path."
+        return ValidationFailed(message, details=[detail("name", "invalid_name", message)])
     return from_jmap(err, what=what)
 
 
-def _one(results: Results, set_id: str, get_id: str, key: str, *, name: str, what: str, section: str) -> dict[str, Any]:
-    answer = results.raw(set_id, what=what)
+def _one(
+    results: Results, written: Call, read: Call, key: str, *, name: str, what: str, section: str
+) -> dict[str, Any]:
+    """The folder ``key`` as ``read`` (Mailbox/get) returns it after ``written`` (Mailbox/set)
+    ``section`` (``created``/``updated``) it; the mapped error when the write failed."""
+    answer = results.get(written, what=what)
     failed = (answer.get(f"not{section.capitalize()}") or {}).get(key)
     if failed is not None:
         raise _set_error(failed, name=name, what=what)
-    listed = results.raw(get_id, what=what).get("list") or []
+    listed = results.get(read, what=what).get("list") or []
     if not listed:
         raise InternalError(f"The mail server did not return the folder after the {what}.")
     got: dict[str, Any] = listed[0]
@@ -351,58 +360,65 @@ async def create_folder(svc: Services, row: Mailbox, name: str, parent_wire_id: 
     """Create a custom folder ``name`` under ``parent_wire_id`` (None: at the root).
 
     422: invalid or reserved name, unknown parent (``parent_id``), path too long. 409: the name
-    exists under that parent. Two JMAP requests (Mailbox/get; Mailbox/set + Mailbox/get).
+    exists under that parent. Two JMAP requests (Mailbox/get; Mailbox/set + Mailbox/get of the
+    created folder by its creation id).
     """
     name = check_name(name)
     parent = _parent_jmap_id(parent_wire_id) if parent_wire_id is not None else None
     check_reserved(name, parent)
-    folders = await _all(svc, row, ["id", "name", "parentId", "role"])
+    folders = await _all(svc, row, jmap_mailbox.TREE_PROPERTIES)
     by_id = {f.id: f for f in folders}
     if parent is not None and parent not in by_id:
-        raise _invalid(f"No folder with id {parent_wire_id!r} in this mailbox.", "parent_id", "not_found")
+        raise _unknown_parent(parent_wire_id)
     check_duplicate(folders, parent, name)
     check_path_length(row.address, by_id, parent, name)
-    results = await svc.jmap.call(row.address, [
-        RawCall("Mailbox/set", {"create": {"f": {"name": name, "parentId": parent}}}),
-        RawCall("Mailbox/get", {"ids": ["#f"], "properties": MAILBOX_PROPERTIES}),
-    ])
-    got = _one(results, "0.Mailbox/set", "1.Mailbox/get", "f", name=name, what="folder create", section="created")
-    return Folder.of(got)
-
-
-_UNSET: Any = object()
+    create: dict[str, Any] = {"f": {"name": name, "parentId": parent}}
+    request = Request()
+    written = request.add(MailboxSet(create=create))
+    # "#f" names the folder created above (RFC 8620 sections 3.3 and 5.3, creation ids). A
+    # back-reference to "/created/f/id" gives one id where Mailbox/get needs a list: Cyrus 3.6
+    # answers invalidArguments (measured).
+    read = request.add(MailboxGet(ids=["#f"], properties=jmap_mailbox.PROPERTIES))
+    results = await svc.jmap.call(row.address, request)
+    return Folder.of(_one(results, written, read, "f", name=name, what="folder create", section="created"))
 
 
 async def update_folder(
-    svc: Services, row: Mailbox, folder_wire_id: str, *, name: str | None = None, parent_wire_id: Any = _UNSET
+    svc: Services,
+    session: AsyncSession,
+    row: Mailbox,
+    folder_wire_id: str,
+    *,
+    name: str | None = None,
+    move: bool = False,
+    parent_wire_id: str | None = None,
 ) -> Folder:
-    """Rename (``name``) and/or move (``parent_wire_id``: a folder id, or None for the root) a
-    custom folder.
+    """Rename (``name``) and/or, with ``move``, move (``parent_wire_id``: a folder id, or None for
+    the root) a custom folder. ``session`` is the request's (the system folders' ids are read from
+    the row, :func:`shipmail.mailboxes.accounts.system_folders`).
 
     404: unknown folder. 409: a system folder, or the name exists at the destination. 422: invalid
     or reserved name, unknown parent, a move under itself or a descendant, path too long. Nothing
-    is written when nothing changes.
+    is written when nothing changes. Two JMAP requests (Mailbox/get; Mailbox/set + Mailbox/get).
     """
     folder_id = _folder_jmap_id(folder_wire_id)
     new_name = check_name(name) if name is not None else None
-    new_parent: str | None | Any = _UNSET
-    if parent_wire_id is not _UNSET:
-        new_parent = _parent_jmap_id(parent_wire_id) if parent_wire_id is not None else None
-    stored = await system_folders_legacy(svc, row)  # TEMPORARY
+    new_parent = _parent_jmap_id(parent_wire_id) if move and parent_wire_id is not None else None
+    stored = await system_folders(svc, session, row)
     folders = await _all(svc, row)
     by_id = {f.id: f for f in folders}
     current = _find(folders, folder_id, folder_wire_id)
     if current.kind == "system" or current.id in stored.values():
         raise Conflict(f"{current.name!r} is a system folder: it cannot be renamed or moved.")
     target_name = new_name if new_name is not None else current.name
-    target_parent = current.parent_id if new_parent is _UNSET else new_parent
+    target_parent = new_parent if move else current.parent_id
     moved = subtree(folders, current.id)
     if target_parent is not None:
         if target_parent not in by_id:
-            raise _invalid(f"No folder with id {parent_wire_id!r} in this mailbox.", "parent_id", "not_found")
+            raise _unknown_parent(parent_wire_id)
         if target_parent in {f.id for f in moved}:
-            raise _invalid("A folder cannot be moved into itself or one of its subfolders.", "parent_id",
-                           "invalid_parent")
+            message = "A folder cannot be moved into itself or one of its subfolders."
+            raise ValidationFailed(message, details=[detail("parent_id", "invalid_parent", message)])
     if target_name == current.name and target_parent == current.parent_id:
         return current
     check_reserved(target_name, target_parent, "name" if new_name is not None else "parent_id")
@@ -413,13 +429,12 @@ async def update_folder(
         patch["name"] = target_name
     if target_parent != current.parent_id:
         patch["parentId"] = target_parent
-    results = await svc.jmap.call(row.address, [
-        RawCall("Mailbox/set", {"update": {current.id: patch}}),
-        RawCall("Mailbox/get", {"ids": [current.id], "properties": MAILBOX_PROPERTIES}),
-    ])
-    got = _one(results, "0.Mailbox/set", "1.Mailbox/get", current.id, name=target_name, what="folder update",
-               section="updated")
-    return Folder.of(got)
+    request = Request()
+    written = request.add(MailboxSet(update={current.id: patch}))
+    read = request.add(MailboxGet(ids=[current.id], properties=jmap_mailbox.PROPERTIES))
+    results = await svc.jmap.call(row.address, request)
+    return Folder.of(_one(results, written, read, current.id, name=target_name, what="folder update",
+                          section="updated"))
 
 
 def _move_patches(emails: list[dict[str, Any]], doomed: set[str], trash: str) -> dict[str, dict[str, Any]]:
@@ -440,6 +455,7 @@ def _move_patches(emails: list[dict[str, Any]], doomed: set[str], trash: str) ->
 
 
 def _in_folders(doomed: Sequence[str]) -> dict[str, Any]:
+    """The Email/query filter (RFC 8621 section 4.4.1) of messages in any of ``doomed``."""
     if len(doomed) == 1:
         return {"inMailbox": doomed[0]}
     return {"operator": "OR", "conditions": [{"inMailbox": m} for m in doomed]}
@@ -448,26 +464,24 @@ def _in_folders(doomed: Sequence[str]) -> dict[str, Any]:
 async def _move_to_trash(svc: Services, row: Mailbox, doomed: list[str], trash: str) -> int:
     """Move every message of the ``doomed`` folders to ``trash``, ``MOVE_BATCH`` at a time.
 
-    Each request applies the previous batch's patches, then asks for the next batch (the query
-    runs after the set, so moved messages are no longer found). Returns the number moved.
+    Each request applies the previous batch's patches (Email/set), then asks for the next batch
+    (Email/query + Email/get by back-reference); the query runs after the set, so moved messages
+    are no longer found. Returns the number moved.
     """
     doomed_set = set(doomed)
     patches: dict[str, dict[str, Any]] = {}
     moved: set[str] = set()
     rounds = 0
     limit: int | None = None
+    in_folders: Any = _in_folders(doomed)  # a raw filter dict: jmapc sends it as it is
     while True:
-        calls: list[RawCall] = []
-        if patches:
-            calls.append(RawCall("Email/set", {"update": patches}))
-        q = len(calls)
-        calls.append(RawCall("Email/query", {"filter": _in_folders(doomed), "limit": MOVE_BATCH,
-                                             "calculateTotal": True}))
-        calls.append(RawCall("Email/get", {"#ids": _ref(f"{q}.Email/query", "Email/query", "/ids"),
-                                           "properties": ["mailboxIds"]}))
-        results = await svc.jmap.call(row.address, calls)
-        if patches:
-            answer = results.raw("0.Email/set", what="move to Trash")
+        request = Request()
+        written = request.add(EmailSet(update=patches)) if patches else None
+        query = request.add(EmailQuery(filter=in_folders, limit=MOVE_BATCH, calculate_total=True))
+        listing = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=["mailboxIds"]))
+        results = await svc.jmap.call(row.address, request)
+        if written is not None:
+            answer = results.get(written, what="move to Trash")
             # An email destroyed meanwhile (notFound) is no longer in the folders either.
             failed = {k: v or {} for k, v in (answer.get("notUpdated") or {}).items()
                       if (v or {}).get("type") != "notFound"}
@@ -476,11 +490,11 @@ async def _move_to_trash(svc: Services, row: Mailbox, doomed: list[str], trash: 
                 logger.warning("moving %d message(s) to Trash failed: %s", len(failed), first.get("type"))
                 raise from_jmap(first, what="move of the folder's messages to Trash")
             moved.update(patches)
-        query = results.raw(f"{q}.Email/query", what="folder's message listing")
+        found = results.get(query, what="folder's message listing")
         if limit is None:
             # Enough rounds for every message once, plus a few for mail arriving meanwhile.
-            limit = int(query.get("total") or 0) // MOVE_BATCH + 5
-        emails = results.raw(f"{q + 1}.Email/get", what="folder's message listing").get("list") or []
+            limit = int(found.get("total") or 0) // MOVE_BATCH + 5
+        emails = results.get(listing, what="folder's message listing").get("list") or []
         patches = _move_patches(emails, doomed_set, trash)
         if not patches:
             return len(moved)
@@ -489,19 +503,24 @@ async def _move_to_trash(svc: Services, row: Mailbox, doomed: list[str], trash: 
             raise Conflict("Messages keep arriving in the folder; retry the delete.")
 
 
-async def delete_folder(svc: Services, row: Mailbox, folder_wire_id: str) -> None:
+async def delete_folder(
+    svc: Services, session: AsyncSession, row: Mailbox, folder_wire_id: str, *, ensure_deletable: DeleteGuard
+) -> None:
     """Move the messages of a custom folder and its subfolders to Trash, then destroy them.
+    ``session`` is the request's (the system folders' ids are read from the row);
+    ``ensure_deletable(row, folder_ids)`` runs on the folders about to go before anything changes.
 
     404: unknown folder. 409: a system folder (or a subfolder with a role, or mail or subfolders
-    that keep appearing), or an inbox rule moves mail to the folder or a subfolder. See the module
-    docstring for the order of the steps and what a failure leaves behind.
+    that keep appearing), or what ``ensure_deletable`` raises (an inbox rule moves mail to the
+    folder or a subfolder). See the module docstring for the order of the steps and what a failure
+    leaves behind.
     """
     folder_id = _folder_jmap_id(folder_wire_id)
-    stored = await system_folders_legacy(svc, row)  # TEMPORARY
+    stored = await system_folders(svc, session, row)
     trash = stored["trash"]
     protected_ids = set(stored.values())
     for attempt in range(DESTROY_ATTEMPTS):
-        folders = await _all(svc, row, ["id", "name", "parentId", "role"])
+        folders = await _all(svc, row, jmap_mailbox.TREE_PROPERTIES)
         current = _find(folders, folder_id, folder_wire_id)
         if current.kind == "system" or current.id in protected_ids:
             raise Conflict(f"{current.name!r} is a system folder: it cannot be deleted.")
@@ -510,18 +529,16 @@ async def delete_folder(svc: Services, row: Mailbox, folder_wire_id: str) -> Non
         if protected:
             raise Conflict(f"The folder holds the system folder {protected[0].name!r}: it cannot be deleted.")
         doomed_ids = [f.id for f in doomed]
-        from shipmail.rules.service import ensure_not_targeted  # (rules imports this module)
-
-        ensure_not_targeted(row, doomed_ids)  # 409 while an inbox rule moves mail there
+        ensure_deletable(row, doomed_ids)
         await _move_to_trash(svc, row, doomed_ids, trash)
         failed: dict[str, dict[str, Any]] = {}
         children_first = list(reversed(doomed_ids))
         for start in range(0, len(children_first), MAX_OBJECTS_IN_SET):
-            chunk = children_first[start:start + MAX_OBJECTS_IN_SET]
-            results = await svc.jmap.call(row.address, [
-                RawCall("Mailbox/set", {"destroy": chunk, "onDestroyRemoveEmails": False}),
-            ])
-            answer = results.raw("single.Mailbox/set", what="folder delete")
+            request = Request()
+            destroyed = request.add(MailboxSet(
+                destroy=children_first[start:start + MAX_OBJECTS_IN_SET], on_destroy_remove_emails=False,
+            ))
+            answer = (await svc.jmap.call(row.address, request)).get(destroyed, what="folder delete")
             failed.update({k: v or {} for k, v in (answer.get("notDestroyed") or {}).items()})
         failed = {k: v for k, v in failed.items() if v.get("type") != "notFound"}
         if not failed:

@@ -1,37 +1,16 @@
-"""Identities: Shipmail ``GET /v1/mailboxes/{id}/identities`` (JMAP Identity, RFC 8621 section 6)."""
+"""Identities: Shipmail ``GET /v1/mailboxes/{id}/identities`` (JMAP Identity, RFC 8621 section 6).
+Wire models: :mod:`shipmail.identities.schemas`."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import Wire
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
+from shipmail.identities import service
+from shipmail.identities.schemas import MailboxIdentities
 from shipmail.mailboxes import service as mailboxes
-from shipmail.identities import service as service
 
 operations: list[Operation] = []
-
-
-class MailboxIdentity(Wire):
-    object: Literal["mailbox_identity"] = "mailbox_identity"
-    id: str = Field(description="idn_ + the URL-safe base64 of the JMAP Identity id.")
-    name: str = Field(description="Display name used when sending: the mailbox's display_name (\"\" if none).")
-    email: str = Field(json_schema_extra={"format": "email"}, description="Sending address.")
-
-    @classmethod
-    def of(cls, ident: service.Identity) -> MailboxIdentity:
-        return cls(id=ident.id, name=ident.name, email=ident.email)
-
-
-class MailboxIdentities(Wire):
-    object: Literal["mailbox_identities"] = "mailbox_identities"
-    mailbox_id: str
-    address: str = Field(json_schema_extra={"format": "email"})
-    data: list[MailboxIdentity]
 
 
 @operation(
@@ -45,4 +24,4 @@ async def list_identities(ctx: Context[None, None]) -> MailboxIdentities:
     display name. 404 for an unknown mailbox or one of another organisation."""
     row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     found = await service.list_identities(ctx.services, row)
-    return MailboxIdentities(mailbox_id=row.id, address=row.address, data=[MailboxIdentity.of(i) for i in found])
+    return MailboxIdentities(mailbox_id=row.id, address=row.address, data=found)

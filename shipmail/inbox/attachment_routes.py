@@ -1,28 +1,20 @@
-"""Attachments: ``GET /v1/mailboxes/{id}/inbox/attachments`` streams a blob of the mailbox's mail."""
+"""Attachments: ``GET /v1/mailboxes/{id}/inbox/attachments`` streams a blob of the mailbox's mail
+(:mod:`shipmail.inbox.attachments` locates the part and holds the HTTP semantics)."""
 
 from __future__ import annotations
 
 import httpx
-from pydantic import Field
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import Query
 from shipmail.auth.scopes import Scope as ApiScope
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
 from shipmail.inbox import attachments
+from shipmail.inbox.schemas import AttachmentQuery
 from shipmail.mailboxes import service as mailboxes
 
 operations: list[Operation] = []
-
-
-class AttachmentQuery(Query):
-    blob_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-+=/.]+$",
-                         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).")
-    name: str | None = Field(default=None, max_length=512,
-                             description="Suggested download filename. Defaults to the part's own name, "
-                                         "else attachment.")
 
 
 class UpstreamStreamingResponse(StreamingResponse):
@@ -41,9 +33,16 @@ class UpstreamStreamingResponse(StreamingResponse):
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}/inbox/attachments", operation_id="downloadMailboxInboxAttachment",
-    summary="Download mailbox inbox attachment", scope=ApiScope.MESSAGES_READ, tier=Tier.READ,
-    query=AttachmentQuery, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}/inbox/attachments",
+    operation_id="downloadMailboxInboxAttachment",
+    summary="Download mailbox inbox attachment",
+    scope=ApiScope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=AttachmentQuery,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
     responses={
         "200": {
             "description": "The attachment's bytes (Content-Type of the part; Content-Disposition per RFC 6266).",
@@ -52,8 +51,10 @@ class UpstreamStreamingResponse(StreamingResponse):
                 "Content-Disposition": {"schema": {"type": "string"}},
                 "Accept-Ranges": {"schema": {"type": "string"}},
             },
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        "*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "*/*": {"schema": {"type": "string", "format": "binary"}},
+            },
         },
         "206": {
             "description": "The requested byte range (Content-Range).",
@@ -99,8 +100,7 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     }
     request = ctx.request
     if attachments.etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={k: v for k, v in headers.items()
-                                                  if k in ("ETag", "Cache-Control")})
+        return Response(status_code=304, headers={k: v for k, v in headers.items() if k in ("ETag", "Cache-Control")})
     if request.method == "HEAD" and part.size >= 0:
         return Response(status_code=200, headers={**headers, "Content-Length": str(part.size)})
 
@@ -108,12 +108,16 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     try:
         size = attachments.upstream_size(upstream, part)
         selected = attachments.parse_range(
-            request.headers.get("range"), size, if_range=request.headers.get("if-range"), etag=etag,
+            request.headers.get("range"),
+            size,
+            if_range=request.headers.get("if-range"),
+            etag=etag,
         )
     except attachments.RangeNotSatisfiable:
         await upstream.aclose()
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "ETag": etag,
-                                                  "Accept-Ranges": "bytes"})
+        return Response(
+            status_code=416, headers={"Content-Range": f"bytes */{size}", "ETag": etag, "Accept-Ranges": "bytes"}
+        )
     except BaseException:
         await upstream.aclose()
         raise

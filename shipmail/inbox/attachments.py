@@ -30,17 +30,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from jmapc.methods import EmailGet
 
+from shipmail.http.errors import NotFound, ServiceUnavailable, ValidationFailed, detail
+from shipmail.jmap import email as jemail
+from shipmail.jmap.blob import MATCHED_EMAIL_IDS, BlobLookup, blob_capability
+from shipmail.jmap.request import Request
 from shipmail.mailboxes.models import Mailbox
-from shipmail.http.errors import NotFound, ServiceUnavailable, ValidationFailed
-from shipmail.jmap.client import URN_CORE, URN_MAIL
-from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.inbox.attachments")
-
-URN_BLOB_RFC = "urn:ietf:params:jmap:blob"
-URN_BLOB_CYRUS = "https://cyrusimap.org/ns/jmap/blob"
 
 DEFAULT_NAME = "attachment"
 OCTET_STREAM = "application/octet-stream"
@@ -50,7 +49,6 @@ _MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
 _CHARSET = re.compile(rf"^{_TOKEN}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-_BODY_PROPERTIES = ["partId", "blobId", "size", "name", "type", "charset", "disposition", "subParts"]
 
 
 @dataclass(frozen=True)
@@ -85,24 +83,6 @@ def _safe_charset(value: Any) -> str | None:
     return text if text and _CHARSET.match(text) else None
 
 
-def _find_part(part: dict[str, Any], blob_id: str) -> dict[str, Any] | None:
-    if part.get("blobId") == blob_id:
-        return part
-    for sub in part.get("subParts") or []:
-        found = _find_part(sub, blob_id)
-        if found is not None:
-            return found
-    return None
-
-
-def blob_capability(capabilities: dict[str, Any]) -> str | None:
-    """The Blob/lookup capability URN the session offers (RFC 9404's, else Cyrus's), or None."""
-    for urn in (URN_BLOB_RFC, URN_BLOB_CYRUS):
-        if urn in capabilities:
-            return urn
-    return None
-
-
 async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
     """The part of ``row``'s mail that ``blob_id`` names; 404 when no message holds it.
 
@@ -115,24 +95,34 @@ async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
     urn = blob_capability(session.capabilities)
     if urn is None:
         return BlobPart(blob_id=blob_id, media_type=OCTET_STREAM, charset=None, name=None, size=-1)
-    using = (URN_CORE, URN_MAIL, urn)
-    lookup = RawCall("Blob/lookup", {"typeNames": ["Email"], "ids": [blob_id]}, using=using)
-    get = RawCall("Email/get", {
-        "#ids": {"resultOf": "0.Blob/lookup", "name": "Blob/lookup", "path": "/list/*/matchedIds/Email"},
-        "properties": ["id", "blobId", "size", "bodyStructure"],
-        "bodyProperties": _BODY_PROPERTIES,
-    }, using=using)
-    results = await svc.jmap.call(row.address, [lookup, get])
-    emails = results.raw("1.Email/get", what="attachment lookup").get("list") or []
+    request = Request(capabilities=(urn,))
+    lookup = request.add(BlobLookup(type_names=["Email"], ids=[blob_id]))
+    get = request.add(
+        EmailGet(
+            ids=request.ref(lookup, MATCHED_EMAIL_IDS),
+            properties=jemail.STRUCTURE_PROPERTIES,
+            body_properties=jemail.STRUCTURE_BODY_PROPERTIES,
+        )
+    )
+    results = await svc.jmap.call(row.address, request)
+    emails = results.get(get, what="attachment lookup").get("list") or []
     for email in emails:
         if email.get("blobId") == blob_id:
-            return BlobPart(blob_id=blob_id, media_type="message/rfc822", charset=None,
-                            name="message.eml", size=int(email.get("size") or 0))
-        part = _find_part(email.get("bodyStructure") or {}, blob_id)
+            return BlobPart(
+                blob_id=blob_id,
+                media_type="message/rfc822",
+                charset=None,
+                name="message.eml",
+                size=int(email.get("size") or 0),
+            )
+        part = jemail.find_part(email.get("bodyStructure") or {}, blob_id)
         if part is not None:
             return BlobPart(
-                blob_id=blob_id, media_type=_safe_type(part.get("type")), charset=_safe_charset(part.get("charset")),
-                name=part.get("name") if isinstance(part.get("name"), str) else None, size=int(part.get("size") or 0),
+                blob_id=blob_id,
+                media_type=_safe_type(part.get("type")),
+                charset=_safe_charset(part.get("charset")),
+                name=part.get("name") if isinstance(part.get("name"), str) else None,
+                size=int(part.get("size") or 0),
             )
     raise NotFound(f"No attachment with blob_id {blob_id!r} in this mailbox.")
 
@@ -140,9 +130,10 @@ async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
 def check_name(name: str | None) -> str | None:
     """``name`` as given; 422 for control characters (they could split the response headers)."""
     if name is not None and _CONTROL.search(name):
-        raise ValidationFailed("The name must not contain control characters.",
-                               details=[{"field": "name", "code": "control_characters",
-                                         "message": "control characters are not allowed"}])
+        raise ValidationFailed(
+            "The name must not contain control characters.",
+            details=[detail("name", "control_characters", "control characters are not allowed")],
+        )
     return name
 
 
@@ -157,7 +148,7 @@ def content_disposition(name: str) -> str:
     RFC 8187) when the name is not plain ASCII. Path separators and control characters go."""
     clean = _clean_filename(name)
     ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
-    ascii_name = re.sub(r'[^A-Za-z0-9!#$&+.^_`{}~ ()\[\],;=@-]', "_", ascii_name).strip() or DEFAULT_NAME
+    ascii_name = re.sub(r"[^A-Za-z0-9!#$&+.^_`{}~ ()\[\],;=@-]", "_", ascii_name).strip() or DEFAULT_NAME
     value = f'attachment; filename="{ascii_name}"'
     if ascii_name != clean:
         value += f"; filename*=UTF-8''{quote(clean, safe='')}"
@@ -180,7 +171,9 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
 
 
-def parse_range(header: str | None, size: int, *, if_range: str | None = None, etag: str = "") -> tuple[int, int] | None:
+def parse_range(
+    header: str | None, size: int, *, if_range: str | None = None, etag: str = ""
+) -> tuple[int, int] | None:
     """The ``(first, last)`` byte positions (inclusive) a ``Range`` header asks for, or None to
     send everything (no header, another unit, several ranges, bad syntax, or an ``If-Range`` that
     does not match ``etag``). Raises :class:`RangeNotSatisfiable` for a well-formed range outside
@@ -213,8 +206,12 @@ async def open_upstream(svc: Services, row: Mailbox, part: BlobPart, name: str) 
     """Start the download of ``part`` (unread; the caller closes it). 404 when the server has no
     such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise."""
     upstream = await svc.jmap.open_blob(
-        row.address, part.blob_id, name=name, content_type=part.media_type,
-        headers={"Accept-Encoding": "identity"}, size=part.size,
+        row.address,
+        part.blob_id,
+        name=name,
+        content_type=part.media_type,
+        headers={"Accept-Encoding": "identity"},
+        size=part.size,
     )
     if upstream.status_code == 200:
         return upstream
@@ -238,9 +235,7 @@ def upstream_size(upstream: httpx.Response, part: BlobPart) -> int:
     return part.size
 
 
-async def stream(
-    upstream: httpx.Response, start: int = 0, length: int | None = None
-) -> AsyncGenerator[bytes, None]:
+async def stream(upstream: httpx.Response, start: int = 0, length: int | None = None) -> AsyncGenerator[bytes, None]:
     """The upstream's body from byte ``start``, at most ``length`` bytes, chunk by chunk as they
     arrive (memory stays at one network chunk). The upstream is closed when the generator ends,
     fails or is closed (client gone)."""

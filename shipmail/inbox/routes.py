@@ -1,20 +1,31 @@
 """Inbox: a mailbox's messages and threads (``/v1/mailboxes/{id}/inbox/...``), through JMAP.
 
-Each read is one JMAP request; ids on the wire are ``eml_``/``thr_``/``fld_`` + the JMAP id.
+Each read is one JMAP request; ids on the wire are ``eml_``/``thr_``/``fld_`` + the JMAP id. The
+handlers resolve the mailbox in the request's session (404 for another organisation's) and pass
+that session on (:mod:`shipmail.inbox.service`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shipmail.inbox.schemas import InboxFullMessage, InboxListQuery, InboxMessageAction, InboxMessages, InboxThread, InboxThreads, MoveInboxMessageRequest, UpdateInboxMessageRequest
-from shipmail.http.routing import Context, Operation, operation
 from shipmail.auth.scopes import Scope
-from shipmail.mailboxes.models import Mailbox
-from shipmail.jmap import ids
 from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
 from shipmail.inbox import service as inbox
+from shipmail.inbox.schemas import (
+    InboxFullMessage,
+    InboxListQuery,
+    InboxMessageAction,
+    InboxMessages,
+    InboxThread,
+    InboxThreads,
+    MoveInboxMessageRequest,
+    UpdateInboxMessageRequest,
+)
+from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes.models import Mailbox
 
 operations: list[Operation] = []
 
@@ -31,9 +42,17 @@ def _action(row: Mailbox, message_id: str) -> InboxMessageAction:
 
 
 @operation(
-    operations, "GET", f"{_BASE}/messages", operation_id="listMailboxInboxMessages",
-    summary="List mailbox inbox messages", scope=Scope.MESSAGES_READ, tier=Tier.READ, query=InboxListQuery,
-    response=InboxMessages, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/messages",
+    operation_id="listMailboxInboxMessages",
+    summary="List mailbox inbox messages",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=InboxListQuery,
+    response=InboxMessages,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     """Messages of the mailbox, newest first, with folder, keyword, date, text and attachment
@@ -44,13 +63,20 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     Without folder_id/folder_role every folder is listed; `starred` lists `$flagged` mail outside
     Trash and Junk."""
     row = await _row(ctx)
-    return await inbox.list_messages(ctx.services, row, ctx.query)
+    return await inbox.list_messages(ctx.services, ctx.session, row, ctx.query)
 
 
 @operation(
-    operations, "GET", f"{_BASE}/messages/{{message_id}}", operation_id="getMailboxInboxMessage",
-    summary="Get one exact mailbox inbox message", scope=Scope.MESSAGES_READ, tier=Tier.READ,
-    response=InboxFullMessage, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="getMailboxInboxMessage",
+    summary="Get one exact mailbox inbox message",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=InboxFullMessage,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
     """The full message: headers, text and HTML bodies decoded to UTF-8, attachments with their
@@ -61,9 +87,17 @@ async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
 
 
 @operation(
-    operations, "PATCH", f"{_BASE}/messages/{{message_id}}", operation_id="updateMailboxInboxMessage",
-    summary="Update mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE,
-    body=UpdateInboxMessageRequest, response=InboxMessageAction, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "PATCH",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="updateMailboxInboxMessage",
+    summary="Update mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateInboxMessageRequest,
+    response=InboxMessageAction,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def update_message(ctx: Context[UpdateInboxMessageRequest, None]) -> InboxMessageAction:
     """Set read (`$seen`) and/or starred (`$flagged`); at least one field."""
@@ -74,9 +108,16 @@ async def update_message(ctx: Context[UpdateInboxMessageRequest, None]) -> Inbox
 
 
 @operation(
-    operations, "POST", f"{_BASE}/messages/{{message_id}}/move", operation_id="moveMailboxInboxMessage",
-    summary="Move mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE,
-    body=MoveInboxMessageRequest, response=InboxMessageAction, errors=(401, 403, 404, 409, 422, 429, 503),
+    operations,
+    "POST",
+    f"{_BASE}/messages/{{message_id}}/move",
+    operation_id="moveMailboxInboxMessage",
+    summary="Move mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=MoveInboxMessageRequest,
+    response=InboxMessageAction,
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMessageAction:
@@ -85,41 +126,70 @@ async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMess
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
     b = ctx.body
-    await inbox.move(ctx.services, row, email_id, target_role=b.target_role, target_folder_id=b.target_folder_id,
-                     from_folder_id=b.from_folder_id)
+    await inbox.move(
+        ctx.services,
+        ctx.session,
+        row,
+        email_id,
+        target_role=b.target_role,
+        target_folder_id=b.target_folder_id,
+        from_folder_id=b.from_folder_id,
+    )
     return _action(row, ctx.path["message_id"])
 
 
 @operation(
-    operations, "DELETE", f"{_BASE}/messages/{{message_id}}", operation_id="deleteMailboxInboxMessage",
-    summary="Delete mailbox inbox message", scope=Scope.MESSAGES_WRITE, tier=Tier.WRITE, status_code=204,
-    errors=(401, 403, 404, 409, 429, 503), tags=_TAGS,
+    operations,
+    "DELETE",
+    f"{_BASE}/messages/{{message_id}}",
+    operation_id="deleteMailboxInboxMessage",
+    summary="Delete mailbox inbox message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 409, 429, 503),
+    tags=_TAGS,
 )
 async def delete_message(ctx: Context[None, None]) -> None:
     """Permanently delete a message that is in Trash or Junk (409 otherwise: move it to Trash
     first)."""
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
-    await inbox.delete(ctx.services, row, email_id)
+    await inbox.delete(ctx.services, ctx.session, row, email_id)
 
 
 @operation(
-    operations, "GET", f"{_BASE}/threads", operation_id="listMailboxInboxThreads",
-    summary="List mailbox inbox threads", scope=Scope.MESSAGES_READ, tier=Tier.READ, query=InboxListQuery,
-    response=InboxThreads, errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/threads",
+    operation_id="listMailboxInboxThreads",
+    summary="List mailbox inbox threads",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=InboxListQuery,
+    response=InboxThreads,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
     """Threads with mail matching the filters (the message-list filters), ordered by their newest
     matching message: that message, the thread's message and unread counts, first and last dates,
     latest inbound and outbound messages. Paged under the first page's cutoff."""
     row = await _row(ctx)
-    return await inbox.list_threads(ctx.services, row, ctx.query)
+    return await inbox.list_threads(ctx.services, ctx.session, row, ctx.query)
 
 
 @operation(
-    operations, "GET", f"{_BASE}/threads/{{thread_id}}", operation_id="getMailboxInboxThread",
-    summary="Get mailbox inbox thread", scope=Scope.MESSAGES_READ, tier=Tier.READ, response=InboxThread,
-    errors=(401, 403, 404, 422, 429, 503), tags=_TAGS,
+    operations,
+    "GET",
+    f"{_BASE}/threads/{{thread_id}}",
+    operation_id="getMailboxInboxThread",
+    summary="Get mailbox inbox thread",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=InboxThread,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=_TAGS,
 )
 async def get_thread(ctx: Context[None, None]) -> InboxThread:
     """The thread's messages, oldest first, with bodies and attachment metadata."""

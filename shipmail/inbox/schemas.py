@@ -1,4 +1,5 @@
-"""Wire models of the inbox (Shipmail's ``InboxMessage``, ``InboxFullMessage``, threads, actions).
+"""Wire models of the inbox (Shipmail's ``InboxMessage``, ``InboxFullMessage``, threads, actions,
+the list filters and the attachment download query).
 
 Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFullMessage` through
 :func:`shipmail.inbox.service.get_message`.
@@ -6,17 +7,18 @@ Shared: the sandbox-inbound module renders delivered mail with :class:`InboxFull
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shipmail import utc
 from shipmail.http.schemas import Query, Request, Wire
 
 #: The range of ``after``/``before`` filters (JMAP UTCDate years 0001-9999, a day of room).
-MIN_INSTANT = datetime(1, 1, 2, tzinfo=timezone.utc)
-MAX_INSTANT = datetime(9999, 12, 30, tzinfo=timezone.utc)
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
 
 InboxKeyword = Literal["$flagged", "$seen", "$draft", "$answered", "$forwarded"]
 FolderRole = Literal["inbox", "starred", "sent", "drafts", "archive", "junk", "trash"]
@@ -196,7 +198,9 @@ class MoveInboxMessageRequest(Request):
     """Provide exactly one target: target_role or target_folder_id."""
 
     from_folder_id: str | None = Field(
-        default=None, min_length=1, max_length=256,
+        default=None,
+        min_length=1,
+        max_length=256,
         description="Current folder ID. Optional; Shipmail can infer it from the message.",
     )
     target_role: MoveRole | None = Field(default=None, description="System folder role to move the message to.")
@@ -214,8 +218,9 @@ class MoveInboxMessageRequest(Request):
 class InboxListQuery(Query):
     """Filters of the message and thread lists."""
 
-    folder_id: str | None = Field(default=None, min_length=1, max_length=256,
-                                  description="Filter messages to a specific folder ID (fld_...).")
+    folder_id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Filter messages to a specific folder ID (fld_...)."
+    )
     folder_role: FolderRole | None = Field(
         default=None, description="Filter by a system folder role (starred = keyword $flagged). Not with folder_id."
     )
@@ -223,12 +228,15 @@ class InboxListQuery(Query):
     from_: str | None = Field(default=None, alias="from", max_length=500, description="Substring of From.")
     to: str | None = Field(default=None, max_length=500, description="Substring of To.")
     subject: str | None = Field(default=None, max_length=500, description="Substring of the subject.")
-    has_attachment: bool | None = Field(default=None, description="Only messages with (true) or without (false) attachments.")
+    has_attachment: bool | None = Field(
+        default=None, description="Only messages with (true) or without (false) attachments."
+    )
     has_keyword: InboxKeyword | None = Field(default=None, description="Only messages with this keyword.")
     not_keyword: InboxKeyword | None = Field(default=None, description="Only messages without this keyword.")
     after: datetime | None = Field(default=None, description="Only messages received at or after this instant.")
     before: datetime | None = Field(
-        default=None, description="Only messages received before this instant. Defaults to the first-page snapshot time."
+        default=None,
+        description="Only messages received before this instant. Defaults to the first-page snapshot time.",
     )
     cursor: str | None = Field(default=None, max_length=2048, description="Opaque cursor from the previous page.")
     limit: int = Field(default=50, ge=1, le=100, description="Number of items to return (1-100, default 50).")
@@ -243,10 +251,11 @@ class InboxListQuery(Query):
         if value is None:
             return value
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = utc.as_utc(value)
         if not MIN_INSTANT <= value <= MAX_INSTANT:
             raise PydanticCustomError(
-                "datetime_out_of_range", "must be between {low} and {high}",
+                "datetime_out_of_range",
+                "must be between {low} and {high}",
                 {"low": MIN_INSTANT.isoformat(), "high": MAX_INSTANT.isoformat()},
             )
         return value
@@ -256,3 +265,19 @@ class InboxListQuery(Query):
         if self.folder_id is not None and self.folder_role is not None:
             raise ValueError("use either folder_id or folder_role, not both")
         return self
+
+
+class AttachmentQuery(Query):
+    """Query of ``GET /v1/mailboxes/{id}/inbox/attachments`` (``downloadMailboxInboxAttachment``)."""
+
+    blob_id: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_\-+=/.]+$",
+        description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).",
+    )
+    name: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Suggested download filename. Defaults to the part's own name, else attachment.",
+    )

@@ -1,9 +1,10 @@
 """A mailbox's mail through JMAP (RFC 8621): messages and threads, rendered as Shipmail's wire models.
 
+Source: Shipmail ``/v1/mailboxes/{id}/inbox/messages`` and ``/threads`` (:mod:`shipmail.inbox.routes`).
 Every read is ONE JMAP request (Email/query with Email/get, Thread/get and Mailbox/get chained by
-back-references); the system folders' ids come from the database (:func:`accounts.system_folders`).
-:func:`get_message` is shared: other modules call it to return a message (the sandbox-inbound
-module shows the delivered one).
+back-references); the system folders' ids come from the database
+(:func:`shipmail.mailboxes.accounts.system_folders`, in the request's session). :func:`get_message`
+is shared: the sandbox-inbound feature calls it to return the delivered message.
 
 Paging the message list
     The list is sorted newest first, ``(receivedAt desc, id desc)``: a total order (Cyrus sorts by
@@ -23,22 +24,40 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from shipmail.inbox.schemas import InboxAttachment, InboxBodyPart, InboxBodyValue, InboxCursorPagination, InboxEmailHeader, InboxFullMessage, InboxHeader, InboxListQuery, InboxMessage, InboxMessages, InboxThread, InboxThreads, InboxThreadsPagination, InboxThreadSummary
-from shipmail.mailboxes.models import Mailbox
+from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from shipmail import utc
-from shipmail.http.errors import Conflict, NotFound, ValidationFailed
+from shipmail.http.cursors import invalid_cursor
+from shipmail.http.errors import Conflict, NotFound
+from shipmail.inbox.schemas import (
+    InboxAttachment,
+    InboxBodyPart,
+    InboxBodyValue,
+    InboxCursorPagination,
+    InboxEmailHeader,
+    InboxFullMessage,
+    InboxHeader,
+    InboxListQuery,
+    InboxMessage,
+    InboxMessages,
+    InboxThread,
+    InboxThreads,
+    InboxThreadsPagination,
+    InboxThreadSummary,
+)
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
-from shipmail.jmap.request import Results
-from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
+from shipmail.jmap import thread as jthread
 from shipmail.jmap.errors import from_jmap
-from shipmail.mailboxes.accounts import system_folders_legacy  # TEMPORARY
+from shipmail.jmap.request import Call, Request, Results
+from shipmail.mailboxes.accounts import system_folders
+from shipmail.mailboxes.models import Mailbox
 from shipmail.runtime import Services
 
 KIND_MESSAGES = "inbox_messages"
@@ -47,8 +66,6 @@ KIND_THREADS = "inbox_threads"
 #: At most this many messages of a boundary second are fetched again to place the next page;
 #: beyond it (a huge burst delivered within one second) the rest of that second is skipped by position.
 MAX_REFETCH = 500
-
-_SORT = [{"property": "receivedAt", "isAscending": False}, {"property": "id", "isAscending": False}]
 
 # ----------------------------------------------------------------------------- rendering
 
@@ -75,7 +92,7 @@ def _common(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
         "conversation_id": thread,
         "mailbox_id": row.id,
         "address": row.address,
-        "folder_ids": [ids.to_wire(ids.FOLDER, m) for m, on in (e.get("mailboxIds") or {}).items() if on],
+        "folder_ids": [ids.to_wire(ids.FOLDER, m) for m in jemail.mailbox_ids(e)],
         "keywords": jemail.keywords(e.get("keywords")),
         "from": _addresses(e.get("from")),
         "to": _addresses(e.get("to")),
@@ -93,8 +110,9 @@ def render_message(row: Mailbox, e: dict[str, Any]) -> InboxMessage:
 
 
 def _part(p: dict[str, Any]) -> InboxBodyPart:
-    return InboxBodyPart(part_id=str(p.get("partId")), type=p.get("type") or "text/plain",
-                         charset=p.get("charset"), size=p.get("size"))
+    return InboxBodyPart(
+        part_id=str(p.get("partId")), type=p.get("type") or "text/plain", charset=p.get("charset"), size=p.get("size")
+    )
 
 
 def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
@@ -107,9 +125,13 @@ def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
             continue
         attachments.append(
             InboxAttachment(
-                part_id=str(a.get("partId")), blob_id=blob_id, name=a.get("name"),
-                content_type=a.get("type") or "application/octet-stream", size=int(a.get("size") or 0),
-                disposition=a.get("disposition"), cid=a.get("cid"),
+                part_id=str(a.get("partId")),
+                blob_id=blob_id,
+                name=a.get("name"),
+                content_type=a.get("type") or "application/octet-stream",
+                size=int(a.get("size") or 0),
+                disposition=a.get("disposition"),
+                cid=a.get("cid"),
                 download_path=download_path(row.id, blob_id, a.get("name")),
             )
         )
@@ -124,8 +146,11 @@ def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
         references=e.get("references"),
         headers=[InboxHeader(name=h["name"], value=h["value"]) for h in e.get("headers") or []],
         body_values={
-            k: InboxBodyValue(value=v.get("value", ""), is_encoding_problem=bool(v.get("isEncodingProblem")),
-                              is_truncated=bool(v.get("isTruncated")))
+            k: InboxBodyValue(
+                value=v.get("value", ""),
+                is_encoding_problem=bool(v.get("isEncodingProblem")),
+                is_truncated=bool(v.get("isTruncated")),
+            )
             for k, v in (e.get("bodyValues") or {}).items()
         },
         text_body=[_part(p) for p in e.get("textBody") or []],
@@ -133,10 +158,6 @@ def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
         attachments=attachments,
     )
     return InboxFullMessage.model_validate(data)
-
-
-def _ref(call_id: str, name: str, path: str) -> dict[str, str]:
-    return {"resultOf": call_id, "name": name, "path": path}
 
 
 def _in_order(listed: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -152,31 +173,36 @@ async def get_message(svc: Services, row: Mailbox, email_id: str) -> InboxFullMe
 
     One JMAP request (Email/get).
     """
-    results = await svc.jmap.call(row.address, [RawCall("Email/get", {"ids": [email_id], **jemail.full_get_arguments()})])
-    got = results.raw("single.Email/get", what="message")
-    listed = got.get("list") or []
+    request = Request()
+    get = request.add(jemail.full_get([email_id]))
+    results = await svc.jmap.call(row.address, request)
+    listed = results.get(get, what="message").get("list") or []
     if not listed:
         raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
     return render_full(row, listed[0])
 
 
 async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread:
-    """Thread ``thread_id`` (JMAP id) with its messages, oldest first; 404 when absent. One request."""
-    results = await svc.jmap.call(row.address, [
-        RawCall("Thread/get", {"ids": [thread_id]}),
-        RawCall("Email/get", {"#ids": _ref("0.Thread/get", "Thread/get", "/list/*/emailIds"),
-                              **jemail.full_get_arguments()}),
-    ])
-    threads = results.raw("0.Thread/get", what="thread").get("list") or []
+    """Thread ``thread_id`` (JMAP id) with its messages, oldest first; 404 when absent.
+
+    One JMAP request (Thread/get, Email/get of its emailIds by back-reference).
+    """
+    request = Request()
+    thread = request.add(ThreadGet(ids=[thread_id]))
+    emails = request.add(jemail.full_get(request.ref(thread, jthread.EMAIL_IDS)))
+    results = await svc.jmap.call(row.address, request)
+    threads = results.get(thread, what="thread").get("list") or []
     if not threads:
         raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
-    listed = results.raw("1.Email/get", what="thread").get("list") or []
-    emails = _in_order(listed, threads[0].get("emailIds") or [])
-    if not emails:
+    listed = results.get(emails, what="thread").get("list") or []
+    found = _in_order(listed, jthread.email_ids(threads[0]))
+    if not found:
         raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
     return InboxThread(
-        mailbox_id=row.id, address=row.address, thread_id=ids.to_wire(ids.THREAD, thread_id),
-        data=[render_full(row, e) for e in emails],
+        mailbox_id=row.id,
+        address=row.address,
+        thread_id=ids.to_wire(ids.THREAD, thread_id),
+        data=[render_full(row, e) for e in found],
     )
 
 
@@ -187,7 +213,7 @@ async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread
 class _Listing:
     """A list request resolved: JMAP filter conditions (without ``before``) and the cursor binding."""
 
-    conditions: list[dict[str, Any]]
+    conditions: list[jemail.Filter]
     binding: dict[str, Any]
     custom_folder: str | None  # a JMAP Mailbox id to check for existence (not a system folder)
 
@@ -201,7 +227,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listing:
-    conditions: list[dict[str, Any]] = []
+    conditions: list[jemail.Filter] = []
     custom: str | None = None
     if q.folder_id is not None:
         folder = ids.from_wire(ids.FOLDER, q.folder_id)
@@ -212,12 +238,12 @@ def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listi
         conditions.append({"hasKeyword": "$flagged", "inMailboxOtherThan": [folders["trash"], folders["junk"]]})
     elif q.folder_role is not None:
         conditions.append({"inMailbox": folders[q.folder_role]})
-    if _text(q.search_text):
+    if q.search_text:
         conditions.append({"text": q.search_text})
     # Substring matches on the decoded header (JMAP `header`: Cyrus matches case-insensitively
     # anywhere in the value); the `from`/`to`/`subject` conditions would match whole words only.
     for header, value in (("From", q.from_), ("To", q.to), ("Subject", q.subject)):
-        if _text(value):
+        if value:
             conditions.append({"header": [header, value]})
     if q.has_attachment is not None:
         conditions.append({"hasAttachment": q.has_attachment})
@@ -228,16 +254,25 @@ def _resolve(row: Mailbox, folders: dict[str, str], q: InboxListQuery) -> _Listi
     if q.after is not None:
         conditions.append({"after": jemail.received_at_or_after(q.after)})
     binding = {
-        "m": row.id, "fi": q.folder_id, "fr": q.folder_role, "st": _text(q.search_text), "fm": _text(q.from_),
-        "to": _text(q.to), "su": _text(q.subject), "ha": q.has_attachment, "hk": q.has_keyword,
-        "nk": q.not_keyword, "af": _iso(q.after), "bf": _iso(q.before),
+        "m": row.id,
+        "fi": q.folder_id,
+        "fr": q.folder_role,
+        "st": _text(q.search_text),
+        "fm": _text(q.from_),
+        "to": _text(q.to),
+        "su": _text(q.subject),
+        "ha": q.has_attachment,
+        "hk": q.has_keyword,
+        "nk": q.not_keyword,
+        "af": _iso(q.after),
+        "bf": _iso(q.before),
     }
     return _Listing(conditions=conditions, binding=binding, custom_folder=custom)
 
 
-def _filter(conditions: list[dict[str, Any]], before: datetime) -> dict[str, Any]:
+def _filter(conditions: list[jemail.Filter], before: datetime) -> jemail.Filter:
     """The conditions AND ``receivedAt < before``."""
-    every = [*conditions, {"before": jemail.received_before(before)}]
+    every: list[jemail.Filter] = [*conditions, {"before": jemail.received_before(before)}]
     if len(every) == 1:
         return every[0]
     return {"operator": "AND", "conditions": every}
@@ -246,40 +281,34 @@ def _filter(conditions: list[dict[str, Any]], before: datetime) -> dict[str, Any
 def _snapshot(q: InboxListQuery) -> datetime:
     """The first page's cutoff (exclusive, a whole second): the request's ``before``, or the
     next whole second from now (mail received during the current second is listed)."""
-    now = datetime.now(timezone.utc)
-    ceiling = datetime.fromtimestamp(math.floor(now.timestamp()) + 1, timezone.utc)
+    ceiling = utc.to_second(utc.now()) + timedelta(seconds=1)
     if q.before is not None:
         return min(utc.ceil_second(q.before), ceiling)
     return ceiling
 
 
-def _bad_cursor() -> ValidationFailed:
-    return ValidationFailed(
-        "Invalid cursor: send the next_cursor of the same list with the same filters, unchanged.",
-        details=[{"field": "cursor", "code": "invalid_cursor", "message": "invalid cursor"}],
-    )
-
-
-def _folder_check(listing: _Listing) -> list[RawCall]:
+def _folder_check(request: Request, listing: _Listing) -> Call | None:
+    """Add a Mailbox/get of the listing's custom folder (to answer 404 for an unknown one)."""
     if listing.custom_folder is None:
-        return []
-    return [RawCall("Mailbox/get", {"ids": [listing.custom_folder], "properties": ["id"]})]
+        return None
+    return request.add(MailboxGet(ids=[listing.custom_folder], properties=["id"]))
 
 
-def _check_folder(results: Results, listing: _Listing, call_id: str) -> None:
-    if listing.custom_folder is None:
+def _check_folder(results: Results, listing: _Listing, call: Call | None) -> None:
+    if call is None or listing.custom_folder is None:
         return
-    got = results.raw(call_id, what="folder")
-    if not got.get("list"):
+    if not results.get(call, what="folder").get("list"):
         raise NotFound(f"No folder with id {ids.to_wire(ids.FOLDER, listing.custom_folder)!r}.")
 
 
 # ----------------------------------------------------------------------------- message list
 
 
-async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxMessages:
-    """One page of ``row``'s messages matching ``q``, newest first. One JMAP request."""
-    folders = await system_folders_legacy(svc, row)  # TEMPORARY
+async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> InboxMessages:
+    """One page of ``row``'s messages matching ``q``, newest first. One JMAP request.
+
+    422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
+    folders = await system_folders(svc, session, row)
     listing = _resolve(row, folders, q)
 
     last: tuple[str, str] | None = None  # (receivedAt, id) of the previous page's last message
@@ -293,29 +322,32 @@ async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> Inbox
             refetch, offset = int(pos["k"]), int(pos["o"])
             last_at = datetime.fromisoformat(last[0])
         except (KeyError, TypeError, ValueError):
-            raise _bad_cursor() from None
+            raise invalid_cursor() from None
         if refetch < 0 or offset < 0:
-            raise _bad_cursor()
+            raise invalid_cursor()
         page_before = last_at + timedelta(seconds=1)  # receivedAt <= the last one's
     else:
         snapshot = _snapshot(q)
         page_before = snapshot
 
     skip = max(0, refetch - MAX_REFETCH)
-    calls: list[RawCall] = _folder_check(listing)
-    base = len(calls)
-    calls.append(RawCall("Email/query", {
-        "filter": _filter(listing.conditions, page_before), "sort": _SORT, "position": skip,
-        "limit": q.limit + refetch - skip, "calculateTotal": True,
-    }))
-    calls.append(RawCall("Email/get", {
-        "#ids": _ref(f"{base}.Email/query", "Email/query", "/ids"), "properties": jemail.LIST_PROPERTIES,
-    }))
-    results = await svc.jmap.call(row.address, calls)
-    _check_folder(results, listing, "0.Mailbox/get")
-    query = results.raw(f"{base}.Email/query", what="message search")
-    listed = results.raw(f"{base + 1}.Email/get", what="message list").get("list") or []
-    emails = _in_order(listed, query.get("ids") or [])
+    request = Request()
+    folder = _folder_check(request, listing)
+    query = request.add(
+        jemail.query(
+            _filter(listing.conditions, page_before),
+            jemail.NEWEST_FIRST,
+            position=skip,
+            limit=q.limit + refetch - skip,
+            calculate_total=True,
+        )
+    )
+    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    results = await svc.jmap.call(row.address, request)
+    _check_folder(results, listing, folder)
+    found = results.get(query, what="message search")
+    listed = results.get(get, what="message list").get("list") or []
+    emails = _in_order(listed, found.get("ids") or [])
 
     # Drop what sorts at or before the previous page's last message (its second's earlier mail).
     dropped = skip
@@ -324,7 +356,7 @@ async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> Inbox
         kept = [e for e in emails if not (e["receivedAt"] == last[0] and e["id"] >= last[1])]
         dropped += len(emails) - len(kept)
     page = kept[: q.limit]
-    remaining = int(query.get("total") or 0) - dropped  # from this page on
+    remaining = int(found.get("total") or 0) - dropped  # from this page on
     has_more = remaining > len(page)
     # Stable while paging: what the walk listed before plus what is left (the snapshot's count
     # when nothing changes meanwhile).
@@ -340,31 +372,43 @@ async def list_messages(svc: Services, row: Mailbox, q: InboxListQuery) -> Inbox
             if e["id"] == tail["id"]:
                 break
         next_cursor = svc.cursors.encode(
-            KIND_MESSAGES, listing.binding,
-            {"s": jemail.utc_date(snapshot), "r": tail["receivedAt"], "i": tail["id"], "k": same,
-             "o": offset + len(page)},
+            KIND_MESSAGES,
+            listing.binding,
+            {
+                "s": jemail.utc_date(snapshot),
+                "r": tail["receivedAt"],
+                "i": tail["id"],
+                "k": same,
+                "o": offset + len(page),
+            },
         )
     elif has_more and last is not None:
         # Everything fetched sorted before the cursor (mail moved into the list within its
         # second): same place, fetch past what was dropped.
         next_cursor = svc.cursors.encode(
-            KIND_MESSAGES, listing.binding,
+            KIND_MESSAGES,
+            listing.binding,
             {"s": jemail.utc_date(snapshot), "r": last[0], "i": last[1], "k": dropped, "o": offset},
         )
     return InboxMessages(
-        mailbox_id=row.id, address=row.address, data=[render_message(row, e) for e in page],
-        pagination=InboxCursorPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
-                                         snapshot_at=snapshot),
+        mailbox_id=row.id,
+        address=row.address,
+        data=[render_message(row, e) for e in page],
+        pagination=InboxCursorPagination(
+            limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor, snapshot_at=snapshot
+        ),
     )
 
 
 # ----------------------------------------------------------------------------- thread list
 
-_THREAD_MEMBER_PROPERTIES = ["id", "threadId", "receivedAt", "keywords", "mailboxIds", "from"]
 
-
-def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], members: list[dict[str, Any]],
-             ) -> InboxThreadSummary:
+def _summary(
+    row: Mailbox,
+    folders: dict[str, str],
+    latest: dict[str, Any],
+    members: list[dict[str, Any]],
+) -> InboxThreadSummary:
     sent, drafts = folders.get("sent"), folders.get("drafts")
     if not members:
         members = [latest]
@@ -372,7 +416,7 @@ def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], memb
     newest = members[-1]
 
     def boxes(e: dict[str, Any]) -> set[str]:
-        return {m for m, on in (e.get("mailboxIds") or {}).items() if on}
+        return set(jemail.mailbox_ids(e))
 
     def flags(e: dict[str, Any]) -> dict[str, Any]:
         return e.get("keywords") or {}
@@ -385,11 +429,16 @@ def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], memb
     lo = outbound[-1] if outbound else None
     thread = ids.to_wire(ids.THREAD, latest["threadId"])
     return InboxThreadSummary(
-        id=thread, thread_id=thread, subject=latest.get("subject"),
+        id=thread,
+        thread_id=thread,
+        subject=latest.get("subject"),
         latest_from_address=newest_from[0].get("email") if newest_from else None,
-        message_count=len(members), unread_count=unread,
-        first_message_at=members[0]["receivedAt"], last_message_at=newest["receivedAt"],
-        latest_message_id=ids.to_wire(ids.EMAIL, newest["id"]), latest_email_id=newest["id"],
+        message_count=len(members),
+        unread_count=unread,
+        first_message_at=members[0]["receivedAt"],
+        last_message_at=newest["receivedAt"],
+        latest_message_id=ids.to_wire(ids.EMAIL, newest["id"]),
+        latest_email_id=newest["id"],
         latest_inbound_message_id=ids.to_wire(ids.EMAIL, li["id"]) if li else None,
         latest_inbound_email_id=li["id"] if li else None,
         latest_inbound_at=li["receivedAt"] if li else None,
@@ -400,9 +449,13 @@ def _summary(row: Mailbox, folders: dict[str, str], latest: dict[str, Any], memb
     )
 
 
-async def list_threads(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxThreads:
-    """One page of ``row``'s threads (newest matching message first) matching ``q``. One JMAP request."""
-    folders = await system_folders_legacy(svc, row)  # TEMPORARY
+async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> InboxThreads:
+    """One page of ``row``'s threads (newest matching message first) matching ``q``. One JMAP request:
+    Email/query (``collapseThreads``), Email/get of the newest matching messages, Thread/get of
+    their threads and Email/get of every member (:data:`~shipmail.jmap.email.THREAD_MEMBER_PROPERTIES`).
+
+    422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
+    folders = await system_folders(svc, session, row)
     listing = _resolve(row, folders, q)
     position = 0
     if q.cursor:
@@ -411,45 +464,53 @@ async def list_threads(svc: Services, row: Mailbox, q: InboxListQuery) -> InboxT
             snapshot = datetime.fromisoformat(str(pos["s"]))
             position = int(pos["p"])
         except (KeyError, TypeError, ValueError):
-            raise _bad_cursor() from None
+            raise invalid_cursor() from None
         if position < 0:
-            raise _bad_cursor()
+            raise invalid_cursor()
     else:
         snapshot = _snapshot(q)
     snapshot_text = jemail.utc_date(snapshot)
 
-    calls: list[RawCall] = _folder_check(listing)
-    b = len(calls)
-    calls += [
-        RawCall("Email/query", {
-            "filter": _filter(listing.conditions, snapshot), "sort": _SORT, "collapseThreads": True,
-            "position": position, "limit": q.limit, "calculateTotal": True,
-        }),
-        RawCall("Email/get", {"#ids": _ref(f"{b}.Email/query", "Email/query", "/ids"),
-                              "properties": jemail.LIST_PROPERTIES}),
-        RawCall("Thread/get", {"#ids": _ref(f"{b + 1}.Email/get", "Email/get", "/list/*/threadId")}),
-        RawCall("Email/get", {"#ids": _ref(f"{b + 2}.Thread/get", "Thread/get", "/list/*/emailIds"),
-                              "properties": _THREAD_MEMBER_PROPERTIES}),
-    ]
-    results = await svc.jmap.call(row.address, calls)
-    _check_folder(results, listing, "0.Mailbox/get")
-    query = results.raw(f"{b}.Email/query", what="thread search")
-    latest = _in_order(results.raw(f"{b + 1}.Email/get", what="thread list").get("list") or [],
-                       query.get("ids") or [])
+    request = Request()
+    folder = _folder_check(request, listing)
+    query = request.add(
+        jemail.query(
+            _filter(listing.conditions, snapshot),
+            jemail.NEWEST_FIRST,
+            collapse_threads=True,
+            position=position,
+            limit=q.limit,
+            calculate_total=True,
+        )
+    )
+    latest_get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
+    members_get = request.add(
+        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
+    )
+    results = await svc.jmap.call(row.address, request)
+    _check_folder(results, listing, folder)
+    found = results.get(query, what="thread search")
+    latest = _in_order(results.get(latest_get, what="thread list").get("list") or [], found.get("ids") or [])
     members: dict[str, list[dict[str, Any]]] = {}
-    for e in results.raw(f"{b + 3}.Email/get", what="thread list").get("list") or []:
+    for e in results.get(members_get, what="thread list").get("list") or []:
         members.setdefault(e["threadId"], []).append(e)
-    total = int(query.get("total") or 0)
+    total = int(found.get("total") or 0)
     data = [_summary(row, folders, e, members.get(e["threadId"], [])) for e in latest]
     has_more = position + len(latest) < total and bool(latest)
     next_cursor = (
         svc.cursors.encode(KIND_THREADS, listing.binding, {"s": snapshot_text, "p": position + len(latest)})
-        if has_more else None
+        if has_more
+        else None
     )
     return InboxThreads(
-        mailbox_id=row.id, address=row.address, data=data, summary={"total": total},
-        pagination=InboxThreadsPagination(limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor,
-                                          snapshot_at=snapshot),
+        mailbox_id=row.id,
+        address=row.address,
+        data=data,
+        summary={"total": total},
+        pagination=InboxThreadsPagination(
+            limit=q.limit, total=total, has_more=has_more, next_cursor=next_cursor, snapshot_at=snapshot
+        ),
     )
 
 
@@ -460,16 +521,34 @@ def _not_found(email_id: str) -> NotFound:
     return NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
 
 
-def _set_result(results: Results, call_id: str, email_id: str, *, what: str, folder: str | None = None) -> None:
-    got = results.raw(call_id, what=what)
+def _set_result(results: Results, call: Call, email_id: str, *, what: str, folder: str | None = None) -> None:
+    """Raise for the SetError of ``email_id`` in the Email/set result of ``call`` (RFC 8620
+    section 5.3): 404 for an unknown message (or ``folder``), else the mapped error."""
+    got = results.get(call, what=what)
     failed = (got.get("notUpdated") or {}).get(email_id) or (got.get("notDestroyed") or {}).get(email_id)
     if not failed:
         return
     if failed.get("type") == "notFound":
         raise _not_found(email_id)
-    if folder is not None and failed.get("type") == "invalidProperties" and "mailboxIds" in (failed.get("properties") or []):
+    bad_folder = failed.get("type") == "invalidProperties" and "mailboxIds" in (failed.get("properties") or [])
+    if folder is not None and bad_folder:
         raise NotFound(f"No folder with id {ids.to_wire(ids.FOLDER, folder)!r}.")
     raise from_jmap(failed, what=what)
+
+
+async def _set(svc: Services, row: Mailbox, method: EmailSet) -> tuple[Results, Call]:
+    """Send the one Email/set ``method``; its results and call."""
+    request = Request()
+    call = request.add(method)
+    return await svc.jmap.call(row.address, request), call
+
+
+def _state_mismatch(results: Results, call: Call) -> bool:
+    """Whether ``call`` failed with ``stateMismatch`` (its ``ifInState`` was stale, RFC 8620 section 5.3)."""
+    return any(
+        name == "error" and cid == call.id and args.get("type") == "stateMismatch"
+        for name, args, cid in results.responses
+    )
 
 
 async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool | None, starred: bool | None) -> None:
@@ -479,71 +558,79 @@ async def update_flags(svc: Services, row: Mailbox, email_id: str, *, read: bool
         patch["keywords/$seen"] = True if read else None  # removing a keyword needs null
     if starred is not None:
         patch["keywords/$flagged"] = True if starred else None
-    results = await svc.jmap.call(row.address, [RawCall("Email/set", {"update": {email_id: patch}})])
-    _set_result(results, "single.Email/set", email_id, what="message update")
+    results, call = await _set(svc, row, EmailSet(update={email_id: patch}))
+    _set_result(results, call, email_id, what="message update")
 
 
-async def move(svc: Services, row: Mailbox, email_id: str, *, target_role: str | None, target_folder_id: str | None,
-               from_folder_id: str | None) -> None:
+async def move(
+    svc: Services,
+    session: AsyncSession,
+    row: Mailbox,
+    email_id: str,
+    *,
+    target_role: str | None,
+    target_folder_id: str | None,
+    from_folder_id: str | None,
+) -> None:
     """Put the message in exactly one folder; 404 for an unknown message or folder.
 
     With ``from_folder_id`` the message must be in that folder (409 otherwise): checked and
     moved under the same account state (``ifInState``), retried if other mail changed meanwhile.
     """
-    folders = await system_folders_legacy(svc, row)  # TEMPORARY
+    folders = await system_folders(svc, session, row)
     if target_role is not None:
         target = folders[target_role]
     else:
         assert target_folder_id is not None
         target = ids.from_wire(ids.FOLDER, target_folder_id)
     source = ids.from_wire(ids.FOLDER, from_folder_id) if from_folder_id is not None else None
-    update = {"update": {email_id: {"mailboxIds": {target: True}}}}
+    update = {email_id: {"mailboxIds": {target: True}}}
     if source is None:
-        results = await svc.jmap.call(row.address, [RawCall("Email/set", update)])
-        _set_result(results, "single.Email/set", email_id, what="message move", folder=target)
+        results, call = await _set(svc, row, EmailSet(update=update))
+        _set_result(results, call, email_id, what="message move", folder=target)
         return
     for _ in range(3):
         state, boxes = await _mailboxes_of(svc, row, email_id)
         if source not in boxes:
             raise Conflict(f"The message is not in folder {from_folder_id!r}.")
-        results = await svc.jmap.call(row.address, [RawCall("Email/set", {**update, "ifInState": state})])
-        if _state_mismatch(results):
+        results, call = await _set(svc, row, EmailSet(update=update, if_in_state=state))
+        if _state_mismatch(results, call):
             continue
-        _set_result(results, "single.Email/set", email_id, what="message move", folder=target)
+        _set_result(results, call, email_id, what="message move", folder=target)
         return
     raise Conflict("The mailbox changed while moving the message; retry.")
 
 
 async def _mailboxes_of(svc: Services, row: Mailbox, email_id: str) -> tuple[str, set[str]]:
-    results = await svc.jmap.call(row.address, [RawCall("Email/get", {"ids": [email_id], "properties": ["mailboxIds"]})])
-    got = results.raw("single.Email/get", what="message")
+    """The account's Email state and the JMAP Mailbox ids holding ``email_id``; 404 when absent."""
+    request = Request()
+    get = request.add(EmailGet(ids=[email_id], properties=["mailboxIds"]))
+    results = await svc.jmap.call(row.address, request)
+    got = results.get(get, what="message")
     listed = got.get("list") or []
     if not listed:
         raise _not_found(email_id)
-    return str(got.get("state")), {m for m, on in (listed[0].get("mailboxIds") or {}).items() if on}
+    return str(got.get("state")), set(jemail.mailbox_ids(listed[0]))
 
 
-def _state_mismatch(results: Results) -> bool:
-    name, args, _ = results.responses[0]
-    return name == "error" and args.get("type") == "stateMismatch"
-
-
-async def delete(svc: Services, row: Mailbox, email_id: str) -> None:
+async def delete(svc: Services, session: AsyncSession, row: Mailbox, email_id: str) -> None:
     """Destroy the message for good: only from Trash or Junk (409 otherwise); 404 when unknown.
 
     Cyrus reports unknown ids as destroyed, so the message is looked up first, and destroyed
     under that account state (``ifInState``), retried if other mail changed meanwhile.
     """
-    folders = await system_folders_legacy(svc, row)  # TEMPORARY
+    folders = await system_folders(svc, session, row)
     allowed = {folders["trash"], folders["junk"]}
     for _ in range(3):
         state, boxes = await _mailboxes_of(svc, row, email_id)
         if not boxes or not boxes <= allowed:
-            raise Conflict("Only messages in Trash or Junk can be deleted permanently; move the message to Trash first.")
-        results = await svc.jmap.call(row.address, [RawCall("Email/set", {"destroy": [email_id], "ifInState": state})])
-        if _state_mismatch(results):
+            raise Conflict(
+                "Only messages in Trash or Junk can be deleted permanently; move the message to Trash first."
+            )
+        results, call = await _set(svc, row, EmailSet(destroy=[email_id], if_in_state=state))
+        if _state_mismatch(results, call):
             await asyncio.sleep(0)
             continue
-        _set_result(results, "single.Email/set", email_id, what="message deletion")
+        _set_result(results, call, email_id, what="message deletion")
         return
     raise Conflict("The mailbox changed while deleting the message; retry.")

@@ -1,4 +1,5 @@
-"""Tenants and their API keys. ``api_keys.digest`` is HMAC-SHA256(secret key, full key) in hex: no plain-text key is stored."""
+"""Tenants and their API keys. ``api_keys.digest`` is HMAC-SHA256(secret key, full key) in hex:
+no plain-text key is stored."""
 
 from __future__ import annotations
 

@@ -10,12 +10,12 @@ from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail import utc
 from shipmail.auth.bearer import Principal
 from shipmail.auth.keys import display_prefix, generate_key, key_digest
 from shipmail.auth.scopes import Scope
-from shipmail.keys.models import ApiKey, Organization
-from shipmail import utc
 from shipmail.ids import new_id
+from shipmail.keys.models import ApiKey, Organization
 
 
 @dataclass(frozen=True)

@@ -1,90 +1,28 @@
 """Mailboxes: Shipmail ``/v1/mailboxes`` (create, list, get, update, delete, password reset, suspend,
-resume)."""
+resume). Wire models: :mod:`shipmail.mailboxes.schemas`; rules: :mod:`shipmail.mailboxes.service`
+and :mod:`shipmail.mailboxes.suspension`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-
-from pydantic import Field, model_validator
-
-from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.auth.scopes import Scope
-from shipmail.mailboxes.models import Mailbox as MailboxRow
+from shipmail.delivery import service as delivery
 from shipmail.http.ratelimit import Tier
-from shipmail.mailboxes import service as mailboxes, suspension
-from shipmail.settings.schemas import AutoReply
+from shipmail.http.routing import Context, Operation, operation
+from shipmail.http.schemas import Pagination
+from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes import suspension
+from shipmail.mailboxes.schemas import (
+    CreateMailboxRequest,
+    MailboxList,
+    MailboxListQuery,
+    ResetMailboxPasswordRequest,
+    UpdateMailboxRequest,
+)
+from shipmail.mailboxes.schemas import (
+    Mailbox as Mailbox,  # re-exported for shipmail.settings.routes until it imports the schemas module
+)
 
 operations: list[Operation] = []
-
-_LOCAL_PART = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$"
-
-
-class CreateMailboxRequest(Request):
-    domain_id: str = Field(min_length=1, max_length=64, description="ID of the domain for this mailbox.")
-    address: str = Field(
-        min_length=1, max_length=64, pattern=_LOCAL_PART,
-        description="Local part of the address (hello for hello@example.com).",
-    )
-    password: str | None = Field(
-        default=None, min_length=8, max_length=128,
-        description="Initial password: lower case, upper case and a digit; common passwords are refused. Never returned.",
-        json_schema_extra={"format": "password"},
-    )
-    generate_password: Literal[True] | None = Field(
-        default=None, description="Generate a strong password on the server and never return it."
-    )
-    display_name: str | None = Field(default=None, max_length=128, description="Display name for the mailbox.")
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> CreateMailboxRequest:
-        if (self.password is None) == (self.generate_password is None):
-            raise ValueError("send exactly one of password and generate_password")
-        return self
-
-
-class UpdateMailboxRequest(Request):
-    display_name: str | None = Field(default=None, max_length=200, description="Display name, or null to clear.")
-
-
-class ResetMailboxPasswordRequest(Request):
-    password: str = Field(
-        min_length=8, max_length=128,
-        description="New password: 8-128 characters with lower case, upper case and a digit; common ones refused.",
-    )
-
-
-class MailboxListQuery(PageQuery):
-    domain_id: str | None = Field(default=None, max_length=64, description="Only mailboxes of this domain.")
-
-
-class Mailbox(Wire):
-    object: Literal["mailbox"] = "mailbox"
-    id: str
-    domain_id: str
-    address: str
-    display_name: str | None
-    suspended_at: datetime | None
-    suspension_reasons: list[Literal["billing", "manual", "security"]]
-    spam_filter_threshold: int = Field(ge=1, le=14)
-    auto_reply: AutoReply
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, row: MailboxRow) -> Mailbox:
-        return cls(
-            id=row.id, domain_id=row.domain_id, address=row.address, display_name=row.display_name,
-            suspended_at=row.suspended_at, suspension_reasons=["manual"] if row.suspended_at else [],
-            spam_filter_threshold=row.spam_filter_threshold, auto_reply=row.auto_reply,
-            created_at=row.created_at, updated_at=row.updated_at,
-        )
-
-
-class MailboxList(Wire):
-    data: list[Mailbox]
-    pagination: Pagination
 
 
 @operation(
@@ -97,8 +35,8 @@ async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     special-use folders. 422 for an unverified domain, an invalid address or a weak password; 409
     for an address that exists."""
     row = await mailboxes.create(
-        ctx.services, ctx.organization_id, domain_id=ctx.body.domain_id, local_part=ctx.body.address,
-        display_name=ctx.body.display_name, password=ctx.body.password,
+        ctx.services, ctx.session, ctx.organization_id, domain_id=ctx.body.domain_id, local_part=ctx.body.address,
+        display_name=ctx.body.display_name, password=ctx.body.password, install=delivery.install,
     )
     return Mailbox.of(row)
 
@@ -112,7 +50,7 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
     """The organisation's mailboxes in creation order, optionally of one domain."""
     q = ctx.query
     rows, next_cursor, has_more = await mailboxes.list_page(
-        ctx.services, ctx.organization_id, q.domain_id, q.cursor, q.limit
+        ctx.services, ctx.session, ctx.organization_id, q.domain_id, q.cursor, q.limit
     )
     return MailboxList(
         data=[Mailbox.of(r) for r in rows],
@@ -138,7 +76,7 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
     """Change the display name (null clears it); fields not sent stay as they are."""
     if "display_name" in ctx.body.model_fields_set:
         row = await mailboxes.update_display_name(
-            ctx.services, ctx.organization_id, ctx.path["id"], ctx.body.display_name
+            ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.display_name
         )
     else:
         row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
@@ -152,7 +90,7 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
 )
 async def delete_mailbox(ctx: Context[None, None]) -> None:
     """Delete the mailbox, its account and all its mail; delivery to the address is refused."""
-    await mailboxes.delete(ctx.services, ctx.organization_id, ctx.path["id"])
+    await mailboxes.delete(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])
 
 
 @operation(
@@ -162,7 +100,9 @@ async def delete_mailbox(ctx: Context[None, None]) -> None:
 )
 async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mailbox:
     """Set a new login password; the old one stops working at once (IMAP, JMAP Basic)."""
-    row = await mailboxes.reset_password(ctx.services, ctx.organization_id, ctx.path["id"], ctx.body.password)
+    row = await mailboxes.reset_password(
+        ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.password
+    )
     return Mailbox.of(row)
 
 
@@ -178,7 +118,7 @@ async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
     in the mailbox stays, and this API can still list, read and manage it. Idempotent: suspending
     a suspended mailbox keeps its `suspended_at`. Suspension reasons: `manual` (the only one this
     service sets). 503: the mail server is unavailable (nothing changed)."""
-    return Mailbox.of(await suspension.suspend(ctx.services, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(await suspension.suspend(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]))
 
 
 @operation(
@@ -190,4 +130,4 @@ async def resume_mailbox(ctx: Context[None, None]) -> Mailbox:
     """Remove the manual suspension: logins and delivery work again at once, and mail the
     sending servers kept back arrives on their next retry. Idempotent: resuming an active
     mailbox returns it unchanged. 503: the mail server is unavailable (nothing changed)."""
-    return Mailbox.of(await suspension.resume(ctx.services, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(await suspension.resume(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]))

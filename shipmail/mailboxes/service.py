@@ -1,14 +1,21 @@
 """Mailboxes: a database row plus an account on the mail server, kept in step.
 
 Source: Shipmail ``POST/GET /v1/mailboxes``, ``GET/PATCH/DELETE /v1/mailboxes/{id}``,
-``PATCH /v1/mailboxes/{id}/password``.
+``PATCH /v1/mailboxes/{id}/password``. Suspension is in :mod:`shipmail.mailboxes.suspension`.
+
+Every function works in the caller's ``session`` (the request's unit of work, opened by the
+route); a write reads and locks its row in that session (``for_update``) and commits it.
 
 Consistency across the two stores:
-- create: the row is written (not committed), then the account is provisioned, then the row is
-  committed. A failed provisioning rolls the row back; a failed commit deprovisions the account.
+- create: the row is written (flushed, not committed), then the account is provisioned, its
+  system folders read and its delivery script installed, then the row is committed. A failed
+  provisioning rolls the row back; a failure after it (set-up or commit) deprovisions the account.
 - delete: the row is deleted (not committed), the account is deprovisioned, then the commit. A
   failed deprovisioning rolls back (both stay); an account already gone counts as deprovisioned,
   so a retried DELETE completes.
+- password reset: the new hash is flushed, the server told (:meth:`MailServer.set_password`;
+  nothing to do for Cyrus, whose logins are checked against this database), then committed; 503
+  from the server rolls the row back.
 """
 
 from __future__ import annotations
@@ -16,35 +23,43 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail import utc
 from shipmail.db import repository
 from shipmail.domains.models import Domain
-from shipmail.mailboxes.models import Mailbox
-from shipmail import utc
-from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from shipmail.ids import new_id
-from shipmail.mailserver.base import AccountExists, AccountNotFound, MailServerUnavailable
-from shipmail.domains import service as domains
-from shipmail.mailboxes import passwords
-from shipmail.runtime import Services
+from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
+from shipmail.ids import new_id
+from shipmail.mailboxes import passwords
+from shipmail.mailboxes.accounts import fetch_system_folders
+from shipmail.mailboxes.models import Mailbox
+from shipmail.mailboxes.schemas import LOCAL_PART_PATTERN
+from shipmail.mailserver.base import AccountExists, AccountNotFound, MailServerUnavailable
+from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.mailboxes.service")
 
-LOCAL_PART = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
+LOCAL_PART = re.compile(LOCAL_PART_PATTERN)
+
+#: What :func:`create` runs to put a new mailbox's delivery Sieve script on the server:
+#: :func:`shipmail.delivery.service.install`, passed in by the route (delivery imports this module,
+#: so this module cannot import it).
+Installer = Callable[[Services, Mailbox], Awaitable[None]]
 
 
 def check_password(password: str, field: str = "password") -> None:
-    """422 with a field detail when ``password`` breaks the policy."""
+    """422 with one ``weak_password`` detail per problem when ``password`` breaks the policy
+    (:func:`shipmail.mailboxes.passwords.policy_problems`)."""
     problems = passwords.policy_problems(password)
     if problems:
         raise ValidationFailed(
             "Password " + "; ".join(problems) + ".",
-            details=[{"field": field, "code": "weak_password", "message": p} for p in problems],
+            details=[detail(field, "weak_password", p) for p in problems],
         )
 
 
@@ -67,14 +82,19 @@ async def get(
 
 async def create(
     svc: Services,
+    session: AsyncSession,
     organization_id: str,
     *,
     domain_id: str,
     local_part: str,
     display_name: str | None,
     password: str | None,
+    install: Installer,
 ) -> Mailbox:
-    """Create the mailbox and its account. ``password=None`` generates one that is never shown.
+    """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
+    one that is never shown. After provisioning, the system folders' ids are stored on the row
+    and ``install(svc, row)`` puts the delivery script on the server; if that or the commit fails,
+    the account is removed again.
 
     422: unknown/unverified domain, invalid address, weak password. 409: the address exists.
     503: the mail server is unavailable (nothing is left behind).
@@ -82,7 +102,7 @@ async def create(
     if not LOCAL_PART.match(local_part) or ".." in local_part or len(local_part) > 64:
         raise ValidationFailed(
             "Invalid address: use letters, digits, '.', '_' and '-', starting and ending with a letter or digit.",
-            details=[{"field": "address", "code": "invalid_address", "message": "invalid local part"}],
+            details=[detail("address", "invalid_address", "invalid local part")],
         )
     if password is not None:
         check_password(password)
@@ -90,121 +110,112 @@ async def create(
     password_hash = await passwords.hash_password_async(secret)
     del secret
 
-    async with svc.db.session() as session:
-        domain = await repository.get_owned(session, Domain, organization_id, domain_id)
-        if domain is None:
-            raise ValidationFailed(
-                f"No domain with id {domain_id!r}.",
-                details=[{"field": "domain_id", "code": "not_found", "message": "unknown domain"}],
-            )
-        if domain.status != "verified":
-            raise ValidationFailed(
-                f"The domain {domain.name} is not verified yet.",
-                details=[{"field": "domain_id", "code": "domain_not_verified", "message": "domain not verified"}],
-            )
-        address = f"{local_part.lower()}@{domain.name}"
-        if (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == address))).first():
-            raise Conflict(f"The mailbox {address} already exists.")
-        now = utc.now()
-        mailbox = Mailbox(
-            id=new_id("mbx"), organization_id=organization_id, domain_id=domain.id,
-            local_part=local_part.lower(), address=address, display_name=display_name,
-            password_hash=password_hash, created_at=now, updated_at=now,
+    domain = await repository.get_owned(session, Domain, organization_id, domain_id)
+    if domain is None:
+        raise ValidationFailed(
+            f"No domain with id {domain_id!r}.", details=[detail("domain_id", "not_found", "unknown domain")]
         )
+    if domain.status != "verified":
+        raise ValidationFailed(
+            f"The domain {domain.name} is not verified yet.",
+            details=[detail("domain_id", "domain_not_verified", "domain not verified")],
+        )
+    address = f"{local_part.lower()}@{domain.name}"
+    if (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == address))).first():
+        raise Conflict(f"The mailbox {address} already exists.")
+    now = utc.now()
+    mailbox = Mailbox(
+        id=new_id("mbx"), organization_id=organization_id, domain_id=domain.id,
+        local_part=local_part.lower(), address=address, display_name=display_name,
+        password_hash=password_hash, created_at=now, updated_at=now,
+    )
+    session.add(mailbox)
+    try:
+        await session.flush()
+    except sa.exc.IntegrityError:
+        raise Conflict(f"The mailbox {address} already exists.") from None
+
+    try:
+        await svc.mail.provision(address)
+    except AccountExists:
+        raise Conflict(f"The mailbox {address} already exists on the mail server.") from None
+    except MailServerUnavailable as exc:
+        raise _unavailable(exc) from None
+
+    try:
+        mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
+        await install(svc, mailbox)
         session.add(mailbox)
+        await session.commit()
+    except BaseException:
+        logger.warning("set-up failed after provisioning %s; removing the account", mailbox.id)
+        svc.jmap.forget(address)
         try:
-            await session.flush()
-        except sa.exc.IntegrityError:
-            raise Conflict(f"The mailbox {address} already exists.") from None
-
-        try:
-            await svc.mail.provision(address)
-        except AccountExists:
-            raise Conflict(f"The mailbox {address} already exists on the mail server.") from None
-        except MailServerUnavailable as exc:
-            raise _unavailable(exc) from None
-
-        try:
-            from shipmail.mailboxes.accounts import fetch_system_folders
-
-            mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
-            from shipmail.delivery import service as sieve_sync
-
-            await sieve_sync.install(svc, mailbox)
-            session.add(mailbox)
-            await session.commit()
-        except BaseException:
-            logger.warning("set-up failed after provisioning %s; removing the account", mailbox.id)
-            svc.jmap.forget(address)
-            try:
-                await svc.mail.deprovision(address)
-            except Exception:
-                logger.exception("could not remove the account of %s after a failed write", mailbox.id)
-            raise
+            await svc.mail.deprovision(address)
+        except Exception:
+            logger.exception("could not remove the account of %s after a failed write", mailbox.id)
+        raise
     return mailbox
 
 
 async def list_page(
-    svc: Services, organization_id: str, domain_id: str | None, cursor: str | None, limit: int
+    svc: Services, session: AsyncSession, organization_id: str, domain_id: str | None, cursor: str | None, limit: int
 ) -> tuple[list[Mailbox], str | None, bool]:
-    """A page of the organisation's mailboxes (optionally of one domain) in creation order."""
+    """A page of the organisation's mailboxes (optionally of one domain) in creation order:
+    ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other filters."""
     where = [col(Mailbox.organization_id) == organization_id]
     if domain_id is not None:
         where.append(col(Mailbox.domain_id) == domain_id)
-    async with svc.db.session() as session:
-        return await cursor_page(
-            session, svc.cursors, Mailbox, kind="mailboxes", binding={"o": organization_id, "d": domain_id},
-            where=where, cursor=cursor, limit=limit,
-        )
+    return await cursor_page(
+        session, svc.cursors, Mailbox, kind="mailboxes", binding={"o": organization_id, "d": domain_id},
+        where=where, cursor=cursor, limit=limit,
+    )
 
 
-async def update_display_name(svc: Services, organization_id: str, mailbox_id: str, display_name: str | None) -> Mailbox:
-    """Set (or with None clear) the display name."""
-    async with svc.db.session() as session:
-        mailbox = await get(session, organization_id, mailbox_id)
-        mailbox.display_name = display_name
-        mailbox.updated_at = utc.now()
-        session.add(mailbox)
-        await session.commit()
-        return mailbox
+async def update_display_name(
+    session: AsyncSession, organization_id: str, mailbox_id: str, display_name: str | None
+) -> Mailbox:
+    """Set (or with None clear) the display name; the row is locked, changed and committed. 404
+    as :func:`get`."""
+    mailbox = await get(session, organization_id, mailbox_id, for_update=True)
+    mailbox.display_name = display_name
+    mailbox.updated_at = utc.now()
+    session.add(mailbox)
+    await session.commit()
+    return mailbox
 
 
-async def reset_password(svc: Services, organization_id: str, mailbox_id: str, password: str) -> Mailbox:
-    """Replace the password: from the commit on, the old one fails and the new one works."""
+async def reset_password(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, password: str
+) -> Mailbox:
+    """Replace the password: from the commit on, the old one fails and the new one works. 422
+    weak password, 404 as :func:`get`, 503 mail server unavailable (nothing changed)."""
     check_password(password)
     password_hash = await passwords.hash_password_async(password)
-    async with svc.db.session() as session:
-        mailbox = await get(session, organization_id, mailbox_id)
-        mailbox.password_hash = password_hash
-        mailbox.updated_at = utc.now()
-        session.add(mailbox)
-        await session.flush()
-        try:
-            await svc.mail.set_password(mailbox.address, password_hash)
-        except MailServerUnavailable as exc:
-            raise _unavailable(exc) from None
-        await session.commit()
-        return mailbox
+    mailbox = await get(session, organization_id, mailbox_id, for_update=True)
+    mailbox.password_hash = password_hash
+    mailbox.updated_at = utc.now()
+    session.add(mailbox)
+    await session.flush()
+    try:
+        await svc.mail.set_password(mailbox.address, password_hash)
+    except MailServerUnavailable as exc:
+        raise _unavailable(exc) from None
+    await session.commit()
+    return mailbox
 
 
-async def delete(svc: Services, organization_id: str, mailbox_id: str) -> None:
-    """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards."""
-    async with svc.db.session() as session:
-        mailbox = await get(session, organization_id, mailbox_id)
-        await session.delete(mailbox)
-        await session.flush()
-        try:
-            await svc.mail.deprovision(mailbox.address)
-        except AccountNotFound:
-            logger.info("account of %s was already gone", mailbox.id)
-        except MailServerUnavailable as exc:
-            raise _unavailable(exc) from None
-        svc.jmap.forget(mailbox.address)
-        await session.commit()
-
-
-async def password_hash_for(session: AsyncSession, address: str) -> str | None:
-    """The argon2id hash of the mailbox ``address`` (None when there is no such mailbox)."""
-    return (await session.exec(select(Mailbox.password_hash).where(col(Mailbox.address) == address.lower()))).first()
-
-
+async def delete(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> None:
+    """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards.
+    404 as :func:`get`; 503 mail server unavailable (both stay)."""
+    mailbox = await get(session, organization_id, mailbox_id, for_update=True)
+    await session.delete(mailbox)
+    await session.flush()
+    try:
+        await svc.mail.deprovision(mailbox.address)
+    except AccountNotFound:
+        logger.info("account of %s was already gone", mailbox.id)
+    except MailServerUnavailable as exc:
+        raise _unavailable(exc) from None
+    svc.jmap.forget(mailbox.address)
+    await session.commit()

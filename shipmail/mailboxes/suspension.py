@@ -29,12 +29,12 @@ Both operations are idempotent: suspending a suspended mailbox keeps its ``suspe
 resuming an active one changes nothing. Either way the server state is asserted again, which
 also repairs a block lost on the server side.
 
-Consistency across the two stores (as :func:`shipmail.mailboxes.service.create`): the row is
-locked and changed (not committed), the server is changed, then the commit. A failed server
-change rolls the row back (503 when unreachable); a failed commit undoes the server change.
-Concurrent calls on one mailbox are serialised by the row lock (PostgreSQL) or the write lock
-(SQLite), taken BEFORE the row is read, so the decision and the server change always match the
-committed state.
+Consistency across the two stores (as :func:`shipmail.mailboxes.service.create`), in the
+request's session: the row is locked and changed (not committed), the server is changed, then the
+commit. A failed server change rolls the row back (503 when unreachable); a failed commit
+undoes the server change. Concurrent calls on one mailbox are serialised by the row lock
+(PostgreSQL) or the write lock (SQLite), taken BEFORE the row is read, so the decision and the
+server change always match the committed state.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.mailboxes.models import Mailbox
 from shipmail import utc
 from shipmail.http.errors import InternalError, ServiceUnavailable
-from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
 from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes.models import Mailbox
+from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.mailboxes.suspension")
@@ -82,38 +82,39 @@ async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
         raise InternalError("The mailbox's account is missing on the mail server.") from None
 
 
-async def _set(svc: Services, organization_id: str, mailbox_id: str, suspended: bool) -> Mailbox:
-    async with svc.db.session() as session:
-        row = await _lock_and_get(session, organization_id, mailbox_id)
-        changed = (row.suspended_at is None) == suspended
+async def _set(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, suspended: bool
+) -> Mailbox:
+    row = await _lock_and_get(session, organization_id, mailbox_id)
+    changed = (row.suspended_at is None) == suspended
+    if changed:
+        now = utc.now()
+        row.suspended_at = now if suspended else None
+        row.updated_at = now
+        session.add(row)
+        await session.flush()
+    await _apply(svc, row, suspended)
+    try:
+        await session.commit()
+    except BaseException:
         if changed:
-            now = utc.now()
-            row.suspended_at = now if suspended else None
-            row.updated_at = now
-            session.add(row)
-            await session.flush()
-        await _apply(svc, row, suspended)
-        try:
-            await session.commit()
-        except BaseException:
-            if changed:
-                logger.warning("suspension change of %s not saved; undoing it on the mail server", row.id)
-                try:
-                    await svc.mail.set_suspended(row.address, not suspended)
-                except Exception:
-                    logger.exception("could not undo the suspension change of %s on the mail server", row.id)
-            raise
-        return row
+            logger.warning("suspension change of %s not saved; undoing it on the mail server", row.id)
+            try:
+                await svc.mail.set_suspended(row.address, not suspended)
+            except Exception:
+                logger.exception("could not undo the suspension change of %s on the mail server", row.id)
+        raise
+    return row
 
 
-async def suspend(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
-    """Suspend the mailbox manually (see the module docstring); ``suspended_at`` of an already
-    suspended mailbox is kept. 404 not the organisation's mailbox; 503 mail server unavailable
-    (nothing changed)."""
-    return await _set(svc, organization_id, mailbox_id, True)
+async def suspend(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> Mailbox:
+    """Suspend the mailbox manually (see the module docstring), committed in ``session``;
+    ``suspended_at`` of an already suspended mailbox is kept. 404 not the organisation's mailbox;
+    503 mail server unavailable (nothing changed)."""
+    return await _set(svc, session, organization_id, mailbox_id, True)
 
 
-async def resume(svc: Services, organization_id: str, mailbox_id: str) -> Mailbox:
-    """Remove the manual suspension: logins and delivery work again from the commit on; an
-    active mailbox is answered as it is. 404 / 503 as :func:`suspend`."""
-    return await _set(svc, organization_id, mailbox_id, False)
+async def resume(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> Mailbox:
+    """Remove the manual suspension, committed in ``session``: logins and delivery work again
+    from the commit on; an active mailbox is answered as it is. 404 / 503 as :func:`suspend`."""
+    return await _set(svc, session, organization_id, mailbox_id, False)

@@ -1,13 +1,16 @@
 """Sandbox inbound: a message built from a JSON description and delivered like real inbound mail.
 
-Source: Shipmail ``POST /v1/mailboxes/{id}/sandbox/inbound`` (``injectSandboxInbound``).
+Source: Shipmail ``POST /v1/mailboxes/{id}/sandbox/inbound`` (``injectSandboxInbound``); the input
+is the request body itself (:class:`~shipmail.sandbox.schemas.InjectSandboxInboundRequest`).
 
 :func:`build_message` makes an RFC 5322 message with Python's :mod:`email` package
 (``EmailMessage``, ``policy.SMTP``: CRLF line ends, folded headers, RFC 2047 encoded words for
 non-ASCII display names and subjects): ``text/plain``, ``text/html`` or ``multipart/alternative``
 when both bodies are given. :func:`inject` delivers it to the mailbox over the mail server's
 inbound path (:meth:`MailServer.deliver`: LMTP for Cyrus), so the mailbox's delivery script runs
-exactly as for mail from the internet, then finds the delivered message by its Message-ID.
+exactly as for mail from the internet, then finds the delivered message by its Message-ID (one
+JMAP request: Email/query with a ``header`` filter and Email/get) and returns it as the inbox renders
+it (:func:`shipmail.inbox.service.get_message`).
 
 Header injection is impossible by construction: every header value is checked for CR, LF, NUL and
 the other C0 control characters (422), and custom headers are limited to ``List-Unsubscribe``,
@@ -21,23 +24,25 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
 
-from shipmail.inbox.schemas import InboxFullMessage
-from shipmail.mailboxes.models import Mailbox
-from shipmail.http.errors import Conflict, InternalError, ServiceUnavailable, ValidationFailed
+from jmapc.methods import EmailGet
 
-from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
-from shipmail.jmap.errors import QuotaExceeded
-from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
+from shipmail import utc
+from shipmail.http.errors import Conflict, Detail, InternalError, ServiceUnavailable, ValidationFailed, detail
 from shipmail.inbox import service as inbox
+from shipmail.inbox.schemas import InboxFullMessage
+from shipmail.jmap import email as jemail
+from shipmail.jmap.errors import QuotaExceeded
+from shipmail.jmap.request import Request
+from shipmail.mailboxes.models import Mailbox
+from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
 from shipmail.runtime import Services
+from shipmail.sandbox.schemas import InjectSandboxInboundRequest, OutboundHeader, Recipient, RecipientObject
 
 logger = logging.getLogger("shipmail.sandbox.service")
 
@@ -57,9 +62,23 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 #: ``X-`` header prefixes reserved for Shipmail, the sending infrastructure (SES), routing and
 #: identity (lower case): a sandbox message must not forge them.
 RESERVED_X_PREFIXES = (
-    "x-shipmail", "x-ses-", "x-amz", "x-original-", "x-forwarded-", "x-envelope-", "x-delivered-",
-    "x-received", "x-rcpt-", "x-sender", "x-originating-", "x-authenticated", "x-auth-", "x-real-ip",
-    "x-client-ip", "x-sieve", "x-cyrus",
+    "x-shipmail",
+    "x-ses-",
+    "x-amz",
+    "x-original-",
+    "x-forwarded-",
+    "x-envelope-",
+    "x-delivered-",
+    "x-received",
+    "x-rcpt-",
+    "x-sender",
+    "x-originating-",
+    "x-authenticated",
+    "x-auth-",
+    "x-real-ip",
+    "x-client-ip",
+    "x-sieve",
+    "x-cyrus",
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -81,56 +100,37 @@ class Party:
     name: str | None = None
 
 
-@dataclass(frozen=True)
-class InboundMessage:
-    """What to build; ``field`` names (for 422 details) follow the JSON request body.
-
-    ``sender`` is ``from``; ``message_id``, ``in_reply_to`` and each of ``references`` are
-    ``<id@host>`` strings; ``headers`` are ``(name, value)`` pairs; ``received_at`` becomes the
-    ``Date`` header (UTC when naive; now when absent).
-    """
-
-    sender: str | dict[str, Any]
-    subject: str
-    to: list[str | dict[str, Any]] | None = None
-    cc: list[str | dict[str, Any]] | None = None
-    text: str | None = None
-    html: str | None = None
-    message_id: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] | None = None
-    received_at: datetime | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
 class _Problems:
+    """The field-level problems of one request, reported together (422)."""
+
     def __init__(self) -> None:
-        self.details: list[dict[str, str]] = []
+        self.details: list[Detail] = []
 
     def add(self, field_name: str, code: str, message: str) -> None:
-        self.details.append({"field": field_name, "code": code, "message": message})
+        self.details.append(detail(field_name, code, message))
 
     def raise_if_any(self) -> None:
         if self.details:
-            raise ValidationFailed("Invalid sandbox message: " + self.details[0]["message"] + ".",
-                                   details=self.details)
+            raise ValidationFailed("Invalid sandbox message: " + self.details[0]["message"] + ".", details=self.details)
 
 
 def _check_header_text(problems: _Problems, field_name: str, value: str) -> bool:
     """False (and a problem) when ``value`` holds CR, LF, NUL or another control character."""
     if _CONTROL.search(value):
-        problems.add(field_name, "header_injection",
-                     "header values must not contain CR, LF, NUL or other control characters")
+        problems.add(
+            field_name, "header_injection", "header values must not contain CR, LF, NUL or other control characters"
+        )
         return False
     return True
 
 
-def parse_party(problems: _Problems, field_name: str, value: str | dict[str, Any]) -> Party | None:
-    """A ``Recipient``: ``"user@host"``, ``"Name <user@host>"`` or ``{address, name}``."""
-    if isinstance(value, dict):
-        address = str(value.get("address") or "")
-        name = value.get("name")
-        name = str(name) if name is not None else None
+def parse_party(problems: _Problems, field_name: str, value: Recipient) -> Party | None:
+    """A ``Recipient``: ``"user@host"``, ``"Name <user@host>"`` or ``{address, name}``; None (and
+    a problem named ``field_name``) when it is not an address or holds control characters."""
+    name: str | None
+    if isinstance(value, RecipientObject):
+        address = value.address
+        name = value.name
         ok = _check_header_text(problems, f"{field_name}.address", address)
         if name is not None:
             ok = _check_header_text(problems, f"{field_name}.name", name) and ok
@@ -148,8 +148,8 @@ def parse_party(problems: _Problems, field_name: str, value: str | dict[str, Any
         else:
             name, address = None, value.strip()
     if len(address) > 254 or not _ADDR_SPEC.match(address) or len(address.split("@")[0]) > 64:
-        problems.add(field_name if not isinstance(value, dict) else f"{field_name}.address", "invalid_address",
-                     "not an email address (local@domain, ASCII)")
+        where = f"{field_name}.address" if isinstance(value, RecipientObject) else field_name
+        problems.add(where, "invalid_address", "not an email address (local@domain, ASCII)")
         return None
     return Party(address=address, name=name or None)
 
@@ -159,10 +159,12 @@ def _header_address(party: Party) -> Address:
     return Address(display_name=party.name or "", username=local, domain=domain)
 
 
-def _check_custom_headers(problems: _Problems, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _check_custom_headers(problems: _Problems, headers: list[OutboundHeader]) -> list[tuple[str, str]]:
+    """The allowed custom headers as ``(name, value)`` pairs; a problem for each refused one."""
     seen: dict[str, str] = {}
     out: list[tuple[str, str]] = []
-    for i, (name, value) in enumerate(headers):
+    for i, header in enumerate(headers):
+        name, value = header.name, header.value
         where = f"headers[{i}]"
         lower = name.lower()
         if not _FIELD_NAME.match(name):
@@ -170,8 +172,11 @@ def _check_custom_headers(problems: _Problems, headers: list[tuple[str, str]]) -
             continue
         if lower not in (LIST_UNSUBSCRIBE.lower(), LIST_UNSUBSCRIBE_POST.lower()):
             if not lower.startswith("x-") or len(lower) < 3:
-                problems.add(f"{where}.name", "header_not_allowed",
-                             f"{name} is not allowed: use List-Unsubscribe, List-Unsubscribe-Post or an X-* header")
+                problems.add(
+                    f"{where}.name",
+                    "header_not_allowed",
+                    f"{name} is not allowed: use List-Unsubscribe, List-Unsubscribe-Post or an X-* header",
+                )
                 continue
             if lower.startswith(RESERVED_X_PREFIXES):
                 problems.add(f"{where}.name", "header_reserved", f"{name} is a reserved header")
@@ -190,16 +195,23 @@ def _check_custom_headers(problems: _Problems, headers: list[tuple[str, str]]) -
     if unsubscribe is not None:
         uris = re.findall(r"<([^<>\s]+)>", unsubscribe)
         if not _URI_LIST.match(unsubscribe) or not all(u.lower().startswith(("https://", "mailto:")) for u in uris):
-            problems.add("headers", "invalid_list_unsubscribe",
-                         "List-Unsubscribe is a comma-separated list of <https://...> or <mailto:...> URIs")
+            problems.add(
+                "headers",
+                "invalid_list_unsubscribe",
+                "List-Unsubscribe is a comma-separated list of <https://...> or <mailto:...> URIs",
+            )
     post = seen.get(LIST_UNSUBSCRIBE_POST.lower())
     if post is not None:
         if post.strip() != ONE_CLICK:
             problems.add("headers", "invalid_list_unsubscribe_post", f"List-Unsubscribe-Post must be {ONE_CLICK!r}")
-        if unsubscribe is None or not any(u.lower().startswith("https://")
-                                          for u in re.findall(r"<([^<>\s]+)>", unsubscribe)):
-            problems.add("headers", "list_unsubscribe_post_needs_https",
-                         "List-Unsubscribe-Post needs a List-Unsubscribe header with an https URI (RFC 8058)")
+        if unsubscribe is None or not any(
+            u.lower().startswith("https://") for u in re.findall(r"<([^<>\s]+)>", unsubscribe)
+        ):
+            problems.add(
+                "headers",
+                "list_unsubscribe_post_needs_https",
+                "List-Unsubscribe-Post needs a List-Unsubscribe header with an https URI (RFC 8058)",
+            )
     return out
 
 
@@ -208,11 +220,14 @@ def new_message_id(domain: str) -> str:
     return f"<sandbox.{secrets.token_hex(16)}@{domain}>"
 
 
-def build_message(spec: InboundMessage, *, recipient: str) -> tuple[bytes, str, str]:
+def build_message(spec: InjectSandboxInboundRequest, *, recipient: str) -> tuple[bytes, str, str]:
     """``(message bytes, Message-ID, envelope sender)`` for ``spec``, delivered to ``recipient``
-    (the mailbox address; the ``To`` header when ``spec.to`` is empty). 422 on invalid input."""
+    (the mailbox address; the ``To`` header when ``spec.to`` is empty). ``received_at`` becomes
+    the ``Date`` header (UTC when naive, its own offset kept otherwise; now when absent).
+
+    422 on invalid input, every problem at once, ``field`` named as in the JSON request body."""
     problems = _Problems()
-    sender = parse_party(problems, "from", spec.sender)
+    sender = parse_party(problems, "from", spec.from_)
     to = [parse_party(problems, f"to[{i}]", r) for i, r in enumerate(spec.to or [])]
     cc = [parse_party(problems, f"cc[{i}]", r) for i, r in enumerate(spec.cc or [])]
     _check_header_text(problems, "subject", spec.subject)
@@ -230,15 +245,15 @@ def build_message(spec: InboundMessage, *, recipient: str) -> tuple[bytes, str, 
             problems.add(name, "invalid_message_id", "a message id is <left@right> (RFC 5322 msg-id, ASCII, no spaces)")
         elif len(value) > MAX_MESSAGE_ID:
             problems.add(name, "too_long", f"message ids are at most {MAX_MESSAGE_ID} characters (one header line)")
-    custom = _check_custom_headers(problems, spec.headers)
+    custom = _check_custom_headers(problems, spec.headers or [])
     problems.raise_if_any()
     assert sender is not None
 
     domain = recipient.partition("@")[2] or "sandbox.invalid"
     message_id = spec.message_id or new_message_id(domain)
-    when = spec.received_at or datetime.now(timezone.utc)
+    when = spec.received_at or utc.now()
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = utc.as_utc(when)
 
     msg = EmailMessage(policy=policy.SMTP)
     try:
@@ -265,8 +280,9 @@ def build_message(spec: InboundMessage, *, recipient: str) -> tuple[bytes, str, 
             msg.set_content(spec.text or "")
         data = msg.as_bytes(policy=policy.SMTP)
     except (ValueError, TypeError, IndexError) as exc:  # the email package refused a value
-        raise ValidationFailed(f"The message could not be built: {exc}.",
-                               details=[{"field": "body", "code": "unbuildable", "message": str(exc)}]) from None
+        raise ValidationFailed(
+            f"The message could not be built: {exc}.", details=[detail("body", "unbuildable", str(exc))]
+        ) from None
     return data, message_id, sender.address
 
 
@@ -277,12 +293,13 @@ def _bare(message_id: str) -> str:
 async def find_by_message_id(svc: Services, row: Mailbox, message_id: str) -> list[str]:
     """JMAP ids of ``row``'s messages whose Message-ID is exactly ``message_id`` (one request:
     Email/query with a ``header`` filter, which matches substrings, then Email/get to compare)."""
-    query = RawCall("Email/query", {"filter": {"header": ["Message-ID", _bare(message_id)]},
-                                    "sort": [{"property": "receivedAt", "isAscending": False}], "limit": 256})
-    get = RawCall("Email/get", {"#ids": {"resultOf": "0.Email/query", "name": "Email/query", "path": "/ids"},
-                                "properties": ["id", "messageId"]})
-    results = await svc.jmap.call(row.address, [query, get])
-    listed = results.raw("1.Email/get", what="message lookup").get("list") or []
+    request = Request()
+    query = request.add(
+        jemail.query({"header": ["Message-ID", _bare(message_id)]}, jemail.NEWEST_RECEIVED_FIRST, limit=256)
+    )
+    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=["id", "messageId"]))
+    results = await svc.jmap.call(row.address, request)
+    listed = results.get(get, what="message lookup").get("list") or []
     want = _bare(message_id)
     return [str(e["id"]) for e in listed if want in (e.get("messageId") or [])]
 
@@ -311,7 +328,7 @@ def _refusal(exc: DeliveryRefused, row: Mailbox) -> Exception:
     return InternalError(f"The mail server refused the message ({code}).")
 
 
-async def inject(svc: Services, row: Mailbox, spec: InboundMessage) -> InboxFullMessage:
+async def inject(svc: Services, row: Mailbox, spec: InjectSandboxInboundRequest) -> InboxFullMessage:
     """Build, deliver and return the message (``InboxFullMessage`` of the delivered copy).
 
     422 invalid input (fields named in details); 409 a message with this ``message_id`` is already

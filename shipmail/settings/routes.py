@@ -6,7 +6,7 @@ from __future__ import annotations
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
-from shipmail.mailboxes.routes import Mailbox
+from shipmail.mailboxes.schemas import Mailbox
 from shipmail.settings import service
 from shipmail.settings.schemas import UpdateAutoReplyRequest, UpdateSpamFilterRequest
 

@@ -1,37 +1,17 @@
-"""``GET /v1/status``: public health of the API, its database and its mail server."""
+"""``GET /v1/status``: public health of the API, its database and its mail server. Wire models:
+:mod:`shipmail.status.schemas`."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
-from typing import Literal
 
-from pydantic import Field
 from starlette.responses import JSONResponse
 
+from shipmail import utc
 from shipmail.http.routing import Context, Operation, operation
-from shipmail.http.schemas import Wire
+from shipmail.status.schemas import Components, ComponentStatus, StatusResponse
 
 operations: list[Operation] = []
-
-
-class ComponentStatus(Wire):
-    status: Literal["up", "down"]
-
-
-class Components(Wire):
-    database: ComponentStatus
-    mail_server: ComponentStatus
-
-
-class StatusResponse(Wire):
-    status: Literal["operational", "maintenance", "degraded"] = Field(
-        description="operational when every component is up; degraded (HTTP 503) otherwise."
-    )
-    version: str
-    time: datetime
-    request_id: str
-    components: Components
 
 
 @operation(
@@ -46,7 +26,7 @@ async def get_status(ctx: Context[None, None]) -> JSONResponse:
     body = StatusResponse(
         status="operational" if db_up and mail_up else "degraded",
         version="v1",
-        time=datetime.now(timezone.utc),
+        time=utc.now(),
         request_id=ctx.request_id,
         components=Components(
             database=ComponentStatus(status="up" if db_up else "down"),

@@ -29,8 +29,9 @@ def live_server(api: ApiEnv) -> Iterator[LiveUrl]:
     inst = api.cyrus.instance
     app = create_app(api.settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="live-app", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -75,14 +75,16 @@ class ServeProcess:
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         self.proc: subprocess.Popen[bytes] | None = None
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMAIL_")}
-        env.update({
-            "SHIPMAIL_DATA_DIR": str(self.data_dir),
-            "SHIPMAIL_PORT": str(self.port),
-            "SHIPMAIL_JMAP_PORT": str(self.jmap_port),
-            "SHIPMAIL_LMTP_PORT": str(self.lmtp_port),
-            "SHIPMAIL_IMAP_PORT": str(self.imap_port),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "SHIPMAIL_DATA_DIR": str(self.data_dir),
+                "SHIPMAIL_PORT": str(self.port),
+                "SHIPMAIL_JMAP_PORT": str(self.jmap_port),
+                "SHIPMAIL_LMTP_PORT": str(self.lmtp_port),
+                "SHIPMAIL_IMAP_PORT": str(self.imap_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(extra_env or {})
         self.env = env
 
@@ -105,8 +107,13 @@ class ServeProcess:
             log.write(f"\n===== shipmail serve ({time.strftime('%H:%M:%S')}) =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [str(SHIPMAIL), "serve"], env=self.env, cwd=str(REPO), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [str(SHIPMAIL), "serve"],
+                env=self.env,
+                cwd=str(REPO),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         last = "no answer yet"
@@ -188,12 +195,18 @@ class ServeProcess:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``shipmail ARGS`` with the same environment."""
         result = subprocess.run(
-            [str(SHIPMAIL), *args], env=self.env, cwd=str(REPO), capture_output=True, text=True,
-            timeout=60, check=False,
+            [str(SHIPMAIL), *args],
+            env=self.env,
+            cwd=str(REPO),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"shipmail {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"shipmail {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def create_key(self, org: str = "acme", *scopes: str) -> str:

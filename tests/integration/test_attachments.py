@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from shipmail.mailserver.cyrus_server import CyrusMailServer
-from tests.integration.conftest import ApiEnv, free_port
+from tests.integration.conftest import ApiEnv, free_port, require
 from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, unique
 from tests.integration.live_app import live_server
 
@@ -324,8 +324,7 @@ print(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 def test_official_sdk_download(api: ApiEnv, sample: dict[str, Any]) -> None:
-    if not SDK_PYTHON.exists():
-        pytest.skip("the official SDK is not installed (.venv-sdk): run scripts/setup")
+    require(SDK_PYTHON.exists(), "the official SDK is not installed (.venv-sdk): run scripts/setup")
     with live_server(api) as base:
         done = subprocess.run([str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, sample["mailbox"]["id"],
                                sample["blob_id"]], capture_output=True, text=True, timeout=60)

@@ -15,11 +15,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from jmapc.methods import EmailGet, EmailQuery, EmailSet
+from jmapc.methods.base import Method
+from jmapc.models import EmailQueryFilterCondition
 
-from shipmail.http.errors import ServiceUnavailable
-from shipmail.jmap.legacy import RawCall  # TEMPORARY
 from shipmail.folders import service as folder_service
-from tests.integration.conftest import ApiEnv
+from shipmail.http.errors import ServiceUnavailable
+from shipmail.jmap.request import Request
+from tests.integration.conftest import ApiEnv, require
 
 SYSTEM_ORDER = [("Inbox", "inbox"), ("Archive", "archive"), ("Drafts", "drafts"), ("Sent", "sent"),
                 ("Junk", "junk"), ("Trash", "trash")]
@@ -41,12 +44,14 @@ def make_mailbox(api: ApiEnv, domain: str, local: str = "fold", key: str | None 
     return r.json()  # type: ignore[no-any-return]
 
 
-def jmap(api: ApiEnv, address: str, calls: list[RawCall]) -> list[Any]:
-    """Method responses of one JMAP request made with the app's own client (test set-up only)."""
+def jmap(api: ApiEnv, address: str, method: Method) -> dict[str, Any]:
+    """The response arguments of ONE method call made with the app's own client (test set-up only)."""
     svc = api.client.app.state.services  # type: ignore[attr-defined]
+    request = Request()
+    call = request.add(method)
 
     async def go() -> Any:
-        return (await svc.jmap.call(address, calls)).responses
+        return (await svc.jmap.call(address, request)).get(call)
 
     return api.client.portal.call(go)  # type: ignore[union-attr]
 
@@ -68,20 +73,20 @@ def deliver(api: ApiEnv, address: str, n: int, prefix: str) -> None:
 
 
 def email_ids(api: ApiEnv, address: str, jmap_folder: str) -> list[str]:
-    out = jmap(api, address, [RawCall("Email/query", {"filter": {"inMailbox": jmap_folder}, "limit": 1000})])
-    return list(out[0][1]["ids"])
+    out = jmap(api, address, EmailQuery(filter=EmailQueryFilterCondition(in_mailbox=jmap_folder), limit=1000))
+    return list(out["ids"])
 
 
 def emails(api: ApiEnv, address: str, ids_: list[str]) -> dict[str, Any]:
-    out = jmap(api, address, [RawCall("Email/get", {"ids": ids_, "properties": ["mailboxIds", "keywords"]})])
-    assert out[0][1]["notFound"] == []
-    return {e["id"]: e for e in out[0][1]["list"]}
+    out = jmap(api, address, EmailGet(ids=ids_, properties=["mailboxIds", "keywords"]))
+    assert out["notFound"] == []
+    return {e["id"]: e for e in out["list"]}
 
 
 def move(api: ApiEnv, address: str, ids_: list[str], src: str, dst: str, **extra: Any) -> None:
     patch = {f"mailboxIds/{src}": None, f"mailboxIds/{dst}": True, **extra}
-    out = jmap(api, address, [RawCall("Email/set", {"update": {e: dict(patch) for e in ids_}})])
-    assert not out[0][1].get("notUpdated"), out
+    out = jmap(api, address, EmailSet(update={e: dict(patch) for e in ids_}))
+    assert not out.get("notUpdated"), out
 
 
 def jid(wire: str) -> str:
@@ -195,8 +200,8 @@ def load_sdk() -> Sdk:
     module = sys.modules.get(SDK_MODULE)
     if module is None:
         package = next((p for p in SDK_PACKAGES if (p / "__init__.py").exists()), None)
-        if package is None:
-            pytest.skip("the official Shipmail SDK is not installed (.venv-sdk or /tmp/sdkvenv)")
+        require(package is not None, "the official Shipmail SDK is not installed (.venv-sdk or /tmp/sdkvenv)")
+        assert package is not None
         spec = importlib.util.spec_from_file_location(SDK_MODULE, package / "__init__.py",
                                                       submodule_search_locations=[str(package)])
         assert spec is not None and spec.loader is not None
@@ -238,12 +243,12 @@ def test_counts_and_unread_threads(api: ApiEnv, box: Folders) -> None:
 
     # Reading one message of the two-message thread leaves that thread unread.
     ids_ = email_ids(api, address, jid(inbox["id"]))
-    got = jmap(api, address, [RawCall("Email/get", {"ids": ids_, "properties": ["subject"]})])[0][1]["list"]
+    got = jmap(api, address, EmailGet(ids=ids_, properties=["subject"]))["list"]
     by_subject = {e["subject"]: e["id"] for e in got}
-    jmap(api, address, [RawCall("Email/set", {"update": {by_subject["Plan"]: {"keywords/$seen": True}}})])
+    jmap(api, address, EmailSet(update={by_subject["Plan"]: {"keywords/$seen": True}}))
     inbox = box.role("inbox")
     assert (inbox["total_emails"], inbox["unread_emails"], inbox["unread_threads"]) == (3, 2, 2)
-    jmap(api, address, [RawCall("Email/set", {"update": {by_subject["Re: Plan"]: {"keywords/$seen": True}}})])
+    jmap(api, address, EmailSet(update={by_subject["Re: Plan"]: {"keywords/$seen": True}}))
     inbox = box.role("inbox")
     assert (inbox["total_emails"], inbox["unread_emails"], inbox["unread_threads"]) == (3, 1, 1)
 
@@ -518,7 +523,7 @@ def test_delete_moves_mail_of_the_subtree_to_trash(api: ApiEnv, box: Folders) ->
     move(api, address, all_ids[3:5], jid(inbox["id"]), jid(c["id"]))
     move(api, address, all_ids[5:6], jid(inbox["id"]), jid(keep["id"]))
     # One message is in the Inbox AND in C: it stays in the Inbox and also lands in Trash.
-    jmap(api, address, [RawCall("Email/set", {"update": {all_ids[6]: {f"mailboxIds/{jid(c['id'])}": True}}})])
+    jmap(api, address, EmailSet(update={all_ids[6]: {f"mailboxIds/{jid(c['id'])}": True}}))
 
     box.list()
     before = requests(api)
@@ -639,8 +644,10 @@ def test_delete_moves_mail_that_arrives_meanwhile(api: ApiEnv, box: Folders, mon
         moved = await real_move(svc_, row, doomed, trash)
         runs.append(moved)
         if len(runs) == 1:  # new mail lands in the folder before the destroy
-            await svc.jmap.call(address, [RawCall("Email/set", {"update": {late: {
-                f"mailboxIds/{jid(inbox['id'])}": None, f"mailboxIds/{jid(folder['id'])}": True}}})])
+            request = Request()
+            request.add(EmailSet(update={late: {
+                f"mailboxIds/{jid(inbox['id'])}": None, f"mailboxIds/{jid(folder['id'])}": True}}))
+            await svc.jmap.call(address, request)
         return moved
 
     monkeypatch.setattr(folder_service, "_move_to_trash", move_then_mail_arrives)

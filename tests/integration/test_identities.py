@@ -12,7 +12,6 @@ from tests.integration.conftest import ApiEnv
 from tests.integration.test_folders import load_sdk, make_mailbox, requests
 
 
-
 def identities(api: ApiEnv, mbx: dict[str, Any], key: str | None = None) -> Any:
     return api.client.get(f"/v1/mailboxes/{mbx['id']}/identities", headers=api.auth(key))
 

@@ -174,10 +174,10 @@ def test_list_and_get_a_delivered_message(api: ApiEnv) -> None:
 
 
 def test_shared_get_message_renders_one_message(api: ApiEnv) -> None:
-    """``services.inbox.get_message``: what the sandbox-inbound module calls; 404 when absent."""
-    from shipmail.mailboxes.models import Mailbox
+    """``shipmail.inbox.service.get_message``: what the sandbox feature calls; one JMAP request, 404 when absent."""
     from shipmail.http.errors import NotFound
     from shipmail.inbox import service as inbox
+    from shipmail.mailboxes.models import Mailbox
 
     mbx = new_mailbox(api)
     deliver(api, mbx["address"], build("Shared"))
@@ -276,16 +276,18 @@ def test_has_attachment_for_mail_delivered_over_lmtp(api: ApiEnv) -> None:
 def test_paging_is_stable_while_mail_arrives_and_is_read(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     addr, base = mbx["address"], f"/mailboxes/{mbx['id']}/inbox/messages"
+    # All seven received in one second a minute ago: pages split that second (ties by id).
+    minute_ago = datetime.now(timezone.utc) - timedelta(minutes=1)
     for i in range(7):
-        deliver(api, addr, build(f"m{i}"))
+        api.import_email(addr, build(f"m{i}").as_bytes(policy=policy.SMTP), minute_ago)
     first = get(api, base, limit=3, not_keyword="$seen")
     p = first["pagination"]
     assert p["total"] == 7 and p["has_more"] is True and p["limit"] == 3 and len(first["data"]) == 3
     seen = subjects(first)
 
-    # New mail after the first page is outside the snapshot; the page's messages get read
-    # (leaving the not_keyword=$seen filter): nothing is skipped or repeated.
-    time.sleep(1.1)
+    # New mail after the first page (received now, after everything listed) is not listed by the
+    # later pages; the page's messages get read (leaving the not_keyword=$seen filter): nothing is
+    # skipped or repeated.
     deliver(api, addr, build("late"))
     for m in first["data"]:
         r = api.client.patch(f"/v1{base}/{m['id']}", json={"read": True}, headers=api.auth())

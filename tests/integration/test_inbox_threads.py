@@ -4,7 +4,8 @@ the thread list carries counts and the latest message, a thread comes back with 
 from __future__ import annotations
 
 import json
-import time
+from datetime import UTC, datetime, timedelta
+from email import policy
 from typing import Any
 
 from tests.integration.conftest import ApiEnv
@@ -33,11 +34,12 @@ def sent_folder(api: ApiEnv, mailbox_id: str) -> str:
 def test_threads_list_and_get(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     addr, base = mbx["address"], f"/mailboxes/{mbx['id']}/inbox"
+    # Received two minutes ago, one minute ago, now (receivedAt has whole seconds).
+    now = datetime.now(UTC)
     first = build("Project kickoff", body="Shall we start on Monday?\n")
-    deliver(api, addr, first)
-    time.sleep(1.1)
-    deliver(api, addr, build("Unrelated", sender="other@else.example"))
-    time.sleep(1.1)
+    api.import_email(addr, first.as_bytes(policy=policy.SMTP), now - timedelta(minutes=2))
+    unrelated = build("Unrelated", sender="other@else.example")
+    api.import_email(addr, unrelated.as_bytes(policy=policy.SMTP), now - timedelta(minutes=1))
     reply = build("Re: Project kickoff", sender=f"<{addr}>", to="ann@sender.example", body="Monday works.\n",
                   reply_to=first)
     deliver(api, addr, reply)
@@ -105,9 +107,9 @@ def test_thread_paging_and_errors(api: ApiEnv) -> None:
         pages += 1
         assert page["pagination"]["total"] == 5, (pages, [t["subject"] for t in page["data"]], page["pagination"])
         seen += [t["subject"] for t in page["data"]]
-        if pages == 1:
-            time.sleep(1.1)  # receivedAt has whole seconds: the snapshot closes at the next one
-            deliver(api, mbx["address"], build("late arrival"))  # outside the snapshot
+        if pages == 1:  # received at the snapshot's (exclusive) cutoff: outside the snapshot
+            late = build("late arrival").as_bytes(policy=policy.SMTP)
+            api.import_email(mbx["address"], late, datetime.fromisoformat(page["pagination"]["snapshot_at"]))
         cursor = page["pagination"]["next_cursor"]
         if cursor is None:
             assert page["pagination"]["has_more"] is False

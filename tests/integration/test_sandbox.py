@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from shipmail.mailserver.cyrus_server import CyrusMailServer
-from tests.integration.conftest import ApiEnv, free_port
+from tests.integration.conftest import ApiEnv, free_port, require
 from tests.integration.corpus import ids_by_message_id, jmap
 from tests.integration.live_app import live_server
 
@@ -262,8 +262,7 @@ print(json.dumps(m))
 
 
 def test_official_sdk_inject(api: ApiEnv) -> None:
-    if not SDK_PYTHON.exists():
-        pytest.skip("the official SDK is not installed (.venv-sdk): run scripts/setup")
+    require(SDK_PYTHON.exists(), "the official SDK is not installed (.venv-sdk): run scripts/setup")
     mbx = new_mailbox(api, "sdk-sandbox.example")
     with live_server(api) as base:
         done = subprocess.run([str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, mbx["id"]],

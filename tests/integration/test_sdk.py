@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import require, require_root
 from tests.integration.serve_proc import REPO, ServeProcess, serve_running
 
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
@@ -24,10 +25,8 @@ REQUEST_ID = re.compile(r"^req_[0-9a-f]{24}$")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServeProcess]:
-    if not SDK_PYTHON.exists():
-        pytest.skip(f"{SDK_PYTHON} is missing: run scripts/setup (it installs the official SDK there)")
-    if os.geteuid() != 0:
-        pytest.skip("shipmail serve needs root (Cyrus's master drops to user cyrus)")
+    require(SDK_PYTHON.exists(), f"{SDK_PYTHON} is missing: run scripts/setup (it installs the official SDK there)")
+    require_root("shipmail serve")
     with serve_running("shipmail-serve-sdk-") as serve:
         yield serve
 

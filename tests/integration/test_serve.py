@@ -5,7 +5,6 @@ same data directory keeps keys, mailboxes and mail."""
 from __future__ import annotations
 
 import imaplib
-import os
 import smtplib
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import imap_login as connect
+from tests.integration.conftest import require_root
 from tests.integration.serve_proc import CORPUS, ServeProcess, port_is_free
 
 PASSWORD = "CorrectHorse9"
@@ -21,8 +21,7 @@ NEW_PASSWORD = "N3wAndBetterOne"
 
 @pytest.fixture
 def serve() -> Iterator[ServeProcess]:
-    if os.geteuid() != 0:
-        pytest.skip("shipmail serve needs root (Cyrus's master drops to user cyrus)")
+    require_root("shipmail serve")
     proc = ServeProcess("shipmail-serve-e2e-")
     try:
         yield proc

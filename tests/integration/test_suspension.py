@@ -12,11 +12,13 @@ import secrets
 import smtplib
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from shipmail import utc
 from shipmail.mailserver import cyrus_admin
 from shipmail.mailserver.base import AccountNotFound, DeliveryRefused
 from tests.integration.conftest import ApiEnv
@@ -94,6 +96,10 @@ def storage_limit(api: ApiEnv, address: str) -> int | None:
 def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "susp")
     address = mbx["address"]
+    sentinel = new_mailbox(api, "susp-sentinel")  # answers everyone: proves replies are made
+    r = api.client.patch(f"/v1/mailboxes/{sentinel['id']}/auto-reply", json={"enabled": True, "body": "Here."},
+                         headers=api.auth())
+    assert r.status_code == 200, r.text
     folders = api.client.get(f"/v1/mailboxes/{mbx['id']}/folders", headers=api.auth()).json()["data"]
     archive = next(f["id"] for f in folders if f["role"] == "archive")
 
@@ -133,7 +139,12 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     r = api.client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=api.auth(),
                         json={"from": "carl@sender.example", "subject": "sandbox", "text": "hi"})
     assert r.status_code == 409 and "suspended" in r.json()["error"]["message"]
-    time.sleep(0.3)
+    # Mail to a mailbox that is not suspended is answered: once that reply is out, none to bob's
+    # refused mail can still come.
+    dan = f"dan.{secrets.token_hex(4)}@sender.example"
+    ping, _ = message(sentinel["address"], "to the sentinel", frm=dan)
+    assert api.lmtp(sentinel["address"], ping, sender=dan) == {}
+    assert len(wait_replies(api.cyrus.outbox, dan)) == 1
     assert replies(api.cyrus.outbox, "bob@sender.example") == []
     assert set(inbox(api, mbx)) == {"before suspension"}
 
@@ -210,10 +221,12 @@ def test_an_empty_account_refuses_at_data_and_loses_nothing(api: ApiEnv) -> None
         asyncio.run(run(server.set_suspended(address, True)))
 
 
-def test_idempotent_on_cyrus(api: ApiEnv) -> None:
+def test_idempotent_on_cyrus(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     mbx = new_mailbox(api, "idem")
     first = post(api, mbx, "suspend").json()
-    time.sleep(0.01)
+    # From here the service's clock reads an hour later: a second stamp could not go unnoticed.
+    later = utc.now().replace(microsecond=0) + timedelta(hours=1)
+    monkeypatch.setattr(utc, "now", lambda: later)
     again = post(api, mbx, "suspend")
     assert again.status_code == 200 and again.json() == first
     data, _ = message(mbx["address"], "still refused")
@@ -221,6 +234,7 @@ def test_idempotent_on_cyrus(api: ApiEnv) -> None:
     assert login_fails(api, mbx["address"], PASSWORD)
 
     resumed = post(api, mbx, "resume").json()
+    assert datetime.fromisoformat(resumed["updated_at"]) == later  # the clock above is the one used
     again = post(api, mbx, "resume")
     assert again.status_code == 200 and again.json() == resumed
     assert lmtp_reply(api, mbx["address"], data)[:2] == ("done", 250)

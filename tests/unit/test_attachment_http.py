@@ -10,32 +10,44 @@ import httpx
 import pytest
 
 from shipmail.http.errors import ValidationFailed
-from shipmail.inbox.attachments import RangeNotSatisfiable, check_name, content_disposition, etag_for, etag_matches, parse_range, stream
+from shipmail.inbox.attachments import (
+    RangeNotSatisfiable,
+    check_name,
+    content_disposition,
+    etag_for,
+    etag_matches,
+    parse_range,
+    stream,
+)
 
 ETAG = etag_for("Gabc")
 
 
-@pytest.mark.parametrize("header, expected", [
-    (None, None),
-    ("bytes=0-9", (0, 9)),
-    ("bytes=0-", (0, 99)),
-    ("bytes=90-200", (90, 99)),
-    ("bytes=-10", (90, 99)),
-    ("bytes=-500", (0, 99)),
-    ("BYTES = 5 - 6", (5, 6)),
-    ("bytes=99-99", (99, 99)),
-    ("bytes=0-1,5-6", None),  # several ranges: the whole body
-    ("bytes=9-3", None),  # invalid: ignored
-    ("bytes=-", None),
-    ("bytes=a-b", None),
-    ("pages=1-2", None),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (None, None),
+        ("bytes=0-9", (0, 9)),
+        ("bytes=0-", (0, 99)),
+        ("bytes=90-200", (90, 99)),
+        ("bytes=-10", (90, 99)),
+        ("bytes=-500", (0, 99)),
+        ("BYTES = 5 - 6", (5, 6)),
+        ("bytes=99-99", (99, 99)),
+        ("bytes=0-1,5-6", None),  # several ranges: the whole body
+        ("bytes=9-3", None),  # invalid: ignored
+        ("bytes=-", None),
+        ("bytes=a-b", None),
+        ("pages=1-2", None),
+    ],
+)
 def test_parse_range(header: str | None, expected: tuple[int, int] | None) -> None:
     assert parse_range(header, 100) == expected
 
 
-@pytest.mark.parametrize("header, size", [("bytes=100-", 100), ("bytes=200-300", 100), ("bytes=-0", 100),
-                                          ("bytes=0-", 0), ("bytes=-5", 0)])
+@pytest.mark.parametrize(
+    "header, size", [("bytes=100-", 100), ("bytes=200-300", 100), ("bytes=-0", 100), ("bytes=0-", 0), ("bytes=-5", 0)]
+)
 def test_unsatisfiable(header: str, size: int) -> None:
     with pytest.raises(RangeNotSatisfiable):
         parse_range(header, size)
@@ -55,14 +67,17 @@ def test_etags() -> None:
     assert not etag_matches(None, ETAG) and not etag_matches('"Gab"', ETAG)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("report.pdf", 'attachment; filename="report.pdf"'),
-    ("ciële.txt", "attachment; filename=\"ciele.txt\"; filename*=UTF-8''ci%C3%ABle.txt"),
-    ('a"b\\c.txt', "attachment; filename=\"a_b_c.txt\"; filename*=UTF-8''a%22b_c.txt"),
-    ("../../etc/passwd", 'attachment; filename="_.._etc_passwd"'),
-    ("", 'attachment; filename="attachment"'),
-    ("...", 'attachment; filename="attachment"'),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("report.pdf", 'attachment; filename="report.pdf"'),
+        ("ciële.txt", "attachment; filename=\"ciele.txt\"; filename*=UTF-8''ci%C3%ABle.txt"),
+        ('a"b\\c.txt', "attachment; filename=\"a_b_c.txt\"; filename*=UTF-8''a%22b_c.txt"),
+        ("../../etc/passwd", 'attachment; filename="_.._etc_passwd"'),
+        ("", 'attachment; filename="attachment"'),
+        ("...", 'attachment; filename="attachment"'),
+    ],
+)
 def test_content_disposition(name: str, expected: str) -> None:
     assert content_disposition(name) == expected
 

@@ -8,9 +8,9 @@ import unicodedata
 import pydantic
 import pytest
 
-from shipmail.folders.routes import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
-from shipmail.http.errors import Conflict, NotFound, ValidationFailed
 from shipmail.folders import service as f
+from shipmail.folders.schemas import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed
 from shipmail.identities.service import identity_jmap_id, identity_wire_id
 
 

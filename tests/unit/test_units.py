@@ -9,11 +9,11 @@ import pytest
 
 from shipmail.auth import keys
 from shipmail.auth.scopes import Scope, grants, parse_scopes
+from shipmail.domains.service import normalize_domain_name
+from shipmail.http.cursors import CursorCodec
 from shipmail.http.errors import ValidationFailed
 from shipmail.ids import has_prefix, new_id
-from shipmail.http.cursors import CursorCodec
 from shipmail.mailboxes import passwords
-from shipmail.domains.service import normalize_domain_name
 
 # --- scopes -------------------------------------------------------------------------------------
 
