@@ -15,15 +15,16 @@ leaves the old script active and the row unchanged): three JMAP requests in all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.delivery import service as delivery
 from shipmail.folders import service as folder_service
-from shipmail.http.errors import Detail, ValidationFailed, detail
+from shipmail.http.errors import Conflict, Detail, ValidationFailed, detail
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
+from shipmail.mailboxes.models import Mailbox
 from shipmail.rules.schemas import (
     TARGET_ROLES,
     MailboxRule,
@@ -32,10 +33,7 @@ from shipmail.rules.schemas import (
     MailboxRuleMoveAction,
     MailboxRules,
 )
-from shipmail.rules.targets import ensure_not_targeted, targeting
 from shipmail.runtime import Services
-
-__all__ = ["ensure_not_targeted", "get_rules", "replace_rules", "resolve_targets", "rule_folders", "targeting"]
 
 
 def _targetable(folder: folder_service.Folder) -> bool:
@@ -85,6 +83,29 @@ def resolve_targets(rules: list[MailboxRule], folders: list[folder_service.Folde
     if problems:
         raise ValidationFailed("Invalid rules.", details=problems)
     return stored
+
+
+def targeting(row: Mailbox, folder_ids: Collection[str]) -> list[MailboxRule]:
+    """The stored rules of ``row`` (enabled or not) that move messages to one of ``folder_ids``
+    (JMAP ids)."""
+    wanted = {ids.to_wire(ids.FOLDER, f) for f in folder_ids}
+    return [
+        rule for rule in row.rules
+        if any(isinstance(a, MailboxRuleMoveAction) and isinstance(a.target, MailboxRuleCustomTarget)
+               and a.target.folder_id in wanted for a in rule.actions)
+    ]
+
+
+def ensure_not_targeted(row: Mailbox, folder_ids: Collection[str]) -> None:
+    """409 when a rule of ``row`` moves messages to one of ``folder_ids`` (JMAP ids): the folder
+    (or a subfolder) cannot be deleted until the rule is changed (the folder delete route passes
+    this to :func:`shipmail.folders.service.delete_folder`)."""
+    rules = targeting(row, folder_ids)
+    if rules:
+        first = rules[0]
+        more = f" (and {len(rules) - 1} more)" if len(rules) > 1 else ""
+        raise Conflict(f"The rule {first.name!r} (id {first.id}){more} moves messages to this folder "
+                       "or one of its subfolders: change or delete the rule first.")
 
 
 async def get_rules(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> MailboxRules:
