@@ -69,8 +69,13 @@ class ScriptOptions:
         if not isinstance(threshold, int) or not THRESHOLD_MIN <= threshold <= THRESHOLD_MAX:
             logger.error("mailbox %s has spam_filter_threshold %r; using %d", row.id, threshold, THRESHOLD_DEFAULT)
             threshold = THRESHOLD_DEFAULT
-        return cls(server=server, address=row.address, spam_threshold=threshold,
-                   auto_reply=getattr(row, "auto_reply", None), rules=getattr(row, "rules", ()))
+        return cls(
+            server=server,
+            address=row.address,
+            spam_threshold=threshold,
+            auto_reply=getattr(row, "auto_reply", None),
+            rules=getattr(row, "rules", ()),
+        )
 
 
 def prelude(has_attachment: SieveTest) -> Section:
@@ -78,8 +83,12 @@ def prelude(has_attachment: SieveTest) -> Section:
     name = has_attachment.name.lower()
     if not _IDENTIFIER.match(name):
         raise SieveBuildError(f"invalid Sieve test name {has_attachment.name!r}")
-    return Section(RULE_HAS_ATTACHMENT, test(name, has_attachment.argument), [action("addflag", HAS_ATTACHMENT)],
-                   requires=(has_attachment.extension, "imap4flags"))
+    return Section(
+        RULE_HAS_ATTACHMENT,
+        test(name, has_attachment.argument),
+        [action("addflag", HAS_ATTACHMENT)],
+        requires=(has_attachment.extension, "imap4flags"),
+    )
 
 
 def build_script(options: ScriptOptions) -> str:

@@ -110,8 +110,11 @@ async def activate(svc: Services, row: Mailbox, script: str) -> None:
     blob_id = await svc.jmap.upload(address, script.encode("utf-8"), "application/sieve")
     request = Request(capabilities=(urn,))
     listed = request.add(SieveScriptGet(ids=None, properties=PROPERTIES))
-    create = request.add(SieveScriptSet(create={"script": {"name": new_script_name(), "blobId": blob_id}},
-                                        on_success_activate_script="#script"))
+    create = request.add(
+        SieveScriptSet(
+            create={"script": {"name": new_script_name(), "blobId": blob_id}}, on_success_activate_script="#script"
+        )
+    )
     destroy = request.add(SieveScriptSet(destroy=request.ref(listed, "/list/*/id")))
     results = await svc.jmap.call(address, request)
     created = results.get(create, what="Sieve script")

@@ -20,9 +20,16 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}/rules", operation_id="getMailboxRules", summary="Get mailbox rules",
-    scope=Scope.MAILBOX_RULES_READ, tier=Tier.READ, response=MailboxRules,
-    errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}/rules",
+    operation_id="getMailboxRules",
+    summary="Get mailbox rules",
+    scope=Scope.MAILBOX_RULES_READ,
+    tier=Tier.READ,
+    response=MailboxRules,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def get_rules(ctx: Context[None, None]) -> MailboxRules:
     """The mailbox's inbox rules (as saved) and the folders a rule can move messages to (one JMAP
@@ -31,9 +38,17 @@ async def get_rules(ctx: Context[None, None]) -> MailboxRules:
 
 
 @operation(
-    operations, "PUT", "/mailboxes/{id}/rules", operation_id="updateMailboxRules", summary="Replace mailbox rules",
-    scope=Scope.MAILBOX_RULES_WRITE, tier=Tier.WRITE, body=UpdateMailboxRulesRequest, response=MailboxRules,
-    errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "PUT",
+    "/mailboxes/{id}/rules",
+    operation_id="updateMailboxRules",
+    summary="Replace mailbox rules",
+    scope=Scope.MAILBOX_RULES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateMailboxRulesRequest,
+    response=MailboxRules,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def update_rules(ctx: Context[UpdateMailboxRulesRequest, None]) -> MailboxRules:
     """Replace all inbox rules (GET first to keep the ones that should stay). They run at delivery,
@@ -43,5 +58,4 @@ async def update_rules(ctx: Context[UpdateMailboxRulesRequest, None]) -> Mailbox
     take effect at once and atomically: a set the mail server refuses changes nothing.
     422: invalid rules (details name the fields, e.g. rules[3].conditions[0].value), duplicate
     rule ids, a move to an unknown folder, send_webhook (not supported). 404: unknown mailbox."""
-    return await service.replace_rules(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"],
-                                       ctx.body.rules)
+    return await service.replace_rules(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.rules)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Union, get_args, no_type_check
+from typing import Annotated, Any, Literal, get_args, no_type_check
 from uuid import UUID
 
 import pydantic
@@ -91,7 +91,7 @@ class MailboxRuleValueCondition(Request):
 class MailboxRuleFlagCondition(Request):
     type: FlagConditionType = Field(
         description="has_attachment: the message has an attachment; list_unsubscribe_exists: it has a "
-                    "List-Unsubscribe header."
+        "List-Unsubscribe header."
     )
 
 
@@ -108,7 +108,7 @@ class MailboxRuleGroupCondition(Request):
 
 
 MailboxRuleCondition = Annotated[
-    Union[MailboxRuleValueCondition, MailboxRuleFlagCondition, MailboxRuleGroupCondition],
+    MailboxRuleValueCondition | MailboxRuleFlagCondition | MailboxRuleGroupCondition,
     Field(discriminator="type"),
 ]
 
@@ -120,8 +120,11 @@ class MailboxRuleSystemTarget(Request):
 
 class MailboxRuleCustomTarget(Request):
     kind: Literal["custom"]
-    folder_id: str = Field(min_length=1, max_length=300,
-                           description="A custom folder of the mailbox (fld_...; see folders in the response).")
+    folder_id: str = Field(
+        min_length=1,
+        max_length=300,
+        description="A custom folder of the mailbox (fld_...; see folders in the response).",
+    )
     #: Stored only (see the module docstring): the folder's path when the rules were saved.
     fallback_name: SkipJsonSchema[str] = Field(default="", exclude=True)
 
@@ -149,9 +152,7 @@ class MailboxRuleCustomTarget(Request):
         return ids.from_wire(ids.FOLDER, self.folder_id)
 
 
-MailboxRuleMoveTarget = Annotated[
-    Union[MailboxRuleSystemTarget, MailboxRuleCustomTarget], Field(discriminator="kind")
-]
+MailboxRuleMoveTarget = Annotated[MailboxRuleSystemTarget | MailboxRuleCustomTarget, Field(discriminator="kind")]
 
 
 class MailboxRuleMoveAction(Request):
@@ -163,20 +164,22 @@ class MailboxRuleFlagAction(Request):
     type: FlagActionType = Field(description="mark_read: add \\Seen; star: add \\Flagged.")
 
 
-MailboxRuleAction = Annotated[Union[MailboxRuleMoveAction, MailboxRuleFlagAction], Field(discriminator="type")]
+MailboxRuleAction = Annotated[MailboxRuleMoveAction | MailboxRuleFlagAction, Field(discriminator="type")]
 
 
 class MailboxRule(Request):
     id: UUID = Field(description="Client-chosen UUID, unique within the mailbox's rules.")
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     enabled: bool = Field(description="Disabled rules are kept but do not run.")
-    position: int = Field(ge=0, le=MAX_POSITION,
-                          description="Rules run in ascending position; equal positions in list order.")
+    position: int = Field(
+        ge=0, le=MAX_POSITION, description="Rules run in ascending position; equal positions in list order."
+    )
     match_mode: MatchMode
     stop: bool = Field(description="Stop evaluating later rules after this rule matches.")
     conditions: list[MailboxRuleCondition] = Field(min_length=1, max_length=MAX_CONDITIONS)
     actions: list[MailboxRuleAction] = Field(
-        min_length=1, max_length=MAX_ACTIONS,
+        min_length=1,
+        max_length=MAX_ACTIONS,
         description="At most one move; no action twice. Flags apply before the move.",
     )
 
@@ -201,8 +204,13 @@ def _characters(text: str, field: str, what: str) -> list[Detail]:
     if _BAD_CHARACTER.search(text) is None:
         return []
     shown = ", ".join(f"U+{ord(ch):04X}" for ch in bad_characters(text)[:5])
-    return [detail(field, "invalid_character",
-                   f"{what} must not contain control characters (other than TAB) or surrogates ({shown}).")]
+    return [
+        detail(
+            field,
+            "invalid_character",
+            f"{what} must not contain control characters (other than TAB) or surrogates ({shown}).",
+        )
+    ]
 
 
 def _conditions(conditions: Sequence[MailboxRuleCondition], where: str, depth: int, problems: list[Detail]) -> int:
@@ -213,9 +221,14 @@ def _conditions(conditions: Sequence[MailboxRuleCondition], where: str, depth: i
         path = f"{where}[{index}]"
         if isinstance(condition, MailboxRuleGroupCondition):
             if depth >= MAX_GROUP_DEPTH:
-                problems.append(detail(f"{path}.type", "too_deep",
-                                       f"Groups nest at most {MAX_GROUP_DEPTH - 1} levels deep "
-                                       f"({MAX_GROUP_DEPTH} levels of conditions in all)."))
+                problems.append(
+                    detail(
+                        f"{path}.type",
+                        "too_deep",
+                        f"Groups nest at most {MAX_GROUP_DEPTH - 1} levels deep "
+                        f"({MAX_GROUP_DEPTH} levels of conditions in all).",
+                    )
+                )
                 continue
             total += _conditions(condition.conditions, f"{path}.conditions", depth + 1, problems)
             continue
@@ -234,21 +247,30 @@ def check_rules(rules: Sequence[MailboxRule]) -> list[Detail]:
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
         if rule.id in seen:
-            problems.append(detail(f"{where}.id", "duplicate_id",
-                                   f"Rule id {rule.id} is already used by rules[{seen[rule.id]}]."))
+            problems.append(
+                detail(f"{where}.id", "duplicate_id", f"Rule id {rule.id} is already used by rules[{seen[rule.id]}].")
+            )
         else:
             seen[rule.id] = i
         problems += _characters(rule.name, f"{where}.name", "A rule name")
         total = _conditions(rule.conditions, f"{where}.conditions", 1, problems)
         if total > MAX_CONDITIONS_PER_RULE:
-            problems.append(detail(f"{where}.conditions", "too_many_conditions",
-                                   f"A rule holds at most {MAX_CONDITIONS_PER_RULE} conditions, nested ones "
-                                   f"included and groups not counted ({total} given)."))
+            problems.append(
+                detail(
+                    f"{where}.conditions",
+                    "too_many_conditions",
+                    f"A rule holds at most {MAX_CONDITIONS_PER_RULE} conditions, nested ones "
+                    f"included and groups not counted ({total} given).",
+                )
+            )
         used: dict[str, int] = {}
         for j, action in enumerate(rule.actions):
             if action.type in used:
-                message = ("A rule moves a message to one folder only." if action.type == "move"
-                           else f"The action {action.type} is already in actions[{used[action.type]}].")
+                message = (
+                    "A rule moves a message to one folder only."
+                    if action.type == "move"
+                    else f"The action {action.type} is already in actions[{used[action.type]}]."
+                )
                 problems.append(detail(f"{where}.actions[{j}].type", "duplicate_action", message))
             else:
                 used[action.type] = j
@@ -261,8 +283,9 @@ def check_rules(rules: Sequence[MailboxRule]) -> list[Detail]:
 def _tags(union: Any) -> frozenset[str]:
     """The tags of a discriminated union of models (``Annotated[Union[...], Field(discriminator=...)]``)."""
     members, info = get_args(union)
-    return frozenset(tag for model in get_args(members)
-                     for tag in get_args(model.model_fields[info.discriminator].annotation))
+    return frozenset(
+        tag for model in get_args(members) for tag in get_args(model.model_fields[info.discriminator].annotation)
+    )
 
 
 #: List fields whose items are tagged unions, and the tags of every union (pydantic puts the tag
@@ -288,8 +311,10 @@ def clean_loc(loc: Sequence[int | str]) -> list[int | str]:
 
 
 def _path(loc: Sequence[int | str]) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else ("." if n else "") + part
-                   for n, part in enumerate(loc)) or "body"
+    return (
+        "".join(f"[{part}]" if isinstance(part, int) else ("." if n else "") + part for n, part in enumerate(loc))
+        or "body"
+    )
 
 
 def _error_detail(err: ErrorDetails) -> Detail:
@@ -351,5 +376,5 @@ class MailboxRules(Wire):
     rules: list[MailboxRule] = Field(description="In the order they were saved; they run by position.")
     folders: list[MailboxRuleFolder] = Field(
         description="The folders a move may target: Inbox, Archive, Junk, Trash (kind system, by role) and "
-                    "every custom folder (by folder_id), depth first."
+        "every custom folder (by folder_id), depth first."
     )

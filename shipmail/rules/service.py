@@ -45,11 +45,14 @@ def rule_folders(folders: Iterable[folder_service.Folder]) -> list[MailboxRuleFo
     custom folder (Drafts and Sent are not targets)."""
     return [
         MailboxRuleFolder(
-            id=ids.to_wire(ids.FOLDER, f.id), name=f.name,
+            id=ids.to_wire(ids.FOLDER, f.id),
+            name=f.name,
             parent_id=ids.to_wire(ids.FOLDER, f.parent_id) if f.parent_id else None,
-            role=f.role, kind="custom" if f.kind == "custom" else "system",
+            role=f.role,
+            kind="custom" if f.kind == "custom" else "system",
         )
-        for f in folder_service.tree_order(folders) if _targetable(f)
+        for f in folder_service.tree_order(folders)
+        if _targetable(f)
     ]
 
 
@@ -68,12 +71,15 @@ def resolve_targets(rules: list[MailboxRule], folders: list[folder_service.Folde
                 continue
             field = f"rules[{i}].actions[{j}].target.folder_id"
             wire = action.target.folder_id
-            folder = by_id.get(wire[len(head):]) if wire.startswith(head) else None
+            folder = by_id.get(wire[len(head) :]) if wire.startswith(head) else None
             if folder is None:
                 problems.append(detail(field, "not_found", f"No folder with id {wire!r} in this mailbox."))
             elif folder.kind != "custom":
-                hint = (f'use {{"kind": "system", "role": "{folder.role}"}}' if folder.role in TARGET_ROLES
-                        else "rules cannot move messages there")
+                hint = (
+                    f'use {{"kind": "system", "role": "{folder.role}"}}'
+                    if folder.role in TARGET_ROLES
+                    else "rules cannot move messages there"
+                )
                 problems.append(detail(field, "system_folder", f"{folder.name!r} is a system folder: {hint}."))
             else:
                 path = "/".join(folder_service.path_of(by_id, folder.id))
@@ -90,9 +96,14 @@ def targeting(row: Mailbox, folder_ids: Collection[str]) -> list[MailboxRule]:
     (JMAP ids)."""
     wanted = {ids.to_wire(ids.FOLDER, f) for f in folder_ids}
     return [
-        rule for rule in row.rules
-        if any(isinstance(a, MailboxRuleMoveAction) and isinstance(a.target, MailboxRuleCustomTarget)
-               and a.target.folder_id in wanted for a in rule.actions)
+        rule
+        for rule in row.rules
+        if any(
+            isinstance(a, MailboxRuleMoveAction)
+            and isinstance(a.target, MailboxRuleCustomTarget)
+            and a.target.folder_id in wanted
+            for a in rule.actions
+        )
     ]
 
 
@@ -104,8 +115,10 @@ def ensure_not_targeted(row: Mailbox, folder_ids: Collection[str]) -> None:
     if rules:
         first = rules[0]
         more = f" (and {len(rules) - 1} more)" if len(rules) > 1 else ""
-        raise Conflict(f"The rule {first.name!r} (id {first.id}){more} moves messages to this folder "
-                       "or one of its subfolders: change or delete the rule first.")
+        raise Conflict(
+            f"The rule {first.name!r} (id {first.id}){more} moves messages to this folder "
+            "or one of its subfolders: change or delete the rule first."
+        )
 
 
 async def get_rules(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> MailboxRules:
@@ -116,8 +129,9 @@ async def get_rules(svc: Services, session: AsyncSession, organization_id: str, 
     return MailboxRules(mailbox_id=row.id, address=row.address, rules=row.rules, folders=rule_folders(folders))
 
 
-async def replace_rules(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str,
-                        rules: list[MailboxRule]) -> MailboxRules:
+async def replace_rules(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, rules: list[MailboxRule]
+) -> MailboxRules:
     """Replace every rule of the mailbox with ``rules`` (checked by
     :class:`~shipmail.rules.schemas.UpdateMailboxRulesRequest`) and activate the script compiled
     from them, in ``session``'s transaction: both or neither (see the module docstring).

@@ -73,7 +73,21 @@ from shipmail.rules.schemas import (
     ValueConditionType,
 )
 from shipmail.sieve.build import (
-    ALL, CONTAINS, DETAIL, FLAGGED, HAS_ATTACHMENT, IS, SEEN, STOP, Action, Tag, Test, action, anyof, combine, test,
+    ALL,
+    CONTAINS,
+    DETAIL,
+    FLAGGED,
+    HAS_ATTACHMENT,
+    IS,
+    SEEN,
+    STOP,
+    Action,
+    Tag,
+    Test,
+    action,
+    anyof,
+    combine,
+    test,
 )
 from shipmail.sieve.script import Section
 

@@ -14,9 +14,17 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "PATCH", "/mailboxes/{id}/auto-reply", operation_id="updateAutoReply",
-    summary="Update auto-reply settings", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE,
-    body=UpdateAutoReplyRequest, response=Mailbox, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "PATCH",
+    "/mailboxes/{id}/auto-reply",
+    operation_id="updateAutoReply",
+    summary="Update auto-reply settings",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateAutoReplyRequest,
+    response=Mailbox,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def update_auto_reply(ctx: Context[UpdateAutoReplyRequest, None]) -> Mailbox:
     """Configure the auto-reply (out-of-office) of a mailbox. The request states the whole
@@ -27,21 +35,31 @@ async def update_auto_reply(ctx: Context[UpdateAutoReplyRequest, None]) -> Mailb
     second), at most once a day to each sender, and never to mailing-list mail (List-* headers,
     Precedence bulk/list/junk), automatic mail (Auto-Submitted other than "no"), bounces, mail
     that does not name the mailbox in To/Cc, or messages filed as spam."""
-    row = await service.update_auto_reply(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"],
-                                          ctx.body.auto_reply())
+    row = await service.update_auto_reply(
+        ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.auto_reply()
+    )
     return Mailbox.of(row)
 
 
 @operation(
-    operations, "PATCH", "/mailboxes/{id}/spam-filter", operation_id="updateSpamFilter",
-    summary="Update spam filter threshold", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE,
-    body=UpdateSpamFilterRequest, response=Mailbox, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "PATCH",
+    "/mailboxes/{id}/spam-filter",
+    operation_id="updateSpamFilter",
+    summary="Update spam filter threshold",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateSpamFilterRequest,
+    response=Mailbox,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def update_spam_filter(ctx: Context[UpdateSpamFilterRequest, None]) -> Mailbox:
     """Set the mailbox spam filter threshold. Lower values are stricter; messages whose spam
     score (the X-Spam-Score header written by the inbound filter) is at or above the threshold
     are moved to Junk, get no auto-reply, and no inbox rule runs on them. A message without a
     score, or with a negative or unreadable one, is not spam."""
-    row = await service.update_spam_threshold(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"],
-                                              ctx.body.threshold)
+    row = await service.update_spam_threshold(
+        ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.threshold
+    )
     return Mailbox.of(row)

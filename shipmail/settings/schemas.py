@@ -45,12 +45,15 @@ AUTO_REPLY = TypeAdapter(AutoReply)
 class UpdateAutoReplyRequest(Request):
     enabled: bool = Field(strict=True, description="Whether auto-reply is active.")
     subject: str | None = Field(
-        default=None, min_length=1, max_length=SUBJECT_MAX_CHARS,
+        default=None,
+        min_length=1,
+        max_length=SUBJECT_MAX_CHARS,
         description="Subject of the reply (one line, no control characters). Null or absent: "
-                    "\"Auto: \" followed by the subject of the message replied to.",
+        '"Auto: " followed by the subject of the message replied to.',
     )
     body: str | None = Field(
-        default=None, max_length=BODY_MAX_CHARS,
+        default=None,
+        max_length=BODY_MAX_CHARS,
         description="Reply message text (plain text; line breaks kept). Required when enabled is true.",
     )
     from_date: datetime | None = Field(
@@ -64,12 +67,15 @@ class UpdateAutoReplyRequest(Request):
 
     def auto_reply(self) -> AutoReply:
         """The requested setting, as stated (not yet normalised)."""
-        return AutoReply(enabled=self.enabled, subject=self.subject, body=self.body, from_date=self.from_date,
-                         to_date=self.to_date)
+        return AutoReply(
+            enabled=self.enabled, subject=self.subject, body=self.body, from_date=self.from_date, to_date=self.to_date
+        )
 
 
 class UpdateSpamFilterRequest(Request):
     threshold: int = Field(
-        strict=True, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+        strict=True,
+        ge=THRESHOLD_MIN,
+        le=THRESHOLD_MAX,
         description="Spam score threshold for moving messages to junk. Lower is stricter.",
     )

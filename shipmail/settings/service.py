@@ -69,8 +69,9 @@ def normalize_auto_reply(settings: AutoReply) -> AutoReply:
     return AutoReply(enabled=settings.enabled, subject=subject, body=body, from_date=start, to_date=end)
 
 
-async def update_auto_reply(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str,
-                            settings: AutoReply) -> Mailbox:
+async def update_auto_reply(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, settings: AutoReply
+) -> Mailbox:
     """Store ``settings`` (the whole auto-reply) and install the script that applies them.
     Errors: 422 (checked before anything is read or built), 404, and
     :func:`~shipmail.delivery.service.install`'s."""
@@ -80,8 +81,9 @@ async def update_auto_reply(svc: Services, session: AsyncSession, organization_i
     return row
 
 
-async def update_spam_threshold(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str,
-                                threshold: int) -> Mailbox:
+async def update_spam_threshold(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, threshold: int
+) -> Mailbox:
     """Set the spam threshold (1-14, checked by
     :class:`~shipmail.settings.schemas.UpdateSpamFilterRequest`) and install the script that
     applies it. Errors: 404, :func:`~shipmail.delivery.service.install`'s."""

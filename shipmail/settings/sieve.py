@@ -104,8 +104,7 @@ AUTO_REPLY_DAYS = 1
 #: The zone ``currentdate`` is asked for: UTC.
 UTC_ZONE = "+0000"
 #: Headers of list mail (RFC 2369, RFC 2919): their presence means no reply.
-LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner",
-                "List-Archive")
+LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner", "List-Archive")
 #: ``Precedence`` values of bulk mail (RFC 3834 section 2).
 BULK_PRECEDENCE = ("bulk", "list", "junk")
 
@@ -155,8 +154,10 @@ def spam_section(threshold: int) -> Section:
     if threshold < 1:
         raise ValueError("the spam threshold must be at least 1")
     return Section(
-        RULE_SPAM, test("header", REGEX, SPAM_SCORE_HEADER, score_pattern(threshold)),
-        [action("fileinto", JUNK_FOLDER), STOP], requires=("regex", "fileinto"),
+        RULE_SPAM,
+        test("header", REGEX, SPAM_SCORE_HEADER, score_pattern(threshold)),
+        [action("fileinto", JUNK_FOLDER), STOP],
+        requires=("regex", "fileinto"),
     )
 
 
@@ -242,8 +243,7 @@ def reply_part(body: str) -> str:
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     # body_encode works on one character per octet: the UTF-8 octets, read as Latin-1.
     encoded = quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=76, eol="\r\n")
-    return ("Content-Type: text/plain; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded)
+    return "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded
 
 
 def auto_reply_section(auto_reply: AutoReply, address: str) -> Section | None:
@@ -253,8 +253,18 @@ def auto_reply_section(auto_reply: AutoReply, address: str) -> Section | None:
         return None
     check_text(auto_reply, address)
     subject = (_SUBJECT, auto_reply.subject) if auto_reply.subject is not None else ()
-    vacation = action("vacation", *subject, _DAYS, AUTO_REPLY_DAYS, _FROM, address, _ADDRESSES, [address],
-                      _MIME, reply_part(auto_reply.body))
+    vacation = action(
+        "vacation",
+        *subject,
+        _DAYS,
+        AUTO_REPLY_DAYS,
+        _FROM,
+        address,
+        _ADDRESSES,
+        [address],
+        _MIME,
+        reply_part(auto_reply.body),
+    )
     window = auto_reply.from_date is not None or auto_reply.to_date is not None
     requires = ("vacation", "date", "relational") if window else ("vacation",)
     return Section(RULE_AUTO_REPLY, reply_condition(auto_reply), [vacation], requires=requires)

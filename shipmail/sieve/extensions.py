@@ -29,10 +29,22 @@ _lock = threading.Lock()
 _registered = False
 
 _FILEINTO_TAGS: list[commands.CommandArg] = [
-    {"name": "specialuse", "type": ["tag"], "values": [":specialuse"], "required": False,
-     "extra_arg": {"type": "string"}, "extension": "special-use"},
-    {"name": "mailboxid", "type": ["tag"], "values": [":mailboxid"], "required": False,
-     "extra_arg": {"type": "string"}, "extension": "mailboxid"},
+    {
+        "name": "specialuse",
+        "type": ["tag"],
+        "values": [":specialuse"],
+        "required": False,
+        "extra_arg": {"type": "string"},
+        "extension": "special-use",
+    },
+    {
+        "name": "mailboxid",
+        "type": ["tag"],
+        "values": [":mailboxid"],
+        "required": False,
+        "extra_arg": {"type": "string"},
+        "extension": "mailboxid",
+    },
 ]
 #: RFC 5233 address parts, by the extension that allows them.
 _ADDRESS_PARTS = {":user": "subaddress", ":detail": "subaddress"}
@@ -79,11 +91,15 @@ def register_test(test: SieveTest) -> type[commands.TestCommand]:
             if getattr(existing, "_shipmail_server_test", False) and existing.extension == test.extension:
                 return existing  # type: ignore[no-any-return]
             raise ExtensionError(f"Sieve test {name!r} collides with a command sievelib knows")
-        cls = type(class_name, (commands.TestCommand,), {
-            "args_definition": [{"name": "argument", "type": ["string"], "required": True}],
-            "extension": test.extension,
-            "_shipmail_server_test": True,
-        })
+        cls = type(
+            class_name,
+            (commands.TestCommand,),
+            {
+                "args_definition": [{"name": "argument", "type": ["string"], "required": True}],
+                "extension": test.extension,
+                "_shipmail_server_test": True,
+            },
+        )
         commands.add_commands(cls)
         setattr(commands, class_name, cls)
     return cls

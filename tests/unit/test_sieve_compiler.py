@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -52,8 +52,9 @@ def test_cyrus_script_parses_back_with_the_flag_rule() -> None:
 
 
 def test_the_cyrus_server_provides_the_jmapquery_test() -> None:
-    server = CyrusMailServer(host="127.0.0.1", imap_port=1, jmap_port=1, admin_user="a", admin_password="p",
-                             jwt_secret=b"k" * 32)
+    server = CyrusMailServer(
+        host="127.0.0.1", imap_port=1, jmap_port=1, admin_user="a", admin_password="p", jwt_secret=b"k" * 32
+    )
     assert server.delivery_sieve() == CYRUS
 
 
@@ -101,7 +102,7 @@ def test_building_blocks() -> None:
     assert build.not_(t1) == 'not exists "a"'
     with pytest.raises(ValueError):
         build.combine("all", [])
-    for bad in ("is", ":Is", ': is', ':is"'):
+    for bad in ("is", ":Is", ": is", ':is"'):
         with pytest.raises(ValueError):
             build.Tag(bad)
     with pytest.raises(ValueError):
@@ -135,23 +136,43 @@ def test_the_layout_is_sievelibs_own() -> None:
     """Everything the compilers write, parsed by sievelib and printed back by it: the same text
     (bar the ``# Filter:`` comments), so the text builders write what sievelib's object model
     would have."""
-    rule: dict[str, Any] = {"name": "r", "enabled": True, "position": 0, "match_mode": "any", "stop": True,
-            "conditions": [{"type": t, "value": 'v "q" \\ ${x}'} for t in
-                           ("from_is", "from_contains", "recipient_is", "plus_tag_is", "subject_contains")]
-            + [{"type": "has_attachment"}, {"type": "list_unsubscribe_exists"},
-               {"type": "group", "match_mode": "all", "conditions": [{"type": "from_is", "value": "a"},
-                                                                      {"type": "has_attachment"}]}],
-            "actions": [{"type": "star"}, {"type": "mark_read"}]}
+    rule: dict[str, Any] = {
+        "name": "r",
+        "enabled": True,
+        "position": 0,
+        "match_mode": "any",
+        "stop": True,
+        "conditions": [
+            {"type": t, "value": 'v "q" \\ ${x}'}
+            for t in ("from_is", "from_contains", "recipient_is", "plus_tag_is", "subject_contains")
+        ]
+        + [
+            {"type": "has_attachment"},
+            {"type": "list_unsubscribe_exists"},
+            {
+                "type": "group",
+                "match_mode": "all",
+                "conditions": [{"type": "from_is", "value": "a"}, {"type": "has_attachment"}],
+            },
+        ],
+        "actions": [{"type": "star"}, {"type": "mark_read"}],
+    }
     moves = [{"kind": "system", "role": r} for r in ("inbox", "archive", "junk", "trash")]
     moves.append({"kind": "custom", "folder_id": "fld_M1", "fallback_name": "Work/Clients"})
-    rules = RULES.validate_python([dict(rule, id=str(uuid.uuid4()), actions=[*rule["actions"], {"type": "move",
-                                                                                                   "target": m}])
-                                   for m in moves], context=STORAGE_CONTEXT)
-    auto_reply = AutoReply(enabled=True, subject="Away é", body="Back\non Monday. é" * 30,
-                           from_date=datetime(2026, 12, 20, tzinfo=timezone.utc),
-                           to_date=datetime(2027, 1, 4, tzinfo=timezone.utc))
-    script = build_script(ScriptOptions(server=CYRUS, address="a@example.com", spam_threshold=7,
-                                        auto_reply=auto_reply, rules=rules))
+    rules = RULES.validate_python(
+        [dict(rule, id=str(uuid.uuid4()), actions=[*rule["actions"], {"type": "move", "target": m}]) for m in moves],
+        context=STORAGE_CONTEXT,
+    )
+    auto_reply = AutoReply(
+        enabled=True,
+        subject="Away é",
+        body="Back\non Monday. é" * 30,
+        from_date=datetime(2026, 12, 20, tzinfo=UTC),
+        to_date=datetime(2027, 1, 4, tzinfo=UTC),
+    )
+    script = build_script(
+        ScriptOptions(server=CYRUS, address="a@example.com", spam_threshold=7, auto_reply=auto_reply, rules=rules)
+    )
     ours = "".join(line + "\n" for line in script.split("\n")[:-1] if not line.startswith("# Filter: "))
     assert _printed_by_sievelib(script) == ours
     assert script.count("# Filter: ") == 1 + 1 + 1 + len(moves)

@@ -37,6 +37,7 @@ from shipmail.rules.schemas import (
     MailboxRules,
     MailboxRuleSystemTarget,
     MailboxRuleValueCondition,
+    MatchMode,
     UpdateMailboxRulesRequest,
     ValueConditionType,
     clean_loc,
@@ -78,16 +79,32 @@ def to_role(role: str) -> MailboxRuleMoveAction:
 def to_folder(mailbox_id: str, path: str) -> MailboxRuleMoveAction:
     """A move to the custom folder ``fld_<mailbox_id>`` as stored (with its fallback path)."""
     target = MailboxRuleCustomTarget.model_validate(
-        {"kind": "custom", "folder_id": f"fld_{mailbox_id}", "fallback_name": path}, context=STORAGE_CONTEXT)
+        {"kind": "custom", "folder_id": f"fld_{mailbox_id}", "fallback_name": path}, context=STORAGE_CONTEXT
+    )
     return MailboxRuleMoveAction(type="move", target=target)
 
 
-def rule(n: int = 1, *, position: int = 0, enabled: bool = True, stop: bool = False, match_mode: str = "all",
-         conditions: tuple[MailboxRuleCondition, ...] = (value("subject_contains", "x"),),
-         actions: tuple[MailboxRuleAction, ...] = (act("star"),), name: str = "r") -> MailboxRule:
-    return MailboxRule(id=uuid.UUID(rid(n)), name=name[:120] or "r", enabled=enabled, position=position,
-                       match_mode=match_mode, stop=stop, conditions=list(conditions),  # type: ignore[arg-type]
-                       actions=list(actions))
+def rule(
+    n: int = 1,
+    *,
+    position: int = 0,
+    enabled: bool = True,
+    stop: bool = False,
+    match_mode: MatchMode = "all",
+    conditions: tuple[MailboxRuleCondition, ...] = (value("subject_contains", "x"),),
+    actions: tuple[MailboxRuleAction, ...] = (act("star"),),
+    name: str = "r",
+) -> MailboxRule:
+    return MailboxRule(
+        id=uuid.UUID(rid(n)),
+        name=name[:120] or "r",
+        enabled=enabled,
+        position=position,
+        match_mode=match_mode,
+        stop=stop,
+        conditions=list(conditions),
+        actions=list(actions),
+    )
 
 
 def script(*rules: MailboxRule) -> str:
@@ -129,8 +146,7 @@ def test_every_condition_maps_to_its_test() -> None:
     text = script(rule(conditions=conditions))
     assert 'address :all :is "from" "ann@example.org"' in text
     assert 'address :all :contains "from" "example"' in text
-    assert ('anyof (address :all :is ["to", "cc"] "team@example.com", envelope :all :is "to" "team@example.com")'
-            in text)
+    assert 'anyof (address :all :is ["to", "cc"] "team@example.com", envelope :all :is "to" "team@example.com")' in text
     assert 'envelope :detail :is "to" "news"' in text
     assert 'header :contains "subject" "invoice"' in text
     assert 'hasflag "$HasAttachment"' in text
@@ -147,9 +163,10 @@ def test_every_value_type_of_the_schema_compiles() -> None:
 
 
 def test_match_modes_groups_and_a_lone_test() -> None:
-    inner = mgroup("any", value("from_is", "a@x"), mgroup("all", flag("has_attachment"), value("subject_contains", "s")))
-    text = script(rule(1, match_mode="any", conditions=(inner, flag("list_unsubscribe_exists"))),
-                  rule(2, position=1))
+    inner = mgroup(
+        "any", value("from_is", "a@x"), mgroup("all", flag("has_attachment"), value("subject_contains", "s"))
+    )
+    text = script(rule(1, match_mode="any", conditions=(inner, flag("list_unsubscribe_exists"))), rule(2, position=1))
     first, second = rule_ifs(text)
     top = first["test"]
     assert top.name == "anyof"
@@ -167,12 +184,15 @@ def test_actions_flags_first_then_move_then_stop() -> None:
     assert {"fileinto", "mailboxid", "imap4flags"} <= requires(text)
 
 
-@pytest.mark.parametrize(("role", "expected"), [
-    ("inbox", 'fileinto "INBOX";'),
-    ("archive", 'fileinto :specialuse "\\\\Archive" "Archive";'),
-    ("junk", 'fileinto :specialuse "\\\\Junk" "Junk";'),
-    ("trash", 'fileinto :specialuse "\\\\Trash" "Trash";'),
-])
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("inbox", 'fileinto "INBOX";'),
+        ("archive", 'fileinto :specialuse "\\\\Archive" "Archive";'),
+        ("junk", 'fileinto :specialuse "\\\\Junk" "Junk";'),
+        ("trash", 'fileinto :specialuse "\\\\Trash" "Trash";'),
+    ],
+)
 def test_system_moves(role: str, expected: str) -> None:
     text = script(rule(actions=(to_role(role),)))
     assert expected in text
@@ -180,8 +200,13 @@ def test_system_moves(role: str, expected: str) -> None:
 
 
 def test_order_by_position_ties_in_list_order_disabled_left_out() -> None:
-    rules = [rule(1, position=5), rule(2, position=1), rule(3, position=5), rule(4, position=0, enabled=False),
-             rule(5, position=1)]
+    rules = [
+        rule(1, position=5),
+        rule(2, position=1),
+        rule(3, position=5),
+        rule(4, position=0, enabled=False),
+        rule(5, position=1),
+    ]
     text = script(*rules)
     order = [line.split()[-1] for line in text.splitlines() if line.startswith("# Filter: rule ")]
     assert order == [rid(2), rid(5), rid(1), rid(3)]
@@ -194,16 +219,38 @@ def test_no_rules_or_only_disabled_ones_add_nothing() -> None:
 
 
 NASTY = [
-    'a"b', "back\\slash", 'end\\', '"; discard; "', "*/ # not a comment", "${var}", "x*?y", "tab\there",
-    "é ü 漢字 🙂", "#", "}", "/* open", "\\\"", " leading and trailing ", "a" * 256,
+    'a"b',
+    "back\\slash",
+    "end\\",
+    '"; discard; "',
+    "*/ # not a comment",
+    "${var}",
+    "x*?y",
+    "tab\there",
+    "é ü 漢字 🙂",
+    "#",
+    "}",
+    "/* open",
+    '\\"',
+    " leading and trailing ",
+    "a" * 256,
 ]
 
 
 @pytest.mark.parametrize("v", NASTY)
 def test_values_stay_inside_their_strings(v: str) -> None:
-    text = script(rule(conditions=(value("subject_contains", v), value("from_is", v), value("recipient_is", v),
-                                   value("plus_tag_is", v)),
-                       actions=(to_folder("m1", v),), name=v))
+    text = script(
+        rule(
+            conditions=(
+                value("subject_contains", v),
+                value("from_is", v),
+                value("recipient_is", v),
+                value("plus_tag_is", v),
+            ),
+            actions=(to_folder("m1", v),),
+            name=v,
+        )
+    )
     assert parses(text) is None
     (only,) = rule_ifs(text)
     header, address, recipient, tag = only["test"]["tests"]
@@ -257,14 +304,21 @@ def test_largest_rule_set_size() -> None:
     tests/integration/test_rules.py): 50 rules x 10 ASCII values of 256 characters stay far below
     1 MiB; the worst case (10 recipient_is values of 256 four-byte characters, whose value appears
     twice, in every rule, plus long folder paths) just above it, below 1.2 MB."""
+
     def rules(kind: ValueConditionType, v: str) -> list[MailboxRule]:
-        return [rule(i, position=i, stop=True,
-                     conditions=(mgroup("any", *(value(kind, v) for _ in range(9))), value(kind, v)),
-                     actions=(to_folder("x" * 24, "\U0001F600" * 250), act("star"), act("mark_read")))
-                for i in range(50)]
+        return [
+            rule(
+                i,
+                position=i,
+                stop=True,
+                conditions=(mgroup("any", *(value(kind, v) for _ in range(9))), value(kind, v)),
+                actions=(to_folder("x" * 24, "\U0001f600" * 250), act("star"), act("mark_read")),
+            )
+            for i in range(50)
+        ]
 
     typical = len(script(*rules("subject_contains", "v" * 256)).encode())
-    worst = len(script(*rules("recipient_is", "\U0001F600" * 256)).encode())
+    worst = len(script(*rules("recipient_is", "\U0001f600" * 256)).encode())
     assert 150_000 < typical < 250_000
     assert 1_048_576 < worst < 1_200_000
 
@@ -274,7 +328,12 @@ def test_largest_rule_set_size() -> None:
 
 def api_rule(n: int = 1, **over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": rid(n), "name": f"rule {n}", "enabled": True, "position": n, "match_mode": "all", "stop": False,
+        "id": rid(n),
+        "name": f"rule {n}",
+        "enabled": True,
+        "position": n,
+        "match_mode": "all",
+        "stop": False,
         "conditions": [{"type": "subject_contains", "value": "x"}],
         "actions": [{"type": "move", "target": {"kind": "system", "role": "archive"}}],
     }
@@ -300,7 +359,9 @@ LEAF = {"type": "from_is", "value": "a@x"}
 def test_check_rules_accepts_the_limits() -> None:
     deepest = group(group(LEAF))  # levels 1, 2, 3
     ten = [group(group(*[LEAF] * 5), *[LEAF] * 4), LEAF]  # groups are not counted
-    UpdateMailboxRulesRequest.model_validate({"rules": [api_rule(1, conditions=[deepest]), api_rule(2, conditions=ten)]})
+    UpdateMailboxRulesRequest.model_validate(
+        {"rules": [api_rule(1, conditions=[deepest]), api_rule(2, conditions=ten)]}
+    )
 
 
 def test_check_rules_problems_with_paths() -> None:
@@ -309,10 +370,23 @@ def test_check_rules_problems_with_paths() -> None:
         api_rule(1),  # duplicate id
         api_rule(3, conditions=[LEAF, group(LEAF, group(group(LEAF)))]),  # a group at level 4
         api_rule(4, conditions=[group(*[LEAF] * 10), LEAF]),  # 11 conditions
-        api_rule(5, actions=[{"type": "star"}, {"type": "move", "target": {"kind": "system", "role": "junk"}},
-                             {"type": "star"}, {"type": "move", "target": {"kind": "system", "role": "trash"}}]),
-        api_rule(6, name="two\nlines", conditions=[{"type": "subject_contains", "value": "bell\x07"},
-                                                     group({"type": "from_is", "value": "c1\x85"})]),
+        api_rule(
+            5,
+            actions=[
+                {"type": "star"},
+                {"type": "move", "target": {"kind": "system", "role": "junk"}},
+                {"type": "star"},
+                {"type": "move", "target": {"kind": "system", "role": "trash"}},
+            ],
+        ),
+        api_rule(
+            6,
+            name="two\nlines",
+            conditions=[
+                {"type": "subject_contains", "value": "bell\x07"},
+                group({"type": "from_is", "value": "c1\x85"}),
+            ],
+        ),
     ]
     assert problems(rules) == [
         ("rules[1].id", "duplicate_id"),
@@ -326,7 +400,9 @@ def test_check_rules_problems_with_paths() -> None:
     ]
     # Lone surrogates never get that far: the schema refuses them (JSON can carry them as \ud800).
     surrogate = api_rule(1, conditions=[{"type": "from_is", "value": "\ud800"}])
-    assert [(d["field"], d["code"]) for d in validate([surrogate])] == [("rules[0].conditions[0].value", "string_unicode")]
+    assert [(d["field"], d["code"]) for d in validate([surrogate])] == [
+        ("rules[0].conditions[0].value", "string_unicode")
+    ]
 
 
 def test_bad_characters() -> None:
@@ -344,11 +420,20 @@ def folder(fid: str, name: str, parent: str | None = None, role: str | None = No
     return folder_service.Folder(id=fid, name=name, parent_id=parent, role=role)
 
 
-FOLDERS = [folder("I", "Inbox", role="inbox"), folder("A", "Archive", role="archive"), folder("S", "Sent", role="sent"),
-           folder("D", "Drafts", role="drafts"), folder("J", "Junk", role="junk"), folder("T", "Trash", role="trash"),
-           folder("w", "Work"), folder("c", "Clients", parent="w")]
-FOLDERS = [folder_service.Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
-           for n, f in enumerate(FOLDERS)]
+FOLDERS = [
+    folder("I", "Inbox", role="inbox"),
+    folder("A", "Archive", role="archive"),
+    folder("S", "Sent", role="sent"),
+    folder("D", "Drafts", role="drafts"),
+    folder("J", "Junk", role="junk"),
+    folder("T", "Trash", role="trash"),
+    folder("w", "Work"),
+    folder("c", "Clients", parent="w"),
+]
+FOLDERS = [
+    folder_service.Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
+    for n, f in enumerate(FOLDERS)
+]
 
 
 def custom(fid: str) -> dict[str, Any]:
@@ -364,33 +449,43 @@ def test_resolve_targets_and_storage_round_trip() -> None:
     assert rules[0].actions[0].target.fallback_name == ""  # type: ignore[union-attr]  # input untouched
     # The wire form (responses) never shows fallback_name; the stored form has it.
     assert RULES.dump_python(stored, mode="json") == wire
-    assert "fallback_name" not in MailboxRules(mailbox_id="m", address="a@x", rules=stored, folders=[]).model_dump_json()
+    assert (
+        "fallback_name" not in MailboxRules(mailbox_id="m", address="a@x", rules=stored, folders=[]).model_dump_json()
+    )
     stored_json = json.loads(RULES.dump_json(stored, context=STORAGE_CONTEXT))
-    assert stored_json[0]["actions"][0]["target"] == {"kind": "custom", "folder_id": "fld_c",
-                                                      "fallback_name": "Work/Clients"}
+    assert stored_json[0]["actions"][0]["target"] == {
+        "kind": "custom",
+        "folder_id": "fld_c",
+        "fallback_name": "Work/Clients",
+    }
     # The column: written and read (validated) in the storage context.
     column = Mailbox.__table__.c.rules.type  # type: ignore[attr-defined]
     text = column.process_bind_param(stored, None)
     assert column.process_result_value(text, None) == stored
     assert column.process_result_value(None, None) == [] and column.process_result_value("", None) == []
-    row = Mailbox(id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h",
-                  rules=stored)
+    row = Mailbox(
+        id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h", rules=stored
+    )
     text = build_script(ScriptOptions.of(CYRUS, row))
     assert 'fileinto :mailboxid "c" "Work/Clients";' in text
     assert 'fileinto :specialuse "\\\\Archive" "Archive";' in text
-    assert Mailbox(id="m", organization_id="o", domain_id="d", local_part="a", address="a@x",
-                   password_hash="h").rules == []
+    assert (
+        Mailbox(id="m", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h").rules
+        == []
+    )
 
 
 #: A rule set as the previous version stored it (json.dumps of the API dicts plus fallback_name):
 #: read as it is, and written back byte for byte (no data migration).
-OLD_STORED = ('[{"id":"00000000-0000-4000-8000-000000000001","name":"Clients é","enabled":true,"position":0,'
-              '"match_mode":"any","stop":true,"conditions":[{"type":"group","match_mode":"all","conditions":'
-              '[{"type":"from_is","value":"a@x"},{"type":"has_attachment"}]},{"type":"plus_tag_is","value":"t"}],'
-              '"actions":[{"type":"move","target":{"kind":"custom","folder_id":"fld_c","fallback_name":"Work/Clients"}},'
-              '{"type":"star"}]},{"id":"00000000-0000-4000-8000-000000000002","name":"r","enabled":false,'
-              '"position":1,"match_mode":"all","stop":false,"conditions":[{"type":"list_unsubscribe_exists"}],'
-              '"actions":[{"type":"move","target":{"kind":"system","role":"junk"}}]}]')
+OLD_STORED = (
+    '[{"id":"00000000-0000-4000-8000-000000000001","name":"Clients é","enabled":true,"position":0,'
+    '"match_mode":"any","stop":true,"conditions":[{"type":"group","match_mode":"all","conditions":'
+    '[{"type":"from_is","value":"a@x"},{"type":"has_attachment"}]},{"type":"plus_tag_is","value":"t"}],'
+    '"actions":[{"type":"move","target":{"kind":"custom","folder_id":"fld_c","fallback_name":"Work/Clients"}},'
+    '{"type":"star"}]},{"id":"00000000-0000-4000-8000-000000000002","name":"r","enabled":false,'
+    '"position":1,"match_mode":"all","stop":false,"conditions":[{"type":"list_unsubscribe_exists"}],'
+    '"actions":[{"type":"move","target":{"kind":"system","role":"junk"}}]}]'
+)
 
 
 def test_the_stored_format_is_unchanged() -> None:
@@ -403,38 +498,53 @@ def test_the_stored_format_is_unchanged() -> None:
 
 
 def test_a_request_cannot_set_the_fallback_name() -> None:
-    bad = api_rule(1, actions=[{"type": "move", "target": {"kind": "custom", "folder_id": "fld_c",
-                                                           "fallback_name": "x"}}])
+    bad = api_rule(
+        1, actions=[{"type": "move", "target": {"kind": "custom", "folder_id": "fld_c", "fallback_name": "x"}}]
+    )
     assert [(d["field"], d["code"]) for d in validate([bad])] == [
-        ("rules[0].actions[0].target.fallback_name", "extra_forbidden")]
+        ("rules[0].actions[0].target.fallback_name", "extra_forbidden")
+    ]
 
 
 def test_resolve_targets_refuses_unknown_and_system_folders() -> None:
-    rules = RULES.validate_python([api_rule(1, actions=[custom("fld_nope")]), api_rule(2, actions=[custom("fld_J")]),
-                                   api_rule(3, actions=[custom("fld_S")]), api_rule(4, actions=[custom("c")])])
+    rules = RULES.validate_python(
+        [
+            api_rule(1, actions=[custom("fld_nope")]),
+            api_rule(2, actions=[custom("fld_J")]),
+            api_rule(3, actions=[custom("fld_S")]),
+            api_rule(4, actions=[custom("c")]),
+        ]
+    )
     with pytest.raises(ValidationFailed) as caught:
         service.resolve_targets(rules, FOLDERS)
     got = [(d["field"], d["code"]) for d in caught.value.details]
-    assert got == [("rules[0].actions[0].target.folder_id", "not_found"),
-                   ("rules[1].actions[0].target.folder_id", "system_folder"),
-                   ("rules[2].actions[0].target.folder_id", "system_folder"),
-                   ("rules[3].actions[0].target.folder_id", "not_found")]
+    assert got == [
+        ("rules[0].actions[0].target.folder_id", "not_found"),
+        ("rules[1].actions[0].target.folder_id", "system_folder"),
+        ("rules[2].actions[0].target.folder_id", "system_folder"),
+        ("rules[3].actions[0].target.folder_id", "not_found"),
+    ]
     assert '"kind": "system", "role": "junk"' in caught.value.details[1]["message"]
 
 
 def test_rule_folders_are_the_targets_in_tree_order() -> None:
     got = service.rule_folders(FOLDERS)
     assert [(f.id, f.kind, f.role, f.parent_id) for f in got] == [
-        ("fld_I", "system", "inbox", None), ("fld_A", "system", "archive", None), ("fld_J", "system", "junk", None),
-        ("fld_T", "system", "trash", None), ("fld_w", "custom", None, None), ("fld_c", "custom", None, "fld_w"),
+        ("fld_I", "system", "inbox", None),
+        ("fld_A", "system", "archive", None),
+        ("fld_J", "system", "junk", None),
+        ("fld_T", "system", "trash", None),
+        ("fld_w", "custom", None, None),
+        ("fld_c", "custom", None, "fld_w"),
     ]
 
 
 def test_folders_targeted_by_rules_cannot_be_deleted() -> None:
     rules = RULES.validate_python([api_rule(1, name="Clients", enabled=False, actions=[custom("fld_c")])])
     stored = service.resolve_targets(rules, FOLDERS)
-    row = Mailbox(id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h",
-                  rules=stored)
+    row = Mailbox(
+        id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h", rules=stored
+    )
     with pytest.raises(Conflict, match="'Clients'"):
         service.ensure_not_targeted(row, ["w", "c"])  # deleting Work takes Clients along
     service.ensure_not_targeted(row, ["w"])
@@ -452,9 +562,22 @@ def validate(rules: list[Any]) -> list[dict[str, str]]:
 
 def test_clean_loc_drops_only_union_tags() -> None:
     assert clean_loc(("rules", 3, "conditions", 0, "group", "conditions", 1, "from_is", "value")) == [
-        "rules", 3, "conditions", 0, "conditions", 1, "value"]
+        "rules",
+        3,
+        "conditions",
+        0,
+        "conditions",
+        1,
+        "value",
+    ]
     assert clean_loc(("rules", 0, "actions", 1, "move", "target", "custom", "folder_id")) == [
-        "rules", 0, "actions", 1, "target", "folder_id"]
+        "rules",
+        0,
+        "actions",
+        1,
+        "target",
+        "folder_id",
+    ]
     # An unknown field that happens to be named like a tag stays.
     assert clean_loc(("rules", 0, "conditions", 0, "from_is", "group")) == ["rules", 0, "conditions", 0, "group"]
 
@@ -480,20 +603,26 @@ def test_request_errors_have_clean_field_paths() -> None:
     assert "not supported" in webhook["message"]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"id": "not-a-uuid"}, "rules[0].id"),
-    ({"name": ""}, "rules[0].name"),
-    ({"name": "n" * 121}, "rules[0].name"),
-    ({"position": -1}, "rules[0].position"),
-    ({"match_mode": "most"}, "rules[0].match_mode"),
-    ({"conditions": []}, "rules[0].conditions"),
-    ({"conditions": [LEAF] * 11}, "rules[0].conditions"),
-    ({"actions": []}, "rules[0].actions"),
-    ({"actions": [{"type": "star"}] * 5}, "rules[0].actions"),
-    ({"extra": 1}, "rules[0].extra"),
-    ({"actions": [{"type": "move", "target": {"kind": "system", "role": "sent"}}]}, "rules[0].actions[0].target.role"),
-    ({"actions": [{"type": "move"}]}, "rules[0].actions[0].target"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"id": "not-a-uuid"}, "rules[0].id"),
+        ({"name": ""}, "rules[0].name"),
+        ({"name": "n" * 121}, "rules[0].name"),
+        ({"position": -1}, "rules[0].position"),
+        ({"match_mode": "most"}, "rules[0].match_mode"),
+        ({"conditions": []}, "rules[0].conditions"),
+        ({"conditions": [LEAF] * 11}, "rules[0].conditions"),
+        ({"actions": []}, "rules[0].actions"),
+        ({"actions": [{"type": "star"}] * 5}, "rules[0].actions"),
+        ({"extra": 1}, "rules[0].extra"),
+        (
+            {"actions": [{"type": "move", "target": {"kind": "system", "role": "sent"}}]},
+            "rules[0].actions[0].target.role",
+        ),
+        ({"actions": [{"type": "move"}]}, "rules[0].actions[0].target"),
+    ],
+)
 def test_schema_errors(change: dict[str, Any], field: str) -> None:
     assert field in [d["field"] for d in validate([api_rule(1, **change)])]
 
@@ -512,8 +641,9 @@ def mailbox(client: TestClient, settings: Any) -> dict[str, Any]:
     client.post("/v1/domains", json={"name": "rules.example"}, headers=auth(key))
     verify_domain(settings, "rules.example")
     dom = client.get("/v1/domains", headers=auth(key)).json()["data"][0]
-    r = client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "r", "generate_password": True},
-                    headers=auth(key))
+    r = client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "r", "generate_password": True}, headers=auth(key)
+    )
     assert r.status_code == 201, r.text
     return {**r.json(), "key": key}
 
@@ -566,8 +696,9 @@ def test_put_reads_the_mailbox_row_once(client: TestClient, mailbox: dict[str, A
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        r = client.put(f"/v1/mailboxes/{mailbox['id']}/rules", json={"rules": [api_rule(1)]},
-                       headers=auth(mailbox["key"]))
+        r = client.put(
+            f"/v1/mailboxes/{mailbox['id']}/rules", json={"rules": [api_rule(1)]}, headers=auth(mailbox["key"])
+        )
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     assert r.status_code == 200, r.text
