@@ -4,8 +4,9 @@
 takes in practice: 50 rules of 10 conditions each, every value 256 characters (alternately
 recipient_is, which the script holds twice, and subject_contains), each rule starring, marking
 read and moving to a custom folder (``fileinto :mailboxid``), with ``stop``. Each PUT validates the
-set, reads the folders (one JMAP Mailbox/get), compiles the Sieve script (sievelib, parsed back),
-uploads it and activates it in one JMAP request (Cyrus compiles it to bytecode), and commits.
+set, reads and locks the mailbox row, reads the folders (one JMAP Mailbox/get), compiles the Sieve
+script (text built once, no parse-back), uploads it and activates it in one JMAP request (Cyrus
+compiles it to bytecode), and commits.
 
 For scale the same loop runs with a one-rule set, and ``GET .../rules``. Prints p50/p95 (and
 min/max) over ``N`` sequential requests after a warm-up, the size of the active script (read back
@@ -31,14 +32,26 @@ WARMUP = 3
 
 
 def _rules(folder_id: str, count: int, conditions: int) -> list[dict[str, Any]]:
-    return [{
-        "id": str(uuid.UUID(int=i + 1, version=4)), "name": f"Bench rule {i}", "enabled": True, "position": i,
-        "match_mode": "any", "stop": True,
-        "conditions": [{"type": "subject_contains" if j % 2 else "recipient_is",
-                        "value": f"{i:02d}-{j}-" + "v" * 251} for j in range(conditions)],
-        "actions": [{"type": "move", "target": {"kind": "custom", "folder_id": folder_id}},
-                    {"type": "mark_read"}, {"type": "star"}],
-    } for i in range(count)]
+    return [
+        {
+            "id": str(uuid.UUID(int=i + 1, version=4)),
+            "name": f"Bench rule {i}",
+            "enabled": True,
+            "position": i,
+            "match_mode": "any",
+            "stop": True,
+            "conditions": [
+                {"type": "subject_contains" if j % 2 else "recipient_is", "value": f"{i:02d}-{j}-" + "v" * 251}
+                for j in range(conditions)
+            ],
+            "actions": [
+                {"type": "move", "target": {"kind": "custom", "folder_id": folder_id}},
+                {"type": "mark_read"},
+                {"type": "star"},
+            ],
+        }
+        for i in range(count)
+    ]
 
 
 def _timed(bench: Bench, method: str, path: str, body: object, n: int) -> tuple[list[float], float, float]:
@@ -63,25 +76,37 @@ def _timed(bench: Bench, method: str, path: str, body: object, n: int) -> tuple[
 
 def _row(label: str, lat: list[float], api_cpu: float, cyrus_cpu: float) -> str:
     ordered = sorted(lat)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return (f"  {label:34} p50 {1000 * statistics.median(ordered):7.1f} ms  p95 {1000 * p95:7.1f} ms  "
-            f"(min {1000 * ordered[0]:.1f}, max {1000 * ordered[-1]:.1f}, n={len(ordered)})  "
-            f"CPU/request: API {1000 * api_cpu:.0f} ms, Cyrus {1000 * cyrus_cpu:.0f} ms")
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return (
+        f"  {label:34} p50 {1000 * statistics.median(ordered):7.1f} ms  p95 {1000 * p95:7.1f} ms  "
+        f"(min {1000 * ordered[0]:.1f}, max {1000 * ordered[-1]:.1f}, n={len(ordered)})  "
+        f"CPU/request: API {1000 * api_cpu:.0f} ms, Cyrus {1000 * cyrus_cpu:.0f} ms"
+    )
 
 
 def _active_script_size(bench: Bench) -> int:
     stack = bench.stack
     session = stack.cyrus_session()
     bearer = stack.cyrus_bearer()
-    call = {"using": ["urn:ietf:params:jmap:core", "https://cyrusimap.org/ns/jmap/sieve"],
-            "methodCalls": [["SieveScript/get", {"accountId": stack.address, "ids": None}, "s"]]}
-    request = urllib.request.Request(urljoin(stack.jmap_url, str(session["apiUrl"])), data=json.dumps(call).encode(),
-                                     headers={"Authorization": bearer, "Content-Type": "application/json"})
+    call = {
+        "using": ["urn:ietf:params:jmap:core", "https://cyrusimap.org/ns/jmap/sieve"],
+        "methodCalls": [["SieveScript/get", {"accountId": stack.address, "ids": None}, "s"]],
+    }
+    request = urllib.request.Request(
+        urljoin(stack.jmap_url, str(session["apiUrl"])),
+        data=json.dumps(call).encode(),
+        headers={"Authorization": bearer, "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=15) as response:
         listed = json.loads(response.read())["methodResponses"][0][1]["list"]
     (active,) = [s for s in listed if s["isActive"]]
-    download = str(session["downloadUrl"]).replace("{accountId}", stack.address).replace(
-        "{blobId}", active["blobId"]).replace("{name}", "script.sieve").replace("{type}", "application/sieve")
+    download = (
+        str(session["downloadUrl"])
+        .replace("{accountId}", stack.address)
+        .replace("{blobId}", active["blobId"])
+        .replace("{name}", "script.sieve")
+        .replace("{type}", "application/sieve")
+    )
     request = urllib.request.Request(urljoin(stack.jmap_url, download), headers={"Authorization": bearer})
     with urllib.request.urlopen(request, timeout=15) as response:
         return len(response.read())
@@ -91,26 +116,37 @@ def _active_script_size(bench: Bench) -> int:
 def rules_put(bench: Bench) -> None:
     stack = bench.stack
     base = f"/v1/mailboxes/{stack.mailbox_id}"
-    status, folder = http_json("POST", stack.app_url + base + "/folders", stack.key,
-                               {"name": f"Bench rules {secrets.token_hex(2)}", "parent_id": None})
+    status, folder = http_json(
+        "POST",
+        stack.app_url + base + "/folders",
+        stack.key,
+        {"name": f"Bench rules {secrets.token_hex(2)}", "parent_id": None},
+    )
     if status != 201:
         raise RuntimeError(f"folder create: {status} {folder}")
     folder_id = str(folder["id"])  # type: ignore[index]
     big = {"rules": _rules(folder_id, 50, 10)}
     small = {"rules": _rules(folder_id, 1, 1)}
     print(f"  request body: {len(json.dumps(big))} bytes (50 rules x 10 conditions x 256 characters)")
-    for label, method, body in (("PUT 1 rule x 1 condition", "PUT", small), ("GET rules (50 x 10 saved)", "GET", None),
-                                ("PUT 50 rules x 10 conditions", "PUT", big)):
+    for label, method, body in (
+        ("PUT 1 rule x 1 condition", "PUT", small),
+        ("GET rules (50 x 10 saved)", "GET", None),
+        ("PUT 50 rules x 10 conditions", "PUT", big),
+    ):
         if method == "GET":
             http_json("PUT", stack.app_url + base + "/rules", stack.key, big)
         lat, api_cpu, cyrus_cpu = _timed(bench, method, base + "/rules", body, N)
         print(_row(label, lat, api_cpu, cyrus_cpu))
     print(f"  active script after the 50 x 10 PUT: {_active_script_size(bench)} bytes")
     subject = "49-9-" + "v" * 251
-    message = (f"From: a@bench.example\r\nTo: {stack.address}\r\nSubject: x {subject}\r\n"
-               f"Message-ID: <{secrets.token_hex(8)}@bench.example>\r\n\r\nbench\r\n").encode()
+    message = (
+        f"From: a@bench.example\r\nTo: {stack.address}\r\nSubject: x {subject}\r\n"
+        f"Message-ID: <{secrets.token_hex(8)}@bench.example>\r\n\r\nbench\r\n"
+    ).encode()
     stack.deliver([message])
     status, listed = http_json("GET", stack.app_url + f"/v1/mailboxes/{stack.mailbox_id}/folders", stack.key)
     counts = {f["id"]: f["total_emails"] for f in listed["data"]}  # type: ignore[index]
-    print(f"  delivery check: the message matching the last rule's last condition is in the rules' folder: "
-          f"{counts.get(folder_id) == 1}")
+    print(
+        f"  delivery check: the message matching the last rule's last condition is in the rules' folder: "
+        f"{counts.get(folder_id) == 1}"
+    )

@@ -1,16 +1,18 @@
-"""Install a mailbox's delivery script on the mail server over JMAP (RFC 9661 / Cyrus).
+"""Install a mailbox's delivery script on the mail server over JMAP (RFC 9661 / Cyrus), and change
+the settings it is made of together with it.
 
-Source: the script from :func:`shipmail.sieve.compiler.build_script`; the server's Sieve
-capability from the JMAP session (``urn:ietf:params:jmap:sieve`` per RFC 9661, or Cyrus 3.6's
-``https://cyrusimap.org/ns/jmap/sieve``), else ``svc.mail.sieve_capability``.
+Source: the script from :func:`shipmail.delivery.script.build_script` for the row's settings; the
+server's Sieve capability from the JMAP session (``urn:ietf:params:jmap:sieve`` per RFC 9661, or
+Cyrus 3.6's ``https://cyrusimap.org/ns/jmap/sieve``: :func:`shipmail.jmap.sieve_script.sieve_capability`),
+else ``svc.mail.sieve_capability``.
 
 :func:`install` costs two JMAP HTTP requests:
 
 1. upload the script as a blob (RFC 8620 section 6.1, ``application/sieve``);
 2. one API request with three calls: ``SieveScript/get`` (the scripts present), ``SieveScript/set``
    creating a script under a fresh name with ``onSuccessActivateScript`` (the server activates it
-   only once it has accepted it), and ``SieveScript/set`` destroying the scripts listed in step 1
-   (back-reference).
+   only once it has accepted it), and ``SieveScript/set`` destroying the scripts listed in the
+   first call (back-reference).
 
 Replacement is atomic from the server's point of view: a script the server rejects is never
 created, so the previously active script stays active (destroying an active script fails with
@@ -23,88 +25,70 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
 
-from collections.abc import Awaitable, Callable
-
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.mailboxes.models import Mailbox
 from shipmail import utc
-from shipmail.jmap.client import URN_CORE
-from shipmail.jmap.legacy import RawCall, call_ids  # TEMPORARY
+from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.jmap.errors import from_jmap
+from shipmail.jmap.request import Request
+from shipmail.jmap.sieve_script import PROPERTIES, SieveScriptGet, SieveScriptSet, sieve_capability
+from shipmail.mailboxes.models import Mailbox
+from shipmail.rules.schemas import MailboxRule
 from shipmail.runtime import Services
-from shipmail.sieve.compiler import ScriptOptions, build_script
-from shipmail.sieve.model import DeliveryPlan
+from shipmail.settings.schemas import AutoReply
 
 logger = logging.getLogger("shipmail.delivery.service")
-
-URN_SIEVE_RFC = "urn:ietf:params:jmap:sieve"
-URN_SIEVE_CYRUS = "https://cyrusimap.org/ns/jmap/sieve"
 
 #: Names of the scripts this service creates: ``shipmail-<unix ms>-<random>``.
 SCRIPT_PREFIX = "shipmail-"
 
 
-def options_for(svc: Services, row: Mailbox) -> ScriptOptions:
-    """What goes into ``row``'s script: the mail server's part, then the spam threshold, the
-    auto-reply and the inbox rules stored on the row (the database is the source of truth)."""
-    from shipmail.settings.service import plan_auto_reply, plan_spam
-    from shipmail.rules.service import plan_rules
-
-    plan = DeliveryPlan(spam=plan_spam(row), auto_reply=plan_auto_reply(row), rules=plan_rules(row))
-    return ScriptOptions(server=svc.mail.delivery_sieve(), plan=plan)
+def new_script_name() -> str:
+    return f"{SCRIPT_PREFIX}{int(time.time() * 1000)}-{secrets.token_hex(3)}"
 
 
 async def update_and_install(
     svc: Services,
-    organization_id: str,
-    mailbox_id: str,
-    mutate: Callable[[AsyncSession, Mailbox], Awaitable[None]],
-) -> Mailbox:
-    """Change a mailbox's stored delivery settings and its active script together.
+    session: AsyncSession,
+    row: Mailbox,
+    *,
+    rules: list[MailboxRule] | None = None,
+    auto_reply: AutoReply | None = None,
+    spam_filter_threshold: int | None = None,
+) -> None:
+    """Change ``row``'s delivery settings (the ones given, already checked) and its active script
+    together, and commit ``session``.
 
-    ``mutate(session, row)`` validates and changes the row (raising a 4xx before anything is
-    written). The row is locked (``SELECT ... FOR UPDATE`` where the database has it; SQLite
-    serialises writers), flushed, its new script installed, then committed:
-    - the server refuses the script -> the transaction rolls back; the old script stays active;
+    ``row`` was read and locked in ``session`` by the caller (``for_update=True``, inside this
+    write transaction). The row is changed and flushed, its new script installed, then the
+    transaction committed:
+    - the server refuses the script -> the error propagates and the caller's session rolls back;
+      the old script stays active;
     - the commit fails after the install -> the script of the previous settings is reinstalled.
-    Errors: 404 for another organisation's mailbox, what ``mutate`` raises, :func:`install`'s.
+    Errors: :func:`install`'s, the commit's.
     """
-    from shipmail.mailboxes import service as mailboxes
-
-    async with svc.db.session() as session:
-        row = await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
-        previous = Mailbox.model_validate(row.model_dump())
-        await mutate(session, row)
-        row.updated_at = utc.now()
-        session.add(row)
-        await session.flush()
-        await install(svc, row)
+    previous = ScriptOptions.of(svc.mail.delivery_sieve(), row)
+    if rules is not None:
+        row.rules = rules
+    if auto_reply is not None:
+        row.auto_reply = auto_reply
+    if spam_filter_threshold is not None:
+        row.spam_filter_threshold = spam_filter_threshold
+    row.updated_at = utc.now()
+    session.add(row)
+    await session.flush()
+    await install(svc, row)
+    try:
+        await session.commit()
+    except BaseException:
+        logger.warning("settings of %s not saved after the script changed; restoring the script", row.id)
         try:
-            await session.commit()
-        except BaseException:
-            logger.warning("settings of %s not saved after the script changed; restoring the script", row.id)
-            try:
-                await install(svc, previous)
-            except Exception:
-                logger.exception("could not restore the previous script of %s", row.id)
-            raise
-        return row
-
-
-def sieve_capability(svc: Services, session_capabilities: dict[str, Any]) -> str:
-    """The Sieve capability URN to use: the mail server's own if the session offers it, else the
-    RFC 9661 or Cyrus URN the session offers, else the mail server's declared one."""
-    for urn in (svc.mail.sieve_capability, URN_SIEVE_RFC, URN_SIEVE_CYRUS):
-        if urn in session_capabilities:
-            return urn
-    return svc.mail.sieve_capability
-
-
-def new_script_name() -> str:
-    return f"{SCRIPT_PREFIX}{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+            await activate(svc, row, build_script(previous))
+        except Exception:
+            logger.exception("could not restore the previous script of %s", row.id)
+        raise
 
 
 async def install(svc: Services, row: Mailbox) -> None:
@@ -114,23 +98,26 @@ async def install(svc: Services, row: Mailbox) -> None:
     the server refuses the script (``invalidScript``/``invalidSieve`` -> 422, ``overQuota`` -> 403,
     others 500). On any error the previously active script stays active.
     """
-    script = build_script(options_for(svc, row))
+    await activate(svc, row, build_script(ScriptOptions.of(svc.mail.delivery_sieve(), row)))
+
+
+async def activate(svc: Services, row: Mailbox, script: str) -> None:
+    """Upload ``script`` for ``row``'s account and make it the only, active script (see the module
+    docstring; errors as :func:`install`)."""
     address = row.address
     session = await svc.jmap.session(address)
-    urn = sieve_capability(svc, session.capabilities)
+    urn = sieve_capability(svc.mail.sieve_capability, session.capabilities)
     blob_id = await svc.jmap.upload(address, script.encode("utf-8"), "application/sieve")
-    using = (URN_CORE, urn)
-    get = RawCall("SieveScript/get", {"ids": None, "properties": ["id", "name", "isActive"]}, using=using)
-    create = RawCall("SieveScript/set", {
-        "create": {"script": {"name": new_script_name(), "blobId": blob_id}},
-        "onSuccessActivateScript": "#script",
-    }, using=using)
-    cids = call_ids([get, create, create])
-    destroy = RawCall("SieveScript/set", {
-        "#destroy": {"resultOf": cids[0], "name": "SieveScript/get", "path": "/list/*/id"},
-    }, using=using)
-    results = await svc.jmap.call(address, [get, create, destroy])
-    created = results.raw(cids[1], what="Sieve script")
+    request = Request(capabilities=(urn,))
+    listed = request.add(SieveScriptGet(ids=None, properties=PROPERTIES))
+    create = request.add(
+        SieveScriptSet(
+            create={"script": {"name": new_script_name(), "blobId": blob_id}}, on_success_activate_script="#script"
+        )
+    )
+    destroy = request.add(SieveScriptSet(destroy=request.ref(listed, "/list/*/id")))
+    results = await svc.jmap.call(address, request)
+    created = results.get(create, what="Sieve script")
     not_created = (created.get("notCreated") or {}).get("script")
     if not_created is not None:
         logger.warning("the mail server refused the delivery script of %s: %s", row.id, not_created.get("type"))
@@ -139,7 +126,7 @@ async def install(svc: Services, row: Mailbox) -> None:
     if made.get("isActive") is False:
         logger.warning("the delivery script of %s was created but not activated", row.id)
     try:
-        cleanup = results.raw(cids[2], what="Sieve script clean-up")
+        cleanup = results.get(destroy, what="Sieve script clean-up")
     except Exception as exc:  # the new script is active: a failed clean-up is only untidy
         logger.warning("could not remove old Sieve scripts of %s: %s", row.id, exc)
         return
@@ -149,17 +136,21 @@ async def install(svc: Services, row: Mailbox) -> None:
 
 async def reinstall_all(svc: Services) -> tuple[int, list[str]]:
     """Rebuild and reinstall every mailbox's script from the database (after an upgrade changed
-    what scripts contain). Returns (scripts installed, ids of the mailboxes that failed)."""
-    from sqlmodel import select
-
+    what scripts contain; outside any request: its own sessions). Each row is read on its own, so
+    one that cannot be read or installed fails alone. Returns (scripts installed, ids of the
+    mailboxes that failed)."""
     async with svc.db.session() as session:
-        rows = list((await session.exec(select(Mailbox))).all())
+        mailbox_ids = list((await session.exec(select(col(Mailbox.id)).order_by(col(Mailbox.id)))).all())
     installed, failed = 0, []
-    for row in rows:
+    for mailbox_id in mailbox_ids:
         try:
+            async with svc.db.session() as session:
+                row = await session.get(Mailbox, mailbox_id)
+            if row is None:  # deleted meanwhile
+                continue
             await install(svc, row)
             installed += 1
         except Exception as exc:
-            logger.warning("could not reinstall the script of %s: %s", row.id, exc)
-            failed.append(row.id)
+            logger.warning("could not reinstall the script of %s: %s", mailbox_id, exc)
+            failed.append(mailbox_id)
     return installed, failed

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from shipmail.db.types import timestamp_field
+from shipmail.db.types import PydanticJSON, timestamp_field
+from shipmail.rules.schemas import RULES, MailboxRule
+from shipmail.settings.schemas import AUTO_REPLY, THRESHOLD_DEFAULT, AutoReply
 
 
 class Mailbox(SQLModel, table=True):
@@ -21,10 +24,14 @@ class Mailbox(SQLModel, table=True):
     address: str = Field(max_length=320, unique=True, index=True)
     display_name: str | None = Field(default=None, max_length=200)
     password_hash: str = Field(max_length=200)
-    spam_filter_threshold: int = Field(default=5)
-    auto_reply: str | None = Field(default=None)  # JSON of the auto-reply settings
+    spam_filter_threshold: int = Field(default=THRESHOLD_DEFAULT)
+    #: JSON (shipmail.settings.schemas.AutoReply); NULL or unreadable: disabled.
+    auto_reply: AutoReply = Field(default_factory=AutoReply, sa_column=sa.Column(
+        "auto_reply", PydanticJSON(AUTO_REPLY, AutoReply, lenient=True), nullable=True))
     folder_ids: str | None = Field(default=None)  # JSON {JMAP role: Mailbox id} of the system folders
-    rules: str | None = Field(default=None)  # JSON list of the inbox rules (PUT /rules), source of truth
+    #: JSON list of the inbox rules (PUT /rules; shipmail.rules.schemas.MailboxRule), the source of truth.
+    rules: list[MailboxRule] = Field(default_factory=list, sa_column=sa.Column(
+        "rules", PydanticJSON(RULES, list), nullable=True))
     suspended_at: datetime | None = timestamp_field(nullable=True)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()

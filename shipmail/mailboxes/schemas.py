@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.mailboxes.models import Mailbox as MailboxRow
+from shipmail.settings.schemas import AutoReply
 
 #: A local part the service accepts: letters, digits, ``.``, ``_`` and ``-``, starting and ending
 #: with a letter or digit (the service also refuses ``..``).
@@ -59,14 +60,6 @@ class MailboxListQuery(PageQuery):
     domain_id: str | None = Field(default=None, max_length=64, description="Only mailboxes of this domain.")
 
 
-class AutoReply(Wire):
-    enabled: bool = False
-    subject: str | None = None
-    body: str | None = None
-    from_date: datetime | None = None
-    to_date: datetime | None = None
-
-
 class Mailbox(Wire):
     object: Literal["mailbox"] = "mailbox"
     id: str
@@ -84,11 +77,10 @@ class Mailbox(Wire):
     def of(cls, row: MailboxRow) -> Mailbox:
         """The wire form of a ``mailboxes`` row; ``suspension_reasons`` is ``["manual"]`` while
         suspended (the only reason this service sets)."""
-        auto_reply = AutoReply.model_validate_json(row.auto_reply) if row.auto_reply else AutoReply()
         return cls(
             id=row.id, domain_id=row.domain_id, address=row.address, display_name=row.display_name,
             suspended_at=row.suspended_at, suspension_reasons=["manual"] if row.suspended_at else [],
-            spam_filter_threshold=row.spam_filter_threshold, auto_reply=auto_reply,
+            spam_filter_threshold=row.spam_filter_threshold, auto_reply=row.auto_reply,
             created_at=row.created_at, updated_at=row.updated_at,
         )
 

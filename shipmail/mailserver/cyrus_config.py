@@ -36,7 +36,7 @@ JWT_MAX_AGE_SECONDS = 3600
 #: (``sieve_vacation_min_response``; Cyrus's default is 3 days and it silently raises a smaller
 #: ``:days``/``:seconds`` to it WHEN IT COMPILES THE SCRIPT, i.e. at install: a changed value
 #: applies to scripts installed afterwards; measured on 3.6.1). The auto-reply uses ``:days 1``
-#: (:data:`shipmail.sieve.model.AUTO_REPLY_DAYS`), so the bound is one day.
+#: (:data:`shipmail.settings.sieve.AUTO_REPLY_DAYS`), so the bound is one day.
 VACATION_MIN_RESPONSE_SECONDS = 86400
 #: Largest Sieve script accepted, in KiB (``sieve_maxscriptsize``; Cyrus's default 32 KiB is too
 #: small for 50 rules x 10 conditions x 256-character values: the worst case the API allows is
@@ -216,7 +216,7 @@ def render_imapd_conf(
         # Outgoing mail (vacation, EmailSubmission, even GET of the JMAP session) runs this.
         "smtp_backend: sendmail",
         f"sendmail: {c.sendmail_wrapper}",
-        # Delivery Sieve (one generated script per mailbox, see shipmail.sieve.compiler).
+        # Delivery Sieve (one generated script per mailbox, see shipmail.delivery.script).
         f"sieve_maxscriptsize: {SIEVE_MAX_SCRIPT_KB}",
         f"sieve_vacation_min_response: {VACATION_MIN_RESPONSE_SECONDS}s",
         # fileinto takes UTF-8 folder names (RFC 5228 section 2.7.2; default 0: modified UTF-7).

@@ -29,11 +29,10 @@ import hypothesis
 import httpx
 import pytest
 from hypothesis import strategies as st
-from sievelib import commands, tools
-from sievelib.factory import FiltersSet
-
-from shipmail.sieve.model import AutoReply
-from shipmail.sieve.vacation import reply_condition
+from shipmail.settings.schemas import AutoReply
+from shipmail.settings.sieve import reply_condition
+from shipmail.sieve.build import action
+from shipmail.sieve.script import Section, assemble
 from tests.integration.conftest import ApiEnv, free_port
 from tests.integration.corpus import jmap
 
@@ -244,15 +243,8 @@ def test_the_scripts_own_rfc3834_checks(api: ApiEnv, monkeypatch: pytest.MonkeyP
     from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "ar-probe")
-    fs = FiltersSet("probe")
-    rule = commands.get_command_instance("if", checkexists=False)
-    rule.check_next_arg("test", reply_condition(AutoReply(body="x"), rule), check_extension=False)
-    flag = commands.get_command_instance("addflag", rule, False)
-    flag.check_next_arg("string", tools.quote("$would-reply"), check_extension=False)
-    rule.addchild(flag)
-    fs.require("imap4flags")
-    fs.filters.append({"name": "probe", "content": rule, "enabled": True})
-    probe = str(fs)
+    probe = assemble([Section("probe", reply_condition(AutoReply(enabled=True, body="x")),
+                              [action("addflag", "$would-reply")])], requires=("imap4flags",))
     monkeypatch.setattr(sieve_sync, "build_script", lambda options: probe)
     services = api.client.app.state.services  # type: ignore[attr-defined]
     row = type("Row", (), {"id": mbx["id"], "address": mbx["address"]})()
@@ -468,8 +460,7 @@ def test_relay_mode_hands_replies_to_the_smtp_relay(sink: SmtpSink, monkeypatch:
     from shipmail.config import Settings
     from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.mailserver.cyrus_server import CyrusMailServer
-    from shipmail.sieve.compiler import ScriptOptions, build_script
-    from shipmail.sieve.model import DeliveryPlan
+    from shipmail.delivery.script import ScriptOptions, build_script
 
     monkeypatch.setenv("SHIPMAIL_SMTP_RELAY", f"127.0.0.1:{sink.port}")
     root = Path(tempfile.mkdtemp(prefix="shipmail-relay-", dir="/tmp"))
@@ -491,8 +482,8 @@ def test_relay_mode_hands_replies_to_the_smtp_relay(sink: SmtpSink, monkeypatch:
                 await server.aclose()
 
         asyncio.run(setup())
-        script = build_script(ScriptOptions(server=server.delivery_sieve(), plan=DeliveryPlan(auto_reply=AutoReply(
-            body="Relayed reply.", from_address=address, addresses=(address,)))))
+        script = build_script(ScriptOptions(server=server.delivery_sieve(), address=address, auto_reply=AutoReply(
+            enabled=True, body="Relayed reply.")))
         access = server.jmap_access(address)
         base = access.session_url.rsplit("/jmap/", 1)[0]
         up = httpx.post(f"{base}/jmap/upload/{address}/", content=script.encode(), timeout=10,

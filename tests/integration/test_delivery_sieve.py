@@ -14,8 +14,7 @@ import pytest
 
 from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
 from shipmail.mailserver.cyrus_server import CyrusMailServer
-from shipmail.sieve.compiler import ScriptOptions, build_script
-from shipmail.sieve.model import DeliveryPlan, SpamFilter
+from shipmail.delivery.script import ScriptOptions, build_script
 from tests.integration.conftest import ApiEnv, CyrusFixture, free_port
 from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, query_ids, unique
 
@@ -69,8 +68,8 @@ def test_new_mailbox_has_one_active_delivery_script(api: ApiEnv) -> None:
     assert listed[0]["isActive"] is True
     assert listed[0]["name"].startswith("shipmail-")
     # Every mailbox's script also holds the spam rule at the default threshold (5).
-    expected = build_script(ScriptOptions(server=api.cyrus.server.delivery_sieve(),
-                                          plan=DeliveryPlan(spam=SpamFilter(threshold=mbx["spam_filter_threshold"]))))
+    expected = build_script(ScriptOptions(server=api.cyrus.server.delivery_sieve(), address=mbx["address"],
+                                          spam_threshold=mbx["spam_filter_threshold"]))
     assert blob_text(api, mbx["address"], listed[0]["blobId"]) == expected
     assert "jmapquery" in expected and '"$HasAttachment"' in expected
 

@@ -460,7 +460,7 @@ def test_validation_errors_name_the_fields(box: Box) -> None:
 
 def test_a_script_the_server_refuses_changes_nothing(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     from shipmail.delivery import service as sieve_sync
-    from shipmail.sieve.compiler import build_script as real
+    from shipmail.delivery.script import build_script as real
 
     roles = box.roles()
     kept = box.save(rule(cond("subject_contains", "keep"), actions=[to_role("archive")]))

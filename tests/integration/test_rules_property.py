@@ -19,13 +19,12 @@ import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 
+from shipmail.db.types import STORAGE_CONTEXT
+from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.http.errors import ValidationFailed
-from shipmail.jmap.client import URN_CORE
-from shipmail.jmap.legacy import RawCall  # TEMPORARY
-from shipmail.rules import service as service
-from shipmail.delivery.service import URN_SIEVE_CYRUS
-from shipmail.sieve.compiler import ScriptOptions, build_script
-from shipmail.sieve.model import DeliveryPlan
+from shipmail.jmap.request import Request
+from shipmail.jmap.sieve_script import URN_SIEVE_CYRUS, SieveScriptValidate
+from shipmail.rules import schemas
 from tests.integration.conftest import ApiEnv
 from tests.integration.test_rules import Box, cond, message, rule, to_folder
 
@@ -56,13 +55,13 @@ def _portal(api: ApiEnv, fn: Any, *args: Any) -> Any:
 
 
 def _all_types(value: str, folder_id: str) -> list[dict[str, Any]]:
-    return [rule(*(cond(kind, value) for kind in service.VALUE_TYPES), match_mode="any",
+    return [rule(*(cond(kind, value) for kind in schemas.VALUE_TYPES), match_mode="any",
                  actions=[to_folder(folder_id)], name=value[:120])]
 
 
 def _refused(rules: list[dict[str, Any]]) -> bool:
     try:
-        service.check_rules(rules)
+        schemas.UpdateMailboxRulesRequest.model_validate({"rules": rules})
     except ValidationFailed:
         return True
     return False
@@ -77,7 +76,7 @@ def test_any_value_is_refused_or_gives_a_script_the_server_validates(box: Box, v
     api = box.api
     svc = api.client.app.state.services  # type: ignore[attr-defined]
     rules = _all_types(value, "fld_x")
-    if service.bad_characters(value):
+    if schemas.bad_characters(value):
         assert _refused(rules)
         r = box.put(*rules)
         assert r.status_code == 422, r.text
@@ -85,14 +84,15 @@ def test_any_value_is_refused_or_gives_a_script_the_server_validates(box: Box, v
     assert not _refused(rules)
     stored = [dict(r, actions=[{"type": "move", "target": {"kind": "custom", "folder_id": "fld_x",
                                                            "fallback_name": value}}]) for r in rules]
-    plan = DeliveryPlan(rules=tuple(service.to_model(r) for r in stored))
-    text = build_script(ScriptOptions(server=api.cyrus.server.delivery_sieve(), plan=plan))
+    text = build_script(ScriptOptions(server=api.cyrus.server.delivery_sieve(),
+                                      rules=schemas.RULES.validate_python(stored, context=STORAGE_CONTEXT)))
 
     async def validate() -> dict[str, Any]:
         blob = await svc.jmap.upload(box.address, text.encode("utf-8"), "application/sieve")
-        results = await svc.jmap.call(box.address, [
-            RawCall("SieveScript/validate", {"blobId": blob}, using=(URN_CORE, URN_SIEVE_CYRUS))])
-        return dict(results.raw("single.SieveScript/validate", what="validate"))
+        request = Request(capabilities=(URN_SIEVE_CYRUS,))
+        call = request.add(SieveScriptValidate(blob_id=blob))
+        results = await svc.jmap.call(box.address, request)
+        return dict(results.get(call, what="validate"))
 
     answer = _portal(api, validate)
     assert answer.get("error") is None, (answer, text)
@@ -121,7 +121,7 @@ def test_accepted_subject_values_match_literally_at_delivery(box: Box, value: st
         box.__dict__["target"] = box.folder("Matched")
     folder = box.__dict__["target"]
     r = box.put(rule(cond("subject_contains", value), actions=[to_folder(folder)]))
-    if service.bad_characters(value):
+    if schemas.bad_characters(value):
         assert r.status_code == 422, r.text
         assert r.json()["error"]["details"][0]["field"] == "rules[0].conditions[0].value"
         return

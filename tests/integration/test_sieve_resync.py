@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipmail.jmap.client import URN_CORE
-from shipmail.jmap.legacy import RawCall  # TEMPORARY
-from shipmail.delivery.service import URN_SIEVE_CYRUS, reinstall_all
+from shipmail.delivery.service import reinstall_all
+from shipmail.jmap.request import Request
+from shipmail.jmap.sieve_script import URN_SIEVE_CYRUS, SieveScriptGet
 from tests.integration.conftest import ApiEnv
 
 
@@ -14,9 +14,10 @@ def _scripts(api: ApiEnv, address: str) -> list[dict[str, Any]]:
     svc = api.client.app.state.services  # type: ignore[attr-defined]
 
     async def get() -> list[dict[str, Any]]:
-        call = RawCall("SieveScript/get", {"ids": None}, using=(URN_CORE, URN_SIEVE_CYRUS))
-        results = await svc.jmap.call(address, [call])
-        listed: list[dict[str, Any]] = results.raw("single.SieveScript/get")["list"]
+        request = Request(capabilities=(URN_SIEVE_CYRUS,))
+        call = request.add(SieveScriptGet(ids=None))
+        results = await svc.jmap.call(address, request)
+        listed: list[dict[str, Any]] = results.get(call)["list"]
         return listed
 
     assert api.client.portal is not None

@@ -6,36 +6,53 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import re
+import unicodedata
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sievelib import commands, tools
 from sievelib.parser import Parser
 from starlette.testclient import TestClient
 
 from shipmail.app import create_app
 from shipmail.config import Settings
-from shipmail.mailboxes.models import Mailbox
+from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.http.errors import ValidationFailed
+from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import DeliverySieve, SieveTest
-from shipmail.mailserver.cyrus_config import SIEVE_MAX_SCRIPT_KB, VACATION_MIN_RESPONSE_SECONDS, CyrusLayout, render_imapd_conf
-from shipmail.settings import service as mailbox_settings
-from shipmail.settings.service import AutoReplySettings, normalize_auto_reply
-from shipmail.sieve.compiler import ScriptOptions, build_script
-from shipmail.sieve.model import AUTO_REPLY_DAYS, AutoReply, DeliveryPlan, SpamFilter
-from shipmail.sieve.spam import integer_at_least, score_pattern
-from shipmail.sieve.vacation import LIST_HEADERS, UnsafeText, iso8601_key, subject_problem
+from shipmail.mailserver.cyrus_config import (
+    SIEVE_MAX_SCRIPT_KB,
+    VACATION_MIN_RESPONSE_SECONDS,
+    CyrusLayout,
+    render_imapd_conf,
+)
+from shipmail.settings.schemas import AutoReply
+from shipmail.settings.service import normalize_auto_reply
+from shipmail.settings.sieve import (
+    AUTO_REPLY_DAYS,
+    LIST_HEADERS,
+    UnsafeText,
+    body_problem,
+    integer_at_least,
+    iso8601_key,
+    score_pattern,
+    subject_problem,
+)
+from shipmail.sieve import extensions
 from tests.fakes import FakeJmap, FakeMailServer
 from tests.unit.conftest import auth, make_key, run_db
 
 CYRUS = DeliverySieve(has_attachment=SieveTest("jmapquery", "vnd.cyrus.jmapquery", '{"hasAttachment":true}'))
-UTC = timezone.utc
+assert CYRUS.has_attachment is not None
+extensions.register_test(CYRUS.has_attachment)
+ADDRESS = "hello@example.com"
 
 
 def parse(script: str) -> list[commands.Command]:
@@ -44,8 +61,13 @@ def parse(script: str) -> list[commands.Command]:
     return list(parser.result)
 
 
-def script_for(plan: DeliveryPlan) -> str:
-    return build_script(ScriptOptions(server=CYRUS, plan=plan))
+def script_for(*, spam: int | None = None, auto_reply: AutoReply | None = None, address: str = ADDRESS) -> str:
+    return build_script(ScriptOptions(server=CYRUS, address=address, spam_threshold=spam, auto_reply=auto_reply))
+
+
+def on(body: str, **kw: Any) -> AutoReply:
+    """An enabled auto-reply."""
+    return AutoReply(enabled=True, body=body, **kw)
 
 
 def requires(tree: list[commands.Command]) -> set[str]:
@@ -74,19 +96,44 @@ def test_integer_at_least_is_exact(threshold: int) -> None:
     assert not rx.match("")
 
 
-@pytest.mark.parametrize("value,threshold,spam", [
-    ("5.3", 5, True), ("5", 5, True), ("5.0", 5, True), ("5.", 5, True), ("4.99999", 5, False), ("4.9", 5, False),
-    ("14.0", 5, True), ("50", 5, True), ("0005.0", 5, True), ("+6", 5, True), ("99999999999999999999", 14, True),
-    ("-1.2", 1, False), ("-7", 5, False), ("-0", 1, False), ("0", 1, False), ("0.99", 1, False), ("1.0", 1, True),
-    ("abc", 1, False), ("", 1, False), ("5abc", 5, False), ("1e3", 5, False), (".9", 1, False), ("5,3", 5, False),
-    ("13.99", 14, False), ("14", 14, True), ("5.3 (required 5.0)", 5, False), (" ", 1, False),
-])
+@pytest.mark.parametrize(
+    "value,threshold,spam",
+    [
+        ("5.3", 5, True),
+        ("5", 5, True),
+        ("5.0", 5, True),
+        ("5.", 5, True),
+        ("4.99999", 5, False),
+        ("4.9", 5, False),
+        ("14.0", 5, True),
+        ("50", 5, True),
+        ("0005.0", 5, True),
+        ("+6", 5, True),
+        ("99999999999999999999", 14, True),
+        ("-1.2", 1, False),
+        ("-7", 5, False),
+        ("-0", 1, False),
+        ("0", 1, False),
+        ("0.99", 1, False),
+        ("1.0", 1, True),
+        ("abc", 1, False),
+        ("", 1, False),
+        ("5abc", 5, False),
+        ("1e3", 5, False),
+        (".9", 1, False),
+        ("5,3", 5, False),
+        ("13.99", 14, False),
+        ("14", 14, True),
+        ("5.3 (required 5.0)", 5, False),
+        (" ", 1, False),
+    ],
+)
 def test_score_pattern(value: str, threshold: int, spam: bool) -> None:
     assert bool(_posix_to_python(score_pattern(threshold)).match(value)) is spam
 
 
 def test_spam_rule_files_into_junk_and_stops() -> None:
-    tree = parse(script_for(DeliveryPlan(spam=SpamFilter(threshold=7))))
+    tree = parse(script_for(spam=7))
     assert {"regex", "fileinto"} <= requires(tree)
     (rule,) = [c for c in tree if isinstance(c, commands.IfCommand) and c["test"].name == "header"]
     test = rule["test"]
@@ -96,18 +143,18 @@ def test_spam_rule_files_into_junk_and_stops() -> None:
     assert [c.name for c in rule.children] == ["fileinto", "stop"]
     assert tools.unquote(rule.children[0]["mailbox"]) == "Junk"
     # No ascii-numeric comparator: it ranks "-1.2" and garbage as +infinity.
-    assert "ascii-numeric" not in script_for(DeliveryPlan(spam=SpamFilter(threshold=7)))
+    assert "ascii-numeric" not in script_for(spam=7)
 
 
 def test_order_is_attachment_spam_auto_reply() -> None:
-    script = script_for(DeliveryPlan(spam=SpamFilter(5), auto_reply=AutoReply(body="away")))
+    script = script_for(spam=5, auto_reply=on("away"))
     names = re.findall(r"^# Filter: (.+)$", script, re.M)
     assert names == ["has-attachment", "spam-threshold", "auto-reply"]
 
 
 def test_threshold_below_one_is_refused() -> None:
     with pytest.raises(ValueError):
-        script_for(DeliveryPlan(spam=SpamFilter(threshold=0)))
+        script_for(spam=0)
 
 
 # --------------------------------------------------------------------------- vacation
@@ -134,8 +181,7 @@ def lf(text: str) -> str:
 
 
 def test_vacation_defaults_and_rfc3834_checks() -> None:
-    ar = AutoReply(body="Away.", from_address="hello@example.com", addresses=("hello@example.com",))
-    script = script_for(DeliveryPlan(auto_reply=ar))
+    script = script_for(auto_reply=on("Away."))
     tree = parse(script)
     assert "vacation" in requires(tree) and "date" not in requires(tree) and "variables" not in requires(tree)
     vac = vacation_of(script)
@@ -153,10 +199,13 @@ def test_vacation_defaults_and_rfc3834_checks() -> None:
 
 
 def test_vacation_window_uses_utc_iso8601_keys() -> None:
-    ar = AutoReply(body="x", subject="Away",
-                   from_date=datetime(2026, 12, 20, 9, 30, 15, 999, tzinfo=timezone(timedelta(hours=2))),
-                   to_date=datetime(2027, 1, 4))
-    script = script_for(DeliveryPlan(auto_reply=ar))
+    ar = on(
+        "x",
+        subject="Away",
+        from_date=datetime(2026, 12, 20, 9, 30, 15, 999, tzinfo=timezone(timedelta(hours=2))),
+        to_date=datetime(2027, 1, 4),
+    )
+    script = script_for(auto_reply=ar)
     tree = parse(script)
     assert {"vacation", "date", "relational"} <= requires(tree)
     dates = [c.args_as_tuple() for c in find(tree, "currentdate")]
@@ -167,48 +216,78 @@ def test_vacation_window_uses_utc_iso8601_keys() -> None:
     assert tools.unquote(vacation_of(script).extra_arguments["subject"]) == "Away"
 
 
-@pytest.mark.parametrize("moment,key", [
-    (datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05"),
-    (datetime(2026, 1, 2, 3, 4, 5, 900000, tzinfo=UTC), "2026-01-02T03:04:05"),
-    (datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "2025-12-31T23:30:00"),
-    (datetime(5, 1, 1), "0005-01-01T00:00:00"),
-])
+@pytest.mark.parametrize(
+    "moment,key",
+    [
+        (datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05"),
+        (datetime(2026, 1, 2, 3, 4, 5, 900000, tzinfo=UTC), "2026-01-02T03:04:05"),
+        (datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "2025-12-31T23:30:00"),
+        (datetime(5, 1, 1), "0005-01-01T00:00:00"),
+    ],
+)
 def test_iso8601_key_is_fixed_width_utc(moment: datetime, key: str) -> None:
     assert iso8601_key(moment) == key
     assert len(key) == 19
 
 
-@pytest.mark.parametrize("subject", ["a\nb", "a\rb", "tab\there", "\x1b[31m", "del\x7f", "c1\x85", "ls\u2028",
-                                     "sur\ud800"])
+@pytest.mark.parametrize(
+    "subject", ["a\nb", "a\rb", "tab\there", "\x1b[31m", "del\x7f", "c1\x85", "ls\u2028", "sur\ud800"]
+)
 def test_subject_control_characters_are_refused(subject: str) -> None:
     assert subject_problem(subject)
     with pytest.raises(UnsafeText) as refused:
-        script_for(DeliveryPlan(auto_reply=AutoReply(body="x", subject=subject)))
+        script_for(auto_reply=on("x", subject=subject))
     assert refused.value.field == "subject"
+
+
+def test_text_checks_match_the_unicode_categories() -> None:
+    sample = [*range(0, 0x3000), *range(0xD800, 0xE000), 0xFEFF, 0x1F600, 0x10FFFF]
+    for code in sample:
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        assert (subject_problem(f"a{ch}b") is None) == (category not in ("Cc", "Cs") and ch not in "\u2028\u2029"), code
+        assert (body_problem(f"a{ch}b") is None) == (ch != "\x00" and category != "Cs"), code
+
+
+def test_no_body_no_reply() -> None:
+    assert script_for(auto_reply=on("")) == script_for() == script_for(auto_reply=AutoReply(body="off"))
 
 
 @pytest.mark.parametrize("body", ["nul\x00", "sur\udfff"])
 def test_unencodable_bodies_are_refused(body: str) -> None:
     with pytest.raises(UnsafeText):
-        script_for(DeliveryPlan(auto_reply=AutoReply(body=body)))
+        script_for(auto_reply=on(body))
 
 
-NASTY = ['"', "\\", '\\"', '";\ndiscard;\n"', "*/ /* # ", "${x} ${hex:41}", "text:\n.\n", "\r\n.\r\n", "\n",
-         "é☃😀", "x" * 5000]
+NASTY = [
+    '"',
+    "\\",
+    '\\"',
+    '";\ndiscard;\n"',
+    "*/ /* # ",
+    "${x} ${hex:41}",
+    "text:\n.\n",
+    "\r\n.\r\n",
+    "\n",
+    "é☃😀",
+    "x" * 5000,
+]
 
 #: Text the API accepts: any Unicode but NUL and lone surrogates; subjects also without controls.
-body_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=300) \
-    | st.sampled_from(NASTY)
-subject_text = st.text(st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"),
-                       min_size=1, max_size=100) | st.sampled_from(["${x}", '"', "\\", "*/", "é☃😀"])
+#: (An empty body is no reply at all: see test_no_body_no_reply.)
+body_text = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=300
+) | st.sampled_from(NASTY)
+subject_text = st.text(
+    st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"), min_size=1, max_size=100
+) | st.sampled_from(["${x}", '"', "\\", "*/", "é☃😀"])
 
 
 @hsettings(max_examples=200, derandomize=True, deadline=None)
 @given(body=body_text, subject=st.none() | subject_text)
 def test_user_text_stays_inside_its_string(body: str, subject: str | None) -> None:
     """Whatever the text, the script parses back to the same commands with the text unchanged."""
-    ar = AutoReply(body=body, subject=subject, from_address="a@example.com", addresses=("a@example.com",))
-    script = script_for(DeliveryPlan(spam=SpamFilter(5), auto_reply=ar))
+    script = script_for(spam=5, auto_reply=on(body, subject=subject), address="a@example.com")
     tree = parse(script)
     assert [c.name for c in tree] == ["require", "if", "if", "if"]
     vac = vacation_of(script)
@@ -223,30 +302,54 @@ def test_user_text_stays_inside_its_string(body: str, subject: str | None) -> No
 # --------------------------------------------------------------------------- stored settings
 
 
-def test_settings_json_round_trip_and_plans() -> None:
-    s = AutoReplySettings(enabled=True, subject="Sujet é", body="Corps\nligne 2",
-                          from_date=datetime(2026, 12, 20, tzinfo=UTC), to_date=datetime(2027, 1, 4, tzinfo=UTC))
-    text = s.to_json()
-    assert json.loads(text) == {"enabled": True, "subject": "Sujet é", "body": "Corps\nligne 2",
-                                "from_date": "2026-12-20T00:00:00Z", "to_date": "2027-01-04T00:00:00Z"}
-    assert AutoReplySettings.from_json(text) == s
-    row = Mailbox(id="mbx_1", organization_id="org", domain_id="dom", address="hello@example.com",
-                  local_part="hello", password_hash="x", auto_reply=text, spam_filter_threshold=9)
-    plan = mailbox_settings.plan_auto_reply(row)
-    assert plan == AutoReply(body="Corps\nligne 2", subject="Sujet é", from_date=s.from_date, to_date=s.to_date,
-                             from_address="hello@example.com", addresses=("hello@example.com",), days=1)
-    assert mailbox_settings.plan_spam(row) == SpamFilter(threshold=9)
-    row.auto_reply = AutoReplySettings(enabled=False, body="kept").to_json()
-    assert mailbox_settings.plan_auto_reply(row) is None
-    row.auto_reply = None
-    assert mailbox_settings.plan_auto_reply(row) is None
-    row.auto_reply = "{not json"
-    assert mailbox_settings.plan_auto_reply(row) is None  # logged, treated as disabled
+def test_settings_json_round_trip_and_script_options() -> None:
+    s = AutoReply(
+        enabled=True,
+        subject="Sujet é",
+        body="Corps\nligne 2",
+        from_date=datetime(2026, 12, 20, tzinfo=UTC),
+        to_date=datetime(2027, 1, 4, tzinfo=UTC),
+    )
+    column = Mailbox.__table__.c.auto_reply.type  # type: ignore[attr-defined]
+    text = column.process_bind_param(s, None)
+    # The format the previous version stored (no data migration), read back as it was.
+    assert text == (
+        '{"enabled":true,"subject":"Sujet é","body":"Corps\\nligne 2",'
+        '"from_date":"2026-12-20T00:00:00Z","to_date":"2027-01-04T00:00:00Z"}'
+    )
+    assert column.process_result_value(text, None) == s
+    assert column.process_result_value(None, None) == AutoReply()
+    assert column.process_result_value("{not json", None) == AutoReply()  # logged, read as disabled
+    assert column.process_result_value('{"enabled": "maybe"}', None) == AutoReply()
+    row = Mailbox(
+        id="mbx_1",
+        organization_id="org",
+        domain_id="dom",
+        address="hello@example.com",
+        local_part="hello",
+        password_hash="x",
+        auto_reply=s,
+        spam_filter_threshold=9,
+    )
+    options = ScriptOptions.of(CYRUS, row)
+    assert options == ScriptOptions(server=CYRUS, address="hello@example.com", spam_threshold=9, auto_reply=s, rules=[])
+    vac = vacation_of(build_script(options))
+    assert tools.unquote(vac.extra_arguments["from"]) == "hello@example.com"
+    assert tools.unquote_arg(vac.extra_arguments["addresses"]) == ["hello@example.com"]
+    row.auto_reply = AutoReply(enabled=False, body="kept")
+    assert "vacation" not in build_script(ScriptOptions.of(CYRUS, row))
+    assert "vacation" not in build_script(
+        ScriptOptions.of(
+            CYRUS, Mailbox(id="m", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h")
+        )
+    )
     row.spam_filter_threshold = 99
-    assert mailbox_settings.plan_spam(row) == SpamFilter(threshold=5)
+    assert ScriptOptions.of(CYRUS, row).spam_threshold == 5  # logged, the default
+    bare = type("Row", (), {"id": "mbx_2", "address": "b@example.com"})()  # a row-like object: the defaults
+    assert ScriptOptions.of(CYRUS, bare) == ScriptOptions(server=CYRUS, address="b@example.com", spam_threshold=5)
 
 
-def _problems(s: AutoReplySettings) -> set[tuple[str, str]]:
+def _problems(s: AutoReply) -> set[tuple[str, str]]:
     with pytest.raises(ValidationFailed) as refused:
         normalize_auto_reply(s)
     return {(d["field"], d["code"]) for d in refused.value.details or []}
@@ -254,20 +357,26 @@ def _problems(s: AutoReplySettings) -> set[tuple[str, str]]:
 
 def test_normalize_checks_everything_before_building() -> None:
     t0 = datetime(2026, 12, 20, tzinfo=UTC)
-    assert _problems(AutoReplySettings(enabled=True)) == {("body", "missing")}
-    assert _problems(AutoReplySettings(enabled=True, body="  \n")) == {("body", "missing")}
-    assert _problems(AutoReplySettings(enabled=True, body="x", subject="a\nb")) == {("subject", "control_character")}
-    assert _problems(AutoReplySettings(enabled=False, subject=" ")) == {("subject", "blank")}
-    assert _problems(AutoReplySettings(enabled=False, body="x" * 5001)) == {("body", "string_too_long")}
-    assert _problems(AutoReplySettings(enabled=False, from_date=t0, to_date=t0)) == {("to_date", "before_from_date")}
-    assert _problems(AutoReplySettings(enabled=False, from_date=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))) \
-        == {("from_date", "datetime_out_of_range")}
-    ok = normalize_auto_reply(AutoReplySettings(enabled=False, from_date=datetime(2026, 12, 20, 1, 0, 0, 5000),
-                                                to_date=datetime(2026, 12, 20, 3, tzinfo=timezone(timedelta(hours=1)))))
+    assert _problems(AutoReply(enabled=True)) == {("body", "missing")}
+    assert _problems(AutoReply(enabled=True, body="  \n")) == {("body", "missing")}
+    assert _problems(AutoReply(enabled=True, body="x", subject="a\nb")) == {("subject", "control_character")}
+    assert _problems(AutoReply(enabled=False, subject=" ")) == {("subject", "blank")}
+    assert _problems(AutoReply(enabled=False, body="x" * 5001)) == {("body", "string_too_long")}
+    assert _problems(AutoReply(enabled=False, from_date=t0, to_date=t0)) == {("to_date", "before_from_date")}
+    assert _problems(AutoReply(enabled=False, from_date=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))) == {
+        ("from_date", "datetime_out_of_range")
+    }
+    ok = normalize_auto_reply(
+        AutoReply(
+            enabled=False,
+            from_date=datetime(2026, 12, 20, 1, 0, 0, 5000),
+            to_date=datetime(2026, 12, 20, 3, tzinfo=timezone(timedelta(hours=1))),
+        )
+    )
     assert ok.from_date == datetime(2026, 12, 20, 1, tzinfo=UTC)  # naive is UTC; fractions dropped
     assert ok.to_date == datetime(2026, 12, 20, 2, tzinfo=UTC)
     with pytest.raises(ValidationFailed):  # equal after conversion: not after
-        normalize_auto_reply(AutoReplySettings(from_date=datetime(2026, 12, 20, 1), to_date=datetime(2026, 12, 20, 1, 0, 0, 5)))
+        normalize_auto_reply(AutoReply(from_date=datetime(2026, 12, 20, 1), to_date=datetime(2026, 12, 20, 1, 0, 0, 5)))
 
 
 def test_cyrus_options_allow_the_period_and_big_scripts() -> None:
@@ -303,45 +412,73 @@ def active_script(fake: FakeJmap, address: str) -> str:
     return fake.blobs[str(active["blobId"])].decode()
 
 
-def test_patch_auto_reply_stores_and_installs(client: TestClient, fake: FakeJmap, key: str,
-                                             mbx: dict[str, Any]) -> None:
+def test_patch_auto_reply_stores_and_installs(
+    client: TestClient, fake: FakeJmap, key: str, mbx: dict[str, Any]
+) -> None:
     url = f"/v1/mailboxes/{mbx['id']}/auto-reply"
     assert "vacation" not in active_script(fake, mbx["address"])
     assert "X-Spam-Score" in active_script(fake, mbx["address"])  # every mailbox has the spam rule
-    body = {"enabled": True, "subject": "Away", "body": "Back on Monday.\n-- H",
-            "from_date": "2026-12-20T09:00:00+01:00", "to_date": "2027-01-04T00:00:00Z"}
+    body = {
+        "enabled": True,
+        "subject": "Away",
+        "body": "Back on Monday.\n-- H",
+        "from_date": "2026-12-20T09:00:00+01:00",
+        "to_date": "2027-01-04T00:00:00Z",
+    }
     r = client.patch(url, json=body, headers=auth(key))
     assert r.status_code == 200, r.text
-    assert r.json()["auto_reply"] == {"enabled": True, "subject": "Away", "body": "Back on Monday.\n-- H",
-                                      "from_date": "2026-12-20T08:00:00Z", "to_date": "2027-01-04T00:00:00Z"}
+    assert r.json()["auto_reply"] == {
+        "enabled": True,
+        "subject": "Away",
+        "body": "Back on Monday.\n-- H",
+        "from_date": "2026-12-20T08:00:00Z",
+        "to_date": "2027-01-04T00:00:00Z",
+    }
     assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).json() == r.json()
     script = active_script(fake, mbx["address"])
     assert reply_text(vacation_of(script)) == "Back on Monday.\n-- H"
     # The request states the whole setting: what is left out is cleared.
     r = client.patch(url, json={"enabled": False}, headers=auth(key))
     assert r.status_code == 200, r.text
-    assert r.json()["auto_reply"] == {"enabled": False, "subject": None, "body": None, "from_date": None,
-                                      "to_date": None}
+    assert r.json()["auto_reply"] == {
+        "enabled": False,
+        "subject": None,
+        "body": None,
+        "from_date": None,
+        "to_date": None,
+    }
     assert "vacation" not in active_script(fake, mbx["address"])
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"enabled": True}, "body"),
-    ({"enabled": True, "body": ""}, "body"),
-    ({"enabled": True, "body": "x" * 5001}, "body"),
-    ({"enabled": True, "body": "x", "subject": "a\r\nBcc: evil@example.org"}, "subject"),
-    ({"enabled": True, "body": "x", "subject": "tab\there"}, "subject"),
-    ({"enabled": True, "body": "x", "subject": ""}, "subject"),
-    ({"enabled": True, "body": "x", "subject": "s" * 256}, "subject"),
-    ({"enabled": True, "body": "x", "from_date": "2027-01-01T00:00:00Z", "to_date": "2026-01-01T00:00:00Z"}, "to_date"),
-    ({"enabled": True, "body": "x", "from_date": "yesterday"}, "from_date"),
-    ({"enabled": "yes", "body": "x"}, "enabled"),
-    ({"body": "x"}, "enabled"),
-    ({"enabled": True, "body": "x", "extra": 1}, "extra"),
-])
-def test_patch_auto_reply_422_before_any_script(client: TestClient, fake: FakeJmap, key: str, mbx: dict[str, Any],
-                                                 body: dict[str, Any], field: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"enabled": True}, "body"),
+        ({"enabled": True, "body": ""}, "body"),
+        ({"enabled": True, "body": "x" * 5001}, "body"),
+        ({"enabled": True, "body": "x", "subject": "a\r\nBcc: evil@example.org"}, "subject"),
+        ({"enabled": True, "body": "x", "subject": "tab\there"}, "subject"),
+        ({"enabled": True, "body": "x", "subject": ""}, "subject"),
+        ({"enabled": True, "body": "x", "subject": "s" * 256}, "subject"),
+        (
+            {"enabled": True, "body": "x", "from_date": "2027-01-01T00:00:00Z", "to_date": "2026-01-01T00:00:00Z"},
+            "to_date",
+        ),
+        ({"enabled": True, "body": "x", "from_date": "yesterday"}, "from_date"),
+        ({"enabled": "yes", "body": "x"}, "enabled"),
+        ({"body": "x"}, "enabled"),
+        ({"enabled": True, "body": "x", "extra": 1}, "extra"),
+    ],
+)
+def test_patch_auto_reply_422_before_any_script(
+    client: TestClient,
+    fake: FakeJmap,
+    key: str,
+    mbx: dict[str, Any],
+    body: dict[str, Any],
+    field: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from shipmail.delivery import service as sieve_sync
 
     def never(options: Any) -> str:
@@ -357,8 +494,9 @@ def test_patch_auto_reply_422_before_any_script(client: TestClient, fake: FakeJm
 
 def test_lone_surrogate_is_422_not_500(client: TestClient, key: str, mbx: dict[str, Any]) -> None:
     raw = b'{"enabled": true, "body": "x\\ud800y"}'
-    r = client.patch(f"/v1/mailboxes/{mbx['id']}/auto-reply", content=raw, headers={**auth(key),
-                     "Content-Type": "application/json"})
+    r = client.patch(
+        f"/v1/mailboxes/{mbx['id']}/auto-reply", content=raw, headers={**auth(key), "Content-Type": "application/json"}
+    )
     assert r.status_code == 422, r.text
 
 
@@ -375,8 +513,9 @@ def test_patch_spam_filter(client: TestClient, fake: FakeJmap, key: str, mbx: di
     assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).json()["spam_filter_threshold"] == 9
 
 
-def test_scope_tenant_and_unknown_mailbox(client: TestClient, settings: Settings, key: str,
-                                          mbx: dict[str, Any]) -> None:
+def test_scope_tenant_and_unknown_mailbox(
+    client: TestClient, settings: Settings, key: str, mbx: dict[str, Any]
+) -> None:
     read_only = make_key(settings, scopes=["mailboxes:read"])
     other_org = make_key(settings, org="other")
     for path, body in (("auto-reply", {"enabled": False}), ("spam-filter", {"threshold": 3})):
@@ -386,10 +525,11 @@ def test_scope_tenant_and_unknown_mailbox(client: TestClient, settings: Settings
         assert client.patch(f"/v1/mailboxes/mbx_nope/{path}", json=body, headers=auth(key)).status_code == 404
 
 
-def test_rejected_script_leaves_the_row_unchanged(client: TestClient, settings: Settings, key: str,
-                                                  mbx: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.http.errors import ShipmailError
+def test_rejected_script_leaves_the_row_unchanged(
+    client: TestClient, settings: Settings, key: str, mbx: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shipmail.delivery import service as sieve_sync
+    from shipmail.http.errors import ShipmailError
 
     async def refuse(svc: Any, row: Any) -> None:
         raise ValidationFailed("The Sieve script was refused.")
@@ -405,4 +545,29 @@ def test_rejected_script_leaves_the_row_unchanged(client: TestClient, settings: 
         return await s.get(Mailbox, mbx["id"])  # type: ignore[no-any-return]
 
     row = run_db(settings, rows)
-    assert row.spam_filter_threshold == 5 and row.auto_reply in (None, "")
+    assert row.spam_filter_threshold == 5 and row.auto_reply == AutoReply()
+
+
+def test_reinstall_all_fails_an_unreadable_row_alone(
+    client: TestClient, fake: FakeJmap, settings: Settings, key: str, mbx: dict[str, Any]
+) -> None:
+    import sqlalchemy as sa
+
+    from shipmail.delivery import service as sieve_sync
+
+    other = client.post(
+        "/v1/mailboxes",
+        json={"domain_id": mbx["domain_id"], "address": "other", "password": "CorrectHorse9"},
+        headers=auth(key),
+    ).json()
+
+    async def corrupt(s: Any) -> None:
+        await s.exec(sa.text("UPDATE mailboxes SET rules = '[{\"id\": 1}]' WHERE id = :id").bindparams(id=other["id"]))
+        await s.commit()
+
+    run_db(settings, corrupt)
+    before = active_script(fake, mbx["address"])
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert client.portal is not None
+    assert client.portal.call(sieve_sync.reinstall_all, services) == (1, [other["id"]])
+    assert active_script(fake, mbx["address"]) == before  # rebuilt: the same script
