@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -121,7 +120,7 @@ class JmapClient:
 
     # ----------------------------------------------------------------- calls
 
-    async def call(self, address: str, request: Request | Sequence[Any]) -> Results:
+    async def call(self, address: str, request: Request) -> Results:
         """Send ``request`` for ``address``'s account as ONE HTTP request (RFC 8620 section 3.3);
         its responses (:meth:`Results.get` reads one by its :class:`~shipmail.jmap.request.Call`).
 
@@ -129,9 +128,7 @@ class JmapClient:
         refuses the request for a limit (``urn:ietf:params:jmap:error:limit``).
         """
         session = await self.session(address)
-        from shipmail.jmap.legacy import as_request  # TEMPORARY
-
-        body = as_request(request).body(session.account_id)
+        body = request.body(session.account_id)
         response = await self._send("POST", session.api_url, address, json=body)
         if response.status_code != 200:
             detail: Any = None
