@@ -7,7 +7,12 @@ Layers (top-level parts of the package):
   feature tables); it may import only infrastructure;
 * composition: :data:`COMPOSITION`, which may import anything;
 * features: every other top-level module or package; they may import infrastructure and each
-  other, never in a cycle (neither module by module nor package by package).
+  other, never in a cycle (neither module by module nor package by package);
+* inside a feature, its concept modules (:data:`CONCEPTS`: ``schemas``, ``models``, ``sieve``)
+  define what the feature is about (the pydantic schema of a concept, its table, its Sieve
+  compiler); they import only infrastructure and other concept modules, so any feature may use
+  another's concepts: the package-by-package rule counts only imports of operation modules
+  (routes, services), which is where features depend on each other's behaviour.
 
 Every ``import`` statement counts wherever it stands, function-level imports included (they used to
 hide cycles), and so does ``importlib.import_module("shipmail....")`` with a literal name; imports
@@ -50,6 +55,8 @@ INFRASTRUCTURE = (
 #: Inside infrastructure but allowed to import features.
 EXEMPT = ("shipmail.db.migrations",)
 COMPOSITION = ("shipmail", "shipmail.app", "shipmail.cli", "shipmail.routes")
+#: Last name part of a feature's concept modules.
+CONCEPTS = ("schemas", "models", "sieve")
 
 
 @dataclass(frozen=True)
@@ -265,6 +272,10 @@ class Layers:
     infrastructure: tuple[str, ...]
     composition: tuple[str, ...]
     exempt: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = CONCEPTS
+
+    def is_concept(self, module: str) -> bool:
+        return self.is_feature(module) and module.rsplit(".", 1)[-1] in self.concepts
 
     def is_infrastructure(self, module: str) -> bool:
         return within(module, self.infrastructure) and not within(module, self.exempt)
@@ -290,13 +301,30 @@ def layer_violations(graph: Graph, layers: Layers) -> list[str]:
     return reports
 
 
+def concept_violations(graph: Graph, layers: Layers) -> list[str]:
+    """Every import by a concept module of a feature module that is not a concept module."""
+    reports = []
+    for source in sorted(graph.modules):
+        if not layers.is_concept(source):
+            continue
+        for target, imp in sorted(graph.edges.get(source, {}).items()):
+            if imp.implicit or not layers.is_feature(target) or layers.is_concept(target):
+                continue
+            if target not in layers.composition:
+                reports.append(describe(graph, [source, target]))
+    return reports
+
+
 def feature_cycles(graph: Graph, package: str, layers: Layers) -> list[str]:
-    """Cycles among feature packages (``a`` imports ``b`` if any module of a imports one of b)."""
+    """Cycles among feature packages: ``a`` imports ``b`` if a module of a imports an operation
+    module of b (imports of b's concept modules, and the packages they run, do not count)."""
     features = {top_level(m, package) for m in graph.modules if layers.is_feature(m)}
     packages = Graph({f: graph.modules[f] for f in features if f in graph.modules})
     for source, targets in graph.edges.items():
         a = top_level(source, package)
         for target, imp in targets.items():
+            if imp.implicit or layers.is_concept(target):
+                continue
             b = top_level(target, package)
             if a != b and a in features and b in features:
                 packages.modules.setdefault(a, graph.modules[source])
@@ -327,6 +355,11 @@ def test_no_import_cycle(shipmail_graph: Graph) -> None:
 def test_infrastructure_imports_no_feature(shipmail_graph: Graph) -> None:
     found = layer_violations(shipmail_graph, SHIPMAIL)
     assert not found, report(found, "infrastructure import(s) of features")
+
+
+def test_concept_modules_import_only_concepts(shipmail_graph: Graph) -> None:
+    found = concept_violations(shipmail_graph, SHIPMAIL)
+    assert not found, report(found, "concept module import(s) of operation modules")
 
 
 def test_features_import_each_other_without_cycles(shipmail_graph: Graph) -> None:
@@ -413,11 +446,34 @@ def test_checker_passes_a_clean_package(tmp_path: Path) -> None:
     assert feature_cycles(graph, "pkg", SYNTHETIC_LAYERS) == []
 
 
+def test_concepts_are_shared_without_package_cycles(tmp_path: Path) -> None:
+    # a and b use each other's schemas (no package cycle); b's schemas importing a's service
+    # is a concept module depending on behaviour (reported).
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/a/__init__.py": "",
+        "pkg/a/schemas.py": "X = 1\n",
+        "pkg/a/service.py": "from pkg.b.schemas import Y\n",
+        "pkg/b/__init__.py": "",
+        "pkg/b/schemas.py": "Y = 2\n",
+        "pkg/b/service.py": "from pkg.a import schemas\n",
+    }
+    graph = build_graph(write(tmp_path, files))
+    layers = Layers(("pkg.infra",), ("pkg",))
+    assert feature_cycles(graph, "pkg", layers) == []
+    assert concept_violations(graph, layers) == []
+    files["pkg/b/schemas.py"] = "from pkg.a.service import X\n"
+    graph = build_graph(write(tmp_path, files))
+    found = concept_violations(graph, layers)
+    assert len(found) == 1 and found[0].startswith("pkg.b.schemas -> pkg.a.service"), found
+
+
 if __name__ == "__main__":
     g = build_graph(ROOT / "shipmail")
     results = [
         report(cycles(g), "import cycle(s) among shipmail modules"),
         report(layer_violations(g, SHIPMAIL), "infrastructure import(s) of features"),
+        report(concept_violations(g, SHIPMAIL), "concept module import(s) of operation modules"),
         report(feature_cycles(g, "shipmail", SHIPMAIL), "cycle(s) among feature packages"),
     ]
     print("\n\n".join(results))

@@ -22,7 +22,6 @@ from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
 from shipmail.mailboxes import service as mailboxes
 from shipmail.mailboxes.models import Mailbox as MailboxRow
-from shipmail.rules import service as rules
 
 operations: list[Operation] = []
 
@@ -98,6 +97,4 @@ async def delete_folder(ctx: Context[None, None]) -> None:
     No message is ever deleted; a failure part-way leaves the moved messages in Trash and a
     repeated DELETE completes. 409: a system folder. 404: unknown mailbox or folder."""
     row = await _mailbox(ctx)
-    await service.delete_folder(
-        ctx.services, ctx.session, row, ctx.path["folder_id"], ensure_deletable=rules.ensure_not_targeted
-    )
+    await service.delete_folder(ctx.services, ctx.session, row, ctx.path["folder_id"])

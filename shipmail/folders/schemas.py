@@ -3,13 +3,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shipmail.folders.service import Folder
 from shipmail.http.schemas import Request, Wire
 from shipmail.jmap import ids
+
+@dataclass(frozen=True)
+class Folder:
+    """One JMAP Mailbox as the API sees it; ``parent_id`` and ``id`` are JMAP ids."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    role: str | None
+    sort_order: int = 0
+    total_emails: int = 0
+    unread_emails: int = 0
+    unread_threads: int = 0
+    system: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``system`` for the special-use folders (anything with a role), else ``custom``."""
+        return "system" if self.system or self.role is not None else "custom"
+
+    @classmethod
+    def of(cls, m: dict[str, Any], system_ids: Iterable[str] = ()) -> Folder:
+        """From a Mailbox/get object (missing counts read as 0)."""
+        role = m.get("role") or None
+        return cls(
+            id=str(m["id"]),
+            name=str(m.get("name") or ""),
+            parent_id=m.get("parentId") or None,
+            role=str(role) if role is not None else None,
+            sort_order=int(m.get("sortOrder") or 0),
+            total_emails=int(m.get("totalEmails") or 0),
+            unread_emails=int(m.get("unreadEmails") or 0),
+            unread_threads=int(m.get("unreadThreads") or 0),
+            system=str(m["id"]) in set(system_ids),
+        )
+
+
 
 _NAME_DESCRIPTION = (
     "Folder name, 1-100 characters (Unicode, stored NFC). Refused with 422: the system names Inbox, "

@@ -56,8 +56,10 @@ from shipmail.jmap import ids
 from shipmail.jmap import mailbox as jmap_mailbox
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Call, Request, Results
+from shipmail.folders.schemas import Folder
 from shipmail.mailboxes.accounts import system_folders
 from shipmail.mailboxes.models import Mailbox
+from shipmail.rules.schemas import ensure_not_targeted
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.folders.service")
@@ -80,46 +82,6 @@ MAX_OBJECTS_IN_SET = 4096
 #: How often a delete re-moves mail that arrived while it ran before giving up with 409.
 DESTROY_ATTEMPTS = 3
 
-#: What a folder delete runs on the folders about to go (JMAP ids) before anything is changed;
-#: it raises to refuse (the route passes :func:`shipmail.rules.service.ensure_not_targeted`: 409
-#: while an inbox rule moves mail there; rules imports this module, so this one cannot import it).
-DeleteGuard = Callable[[Mailbox, Collection[str]], None]
-
-
-@dataclass(frozen=True)
-class Folder:
-    """One JMAP Mailbox as the API sees it; ``parent_id`` and ``id`` are JMAP ids."""
-
-    id: str
-    name: str
-    parent_id: str | None
-    role: str | None
-    sort_order: int = 0
-    total_emails: int = 0
-    unread_emails: int = 0
-    unread_threads: int = 0
-    system: bool = False
-
-    @property
-    def kind(self) -> str:
-        """``system`` for the special-use folders (anything with a role), else ``custom``."""
-        return "system" if self.system or self.role is not None else "custom"
-
-    @classmethod
-    def of(cls, m: dict[str, Any], system_ids: Iterable[str] = ()) -> Folder:
-        """From a Mailbox/get object (missing counts read as 0)."""
-        role = m.get("role") or None
-        return cls(
-            id=str(m["id"]),
-            name=str(m.get("name") or ""),
-            parent_id=m.get("parentId") or None,
-            role=str(role) if role is not None else None,
-            sort_order=int(m.get("sortOrder") or 0),
-            total_emails=int(m.get("totalEmails") or 0),
-            unread_emails=int(m.get("unreadEmails") or 0),
-            unread_threads=int(m.get("unreadThreads") or 0),
-            system=str(m["id"]) in set(system_ids),
-        )
 
 
 # --------------------------------------------------------------------------- pure rules
@@ -503,16 +465,13 @@ async def _move_to_trash(svc: Services, row: Mailbox, doomed: list[str], trash: 
             raise Conflict("Messages keep arriving in the folder; retry the delete.")
 
 
-async def delete_folder(
-    svc: Services, session: AsyncSession, row: Mailbox, folder_wire_id: str, *, ensure_deletable: DeleteGuard
-) -> None:
+async def delete_folder(svc: Services, session: AsyncSession, row: Mailbox, folder_wire_id: str) -> None:
     """Move the messages of a custom folder and its subfolders to Trash, then destroy them.
-    ``session`` is the request's (the system folders' ids are read from the row);
-    ``ensure_deletable(row, folder_ids)`` runs on the folders about to go before anything changes.
+    ``session`` is the request's (the system folders' ids are read from the row).
 
     404: unknown folder. 409: a system folder (or a subfolder with a role, or mail or subfolders
-    that keep appearing), or what ``ensure_deletable`` raises (an inbox rule moves mail to the
-    folder or a subfolder). See the module docstring for the order of the steps and what a failure
+    that keep appearing), or an inbox rule that moves mail to the folder or a subfolder
+    (:func:`shipmail.rules.schemas.ensure_not_targeted`, checked before anything changes). See the module docstring for the order of the steps and what a failure
     leaves behind.
     """
     folder_id = _folder_jmap_id(folder_wire_id)
@@ -529,7 +488,7 @@ async def delete_folder(
         if protected:
             raise Conflict(f"The folder holds the system folder {protected[0].name!r}: it cannot be deleted.")
         doomed_ids = [f.id for f in doomed]
-        ensure_deletable(row, doomed_ids)
+        ensure_not_targeted(row.rules, doomed_ids)
         await _move_to_trash(svc, row, doomed_ids, trash)
         failed: dict[str, dict[str, Any]] = {}
         children_first = list(reversed(doomed_ids))

@@ -5,7 +5,6 @@ and :mod:`shipmail.mailboxes.suspension`."""
 from __future__ import annotations
 
 from shipmail.auth.scopes import Scope
-from shipmail.delivery import service as delivery
 from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
 from shipmail.http.schemas import Pagination
@@ -36,7 +35,7 @@ async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     for an address that exists."""
     row = await mailboxes.create(
         ctx.services, ctx.session, ctx.organization_id, domain_id=ctx.body.domain_id, local_part=ctx.body.address,
-        display_name=ctx.body.display_name, password=ctx.body.password, install=delivery.install,
+        display_name=ctx.body.display_name, password=ctx.body.password,
     )
     return Mailbox.of(row)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -31,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
 from shipmail.db import repository
+from shipmail.delivery import service as delivery
 from shipmail.domains.models import Domain
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
@@ -45,12 +45,6 @@ from shipmail.runtime import Services
 logger = logging.getLogger("shipmail.mailboxes.service")
 
 LOCAL_PART = re.compile(LOCAL_PART_PATTERN)
-
-#: What :func:`create` runs to put a new mailbox's delivery Sieve script on the server:
-#: :func:`shipmail.delivery.service.install`, passed in by the route (delivery imports this module,
-#: so this module cannot import it).
-Installer = Callable[[Services, Mailbox], Awaitable[None]]
-
 
 def check_password(password: str, field: str = "password") -> None:
     """422 with one ``weak_password`` detail per problem when ``password`` breaks the policy
@@ -89,11 +83,10 @@ async def create(
     local_part: str,
     display_name: str | None,
     password: str | None,
-    install: Installer,
 ) -> Mailbox:
     """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
     one that is never shown. After provisioning, the system folders' ids are stored on the row
-    and ``install(svc, row)`` puts the delivery script on the server; if that or the commit fails,
+    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); if that or the commit fails,
     the account is removed again.
 
     422: unknown/unverified domain, invalid address, weak password. 409: the address exists.
@@ -144,7 +137,7 @@ async def create(
 
     try:
         mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
-        await install(svc, mailbox)
+        await delivery.install(svc, mailbox)
         session.add(mailbox)
         await session.commit()
     except BaseException:

@@ -31,7 +31,7 @@ them, and points a bad or missing tag at the ``type``/``kind`` field.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal, get_args, no_type_check
 from uuid import UUID
 
@@ -41,7 +41,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shipmail.db.types import is_storage
-from shipmail.http.errors import Detail, ValidationFailed, detail
+from shipmail.http.errors import Conflict, Detail, ValidationFailed, detail
 from shipmail.http.schemas import Request, Wire
 from shipmail.jmap import ids
 
@@ -378,3 +378,36 @@ class MailboxRules(Wire):
         description="The folders a move may target: Inbox, Archive, Junk, Trash (kind system, by role) and "
         "every custom folder (by folder_id), depth first."
     )
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def targeting(rules: Sequence[MailboxRule], folder_ids: Collection[str]) -> list[MailboxRule]:
+    """The ``rules`` (enabled or not) that move messages to one of ``folder_ids``
+    (JMAP ids)."""
+    wanted = {ids.to_wire(ids.FOLDER, f) for f in folder_ids}
+    return [
+        rule
+        for rule in rules
+        if any(
+            isinstance(a, MailboxRuleMoveAction)
+            and isinstance(a.target, MailboxRuleCustomTarget)
+            and a.target.folder_id in wanted
+            for a in rule.actions
+        )
+    ]
+
+
+def ensure_not_targeted(rules: Sequence[MailboxRule], folder_ids: Collection[str]) -> None:
+    """409 when one of ``rules`` moves messages to one of ``folder_ids`` (JMAP ids): the folder
+    (or a subfolder) cannot be deleted until the rule is changed (folder delete,
+    :func:`shipmail.folders.service.delete_folder`)."""
+    found = targeting(rules, folder_ids)
+    if found:
+        first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise Conflict(
+            f"The rule {first.name!r} (id {first.id}){more} moves messages to this folder "
+            "or one of its subfolders: change or delete the rule first."
+        )

@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.delivery import service as delivery
 from shipmail.folders import service as folder_service
+from shipmail.folders.schemas import Folder
 from shipmail.http.errors import Conflict, Detail, ValidationFailed, detail
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
@@ -36,11 +37,11 @@ from shipmail.rules.schemas import (
 from shipmail.runtime import Services
 
 
-def _targetable(folder: folder_service.Folder) -> bool:
+def _targetable(folder: Folder) -> bool:
     return folder.role in TARGET_ROLES or folder.kind == "custom"
 
 
-def rule_folders(folders: Iterable[folder_service.Folder]) -> list[MailboxRuleFolder]:
+def rule_folders(folders: Iterable[Folder]) -> list[MailboxRuleFolder]:
     """The folders a rule may move to, in folder-tree order: Inbox, Archive, Junk, Trash and every
     custom folder (Drafts and Sent are not targets)."""
     return [
@@ -56,7 +57,7 @@ def rule_folders(folders: Iterable[folder_service.Folder]) -> list[MailboxRuleFo
     ]
 
 
-def resolve_targets(rules: list[MailboxRule], folders: list[folder_service.Folder]) -> list[MailboxRule]:
+def resolve_targets(rules: list[MailboxRule], folders: list[Folder]) -> list[MailboxRule]:
     """``rules`` as stored: each custom target's ``folder_id`` checked against ``folders`` (422
     ``rules[i].actions[j].target.folder_id`` for an unknown folder, or a system one) and given its
     ``fallback_name`` (the folder's path). ``rules`` are left as they are."""
@@ -89,36 +90,6 @@ def resolve_targets(rules: list[MailboxRule], folders: list[folder_service.Folde
     if problems:
         raise ValidationFailed("Invalid rules.", details=problems)
     return stored
-
-
-def targeting(row: Mailbox, folder_ids: Collection[str]) -> list[MailboxRule]:
-    """The stored rules of ``row`` (enabled or not) that move messages to one of ``folder_ids``
-    (JMAP ids)."""
-    wanted = {ids.to_wire(ids.FOLDER, f) for f in folder_ids}
-    return [
-        rule
-        for rule in row.rules
-        if any(
-            isinstance(a, MailboxRuleMoveAction)
-            and isinstance(a.target, MailboxRuleCustomTarget)
-            and a.target.folder_id in wanted
-            for a in rule.actions
-        )
-    ]
-
-
-def ensure_not_targeted(row: Mailbox, folder_ids: Collection[str]) -> None:
-    """409 when a rule of ``row`` moves messages to one of ``folder_ids`` (JMAP ids): the folder
-    (or a subfolder) cannot be deleted until the rule is changed (the folder delete route passes
-    this to :func:`shipmail.folders.service.delete_folder`)."""
-    rules = targeting(row, folder_ids)
-    if rules:
-        first = rules[0]
-        more = f" (and {len(rules) - 1} more)" if len(rules) > 1 else ""
-        raise Conflict(
-            f"The rule {first.name!r} (id {first.id}){more} moves messages to this folder "
-            "or one of its subfolders: change or delete the rule first."
-        )
 
 
 async def get_rules(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> MailboxRules:

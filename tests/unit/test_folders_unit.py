@@ -9,13 +9,14 @@ import pydantic
 import pytest
 
 from shipmail.folders import service as f
+from shipmail.folders.schemas import Folder
 from shipmail.folders.schemas import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed
 from shipmail.identities.service import identity_jmap_id, identity_wire_id
 
 
-def folder(id_: str, name: str, parent: str | None = None, role: str | None = None, order: int = 10) -> f.Folder:
-    return f.Folder(id=id_, name=name, parent_id=parent, role=role, sort_order=order)
+def folder(id_: str, name: str, parent: str | None = None, role: str | None = None, order: int = 10) -> Folder:
+    return Folder(id=id_, name=name, parent_id=parent, role=role, sort_order=order)
 
 
 # --------------------------------------------------------------------------- names
@@ -143,10 +144,10 @@ def test_path_of() -> None:
 
 
 def test_kind_and_decoding_defaults() -> None:
-    assert f.Folder.of({"id": "x", "name": "N"}).kind == "custom"
-    assert f.Folder.of({"id": "x", "name": "Inbox", "role": "inbox"}).kind == "system"
-    assert f.Folder.of({"id": "x", "name": "N"}, system_ids=["x"]).kind == "system"
-    decoded = f.Folder.of({"id": "x", "name": "N", "parentId": "p", "sortOrder": 10, "totalEmails": 3,
+    assert Folder.of({"id": "x", "name": "N"}).kind == "custom"
+    assert Folder.of({"id": "x", "name": "Inbox", "role": "inbox"}).kind == "system"
+    assert Folder.of({"id": "x", "name": "N"}, system_ids=["x"]).kind == "system"
+    decoded = Folder.of({"id": "x", "name": "N", "parentId": "p", "sortOrder": 10, "totalEmails": 3,
                            "unreadEmails": 2, "unreadThreads": 1})
     wire = MailboxFolder.of(decoded)
     assert (wire.id, wire.parent_id, wire.total_emails, wire.unread_emails, wire.unread_threads) == (

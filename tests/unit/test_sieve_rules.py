@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from shipmail.db.types import STORAGE_CONTEXT
 from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.folders import service as folder_service
+from shipmail.folders.schemas import Folder
 from shipmail.http.errors import Conflict, ValidationFailed
 from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import DeliverySieve, SieveTest
@@ -416,8 +417,8 @@ def test_bad_characters_are_exactly_control_characters_and_surrogates() -> None:
     assert schemas.bad_characters(every) == expected
 
 
-def folder(fid: str, name: str, parent: str | None = None, role: str | None = None) -> folder_service.Folder:
-    return folder_service.Folder(id=fid, name=name, parent_id=parent, role=role)
+def folder(fid: str, name: str, parent: str | None = None, role: str | None = None) -> Folder:
+    return Folder(id=fid, name=name, parent_id=parent, role=role)
 
 
 FOLDERS = [
@@ -431,7 +432,7 @@ FOLDERS = [
     folder("c", "Clients", parent="w"),
 ]
 FOLDERS = [
-    folder_service.Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
+    Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
     for n, f in enumerate(FOLDERS)
 ]
 
@@ -546,9 +547,9 @@ def test_folders_targeted_by_rules_cannot_be_deleted() -> None:
         id="mbx_1", organization_id="o", domain_id="d", local_part="a", address="a@x", password_hash="h", rules=stored
     )
     with pytest.raises(Conflict, match="'Clients'"):
-        service.ensure_not_targeted(row, ["w", "c"])  # deleting Work takes Clients along
-    service.ensure_not_targeted(row, ["w"])
-    service.ensure_not_targeted(row, [])
+        schemas.ensure_not_targeted(row.rules, ["w", "c"])  # deleting Work takes Clients along
+    schemas.ensure_not_targeted(row.rules, ["w"])
+    schemas.ensure_not_targeted(row.rules, [])
 
 
 # --------------------------------------------------------------------------- request validation
