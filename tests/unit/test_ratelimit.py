@@ -55,9 +55,7 @@ def test_unauthenticated_requests_are_not_counted(client: TestClient, settings: 
 
 @pytest.mark.skipif(not os.environ.get("SHIPMAIL_TEST_REDIS_URL"), reason="SHIPMAIL_TEST_REDIS_URL not set")
 def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
-    import dataclasses
-
-    shared = dataclasses.replace(settings, ratelimit_storage=os.environ["SHIPMAIL_TEST_REDIS_URL"])
+    shared = settings.model_copy(update={"ratelimit_storage": os.environ["SHIPMAIL_TEST_REDIS_URL"]})
     key = make_key(settings)
     app1 = create_app(shared, mail_server=FakeMailServer())
     app2 = create_app(shared, mail_server=FakeMailServer())
