@@ -29,6 +29,14 @@ def test_headers_on_every_limited_response(client: TestClient, settings: Setting
     assert time.time() - 1 <= reset <= time.time() + 61
 
 
+def test_reset_is_the_end_of_the_window_on_every_hit(client: TestClient, settings: Settings) -> None:
+    key = make_key(settings)
+    responses = [client.get("/v1/domains", headers=auth(key)) for _ in range(4)]
+    assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert responses[-1].status_code == 429
+    assert len({r.headers["x-ratelimit-reset"] for r in responses}) == 1
+
+
 def test_429_envelope_and_retry_after(client: TestClient, settings: Settings) -> None:
     key = make_key(settings)
     for _ in range(3):
@@ -65,3 +73,8 @@ def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
         assert c1.get("/v1/domains", headers=auth(key)).status_code == 200
         r = c2.get("/v1/domains", headers=auth(key))
         assert r.status_code == 429, "the two apps must share the Redis counters"
+        assert r.headers["x-ratelimit-remaining"] == "0"
+        # app1 opened the window, app2 read its end from Redis (whole seconds).
+        first = c1.get("/v1/mailboxes", headers=auth(key))
+        assert first.status_code == 429
+        assert abs(int(first.headers["x-ratelimit-reset"]) - int(r.headers["x-ratelimit-reset"])) <= 1
