@@ -153,6 +153,7 @@ def create_app(
                 await mail.aclose()
             await db.dispose()
             key_engine.dispose()
+            await limits.aclose()
 
     document_bytes = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 

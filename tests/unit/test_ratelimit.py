@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
+import secrets
 import time
 from typing import Any
 
@@ -11,6 +14,7 @@ from starlette.testclient import TestClient
 
 from shipmail.app import create_app
 from shipmail.config import Settings
+from shipmail.http.ratelimit import RateLimits, Tier, Window
 from tests.fakes import FakeMailServer
 from tests.unit.conftest import auth, make_key
 
@@ -78,3 +82,21 @@ def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
         first = c1.get("/v1/mailboxes", headers=auth(key))
         assert first.status_code == 429
         assert abs(int(first.headers["x-ratelimit-reset"]) - int(r.headers["x-ratelimit-reset"])) <= 1
+
+
+@pytest.mark.skipif(not os.environ.get("SHIPMAIL_TEST_REDIS_URL"), reason="SHIPMAIL_TEST_REDIS_URL not set")
+def test_redis_is_counted_through_limits_aio_on_each_event_loop() -> None:
+    limits = RateLimits(os.environ["SHIPMAIL_TEST_REDIS_URL"], {Tier.READ: "3/minute", Tier.WRITE: "2/minute"})
+    key_id = "key_" + secrets.token_hex(12)
+
+    async def hits(n: int) -> list[Window]:
+        try:
+            return [await limits.hit(Tier.READ, key_id) for _ in range(n)]
+        finally:
+            await limits.aclose()
+
+    first = asyncio.run(hits(2))  # one event loop (one app lifespan) ...
+    second = asyncio.run(hits(2))  # ... then another: a new connection pool, the same counters
+    assert [w.remaining for w in first + second] == [2, 1, 0, 0]
+    assert [w.allowed for w in first + second] == [True, True, True, False]
+    assert len({math.ceil(w.reset) for w in first + second}) <= 2  # the same window (whole seconds)
