@@ -16,7 +16,19 @@ import os
 import subprocess
 import time
 
-from bench_harness import PYTHON, REPO, SCRIPTS, Bench, Sample, _load, case, cpu_seconds, free_ports, http_json, summarize
+from bench_harness import (
+    PYTHON,
+    REPO,
+    SCRIPTS,
+    Bench,
+    Sample,
+    _load,
+    case,
+    cpu_seconds,
+    free_ports,
+    http_json,
+    summarize,
+)
 
 REDIS_URL = os.environ.get("SHIPMAIL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -27,10 +39,30 @@ def _start(bench: Bench, storage: str) -> tuple[subprocess.Popen[bytes], int]:
     env = {**bench.stack.env, "SHIPMAIL_RATELIMIT_STORAGE": storage}
     with bench.stack.log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [str(PYTHON), "-m", "uvicorn", "bench_app:create_bench_app", "--factory", "--app-dir", str(SCRIPTS),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--no-access-log", "--log-level", "warning", "--no-server-header"],
-            env=env, cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(PYTHON),
+                "-m",
+                "uvicorn",
+                "bench_app:create_bench_app",
+                "--factory",
+                "--app-dir",
+                str(SCRIPTS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--no-server-header",
+            ],
+            env=env,
+            cwd=str(REPO),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline = time.monotonic() + 30
@@ -62,10 +94,12 @@ def _measure(bench: Bench, label: str, proc: subprocess.Popen[bytes], port: int,
 
 
 def _row(label: str, s: dict[str, float]) -> str:
-    return (f"  {label:28} {s['rps']:8.0f} req/s  (rounds {s['min_rps']:.0f}..{s['max_rps']:.0f}, "
-            f"median {s['median_rps']:.0f})  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
-            f"server CPU {s['cpu_us']:.0f} us/req (busy {100 * s['server_busy']:.0f}% of a core)  "
-            f"n={s['requests']:.0f}")
+    return (
+        f"  {label:28} {s['rps']:8.0f} req/s  (rounds {s['min_rps']:.0f}..{s['max_rps']:.0f}, "
+        f"median {s['median_rps']:.0f})  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
+        f"server CPU {s['cpu_us']:.0f} us/req (busy {100 * s['server_busy']:.0f}% of a core)  "
+        f"n={s['requests']:.0f}"
+    )
 
 
 @case("ratelimit", "authenticated GET /v1/domains: rate-limit storage memory:// vs redis:// (one worker each)")
@@ -90,5 +124,7 @@ def ratelimit_storage(bench: Bench) -> None:
     memory, redis = summarize(samples["memory://"]), summarize(samples["redis"])
     print(_row("memory://", memory))
     print(_row(f"redis ({REDIS_URL})", redis))
-    print(f"  ratio redis/memory throughput: {redis['rps'] / memory['rps']:.3f} "
-          f"(median rounds {redis['median_rps'] / memory['median_rps']:.3f}; goal >= 0.90)")
+    print(
+        f"  ratio redis/memory throughput: {redis['rps'] / memory['rps']:.3f} "
+        f"(median rounds {redis['median_rps'] / memory['median_rps']:.3f}; goal >= 0.90)"
+    )

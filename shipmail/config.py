@@ -4,12 +4,15 @@
 |---|---|---|
 | ``SHIPMAIL_DATA_DIR`` | ``./var`` | everything the service keeps: database, secrets, the Cyrus instance |
 | ``SHIPMAIL_HOST`` / ``SHIPMAIL_PORT`` | ``127.0.0.1`` / ``8000`` | where the API listens |
-| ``SHIPMAIL_DATABASE_URL`` | ``sqlite:///<data dir>/shipmail.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` to scale out) |
-| ``SHIPMAIL_JMAP_PORT`` / ``SHIPMAIL_LMTP_PORT`` / ``SHIPMAIL_IMAP_PORT`` | 18080 / 18024 / 18143 | the private Cyrus instance's ports on 127.0.0.1 |
+| ``SHIPMAIL_DATABASE_URL`` | ``sqlite:///<data dir>/shipmail.db`` | SQLAlchemy URL (``postgresql://...`` scales out) |
+| ``SHIPMAIL_JMAP_PORT`` | 18080 | the private Cyrus instance's HTTP (JMAP) port |
+| ``SHIPMAIL_LMTP_PORT`` | 18024 | its LMTP port, on 127.0.0.1 only |
+| ``SHIPMAIL_IMAP_PORT`` | 18143 | its IMAP port |
 | ``SHIPMAIL_MAILSERVER_HOST`` | ``127.0.0.1`` | where the mail server listens |
 | ``SHIPMAIL_SECRET_KEY`` | generated into ``<data dir>/secret.key`` | HMAC key for API key digests and cursors |
 | ``SHIPMAIL_RATELIMIT_STORAGE`` | ``memory://`` | slowapi/limits storage URI (``redis://...`` for several workers) |
-| ``SHIPMAIL_RATELIMIT_READ`` / ``SHIPMAIL_RATELIMIT_WRITE`` | ``1000/minute`` / ``200/minute`` | per-key limit of each tier |
+| ``SHIPMAIL_RATELIMIT_READ`` | ``1000/minute`` | per-key limit of the read tier |
+| ``SHIPMAIL_RATELIMIT_WRITE`` | ``200/minute`` | per-key limit of the write tier |
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |

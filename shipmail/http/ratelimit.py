@@ -169,7 +169,9 @@ class RateLimits:
             scheme, _, rest = self._async_uri.partition("://")
             self._pool = redis.asyncio.ConnectionPool.from_url(f"{_ASYNC_SCHEMES[scheme]}://{rest}")
             self._async = AsyncRedisStorage(
-                "async+" + self._async_uri, implementation="redispy", connection_pool=self._pool  # type: ignore[arg-type]
+                "async+" + self._async_uri,
+                implementation="redispy",
+                connection_pool=self._pool,  # type: ignore[arg-type]
             )
             self._async_loop = loop
         return self._async

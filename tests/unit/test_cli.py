@@ -17,11 +17,11 @@ from click.testing import CliRunner, Result
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from shipmail.routes import OPERATIONS
 from shipmail.app import create_app
 from shipmail.cli import main
 from shipmail.config import Settings
 from shipmail.http.openapi import build_document
+from shipmail.routes import OPERATIONS
 from tests.fakes import FakeMailServer
 
 KEY_RE = re.compile(r"^sm_live_[A-Za-z0-9]{40}$")
@@ -278,7 +278,8 @@ def test_settings_secret_key_is_generated_once_or_taken_from_the_environment(
 
 def test_settings_repr_shows_no_secret(data_dir: Path) -> None:
     settings = Settings.from_env(
-        secret_key=b"hush-hush", database_url="postgresql://app:db-password@db.example:5432/shipmail",
+        secret_key=b"hush-hush",
+        database_url="postgresql://app:db-password@db.example:5432/shipmail",
         ratelimit_storage="redis://:redis-password@127.0.0.1:6379/0",
     )
     for text in (repr(settings), str(settings)):
