@@ -29,7 +29,7 @@ from shipmail.routes import OPERATIONS
 from shipmail.http.routing import build_routes, request_id_of
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.config import Settings
-from shipmail.db.engine import Database
+from shipmail.db.engine import Database, create_sync_engine
 from shipmail.jmap.client import JmapClient
 from shipmail.http.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
 from shipmail.mailserver.base import MailServer
@@ -119,9 +119,13 @@ def create_app(
     )
     document = build_document(OPERATIONS)
 
-    async def lookup(key: str) -> Principal | None:
-        db: Database = app.state.services.db
-        return await db.run_sync(lambda conn: key_service.principal_for(conn, settings.secret_key, key))
+    # The key lookup runs in authlib's worker thread (see shipmail.auth.bearer): one SELECT on a
+    # synchronous engine of its own.
+    key_engine = create_sync_engine(settings.database_url)
+
+    def lookup(key: str) -> Principal | None:
+        with key_engine.connect() as conn:
+            return key_service.principal_for(conn, settings.secret_key, key)
 
     auth = BearerAuth(lookup)
 
@@ -148,6 +152,8 @@ def create_app(
             if mail_server is None:
                 await mail.aclose()
             await db.dispose()
+            key_engine.dispose()
+            await limits.aclose()
 
     document_bytes = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -1,31 +1,38 @@
-"""Configuration, read once from the environment.
+"""Configuration, read once from the environment (pydantic-settings, prefix ``SHIPMAIL_``).
 
 | variable | default | meaning |
 |---|---|---|
 | ``SHIPMAIL_DATA_DIR`` | ``./var`` | everything the service keeps: database, secrets, the Cyrus instance |
 | ``SHIPMAIL_HOST`` / ``SHIPMAIL_PORT`` | ``127.0.0.1`` / ``8000`` | where the API listens |
-| ``SHIPMAIL_DATABASE_URL`` | ``sqlite:///<data dir>/shipmail.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` to scale out) |
-| ``SHIPMAIL_JMAP_PORT`` / ``SHIPMAIL_LMTP_PORT`` / ``SHIPMAIL_IMAP_PORT`` | 18080 / 18024 / 18143 | the private Cyrus instance's ports on 127.0.0.1 |
+| ``SHIPMAIL_DATABASE_URL`` | ``sqlite:///<data dir>/shipmail.db`` | SQLAlchemy URL (``postgresql://...`` scales out) |
+| ``SHIPMAIL_JMAP_PORT`` | 18080 | the private Cyrus instance's HTTP (JMAP) port |
+| ``SHIPMAIL_LMTP_PORT`` | 18024 | its LMTP port, on 127.0.0.1 only |
+| ``SHIPMAIL_IMAP_PORT`` | 18143 | its IMAP port |
 | ``SHIPMAIL_MAILSERVER_HOST`` | ``127.0.0.1`` | where the mail server listens |
 | ``SHIPMAIL_SECRET_KEY`` | generated into ``<data dir>/secret.key`` | HMAC key for API key digests and cursors |
 | ``SHIPMAIL_RATELIMIT_STORAGE`` | ``memory://`` | slowapi/limits storage URI (``redis://...`` for several workers) |
-| ``SHIPMAIL_RATELIMIT_READ`` / ``SHIPMAIL_RATELIMIT_WRITE`` | ``1000/minute`` / ``200/minute`` | per-key limit of each tier |
+| ``SHIPMAIL_RATELIMIT_READ`` | ``1000/minute`` | per-key limit of the read tier |
+| ``SHIPMAIL_RATELIMIT_WRITE`` | ``200/minute`` | per-key limit of the write tier |
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+
+An empty (or blank) variable counts as unset. Each default is written once, on its field below;
+the table above and the README's repeat them for readers.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
@@ -41,19 +48,35 @@ def _read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
         return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The service's settings; build one with :meth:`from_env`."""
+def _without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for ``repr``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
-    data_dir: Path
+
+class Settings(BaseSettings):
+    """The service's settings: ``SHIPMAIL_<FIELD>`` from the environment, keyword arguments winning.
+
+    ``repr`` never shows ``secret_key`` nor a password inside ``database_url`` or
+    ``ratelimit_storage``. Invalid values raise :class:`pydantic.ValidationError`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SHIPMAIL_", frozen=True, extra="forbid")
+
+    data_dir: Path = Path("./var")
     host: str = "127.0.0.1"
     port: int = 8000
-    database_url: str = ""
+    #: Unset: ``sqlite:///<data_dir>/shipmail.db``.
+    database_url: str = Field("", validate_default=True)
     mailserver_host: str = "127.0.0.1"
     jmap_port: int = 18080
     lmtp_port: int = 18024
     imap_port: int = 18143
-    secret_key: bytes = field(default=b"", repr=False)
+    #: Unset: the hex secret in ``<data_dir>/secret.key``, generated (mode 0600) on first use.
+    secret_key: bytes = Field(b"", repr=False, validate_default=True)
     ratelimit_storage: str = "memory://"
     ratelimit_read: str = "1000/minute"
     ratelimit_write: str = "200/minute"
@@ -61,33 +84,45 @@ class Settings:
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
 
+    @field_validator("*", mode="before")
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def _blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            # Blank: the default; a derived default (blank itself) is filled in by its validator.
+            if not value and info.field_name and cls.model_fields[info.field_name].default not in ("", b""):
+                raise PydanticUseDefault()
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _default_database(cls, value: str, info: ValidationInfo) -> str:
+        if value or "data_dir" not in info.data:
+            return value
+        return f"sqlite:///{info.data['data_dir'] / 'shipmail.db'}"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _default_secret(cls, value: bytes, info: ValidationInfo) -> bytes:
+        if value or "data_dir" not in info.data:
+            return value
+        return _read_or_create_secret(info.data["data_dir"] / "secret.key")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
         """Read every ``SHIPMAIL_*`` variable; keyword arguments win over the environment."""
-        data_dir = Path(str(overrides.pop("data_dir", _env("SHIPMAIL_DATA_DIR", "./var")))).resolve()
-        values: dict[str, object] = {
-            "data_dir": data_dir,
-            "host": _env("SHIPMAIL_HOST", "127.0.0.1"),
-            "port": int(_env("SHIPMAIL_PORT", "8000")),
-            "database_url": _env("SHIPMAIL_DATABASE_URL", f"sqlite:///{data_dir / 'shipmail.db'}"),
-            "mailserver_host": _env("SHIPMAIL_MAILSERVER_HOST", "127.0.0.1"),
-            "jmap_port": int(_env("SHIPMAIL_JMAP_PORT", "18080")),
-            "lmtp_port": int(_env("SHIPMAIL_LMTP_PORT", "18024")),
-            "imap_port": int(_env("SHIPMAIL_IMAP_PORT", "18143")),
-            "ratelimit_storage": _env("SHIPMAIL_RATELIMIT_STORAGE", "memory://"),
-            "ratelimit_read": _env("SHIPMAIL_RATELIMIT_READ", "1000/minute"),
-            "ratelimit_write": _env("SHIPMAIL_RATELIMIT_WRITE", "200/minute"),
-            "max_body_bytes": int(_env("SHIPMAIL_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
-            "jmap_timeout": float(_env("SHIPMAIL_JMAP_TIMEOUT", "2.0")),
-            "smtp_relay": os.environ.get("SHIPMAIL_SMTP_RELAY") or None,
-        }
-        values.update(overrides)
-        if not values.get("secret_key"):
-            env_secret = os.environ.get("SHIPMAIL_SECRET_KEY", "").strip()
-            values["secret_key"] = (
-                env_secret.encode() if env_secret else _read_or_create_secret(data_dir / "secret.key")
-            )
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**overrides)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "ratelimit_storage") and isinstance(value, str):
+                value = _without_password(value)
+            yield name, value
 
     @property
     def cyrus_dir(self) -> Path:

@@ -37,10 +37,16 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
     return result
 
 
+def granted(held: Iterable[str]) -> frozenset[str]:
+    """Every scope the ``held`` ones grant: themselves, every scope for ``*``, ``X:read`` for each
+    ``X:write``. Unknown strings grant only themselves (and so nothing a route requires)."""
+    held_set = set(held)
+    if Scope.ALL in held_set:
+        return frozenset(s.value for s in Scope) | held_set
+    implied = {f"{value[: -len(':write')]}:read" for value in held_set if value.endswith(":write")}
+    return frozenset(held_set | implied)
+
+
 def grants(held: Iterable[str], required: Scope) -> bool:
     """Whether the ``held`` scopes grant ``required``."""
-    held_set = set(held)
-    if Scope.ALL in held_set or required in held_set:
-        return True
-    resource, _, action = required.value.partition(":")
-    return action == "read" and f"{resource}:write" in held_set
+    return required.value in granted(held)

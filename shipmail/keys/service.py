@@ -75,10 +75,13 @@ async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
 
 
 def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | None:
-    """The Principal of ``key`` looked up by digest, or None for an unknown key.
+    """The Principal of ``key`` looked up by its digest (HMAC-SHA256 under ``secret_key``), or None
+    for an unknown key; revoked and expired keys are returned as they are (authlib's validator
+    refuses them).
 
-    Runs on every authenticated request, so it is one Core ``SELECT`` of five columns on a plain
-    synchronous connection (no ORM session; see :meth:`Database.run_sync`)."""
+    Runs on every authenticated request, inside authlib's validator in a worker thread
+    (:mod:`shipmail.auth.bearer`), so it is one Core ``SELECT`` of five columns on a plain
+    synchronous connection (no ORM session)."""
     digest = key_digest(secret_key, key)
     stmt = sa.select(
         col(ApiKey.id), col(ApiKey.organization_id), col(ApiKey.scopes), col(ApiKey.expires_at),

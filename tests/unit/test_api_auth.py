@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from shipmail.auth.bearer import ApiKeyValidator, BearerAuth, MalformedKey, Principal, ResourceRequest
+from shipmail.auth.scopes import Scope
 from shipmail.config import Settings
 from shipmail.keys import service as key_service
 from tests.unit.conftest import auth, make_key, run_db, verify_domain
@@ -51,9 +55,9 @@ def test_revoked_key_answers_401(client: TestClient, settings: Settings) -> None
 
 
 def test_expired_key_answers_401(client: TestClient, settings: Settings) -> None:
-    key = make_key(settings, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    key = make_key(settings, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     _assert_401(client.get("/v1/domains", headers=auth(key)))
-    fresh = make_key(settings, expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    fresh = make_key(settings, expires_at=datetime.now(UTC) + timedelta(days=1))
     assert client.get("/v1/domains", headers=auth(fresh)).status_code == 200
 
 
@@ -84,7 +88,8 @@ def test_other_organisation_sees_404_never_403(client: TestClient, settings: Set
     dom = client.post("/v1/domains", json={"name": "acme.example"}, headers=auth(a)).json()
     verify_domain(settings, "acme.example")
     mbx = client.post(
-        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
         headers=auth(a),
     ).json()
     missing_dom = "dom_" + "0" * 24
@@ -105,9 +110,59 @@ def test_other_organisation_sees_404_never_403(client: TestClient, settings: Set
     assert client.get("/v1/mailboxes", headers=auth(b)).json()["data"] == []
     # Another organisation cannot create a mailbox on acme's domain either.
     r = client.post(
-        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "intruder", "password": "CorrectHorse9"},
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "intruder", "password": "CorrectHorse9"},
         headers=auth(b),
     )
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "domain_id"
     # acme's objects are untouched.
     assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(a)).json()["display_name"] is None
+
+
+def test_scopes_go_through_authlibs_check() -> None:
+    check = ApiKeyValidator.scope_insufficient
+    assert not check("domains:write", ["domains:read"]) and not check("domains:write", ["domains:write"])
+    assert check("domains:read", ["domains:write"]) and check("mailboxes:write", ["domains:read"])
+    assert not check("*", [s.value for s in Scope]) and check("", ["domains:read"])
+    assert not check("domains:read", None)  # no scope required: any valid key
+
+
+def test_authlibs_protector_finds_the_key_through_the_lookup() -> None:
+    held = Principal(
+        key_id="key_1", organization_id="org_1", scopes=("domains:read",), expires_at=None, revoked_at=None
+    )
+    looked_up: list[str] = []
+
+    def lookup(key: str) -> Principal | None:
+        looked_up.append(key)
+        return held if key == "sm_live_" + "A" * 40 else None
+
+    auth = BearerAuth(lookup)
+
+    def validate(header: str, scope: Scope | None = Scope.DOMAINS_READ) -> Principal:
+        return auth.validate(
+            ResourceRequest(
+                Request(
+                    {
+                        "type": "http",
+                        "method": "GET",
+                        "path": "/v1/domains",
+                        "query_string": b"",
+                        "scheme": "http",
+                        "server": ("testserver", 80),
+                        "headers": [(b"authorization", header.encode())],
+                    }
+                )
+            ),
+            scope,
+        )
+
+    assert validate("Bearer sm_live_" + "A" * 40) is held
+    assert validate("bearer  sm_live_" + "A" * 40, None) is held
+    with pytest.raises(InsufficientScopeError):
+        validate("Bearer sm_live_" + "A" * 40, Scope.DOMAINS_WRITE)
+    with pytest.raises(MalformedKey):
+        validate("Bearer sm_live_short")
+    with pytest.raises(InvalidTokenError):
+        validate("Bearer sm_live_" + "B" * 40)
+    assert looked_up == ["sm_live_" + "A" * 40] * 3 + ["sm_live_" + "B" * 40]  # never a malformed one

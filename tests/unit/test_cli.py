@@ -11,16 +11,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydantic
 import pytest
 from click.testing import CliRunner, Result
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from shipmail.routes import OPERATIONS
 from shipmail.app import create_app
 from shipmail.cli import main
 from shipmail.config import Settings
 from shipmail.http.openapi import build_document
+from shipmail.routes import OPERATIONS
 from tests.fakes import FakeMailServer
 
 KEY_RE = re.compile(r"^sm_live_[A-Za-z0-9]{40}$")
@@ -246,3 +247,42 @@ def test_migrate_is_idempotent(runner: CliRunner, data_dir: Path) -> None:
     assert "up to date" in run(runner, "migrate").stdout
     assert "up to date" in run(runner, "migrate").stdout
     assert (data_dir / "shipmail.db").exists()
+
+
+def test_settings_read_the_environment_blank_is_unset(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPMAIL_PORT", " 9000 ")
+    monkeypatch.setenv("SHIPMAIL_SMTP_RELAY", "")
+    monkeypatch.setenv("SHIPMAIL_JMAP_TIMEOUT", "  ")
+    monkeypatch.setenv("SHIPMAIL_DATABASE_URL", " ")
+    monkeypatch.setenv("SHIPMAIL_RATELIMIT_READ", "5/second")
+    settings = Settings.from_env(imap_port=1143)  # keyword arguments win
+    assert (settings.port, settings.imap_port, settings.jmap_port) == (9000, 1143, 18080)
+    assert settings.smtp_relay is None and settings.jmap_timeout == 2.0
+    assert settings.ratelimit_read == "5/second" and settings.ratelimit_write == "200/minute"
+    assert settings.data_dir == data_dir.resolve()
+    assert settings.database_url == f"sqlite:///{data_dir.resolve() / 'shipmail.db'}"
+    with pytest.raises(pydantic.ValidationError):
+        Settings.from_env(port="not a port")
+
+
+def test_settings_secret_key_is_generated_once_or_taken_from_the_environment(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Settings.from_env().secret_key
+    path = data_dir / "secret.key"
+    assert len(first) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert Settings.from_env().secret_key == first
+    monkeypatch.setenv("SHIPMAIL_SECRET_KEY", " from-the-environment ")
+    assert Settings.from_env().secret_key == b"from-the-environment"
+
+
+def test_settings_repr_shows_no_secret(data_dir: Path) -> None:
+    settings = Settings.from_env(
+        secret_key=b"hush-hush",
+        database_url="postgresql://app:db-password@db.example:5432/shipmail",
+        ratelimit_storage="redis://:redis-password@127.0.0.1:6379/0",
+    )
+    for text in (repr(settings), str(settings)):
+        assert "hush-hush" not in text and "password@" not in text
+        assert "postgresql://app:***@db.example:5432/shipmail" in text and "redis://:***@127.0.0.1:6379/0" in text
+    assert settings.database_url.startswith("postgresql://app:db-password@")  # the value itself is intact

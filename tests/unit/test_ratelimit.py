@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
+import secrets
 import time
 from typing import Any
 
@@ -11,6 +14,7 @@ from starlette.testclient import TestClient
 
 from shipmail.app import create_app
 from shipmail.config import Settings
+from shipmail.http.ratelimit import RateLimits, Tier, Window
 from tests.fakes import FakeMailServer
 from tests.unit.conftest import auth, make_key
 
@@ -27,6 +31,14 @@ def test_headers_on_every_limited_response(client: TestClient, settings: Setting
     assert r.headers["x-ratelimit-remaining"] == "2"
     reset = int(r.headers["x-ratelimit-reset"])  # an integer, unix seconds
     assert time.time() - 1 <= reset <= time.time() + 61
+
+
+def test_reset_is_the_end_of_the_window_on_every_hit(client: TestClient, settings: Settings) -> None:
+    key = make_key(settings)
+    responses = [client.get("/v1/domains", headers=auth(key)) for _ in range(4)]
+    assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
+    assert responses[-1].status_code == 429
+    assert len({r.headers["x-ratelimit-reset"] for r in responses}) == 1
 
 
 def test_429_envelope_and_retry_after(client: TestClient, settings: Settings) -> None:
@@ -55,9 +67,7 @@ def test_unauthenticated_requests_are_not_counted(client: TestClient, settings: 
 
 @pytest.mark.skipif(not os.environ.get("SHIPMAIL_TEST_REDIS_URL"), reason="SHIPMAIL_TEST_REDIS_URL not set")
 def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
-    import dataclasses
-
-    shared = dataclasses.replace(settings, ratelimit_storage=os.environ["SHIPMAIL_TEST_REDIS_URL"])
+    shared = settings.model_copy(update={"ratelimit_storage": os.environ["SHIPMAIL_TEST_REDIS_URL"]})
     key = make_key(settings)
     app1 = create_app(shared, mail_server=FakeMailServer())
     app2 = create_app(shared, mail_server=FakeMailServer())
@@ -67,3 +77,26 @@ def test_redis_storage_is_shared_between_apps(settings: Settings) -> None:
         assert c1.get("/v1/domains", headers=auth(key)).status_code == 200
         r = c2.get("/v1/domains", headers=auth(key))
         assert r.status_code == 429, "the two apps must share the Redis counters"
+        assert r.headers["x-ratelimit-remaining"] == "0"
+        # app1 opened the window, app2 read its end from Redis (whole seconds).
+        first = c1.get("/v1/mailboxes", headers=auth(key))
+        assert first.status_code == 429
+        assert abs(int(first.headers["x-ratelimit-reset"]) - int(r.headers["x-ratelimit-reset"])) <= 1
+
+
+@pytest.mark.skipif(not os.environ.get("SHIPMAIL_TEST_REDIS_URL"), reason="SHIPMAIL_TEST_REDIS_URL not set")
+def test_redis_is_counted_through_limits_aio_on_each_event_loop() -> None:
+    limits = RateLimits(os.environ["SHIPMAIL_TEST_REDIS_URL"], {Tier.READ: "3/minute", Tier.WRITE: "2/minute"})
+    key_id = "key_" + secrets.token_hex(12)
+
+    async def hits(n: int) -> list[Window]:
+        try:
+            return [await limits.hit(Tier.READ, key_id) for _ in range(n)]
+        finally:
+            await limits.aclose()
+
+    first = asyncio.run(hits(2))  # one event loop (one app lifespan) ...
+    second = asyncio.run(hits(2))  # ... then another: a new connection pool, the same counters
+    assert [w.remaining for w in first + second] == [2, 1, 0, 0]
+    assert [w.allowed for w in first + second] == [True, True, True, False]
+    assert len({math.ceil(w.reset) for w in first + second}) <= 2  # the same window (whole seconds)
