@@ -48,8 +48,8 @@ def attachment_message(address: str, data: bytes) -> bytes:
         f"Message-ID: <bench-attachment-{boundary[-16:]}@example.org>\r\nMIME-Version: 1.0\r\n"
         f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
         f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe file is attached.\r\n"
-        f"--{boundary}\r\nContent-Type: application/octet-stream; name=\"{NAME}\"\r\n"
-        f"Content-Disposition: attachment; filename=\"{NAME}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f'--{boundary}\r\nContent-Type: application/octet-stream; name="{NAME}"\r\n'
+        f'Content-Disposition: attachment; filename="{NAME}"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
     ).encode()
     return head + base64.encodebytes(data).replace(b"\n", b"\r\n") + f"--{boundary}--\r\n".encode()
 
@@ -66,8 +66,13 @@ class Download:
 def download(port: int, target: str, headers: dict[str, str], *, verify: bool = False) -> Download:
     """``GET target`` on 127.0.0.1:``port`` on a fresh connection, body read into one reused
     1 MiB buffer and thrown away (hashed when ``verify``)."""
-    lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close", "Accept-Encoding: identity",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Connection: close",
+        "Accept-Encoding: identity",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     sha1 = hashlib.sha1() if verify else None
@@ -167,11 +172,14 @@ class Target:
         n = len(self.downloads)
         secs = [d.seconds for d in self.downloads]
         first = [1000 * d.first_byte for d in self.downloads]
-        return (f"    {self.label:36} {self.mb_per_s:6.0f} MB/s  per download {min(secs):.2f}..{max(secs):.2f} s "
-                f"(median {statistics.median(secs):.2f} s)  n={n}\n"
-                f"    {'':36} first byte after {statistics.median(first):.0f} ms (median; {min(first):.0f}..{max(first):.0f}), "
-                f"then {self.body_mb_per_s:.0f} MB/s\n"
-                f"    {'':36} CPU per download: API process {self.app_cpu / n:.3f} s, Cyrus {self.cyrus_cpu / n:.3f} s")
+        return (
+            f"    {self.label:36} {self.mb_per_s:6.0f} MB/s  per download {min(secs):.2f}..{max(secs):.2f} s "
+            f"(median {statistics.median(secs):.2f} s)  n={n}\n"
+            f"    {'':36} first byte after {statistics.median(first):.0f} ms "
+            f"(median; {min(first):.0f}..{max(first):.0f}), "
+            f"then {self.body_mb_per_s:.0f} MB/s\n"
+            f"    {'':36} CPU per download: API process {self.app_cpu / n:.3f} s, Cyrus {self.cyrus_cpu / n:.3f} s"
+        )
 
 
 @case("attachment", "a 50 MiB attachment downloaded via the API vs straight from Cyrus's JMAP downloadUrl")
@@ -190,8 +198,11 @@ def attachment_download(bench: Bench) -> None:
     size = len(message)
     del message
     waited = stack.wait_cyrus_idle()
-    print(f"  delivered a {size / 1e6:.1f} MB message ({SIZE / 1e6:.1f} MB attachment, base64) over LMTP in "
-          f"{delivered:.1f} s (no size limit in the way: maxmessagesize is unset, i.e. 0); Cyrus idle {waited:.1f} s later")
+    print(
+        f"  delivered a {size / 1e6:.1f} MB message ({SIZE / 1e6:.1f} MB attachment, base64) over LMTP in "
+        f"{delivered:.1f} s (no size limit in the way: maxmessagesize is unset, i.e. 0); "
+        f"Cyrus idle {waited:.1f} s later"
+    )
 
     # Find the attachment through the API, as a client would.
     base = f"/v1/mailboxes/{stack.mailbox_id}/inbox/messages"
@@ -206,14 +217,24 @@ def attachment_download(bench: Bench) -> None:
     session = stack.cyrus_session()
     template = urljoin(stack.jmap_url, str(session["downloadUrl"]))
     direct_url = urlsplit(
-        template.replace("{accountId}", quote(stack.address, safe="")).replace("{blobId}", quote(part["blob_id"], safe=""))
-        .replace("{name}", quote(NAME, safe="")).replace("{type}", quote("application/octet-stream", safe=""))
+        template.replace("{accountId}", quote(stack.address, safe=""))
+        .replace("{blobId}", quote(part["blob_id"], safe=""))
+        .replace("{name}", quote(NAME, safe=""))
+        .replace("{type}", quote("application/octet-stream", safe=""))
     )
     paths = [
-        Target("API    GET .../inbox/attachments", stack.app_port, "/v1" + part["download_path"],
-              {"Authorization": f"Bearer {stack.key}"}),
-        Target("direct GET Cyrus downloadUrl", stack.jmap_port, f"{direct_url.path}?{direct_url.query}",
-              {"Authorization": stack.cyrus_bearer()}),
+        Target(
+            "API    GET .../inbox/attachments",
+            stack.app_port,
+            "/v1" + part["download_path"],
+            {"Authorization": f"Bearer {stack.key}"},
+        ),
+        Target(
+            "direct GET Cyrus downloadUrl",
+            stack.jmap_port,
+            f"{direct_url.path}?{direct_url.query}",
+            {"Authorization": stack.cyrus_bearer()},
+        ),
     ]
     api = paths[0]
 
@@ -221,7 +242,9 @@ def attachment_download(bench: Bench) -> None:
     for p in paths:  # warm-up, checking the bytes
         got = download(p.port, p.target, p.headers, verify=True)
         if got.status != 200 or got.digest != expected or got.nbytes != SIZE:
-            raise RuntimeError(f"{p.label}: status {got.status}, {got.nbytes} bytes, sha1 {got.digest} (want {expected})")
+            raise RuntimeError(
+                f"{p.label}: status {got.status}, {got.nbytes} bytes, sha1 {got.digest} (want {expected})"
+            )
 
     hwm_ok = True
     growth: list[tuple[int, int, int]] = []  # (RSS before, sampled peak, VmHWM after) per API download, KiB
@@ -243,22 +266,31 @@ def attachment_download(bench: Bench) -> None:
             p.downloads.append(got)
     rss_end = _kib(pid, "VmRSS")
 
-    print(f"  {bench.rounds} alternating rounds, one {SIZE / 1e6:.1f} MB download per path per round "
-          "(fresh connection each, client discards the bytes):")
+    print(
+        f"  {bench.rounds} alternating rounds, one {SIZE / 1e6:.1f} MB download per path per round "
+        "(fresh connection each, client discards the bytes):"
+    )
     for p in paths:
         print(p.row())
     direct = paths[1]
-    print(f"    ratio API/direct throughput: {api.mb_per_s / direct.mb_per_s:.3f} (after the first byte: "
-          f"{api.body_mb_per_s / direct.body_mb_per_s:.3f}); API process CPU {1000 * api.app_cpu / len(api.downloads) / (SIZE / 1e6):.1f} ms per MB")
+    print(
+        f"    ratio API/direct throughput: {api.mb_per_s / direct.mb_per_s:.3f} (after the first byte: "
+        f"{api.body_mb_per_s / direct.body_mb_per_s:.3f}); API process CPU "
+        f"{1000 * api.app_cpu / len(api.downloads) / (SIZE / 1e6):.1f} ms per MB"
+    )
     worst = max(growth, key=lambda g: max(g[1], g[2] if hwm_ok else 0) - g[0])
     peak = max(worst[1], worst[2] if hwm_ok else 0)
-    print(f"  bench app RSS: {rss_start / 1024:.1f} MiB before any download, {rss_end / 1024:.1f} MiB after them; "
-          f"largest growth during one API download {peak - worst[0]:+d} KiB ({worst[0]} -> {peak} KiB; "
-          f"sampled VmRSS max {max(g[1] - g[0] for g in growth):+d} KiB"
-          + (f", VmHWM max {max(g[2] - g[0] for g in growth):+d} KiB)" if hwm_ok else "; VmHWM could not be reset)"))
+    print(
+        f"  bench app RSS: {rss_start / 1024:.1f} MiB before any download, {rss_end / 1024:.1f} MiB after them; "
+        f"largest growth during one API download {peak - worst[0]:+d} KiB ({worst[0]} -> {peak} KiB; "
+        f"sampled VmRSS max {max(g[1] - g[0] for g in growth):+d} KiB"
+        + (f", VmHWM max {max(g[2] - g[0] for g in growth):+d} KiB)" if hwm_ok else "; VmHWM could not be reset)")
+    )
     timeout = float(stack.env.get("SHIPMAIL_JMAP_TIMEOUT", "2.0"))
     slowest = max(d.first_byte for p in paths for d in p.downloads)
-    print(f"  Cyrus sends the first byte only once the whole blob is decoded; the API waits at most "
-          f"SHIPMAIL_JMAP_TIMEOUT = {timeout:g} s for it (then 503): the slowest first byte here took "
-          f"{slowest:.2f} s, {100 * slowest / timeout:.0f}% of that, with one download at a time")
+    print(
+        f"  Cyrus sends the first byte only once the whole blob is decoded; the API waits at most "
+        f"SHIPMAIL_JMAP_TIMEOUT = {timeout:g} s for it (then 503): the slowest first byte here took "
+        f"{slowest:.2f} s, {100 * slowest / timeout:.0f}% of that, with one download at a time"
+    )
     print(f"  case took {time.monotonic() - began:.1f} s")

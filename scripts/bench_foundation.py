@@ -13,10 +13,12 @@ from bench_harness import Bench, case, summarize
 
 
 def _row(label: str, s: dict[str, float]) -> str:
-    return (f"  {label:34} {s['rps']:8.0f} req/s  (rounds {s['min_rps']:.0f}..{s['max_rps']:.0f}, "
-            f"median {s['median_rps']:.0f})  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
-            f"n={s['requests']:.0f}\n  {'':34} server CPU {s['cpu_us']:.0f} us/req (server busy "
-            f"{100 * s['server_busy']:.0f}% of a core), client CPU {s['client_cpu_us']:.0f} us/req")
+    return (
+        f"  {label:34} {s['rps']:8.0f} req/s  (rounds {s['min_rps']:.0f}..{s['max_rps']:.0f}, "
+        f"median {s['median_rps']:.0f})  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
+        f"n={s['requests']:.0f}\n  {'':34} server CPU {s['cpu_us']:.0f} us/req (server busy "
+        f"{100 * s['server_busy']:.0f}% of a core), client CPU {s['client_cpu_us']:.0f} us/req"
+    )
 
 
 @case("auth", "authenticated GET /v1/mailboxes/{id} vs the trivial unauthenticated GET /bench/noop")
@@ -29,9 +31,13 @@ def auth_overhead(bench: Bench) -> None:
     (auth_label, auth), (trivial_label, trivial) = ((k, summarize(v)) for k, v in samples.items())
     print(_row(auth_label, auth))
     print(_row(trivial_label, trivial))
-    print(f"  ratio auth/trivial throughput: {auth['rps'] / trivial['rps']:.3f} "
-          f"(median rounds {auth['median_rps'] / trivial['median_rps']:.3f}); "
-          f"server CPU per request auth/trivial: {auth['cpu_us'] / trivial['cpu_us']:.1f}x")
+    print(
+        f"  ratio auth/trivial throughput: {auth['rps'] / trivial['rps']:.3f} "
+        f"(median rounds {auth['median_rps'] / trivial['median_rps']:.3f}); "
+        f"server CPU per request auth/trivial: {auth['cpu_us'] / trivial['cpu_us']:.1f}x"
+    )
     if trivial["server_busy"] < 0.8:
-        print("  note: the trivial route did not saturate the server (client or other load on the machine was "
-              "the limit), so the throughput ratio understates the cost of auth; the CPU ratio does not.")
+        print(
+            "  note: the trivial route did not saturate the server (client or other load on the machine was "
+            "the limit), so the throughput ratio understates the cost of auth; the CPU ratio does not."
+        )

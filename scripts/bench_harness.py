@@ -124,12 +124,18 @@ class Stack:
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         serve_port, self.app_port, jmap, lmtp, imap = free_ports(5)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPMAIL_")}
-        env.update({
-            "SHIPMAIL_DATA_DIR": str(self.data_dir), "SHIPMAIL_PORT": str(serve_port),
-            "SHIPMAIL_JMAP_PORT": str(jmap), "SHIPMAIL_LMTP_PORT": str(lmtp), "SHIPMAIL_IMAP_PORT": str(imap),
-            "SHIPMAIL_RATELIMIT_READ": "100000000/minute", "SHIPMAIL_RATELIMIT_WRITE": "100000000/minute",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "SHIPMAIL_DATA_DIR": str(self.data_dir),
+                "SHIPMAIL_PORT": str(serve_port),
+                "SHIPMAIL_JMAP_PORT": str(jmap),
+                "SHIPMAIL_LMTP_PORT": str(lmtp),
+                "SHIPMAIL_IMAP_PORT": str(imap),
+                "SHIPMAIL_RATELIMIT_READ": "100000000/minute",
+                "SHIPMAIL_RATELIMIT_WRITE": "100000000/minute",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.env = env
         self.serve_url = f"http://127.0.0.1:{serve_port}"
         self.app_url = f"http://127.0.0.1:{self.app_port}"
@@ -144,8 +150,15 @@ class Stack:
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
-            return subprocess.Popen(argv, env=self.env, cwd=str(REPO), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                argv,
+                env=self.env,
+                cwd=str(REPO),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _wait_http(self, proc: subprocess.Popen[bytes], url: str, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -159,8 +172,9 @@ class Stack:
         raise RuntimeError(f"{what} did not answer 200 on {url} within {timeout} s\n{self.output()}")
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([str(SHIPMAIL), *args], env=self.env, cwd=str(REPO), capture_output=True,
-                                text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [str(SHIPMAIL), *args], env=self.env, cwd=str(REPO), capture_output=True, text=True, timeout=60, check=False
+        )
         if result.returncode != 0:
             raise RuntimeError(f"shipmail {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result.stdout
@@ -168,19 +182,39 @@ class Stack:
     def start(self) -> None:
         self.serve = self._spawn([str(SHIPMAIL), "serve"])
         self._wait_http(self.serve, self.serve_url + "/v1/status", "shipmail serve")
-        self.app = self._spawn([
-            str(PYTHON), "-m", "uvicorn", "bench_app:create_bench_app", "--factory", "--app-dir", str(SCRIPTS),
-            "--host", "127.0.0.1", "--port", str(self.app_port), "--workers", "1",
-            "--no-access-log", "--log-level", "warning", "--no-server-header",
-        ])
+        self.app = self._spawn(
+            [
+                str(PYTHON),
+                "-m",
+                "uvicorn",
+                "bench_app:create_bench_app",
+                "--factory",
+                "--app-dir",
+                str(SCRIPTS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.app_port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--no-server-header",
+            ]
+        )
         self._wait_http(self.app, self.app_url + "/bench/noop", "bench app")
         self.key = self.cli("keys", "create", "--org", "bench", "--name", "bench").strip().splitlines()[-1]
         status, body = http_json("POST", self.app_url + "/v1/domains", self.key, {"name": "bench.example"})
         assert status == 201, body
         self.domain_id = body["id"]  # type: ignore[index]
         self.cli("domains", "verify", "bench.example")
-        status, body = http_json("POST", self.app_url + "/v1/mailboxes", self.key,
-                                 {"domain_id": self.domain_id, "address": "bench", "password": "CorrectHorse9"})
+        status, body = http_json(
+            "POST",
+            self.app_url + "/v1/mailboxes",
+            self.key,
+            {"domain_id": self.domain_id, "address": "bench", "password": "CorrectHorse9"},
+        )
         assert status == 201, body
         self.mailbox_id = body["id"]  # type: ignore[index]
         self.address = body["address"]  # type: ignore[index]
@@ -319,8 +353,9 @@ class Sample:
         return 1e6 * self.server_cpu / max(self.requests, 1)
 
 
-async def _load(host: str, port: int, request: bytes, concurrency: int, seconds: float,
-                latencies: list[float]) -> tuple[int, int]:
+async def _load(
+    host: str, port: int, request: bytes, concurrency: int, seconds: float, latencies: list[float]
+) -> tuple[int, int]:
     errors = 0
     done = 0
     deadline = time.perf_counter() + seconds
@@ -373,8 +408,9 @@ class Bench:
         latencies: list[float] = []
         cpu0, client0 = cpu_seconds(self.stack.app.pid), time.process_time()
         began = time.perf_counter()
-        done, errors = asyncio.run(_load("127.0.0.1", self.stack.app_port, self.request_bytes(path),
-                                         self.concurrency, seconds, latencies))
+        done, errors = asyncio.run(
+            _load("127.0.0.1", self.stack.app_port, self.request_bytes(path), self.concurrency, seconds, latencies)
+        )
         took = time.perf_counter() - began
         cpu, client = cpu_seconds(self.stack.app.pid) - cpu0, time.process_time() - client0
         return Sample(label, done, errors, took, cpu, client, latencies)
@@ -445,8 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         load = fh.read().split()[:3]
     with running_stack() as stack:
         print(f"load average before: {' '.join(load)}")
-        print(f"stack up in {time.monotonic() - began:.1f} s: bench app {stack.app_url} (1 uvicorn worker), "
-              f"{os.cpu_count()} CPUs, concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s")
+        print(
+            f"stack up in {time.monotonic() - began:.1f} s: bench app {stack.app_url} (1 uvicorn worker), "
+            f"{os.cpu_count()} CPUs, concurrency {args.concurrency}, {args.rounds} rounds x {args.seconds:g} s"
+        )
         bench = Bench(stack, concurrency=args.concurrency, seconds=args.seconds, rounds=args.rounds)
         for c in selected:
             print(f"\n== {c.name}: {c.description}")

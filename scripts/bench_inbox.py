@@ -32,7 +32,7 @@ import socket
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime
 from urllib.parse import urljoin, urlsplit
@@ -48,14 +48,24 @@ SEED_MESSAGES = 250
 LIMIT = 50
 CONCURRENCY = 4
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 (a sentence, not a list to maintain)
     "invoice shipment order delivery account update meeting agenda report quarterly review draft "
     "contract proposal budget schedule reminder payment receipt travel booking confirmation ticket "
     "support request release notes feedback survey newsletter welcome password security alert team "
     "project milestone deadline approval signature document attached summary question answer thanks"
 ).split()
-_NAMES = ["Alice Martin", "Bob Nguyen", "Chloé Dubois", "Dmitri Ivanov", "Eva Schmidt", "François Petit",
-          "Grace Hopper", "Hiro Tanaka", "Inès García", "Jonas Berg"]
+_NAMES = [
+    "Alice Martin",
+    "Bob Nguyen",
+    "Chloé Dubois",
+    "Dmitri Ivanov",
+    "Eva Schmidt",
+    "François Petit",
+    "Grace Hopper",
+    "Hiro Tanaka",
+    "Inès García",
+    "Jonas Berg",
+]
 
 
 def _sentence(rng: random.Random, n: int) -> str:
@@ -75,7 +85,7 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
     (non-ASCII) subjects and sender names."""
     rng = random.Random(seed)
     run = base64.b32encode(rng.randbytes(5)).decode().lower()
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     messages: list[bytes] = []
     previous: tuple[str, str] | None = None
     for i in range(count):
@@ -89,7 +99,7 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
             extra = [f"In-Reply-To: {previous[0]}", f"References: {previous[0]}"]
         if i % 7 == 3:
             subject = f"Résumé {subject} ✓"
-        date = datetime.fromtimestamp(now - (count - i) * 3600, timezone.utc)
+        date = datetime.fromtimestamp(now - (count - i) * 3600, UTC)
         head = [
             f"From: {Header(name, 'utf-8').encode()} <{sender}@example.org>",
             f"To: Bench <{address}>",
@@ -106,8 +116,8 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
             head.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
             body = (
                 f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-                f"{text}\r\n--{boundary}\r\nContent-Type: application/pdf; name=\"report-{i}.pdf\"\r\n"
-                f"Content-Disposition: attachment; filename=\"report-{i}.pdf\"\r\n"
+                f'{text}\r\n--{boundary}\r\nContent-Type: application/pdf; name="report-{i}.pdf"\r\n'
+                f'Content-Disposition: attachment; filename="report-{i}.pdf"\r\n'
                 f"Content-Transfer-Encoding: base64\r\n\r\n{attachment}--{boundary}--\r\n"
             )
         else:
@@ -141,9 +151,11 @@ class Run:
         return self.requests / self.seconds
 
     def row(self) -> str:
-        return (f"    {self.label:44} p50 {self.pct(0.5):6.2f} ms  p95 {self.pct(0.95):6.2f} ms  "
-                f"{self.rps:6.0f} req/s  n={self.requests:<5d}  CPU/req: API {1000 * self.app_cpu / self.requests:5.2f} ms"
-                f", Cyrus {1000 * self.cyrus_cpu / self.requests:5.2f} ms")
+        return (
+            f"    {self.label:44} p50 {self.pct(0.5):6.2f} ms  p95 {self.pct(0.95):6.2f} ms  "
+            f"{self.rps:6.0f} req/s  n={self.requests:<5d}  CPU/req: API {1000 * self.app_cpu / self.requests:5.2f} ms"
+            f", Cyrus {1000 * self.cyrus_cpu / self.requests:5.2f} ms"
+        )
 
 
 _HEAD_END = b"\r\n\r\n"
@@ -211,8 +223,7 @@ def _round(bench: Bench, run: Run, target: Target, concurrency: int, seconds: fl
     run.seconds += took
 
 
-def alternate(bench: Bench, paths: dict[str, Target], *, concurrency: int, seconds: float,
-              rounds: int) -> list[Run]:
+def alternate(bench: Bench, paths: dict[str, Target], *, concurrency: int, seconds: float, rounds: int) -> list[Run]:
     """Warm each path up, then ``rounds`` rounds of ``seconds`` each, the order reversed every other round."""
     for label, target in paths.items():
         _round(bench, Run(label, []), target, concurrency, min(0.5, seconds))
@@ -227,18 +238,31 @@ def alternate(bench: Bench, paths: dict[str, Target], *, concurrency: int, secon
 def jmap_post(stack_jmap_url: str, api_url: str, bearer: str, body: bytes) -> bytes:
     """A keep-alive ``POST`` of a JMAP request body to Cyrus's apiUrl, as raw bytes."""
     url = urlsplit(urljoin(stack_jmap_url, api_url))
-    head = [f"POST {url.path} HTTP/1.1", f"Host: {url.netloc}", f"Authorization: {bearer}",
-            "Accept: application/json", "Content-Type: application/json", f"Content-Length: {len(body)}"]
+    head = [
+        f"POST {url.path} HTTP/1.1",
+        f"Host: {url.netloc}",
+        f"Authorization: {bearer}",
+        "Accept: application/json",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 def list_request(account_id: str) -> dict[str, object]:
     """The JMAP request body of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
     :func:`shipmail.inbox.service.list_messages` builds it."""
-    ceiling = datetime.fromtimestamp(int(time.time()) + 1, timezone.utc)
+    ceiling = datetime.fromtimestamp(int(time.time()) + 1, UTC)
     request = Request()
-    query = request.add(jemail.query({"before": jemail.received_before(ceiling)}, jemail.NEWEST_FIRST,
-                                     position=0, limit=LIMIT, calculate_total=True))
+    query = request.add(
+        jemail.query(
+            {"before": jemail.received_before(ceiling)},
+            jemail.NEWEST_FIRST,
+            position=0,
+            limit=LIMIT,
+            calculate_total=True,
+        )
+    )
     request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
     return request.body(account_id)
 
@@ -251,8 +275,10 @@ def inbox_list(bench: Bench) -> None:
     stack.deliver(messages)
     delivered = time.monotonic() - began
     waited = stack.wait_cyrus_idle()
-    print(f"  seeded {len(messages)} messages ({sum(map(len, messages)) / 1e6:.1f} MB) over LMTP in "
-          f"{delivered:.1f} s; Cyrus idle {waited:.1f} s later")
+    print(
+        f"  seeded {len(messages)} messages ({sum(map(len, messages)) / 1e6:.1f} MB) over LMTP in "
+        f"{delivered:.1f} s; Cyrus idle {waited:.1f} s later"
+    )
 
     api_path = f"/v1/mailboxes/{stack.mailbox_id}/inbox/messages?limit={LIMIT}"
     status, listed = http_json("GET", stack.app_url + api_path, stack.key)
@@ -264,8 +290,11 @@ def inbox_list(bench: Bench) -> None:
     direct = jmap_post(stack.jmap_url, str(session["apiUrl"]), bearer, body)
 
     # Same request, same answer: the 50 ids in the same order, and the same total.
-    request = urllib.request.Request(urljoin(stack.jmap_url, str(session["apiUrl"])), data=body,
-                                     headers={"Authorization": bearer, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        urljoin(stack.jmap_url, str(session["apiUrl"])),
+        data=body,
+        headers={"Authorization": bearer, "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=15) as response:
         answer = json.loads(response.read())
     query, got = answer["methodResponses"][0][1], answer["methodResponses"][1][1]
@@ -274,8 +303,10 @@ def inbox_list(bench: Bench) -> None:
     if api_ids != direct_ids or listed["pagination"]["total"] != query["total"]:  # type: ignore[index]
         raise RuntimeError("the API and the direct JMAP request do not list the same messages")
     api_bytes, direct_bytes = len(json.dumps(listed)), len(json.dumps(answer))
-    print(f"  both list the same {len(api_ids)} of {query['total']} messages; response bodies: API "
-          f"{api_bytes / 1024:.0f} KiB, Cyrus {direct_bytes / 1024:.0f} KiB; {len(got['list'])} Emails")
+    print(
+        f"  both list the same {len(api_ids)} of {query['total']} messages; response bodies: API "
+        f"{api_bytes / 1024:.0f} KiB, Cyrus {direct_bytes / 1024:.0f} KiB; {len(got['list'])} Emails"
+    )
 
     api_label, direct_label = f"API    GET .../inbox/messages?limit={LIMIT}", "direct POST /jmap/ Email/query+Email/get"
     quickack_label = "direct, client re-arms TCP_QUICKACK"
@@ -288,24 +319,35 @@ def inbox_list(bench: Bench) -> None:
         chosen = dict(paths)
         if concurrency == 1:
             chosen[quickack_label] = Target(stack.jmap_port, direct, quickack=True)
-        runs = {r.label: r for r in alternate(bench, chosen, concurrency=concurrency, seconds=seconds,
-                                               rounds=bench.rounds)}
+        runs = {
+            r.label: r for r in alternate(bench, chosen, concurrency=concurrency, seconds=seconds, rounds=bench.rounds)
+        }
         api, cyrus = runs[api_label], runs[direct_label]
-        print(f"  {'sequential (1 connection)' if concurrency == 1 else f'{concurrency} connections'}, "
-              f"{bench.rounds} rounds x {seconds:g} s per path, order reversed every other round:")
+        print(
+            f"  {'sequential (1 connection)' if concurrency == 1 else f'{concurrency} connections'}, "
+            f"{bench.rounds} rounds x {seconds:g} s per path, order reversed every other round:"
+        )
         for run in runs.values():
             print(run.row())
-        print(f"    ratio API/direct: p50 {api.pct(0.5) / cyrus.pct(0.5):.2f}x  p95 {api.pct(0.95) / cyrus.pct(0.95):.2f}x"
-              f"  throughput {api.rps / cyrus.rps:.3f}")
-        print(f"    the API adds {api.pct(0.5) - cyrus.pct(0.5):.2f} ms at p50; its process burns "
-              f"{1000 * api.app_cpu / api.requests:.2f} ms CPU per request (Cyrus "
-              f"{1000 * api.cyrus_cpu / api.requests:.2f} ms for the same request via the API, "
-              f"{1000 * cyrus.cyrus_cpu / cyrus.requests:.2f} ms direct)")
+        print(
+            f"    ratio API/direct: p50 {api.pct(0.5) / cyrus.pct(0.5):.2f}x"
+            f"  p95 {api.pct(0.95) / cyrus.pct(0.95):.2f}x"
+            f"  throughput {api.rps / cyrus.rps:.3f}"
+        )
+        print(
+            f"    the API adds {api.pct(0.5) - cyrus.pct(0.5):.2f} ms at p50; its process burns "
+            f"{1000 * api.app_cpu / api.requests:.2f} ms CPU per request (Cyrus "
+            f"{1000 * api.cyrus_cpu / api.requests:.2f} ms for the same request via the API, "
+            f"{1000 * cyrus.cyrus_cpu / cyrus.requests:.2f} ms direct)"
+        )
         if quickack_label in runs:
             quick = runs[quickack_label]
             stall = cyrus.pct(0.5) - quick.pct(0.5)
-            print(f"    {stall:.1f} ms of the direct p50 is TCP waiting, not work: Cyrus writes its {direct_bytes // 1024} KiB "
-                  f"answer in 4 KiB writes with Nagle on, so the tail waits for the client's delayed ACK"
-                  if stall > 10 else
-                  f"    no delayed-ACK stall seen (direct p50 {stall:+.1f} ms vs a client that never delays ACKs)")
+            print(
+                f"    {stall:.1f} ms of the direct p50 is TCP waiting, not work: "
+                f"Cyrus writes its {direct_bytes // 1024} KiB "
+                f"answer in 4 KiB writes with Nagle on, so the tail waits for the client's delayed ACK"
+                if stall > 10
+                else f"    no delayed-ACK stall seen (direct p50 {stall:+.1f} ms vs a client that never delays ACKs)"
+            )
     print(f"  case took {time.monotonic() - began:.1f} s")

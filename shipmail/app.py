@@ -16,27 +16,33 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipmail.routes import OPERATIONS
-from shipmail.http.routing import build_routes, request_id_of
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.config import Settings
 from shipmail.db.engine import Database, create_sync_engine
-from shipmail.jmap.client import JmapClient
-from shipmail.http.errors import InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
-from shipmail.mailserver.base import MailServer
-from shipmail.http.openapi import build_document
 from shipmail.http.cursors import CursorCodec
+from shipmail.http.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ShipmailError,
+    ValidationFailed,
+)
+from shipmail.http.openapi import build_document
 from shipmail.http.ratelimit import RateLimits, Tier
+from shipmail.http.routing import build_routes, request_id_of
+from shipmail.jmap.client import JmapClient
 from shipmail.keys import service as key_service
+from shipmail.mailserver.base import MailServer
+from shipmail.routes import OPERATIONS
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.app")

@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -84,7 +84,7 @@ def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scope") from None
     settings = _settings()
-    expires = datetime.now(timezone.utc) + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def go(session: Any) -> Any:
         org_row = await key_service.ensure_organization(session, org)
@@ -104,8 +104,8 @@ def keys_list(org: str) -> None:
     """List an organisation's keys (id, prefix, scopes, state); never the keys themselves."""
     from sqlmodel import col, select
 
-    from shipmail.keys.models import Organization
     from shipmail.keys import service as key_service
+    from shipmail.keys.models import Organization
 
     settings = _settings()
 
@@ -116,7 +116,7 @@ def keys_list(org: str) -> None:
     rows = _run(settings, go)
     if rows is None:
         raise click.ClickException(f"no organisation named {org!r}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for r in rows:
         state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
         click.echo(f"{r.id}\t{r.prefix}...\t{state}\t{r.scopes}\t{r.name or ''}")
@@ -166,10 +166,10 @@ def mailboxes_resync_sieve() -> None:
     """Rebuild every mailbox's delivery script from the database and install it on the running
     mail server (after an upgrade that changed what scripts contain)."""
     from shipmail.app import default_mail_server
-    from shipmail.jmap.client import JmapClient
-    from shipmail.http.cursors import CursorCodec
-    from shipmail.runtime import Services
     from shipmail.delivery.service import reinstall_all
+    from shipmail.http.cursors import CursorCodec
+    from shipmail.jmap.client import JmapClient
+    from shipmail.runtime import Services
 
     settings = _settings()
 
@@ -201,8 +201,8 @@ def mailboxes_resync_sieve() -> None:
 @click.option("--write", is_flag=True, help="Write openapi/openapi.json instead of printing.")
 def openapi(write: bool) -> None:
     """The OpenAPI document of the implemented API."""
-    from shipmail.routes import OPERATIONS
     from shipmail.http.openapi import REPO_SPEC, build_document, dumps
+    from shipmail.routes import OPERATIONS
 
     text = dumps(build_document(OPERATIONS))
     if write:
@@ -219,9 +219,9 @@ def serve(workers: int) -> None:
     """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM."""
     import uvicorn
 
+    from shipmail.mailboxes.logins import password_lookup
     from shipmail.mailserver.authd import AuthDaemon
     from shipmail.mailserver.cyrus import CyrusInstance
-    from shipmail.mailboxes.logins import password_lookup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")
@@ -240,13 +240,22 @@ def serve(workers: int) -> None:
         instance.start()
         log.info(
             "Cyrus up: JMAP %s, IMAP %s:%d, LMTP 127.0.0.1:%d",
-            instance.jmap_session_url, settings.mailserver_host, settings.imap_port, settings.lmtp_port,
+            instance.jmap_session_url,
+            settings.mailserver_host,
+            settings.imap_port,
+            settings.lmtp_port,
         )
         if workers > 1 and settings.ratelimit_storage.startswith("memory"):
             log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
         uvicorn.run(
-            "shipmail.app:create_app", factory=True, host=settings.host, port=settings.port,
-            workers=workers, log_level="info", proxy_headers=False, server_header=False,
+            "shipmail.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+            proxy_headers=False,
+            server_header=False,
         )
     finally:
         log.info("stopping")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from shipmail.inbox import attachment_routes as attachments, routes as inbox
 from shipmail.domains import routes as domains
 from shipmail.folders import routes as folders
+from shipmail.http.routing import Operation
 from shipmail.identities import routes as identities
-from shipmail.settings import routes as mailbox_settings
+from shipmail.inbox import attachment_routes as attachments
+from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
 from shipmail.rules import routes as rules
 from shipmail.sandbox import routes as sandbox
+from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
-from shipmail.http.routing import Operation
 
 OPERATIONS: list[Operation] = [
     *status.operations,

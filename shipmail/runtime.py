@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from shipmail.config import Settings
 from shipmail.db.engine import Database
+from shipmail.http.cursors import CursorCodec
 from shipmail.jmap.client import JmapClient
 from shipmail.mailserver.base import MailServer
-from shipmail.http.cursors import CursorCodec
 
 
 @dataclass

@@ -6,20 +6,20 @@ reaches the service (a client's ``2026-12-20T00:00:00`` without an offset) means
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def now() -> datetime:
     """The current time, aware UTC, microsecond precision."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:
     """``moment`` as aware UTC (naive means UTC). Raises OverflowError/ValueError when the
     conversion leaves the representable range (year 1 or 9999 with an offset)."""
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def to_second(moment: datetime) -> datetime:

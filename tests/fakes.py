@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-from shipmail.mailserver.base import AccountExists, AccountNotFound, DeliveryRefused, DeliverySieve, JmapAccess, MailServerUnavailable
+from shipmail.mailserver.base import (
+    AccountExists,
+    AccountNotFound,
+    DeliveryRefused,
+    DeliverySieve,
+    JmapAccess,
+    MailServerUnavailable,
+)
 
 
 class FakeMailServer:
@@ -105,19 +112,25 @@ class FakeJmap:
         self.scripts: dict[str, dict[str, dict[str, object]]] = {}
         self._script_serial = 0
 
-    def __call__(self, request: "httpx.Request") -> "httpx.Response":
+    def __call__(self, request: httpx.Request) -> httpx.Response:
         import json
 
         import httpx
 
         self.requests += 1
         if request.method == "GET" and request.url.path == "/jmap/":
-            return httpx.Response(200, json={
-                "apiUrl": "/jmap/", "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
-                "uploadUrl": "/jmap/upload/{accountId}/", "state": "s1",
-                "capabilities": {"urn:ietf:params:jmap:core": {}, "urn:ietf:params:jmap:mail": {}},
-                "accounts": {}, "primaryAccounts": {},
-            })
+            return httpx.Response(
+                200,
+                json={
+                    "apiUrl": "/jmap/",
+                    "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+                    "uploadUrl": "/jmap/upload/{accountId}/",
+                    "state": "s1",
+                    "capabilities": {"urn:ietf:params:jmap:core": {}, "urn:ietf:params:jmap:mail": {}},
+                    "accounts": {},
+                    "primaryAccounts": {},
+                },
+            )
         if request.method == "GET" and request.url.path.startswith("/jmap/download/"):
             # /jmap/download/{accountId}/{blobId}/{name}: uploaded blobs only (RFC 8620 section 6.2).
             parts = request.url.path.split("/")
@@ -128,28 +141,36 @@ class FakeJmap:
         if request.method == "POST" and request.url.path.startswith("/jmap/upload/"):
             blob_id = f"G{len(self.blobs) + 1:040x}"
             self.blobs[blob_id] = request.content
-            return httpx.Response(201, json={"accountId": request.url.path.split("/")[3], "blobId": blob_id,
-                                             "size": len(request.content), "type": request.headers.get("content-type")})
+            return httpx.Response(
+                201,
+                json={
+                    "accountId": request.url.path.split("/")[3],
+                    "blobId": blob_id,
+                    "size": len(request.content),
+                    "type": request.headers.get("content-type"),
+                },
+            )
         body = json.loads(request.content)
         responses: list[list[object]] = []
         for name, args, call_id in body["methodCalls"]:
             if name == "Mailbox/get":
                 listed = [{"id": f"M{role}", "role": role} for role in self.ROLES]
-                responses.append([name, {"accountId": args["accountId"], "state": "1", "list": listed,
-                                         "notFound": []}, call_id])
+                responses.append(
+                    [name, {"accountId": args["accountId"], "state": "1", "list": listed, "notFound": []}, call_id]
+                )
             elif name in ("SieveScript/get", "SieveScript/set"):
                 responses.append([name, self._sieve(name, args, responses, body["methodCalls"]), call_id])
             else:
                 responses.append(["error", {"type": "unknownMethod"}, call_id])
         return httpx.Response(200, json={"methodResponses": responses, "sessionState": "s1"})
 
-    def _sieve(self, name: str, args: dict[str, object], done: list[list[object]],
-               calls: list[list[object]]) -> dict[str, object]:
+    def _sieve(
+        self, name: str, args: dict[str, object], done: list[list[object]], calls: list[list[object]]
+    ) -> dict[str, object]:
         account = str(args["accountId"])
         scripts = self.scripts.setdefault(account, {})
         if name == "SieveScript/get":
-            return {"accountId": account, "state": "1", "list": [dict(s) for s in scripts.values()],
-                    "notFound": []}
+            return {"accountId": account, "state": "1", "list": [dict(s) for s in scripts.values()], "notFound": []}
         created: dict[str, object] = {}
         not_created: dict[str, object] = {}
         for cid, spec in (args.get("create") or {}).items():  # type: ignore[attr-defined]
@@ -180,6 +201,12 @@ class FakeJmap:
             else:
                 del scripts[sid]
                 destroyed.append(sid)
-        return {"accountId": account, "oldState": "1", "newState": "2", "created": created or None,
-                "notCreated": not_created or None, "destroyed": destroyed or None,
-                "notDestroyed": not_destroyed or None}
+        return {
+            "accountId": account,
+            "oldState": "1",
+            "newState": "2",
+            "created": created or None,
+            "notCreated": not_created or None,
+            "destroyed": destroyed or None,
+            "notDestroyed": not_destroyed or None,
+        }

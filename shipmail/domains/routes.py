@@ -14,9 +14,18 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "POST", "/domains", operation_id="createDomain", summary="Create a domain",
-    scope=Scope.DOMAINS_WRITE, tier=Tier.WRITE, body=CreateDomainRequest, response=Domain, status_code=201,
-    errors=(401, 403, 409, 422, 429), tags=("Domains",),
+    operations,
+    "POST",
+    "/domains",
+    operation_id="createDomain",
+    summary="Create a domain",
+    scope=Scope.DOMAINS_WRITE,
+    tier=Tier.WRITE,
+    body=CreateDomainRequest,
+    response=Domain,
+    status_code=201,
+    errors=(401, 403, 409, 422, 429),
+    tags=("Domains",),
 )
 async def create_domain(ctx: Context[CreateDomainRequest, None]) -> Domain:
     """Add a domain; it starts ``pending`` until verified. 409 when the name is already registered."""
@@ -24,9 +33,17 @@ async def create_domain(ctx: Context[CreateDomainRequest, None]) -> Domain:
 
 
 @operation(
-    operations, "GET", "/domains", operation_id="listDomains", summary="List domains",
-    scope=Scope.DOMAINS_READ, tier=Tier.READ, query=PageQuery, response=DomainList,
-    errors=(401, 403, 422, 429), tags=("Domains",),
+    operations,
+    "GET",
+    "/domains",
+    operation_id="listDomains",
+    summary="List domains",
+    scope=Scope.DOMAINS_READ,
+    tier=Tier.READ,
+    query=PageQuery,
+    response=DomainList,
+    errors=(401, 403, 422, 429),
+    tags=("Domains",),
 )
 async def list_domains(ctx: Context[None, PageQuery]) -> DomainList:
     """The organisation's domains in creation order, with cursor pagination."""
@@ -40,8 +57,16 @@ async def list_domains(ctx: Context[None, PageQuery]) -> DomainList:
 
 
 @operation(
-    operations, "GET", "/domains/{id}", operation_id="getDomain", summary="Get a domain",
-    scope=Scope.DOMAINS_READ, tier=Tier.READ, response=Domain, errors=(401, 403, 404, 429), tags=("Domains",),
+    operations,
+    "GET",
+    "/domains/{id}",
+    operation_id="getDomain",
+    summary="Get a domain",
+    scope=Scope.DOMAINS_READ,
+    tier=Tier.READ,
+    response=Domain,
+    errors=(401, 403, 404, 429),
+    tags=("Domains",),
 )
 async def get_domain(ctx: Context[None, None]) -> Domain:
     """One domain of the organisation; 404 for unknown ids and other organisations' ids alike."""
@@ -49,8 +74,16 @@ async def get_domain(ctx: Context[None, None]) -> Domain:
 
 
 @operation(
-    operations, "DELETE", "/domains/{id}", operation_id="deleteDomain", summary="Delete a domain",
-    scope=Scope.DOMAINS_WRITE, tier=Tier.WRITE, status_code=204, errors=(401, 403, 404, 409, 429), tags=("Domains",),
+    operations,
+    "DELETE",
+    "/domains/{id}",
+    operation_id="deleteDomain",
+    summary="Delete a domain",
+    scope=Scope.DOMAINS_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 409, 429),
+    tags=("Domains",),
 )
 async def delete_domain(ctx: Context[None, None]) -> None:
     """Delete a domain; 409 while it still has mailboxes."""

@@ -44,9 +44,17 @@ class Domain(Wire):
         """The wire form of a ``domains`` row."""
         verified = row.status == "verified"
         return cls(
-            id=row.id, name=row.name, status=row.status,  # type: ignore[arg-type]
-            mx_verified=verified, spf_verified=verified, dkim_verified=verified, dmarc_verified=verified,
-            outbound_verified=False, verified_at=row.verified_at, created_at=row.created_at, updated_at=row.updated_at,
+            id=row.id,
+            name=row.name,
+            status=row.status,  # type: ignore[arg-type]
+            mx_verified=verified,
+            spf_verified=verified,
+            dkim_verified=verified,
+            dmarc_verified=verified,
+            outbound_verified=False,
+            verified_at=row.verified_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 

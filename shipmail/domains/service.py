@@ -62,8 +62,12 @@ async def create(session: AsyncSession, organization_id: str, name: str) -> Doma
         raise Conflict(f"The domain {normalized} is already registered.")
     now = utc.now()
     domain = Domain(
-        id=new_id("dom"), organization_id=organization_id, name=normalized, status="pending",
-        created_at=now, updated_at=now,
+        id=new_id("dom"),
+        organization_id=organization_id,
+        name=normalized,
+        status="pending",
+        created_at=now,
+        updated_at=now,
     )
     session.add(domain)
     try:
@@ -88,8 +92,14 @@ async def list_page(
     """A page of the organisation's domains in creation order: ``(rows, next_cursor, has_more)``;
     422 for a cursor of another list."""
     return await cursor_page(
-        session, svc.cursors, Domain, kind="domains", binding={"o": organization_id},
-        where=[col(Domain.organization_id) == organization_id], cursor=cursor, limit=limit,
+        session,
+        svc.cursors,
+        Domain,
+        kind="domains",
+        binding={"o": organization_id},
+        where=[col(Domain.organization_id) == organization_id],
+        cursor=cursor,
+        limit=limit,
     )
 
 

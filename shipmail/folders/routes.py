@@ -31,9 +31,16 @@ async def _mailbox(ctx: Context[Any, Any]) -> MailboxRow:
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}/folders", operation_id="listMailboxFolders",
-    summary="List mailbox folders", scope=Scope.MAILBOXES_READ, tier=Tier.READ, response=MailboxFolders,
-    errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}/folders",
+    operation_id="listMailboxFolders",
+    summary="List mailbox folders",
+    scope=Scope.MAILBOXES_READ,
+    tier=Tier.READ,
+    response=MailboxFolders,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def list_folders(ctx: Context[None, None]) -> MailboxFolders:
     """System and custom folders with their message counts (RFC 8621 section 2, Mailbox/get; one
@@ -44,10 +51,18 @@ async def list_folders(ctx: Context[None, None]) -> MailboxFolders:
 
 
 @operation(
-    operations, "POST", "/mailboxes/{id}/folders", operation_id="createMailboxFolder",
-    summary="Create mailbox folder", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE,
-    body=CreateMailboxFolderRequest, response=MailboxFolder, status_code=201,
-    errors=(401, 403, 404, 409, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "POST",
+    "/mailboxes/{id}/folders",
+    operation_id="createMailboxFolder",
+    summary="Create mailbox folder",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=CreateMailboxFolderRequest,
+    response=MailboxFolder,
+    status_code=201,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def create_folder(ctx: Context[CreateMailboxFolderRequest, None]) -> MailboxFolder:
     """Create a custom folder, at the top level or under ``parent_id`` (RFC 8621 section 2.5,
@@ -61,10 +76,17 @@ async def create_folder(ctx: Context[CreateMailboxFolderRequest, None]) -> Mailb
 
 
 @operation(
-    operations, "PATCH", "/mailboxes/{id}/folders/{folder_id}", operation_id="updateMailboxFolder",
-    summary="Rename mailbox folder", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE,
-    body=UpdateMailboxFolderRequest, response=MailboxFolder,
-    errors=(401, 403, 404, 409, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "PATCH",
+    "/mailboxes/{id}/folders/{folder_id}",
+    operation_id="updateMailboxFolder",
+    summary="Rename mailbox folder",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateMailboxFolderRequest,
+    response=MailboxFolder,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def update_folder(ctx: Context[UpdateMailboxFolderRequest, None]) -> MailboxFolder:
     """Rename (``name``) and/or move (``parent_id``; null moves it to the top level) a custom
@@ -80,16 +102,28 @@ async def update_folder(ctx: Context[UpdateMailboxFolderRequest, None]) -> Mailb
             "Send name, parent_id or both.", details=[detail("body", "missing", "name or parent_id required")]
         )
     folder = await service.update_folder(
-        ctx.services, ctx.session, row, ctx.path["folder_id"],
-        name=body.name, move="parent_id" in sent, parent_wire_id=body.parent_id,
+        ctx.services,
+        ctx.session,
+        row,
+        ctx.path["folder_id"],
+        name=body.name,
+        move="parent_id" in sent,
+        parent_wire_id=body.parent_id,
     )
     return MailboxFolder.of(folder)
 
 
 @operation(
-    operations, "DELETE", "/mailboxes/{id}/folders/{folder_id}", operation_id="deleteMailboxFolder",
-    summary="Delete mailbox folder", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, status_code=204,
-    errors=(401, 403, 404, 409, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "DELETE",
+    "/mailboxes/{id}/folders/{folder_id}",
+    operation_id="deleteMailboxFolder",
+    summary="Delete mailbox folder",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def delete_folder(ctx: Context[None, None]) -> None:
     """Delete a custom folder and its subfolders: their messages move to Trash first (Email/set),

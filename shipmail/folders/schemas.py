@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 from shipmail.http.schemas import Request, Wire
 from shipmail.jmap import ids
 
+
 @dataclass(frozen=True)
 class Folder:
     """One JMAP Mailbox as the API sees it; ``parent_id`` and ``id`` are JMAP ids."""
@@ -48,11 +49,10 @@ class Folder:
         )
 
 
-
 _NAME_DESCRIPTION = (
     "Folder name, 1-100 characters (Unicode, stored NFC). Refused with 422: the system names Inbox, "
     "Drafts, Sent, Trash, Junk and Archive (any case) at the top level; path separators and other "
-    "characters the mail server cannot store (/ \\ \" % * ; < > ` { | } ^ !), control characters, "
+    'characters the mail server cannot store (/ \\ " % * ; < > ` { | } ^ !), control characters, '
     "leading or trailing white space."
 )
 
@@ -70,9 +70,10 @@ def _string_only(schema: dict[str, Any]) -> None:
 class CreateMailboxFolderRequest(Request):
     name: str = Field(min_length=1, max_length=100, description=_NAME_DESCRIPTION)
     parent_id: str | None = Field(
-        default=None, max_length=300,
+        default=None,
+        max_length=300,
         description="Parent folder ID (fld_...) for a subfolder; null or absent for a top-level folder. "
-                    "An unknown parent is a 422 naming parent_id.",
+        "An unknown parent is a 422 naming parent_id.",
     )
 
 
@@ -82,13 +83,17 @@ class UpdateMailboxFolderRequest(Request):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     name: str | None = Field(
-        default=None, min_length=1, max_length=100, description=_NAME_DESCRIPTION,
+        default=None,
+        min_length=1,
+        max_length=100,
+        description=_NAME_DESCRIPTION,
         json_schema_extra=_string_only,
     )
     parent_id: str | None = Field(
-        default=None, max_length=300,
+        default=None,
+        max_length=300,
         description="New parent folder ID (fld_...), or null to move the folder to the top level. "
-                    "Not the folder itself or one of its subfolders (422).",
+        "Not the folder itself or one of its subfolders (422).",
     )
 
     @model_validator(mode="after")
@@ -113,10 +118,14 @@ class MailboxFolder(Wire):
     @classmethod
     def of(cls, f: Folder) -> MailboxFolder:
         return cls(
-            id=ids.to_wire(ids.FOLDER, f.id), name=f.name,
+            id=ids.to_wire(ids.FOLDER, f.id),
+            name=f.name,
             parent_id=ids.to_wire(ids.FOLDER, f.parent_id) if f.parent_id else None,
-            role=f.role, kind=f.kind,  # type: ignore[arg-type]
-            total_emails=f.total_emails, unread_emails=f.unread_emails, unread_threads=f.unread_threads,
+            role=f.role,
+            kind=f.kind,  # type: ignore[arg-type]
+            total_emails=f.total_emails,
+            unread_emails=f.unread_emails,
+            unread_threads=f.unread_threads,
             sort_order=f.sort_order,
         )
 
@@ -127,5 +136,5 @@ class MailboxFolders(Wire):
     address: str = Field(json_schema_extra={"format": "email"})
     data: list[MailboxFolder] = Field(
         description="Every folder, depth first: each folder followed by its subfolders; siblings by "
-                    "sort_order then name (system folders first)."
+        "sort_order then name (system folders first)."
     )

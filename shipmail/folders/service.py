@@ -44,19 +44,18 @@ from __future__ import annotations
 import base64
 import logging
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jmapc.methods import EmailGet, EmailQuery, EmailSet, MailboxGet, MailboxSet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail.folders.schemas import Folder
 from shipmail.http.errors import Conflict, InternalError, NotFound, ShipmailError, ValidationFailed, detail
 from shipmail.jmap import ids
 from shipmail.jmap import mailbox as jmap_mailbox
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Call, Request, Results
-from shipmail.folders.schemas import Folder
 from shipmail.mailboxes.accounts import system_folders
 from shipmail.mailboxes.models import Mailbox
 from shipmail.rules.schemas import ensure_not_targeted
@@ -81,7 +80,6 @@ MOVE_BATCH = 256
 MAX_OBJECTS_IN_SET = 4096
 #: How often a delete re-moves mail that arrived while it ran before giving up with 409.
 DESTROY_ATTEMPTS = 3
-
 
 
 # --------------------------------------------------------------------------- pure rules
@@ -214,12 +212,19 @@ def path_of(folders: dict[str, Folder], folder_id: str | None) -> list[str]:
     return list(reversed(names))
 
 
-def check_path_length(address: str, folders: dict[str, Folder], parent_id: str | None, name: str,
-                      moved: Sequence[Folder] = (), *, limit: int = CYRUS_MAX_MAILBOX_NAME) -> None:
+def check_path_length(
+    address: str,
+    folders: dict[str, Folder],
+    parent_id: str | None,
+    name: str,
+    moved: Sequence[Folder] = (),
+    *,
+    limit: int = CYRUS_MAX_MAILBOX_NAME,
+) -> None:
     """422 when the folder ``name`` under ``parent_id`` (and, after a move or rename, each folder
     of ``moved``: the folder's subtree, root first) would exceed ``limit``, Cyrus's internal name
     length (:data:`CYRUS_MAX_MAILBOX_NAME` on create, :data:`CYRUS_MAX_RENAMED_NAME` otherwise)."""
-    base = path_of(folders, parent_id) + [name]
+    base = [*path_of(folders, parent_id), name]
     longest = internal_name_length(address, base)
     if moved:
         root = moved[0].id
@@ -395,8 +400,9 @@ async def update_folder(
     written = request.add(MailboxSet(update={current.id: patch}))
     read = request.add(MailboxGet(ids=[current.id], properties=jmap_mailbox.PROPERTIES))
     results = await svc.jmap.call(row.address, request)
-    return Folder.of(_one(results, written, read, current.id, name=target_name, what="folder update",
-                          section="updated"))
+    return Folder.of(
+        _one(results, written, read, current.id, name=target_name, what="folder update", section="updated")
+    )
 
 
 def _move_patches(emails: list[dict[str, Any]], doomed: set[str], trash: str) -> dict[str, dict[str, Any]]:
@@ -407,8 +413,9 @@ def _move_patches(emails: list[dict[str, Any]], doomed: set[str], trash: str) ->
     """
     patches: dict[str, dict[str, Any]] = {}
     for e in emails:
-        patch: dict[str, Any] = {f"mailboxIds/{m}": None for m, on in (e.get("mailboxIds") or {}).items()
-                                 if on and m in doomed}
+        patch: dict[str, Any] = {
+            f"mailboxIds/{m}": None for m, on in (e.get("mailboxIds") or {}).items() if on and m in doomed
+        }
         if not patch:
             continue
         patch[f"mailboxIds/{trash}"] = True
@@ -445,8 +452,9 @@ async def _move_to_trash(svc: Services, row: Mailbox, doomed: list[str], trash: 
         if written is not None:
             answer = results.get(written, what="move to Trash")
             # An email destroyed meanwhile (notFound) is no longer in the folders either.
-            failed = {k: v or {} for k, v in (answer.get("notUpdated") or {}).items()
-                      if (v or {}).get("type") != "notFound"}
+            failed = {
+                k: v or {} for k, v in (answer.get("notUpdated") or {}).items() if (v or {}).get("type") != "notFound"
+            }
             if failed:
                 first = next(iter(failed.values()))
                 logger.warning("moving %d message(s) to Trash failed: %s", len(failed), first.get("type"))
@@ -471,7 +479,8 @@ async def delete_folder(svc: Services, session: AsyncSession, row: Mailbox, fold
 
     404: unknown folder. 409: a system folder (or a subfolder with a role, or mail or subfolders
     that keep appearing), or an inbox rule that moves mail to the folder or a subfolder
-    (:func:`shipmail.rules.schemas.ensure_not_targeted`, checked before anything changes). See the module docstring for the order of the steps and what a failure
+    (:func:`shipmail.rules.schemas.ensure_not_targeted`, checked before anything changes). See
+    the module docstring for the order of the steps and what a failure
     leaves behind.
     """
     folder_id = _folder_jmap_id(folder_wire_id)
@@ -494,9 +503,12 @@ async def delete_folder(svc: Services, session: AsyncSession, row: Mailbox, fold
         children_first = list(reversed(doomed_ids))
         for start in range(0, len(children_first), MAX_OBJECTS_IN_SET):
             request = Request()
-            destroyed = request.add(MailboxSet(
-                destroy=children_first[start:start + MAX_OBJECTS_IN_SET], on_destroy_remove_emails=False,
-            ))
+            destroyed = request.add(
+                MailboxSet(
+                    destroy=children_first[start : start + MAX_OBJECTS_IN_SET],
+                    on_destroy_remove_emails=False,
+                )
+            )
             answer = (await svc.jmap.call(row.address, request)).get(destroyed, what="folder delete")
             failed.update({k: v or {} for k, v in (answer.get("notDestroyed") or {}).items()})
         failed = {k: v for k, v in failed.items() if v.get("type") != "notFound"}

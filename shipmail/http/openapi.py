@@ -132,14 +132,20 @@ def _operation(op: Operation) -> dict[str, Any]:
             entry["headers"] = {**_RATE_HEADERS, "Retry-After": {"schema": {"type": "integer"}}}
         responses[str(status)] = entry
     if op.body is not None:
-        responses.setdefault("413", {
-            "description": _ERROR_DESCRIPTIONS[413],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        })
-        responses.setdefault("422", {
-            "description": _ERROR_DESCRIPTIONS[422],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        })
+        responses.setdefault(
+            "413",
+            {
+                "description": _ERROR_DESCRIPTIONS[413],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
+        responses.setdefault(
+            "422",
+            {
+                "description": _ERROR_DESCRIPTIONS[422],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
     responses.update(op.extra_responses)
     doc["responses"] = dict(sorted(responses.items()))
     return doc

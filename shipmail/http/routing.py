@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pydantic
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.routing import Route
 
 from shipmail.auth.bearer import Principal
@@ -158,9 +158,7 @@ def validation_details(exc: pydantic.ValidationError, prefix: str = "") -> list[
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
         loc = [p for p in err["loc"] if p not in ("function-after", "function-before")]
         name = _loc(loc)
-        details.append(
-            {"field": f"{prefix}{name}" if prefix else name, "code": err["type"], "message": err["msg"]}
-        )
+        details.append({"field": f"{prefix}{name}" if prefix else name, "code": err["type"], "message": err["msg"]})
     return details
 
 
@@ -223,7 +221,7 @@ def _refuse_nul(value: Any, where: str) -> None:
 
 def _parse_query(request: Request, model: type[M]) -> M:
     values: dict[str, Any] = {}
-    for key in request.query_params.keys():
+    for key in request.query_params:
         items = request.query_params.getlist(key)
         values[key] = items if len(items) > 1 else items[0]
     _refuse_nul(values, "")

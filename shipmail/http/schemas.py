@@ -33,8 +33,15 @@ class ErrorDetail(Wire):
 
 class ErrorBody(Wire):
     type: Literal[
-        "validation_error", "authentication_error", "authorization_error", "quota_exceeded", "over_limit",
-        "not_found", "rate_limit_error", "conflict", "internal_error",
+        "validation_error",
+        "authentication_error",
+        "authorization_error",
+        "quota_exceeded",
+        "over_limit",
+        "not_found",
+        "rate_limit_error",
+        "conflict",
+        "internal_error",
     ]
     message: str
     request_id: str

@@ -14,9 +14,16 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}/identities", operation_id="listMailboxIdentities",
-    summary="List mailbox identities", scope=Scope.MAILBOXES_READ, tier=Tier.READ, response=MailboxIdentities,
-    errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}/identities",
+    operation_id="listMailboxIdentities",
+    summary="List mailbox identities",
+    scope=Scope.MAILBOXES_READ,
+    tier=Tier.READ,
+    response=MailboxIdentities,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def list_identities(ctx: Context[None, None]) -> MailboxIdentities:
     """The JMAP sending identities of the mailbox (RFC 8621 section 6.1, Identity/get; one JMAP

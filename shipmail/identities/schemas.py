@@ -12,7 +12,7 @@ from shipmail.http.schemas import Wire
 class MailboxIdentity(Wire):
     object: Literal["mailbox_identity"] = "mailbox_identity"
     id: str = Field(description="idn_ + the URL-safe base64 of the JMAP Identity id.")
-    name: str = Field(description="Display name used when sending: the mailbox's display_name (\"\" if none).")
+    name: str = Field(description='Display name used when sending: the mailbox\'s display_name ("" if none).')
     email: str = Field(json_schema_extra={"format": "email"}, description="Sending address.")
 
 

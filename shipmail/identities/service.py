@@ -38,7 +38,7 @@ def identity_wire_id(jmap_id: str) -> str:
 def identity_jmap_id(wire_id: str) -> str:
     """The JMAP id inside ``wire_id``; 404 ``not_found`` when it is not an identity id."""
     head = f"{PREFIX}_"
-    body = wire_id[len(head):] if wire_id.startswith(head) else ""
+    body = wire_id[len(head) :] if wire_id.startswith(head) else ""
     try:
         if not _BASE64URL.match(body):
             raise ValueError

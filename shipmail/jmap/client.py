@@ -14,15 +14,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
 
 import httpx
 from jmapc import constants as jmap_constants
 
-from shipmail.http.errors import ServiceUnavailable, ShipmailError
+from shipmail.http.errors import ServiceUnavailable
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Request, Results
 from shipmail.mailserver.base import MailServer
@@ -132,12 +133,13 @@ class JmapClient:
         response = await self._send("POST", session.api_url, address, json=body)
         if response.status_code != 200:
             detail: Any = None
-            try:
+            with contextlib.suppress(ValueError):
                 detail = response.json()
-            except ValueError:
-                pass
-            logger.warning("JMAP API request answered %d: %s", response.status_code,
-                           (detail or {}).get("type") if isinstance(detail, dict) else None)
+            logger.warning(
+                "JMAP API request answered %d: %s",
+                response.status_code,
+                (detail or {}).get("type") if isinstance(detail, dict) else None,
+            )
             if response.status_code in (400, 413) and isinstance(detail, dict) and "limit" in str(detail.get("type")):
                 raise from_jmap({"type": "tooLarge", "description": detail.get("detail")})
             raise ServiceUnavailable("The mail server could not process the request; retry shortly.")
@@ -177,7 +179,9 @@ class JmapClient:
         access = self._mail.jmap_access(address)
         read_timeout = self._timeout + (size or 0) / BLOB_BYTES_PER_SECOND
         request = self._http.build_request(
-            "GET", url, headers={"Authorization": access.authorization, **(headers or {})},
+            "GET",
+            url,
+            headers={"Authorization": access.authorization, **(headers or {})},
             timeout=httpx.Timeout(read_timeout, connect=min(1.0, self._timeout)),
         )
         self.request_count += 1
@@ -206,7 +210,11 @@ class JmapClient:
             return str(blob_id)
         logger.warning("JMAP upload answered %d", response.status_code)
         if response.status_code == 413:
-            raise from_jmap({"type": "tooLarge", "description": "upload exceeds the server's maxSizeUpload"}, what="upload")
+            raise from_jmap(
+                {"type": "tooLarge", "description": "upload exceeds the server's maxSizeUpload"}, what="upload"
+            )
         if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 429):
-            raise from_jmap({"type": "invalidArguments", "description": f"upload refused ({response.status_code})"}, what="upload")
+            raise from_jmap(
+                {"type": "invalidArguments", "description": f"upload refused ({response.status_code})"}, what="upload"
+            )
         raise ServiceUnavailable("The mail server could not store the upload; retry shortly.")

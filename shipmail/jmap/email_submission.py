@@ -21,6 +21,14 @@ __all__ = ["PROPERTIES", "EmailSubmissionGet", "EmailSubmissionSet"]
 
 #: Properties of an EmailSubmission (RFC 8621 section 7).
 PROPERTIES: list[str] = [
-    "id", "identityId", "emailId", "threadId", "envelope", "sendAt", "undoStatus", "deliveryStatus",
-    "dsnBlobIds", "mdnBlobIds",
+    "id",
+    "identityId",
+    "emailId",
+    "threadId",
+    "envelope",
+    "sendAt",
+    "undoStatus",
+    "deliveryStatus",
+    "dsnBlobIds",
+    "mdnBlobIds",
 ]

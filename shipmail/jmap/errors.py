@@ -14,8 +14,11 @@ SetErrors map as follows:
 | JMAP type | status |
 |---|---|
 | notFound, accountNotFound | 404 |
-| invalidArguments, invalidProperties, invalidPatch, unsupportedFilter, unsupportedSort, anchorNotFound, invalidResultReference, tooLarge, tooManyKeywords, tooManyMailboxes, blobNotFound, invalidEmail | 422 |
-| stateMismatch, alreadyExists, mailboxHasChild, mailboxHasEmail, singleton, forbidden, willDestroy | 409 |
+| invalidArguments, invalidProperties, invalidPatch, unsupportedFilter, unsupportedSort,      | 422 |
+| anchorNotFound, invalidResultReference, tooLarge, tooManyKeywords, tooManyMailboxes,       |     |
+| blobNotFound, invalidEmail, invalidScript, invalidSieve                                    |     |
+| stateMismatch, alreadyExists, mailboxHasChild, mailboxHasEmail, singleton, forbidden,       | 409 |
+| willDestroy, scriptIsActive                                                                |     |
 | rateLimit, serverUnavailable, serverPartialFail | 503 |
 | overQuota | 403 quota_exceeded |
 | anything else (serverFail, unknownMethod, ...) | 500 |
@@ -29,12 +32,31 @@ from shipmail.http.errors import Conflict, InternalError, NotFound, ServiceUnava
 
 _NOT_FOUND = {"notFound", "accountNotFound"}
 _INVALID = {
-    "invalidArguments", "invalidProperties", "invalidPatch", "unsupportedFilter", "unsupportedSort",
-    "anchorNotFound", "invalidResultReference", "tooLarge", "tooManyKeywords", "tooManyMailboxes",
-    "blobNotFound", "invalidEmail", "invalidScript", "invalidSieve",
+    "invalidArguments",
+    "invalidProperties",
+    "invalidPatch",
+    "unsupportedFilter",
+    "unsupportedSort",
+    "anchorNotFound",
+    "invalidResultReference",
+    "tooLarge",
+    "tooManyKeywords",
+    "tooManyMailboxes",
+    "blobNotFound",
+    "invalidEmail",
+    "invalidScript",
+    "invalidSieve",
 }
-_CONFLICT = {"stateMismatch", "alreadyExists", "mailboxHasChild", "mailboxHasEmail", "singleton", "forbidden",
-             "willDestroy", "scriptIsActive"}
+_CONFLICT = {
+    "stateMismatch",
+    "alreadyExists",
+    "mailboxHasChild",
+    "mailboxHasEmail",
+    "singleton",
+    "forbidden",
+    "willDestroy",
+    "scriptIsActive",
+}
 _UNAVAILABLE = {"rateLimit", "serverUnavailable", "serverPartialFail", "requestTooLarge"}
 
 
@@ -52,10 +74,14 @@ class QuotaExceeded(ShipmailError):
 def _detail(err: dict[str, Any], field: str | None) -> list[dict[str, str]]:
     props = err.get("properties") or []
     if props:
-        return [{"field": str(p), "code": str(err.get("type")), "message": str(err.get("description") or err.get("type"))}
-                for p in props]
+        return [
+            {"field": str(p), "code": str(err.get("type")), "message": str(err.get("description") or err.get("type"))}
+            for p in props
+        ]
     if field:
-        return [{"field": field, "code": str(err.get("type")), "message": str(err.get("description") or err.get("type"))}]
+        return [
+            {"field": field, "code": str(err.get("type")), "message": str(err.get("description") or err.get("type"))}
+        ]
     return []
 
 

@@ -27,7 +27,7 @@ def to_wire(prefix: str, jmap_id: str) -> str:
 def from_wire(prefix: str, wire_id: str) -> str:
     """The JMAP id inside ``wire_id``; 404 ``not_found`` when it is not a ``prefix`` id."""
     head = prefix + "_"
-    jmap_id = wire_id[len(head):] if wire_id.startswith(head) else ""
+    jmap_id = wire_id[len(head) :] if wire_id.startswith(head) else ""
     if not _JMAP_ID.match(jmap_id):
         raise NotFound(f"No {_WHAT.get(prefix, 'object')} with id {wire_id!r}.")
     return jmap_id

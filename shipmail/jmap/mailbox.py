@@ -19,7 +19,14 @@ from typing import Any
 
 #: Properties of a folder listing (everything the API shows of a folder).
 PROPERTIES: list[str] = [
-    "id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails", "unreadThreads",
+    "id",
+    "name",
+    "parentId",
+    "role",
+    "sortOrder",
+    "totalEmails",
+    "unreadEmails",
+    "unreadThreads",
 ]
 
 #: Properties needed to walk the folder tree (checks before a write): no counts, cheaper on Cyrus.
@@ -34,4 +41,3 @@ def roles(listed: Iterable[Mapping[str, Any]], wanted: Iterable[str]) -> dict[st
     ``listed`` (a ``Mailbox/get`` ``list``); a role without a mailbox is left out."""
     keep = set(wanted)
     return {str(m["role"]): str(m["id"]) for m in listed if m.get("role") in keep}
-

@@ -47,9 +47,14 @@ async def create_key(
     """A new key for the organisation; only its digest and display prefix are stored."""
     key = generate_key()
     record = ApiKey(
-        id=new_id("key"), organization_id=organization_id, name=name, prefix=display_prefix(key),
-        digest=key_digest(secret_key, key), scopes=" ".join(s.value for s in (scopes or [Scope.ALL])),
-        created_at=utc.now(), expires_at=expires_at,
+        id=new_id("key"),
+        organization_id=organization_id,
+        name=name,
+        prefix=display_prefix(key),
+        digest=key_digest(secret_key, key),
+        scopes=" ".join(s.value for s in (scopes or [Scope.ALL])),
+        created_at=utc.now(),
+        expires_at=expires_at,
     )
     session.add(record)
     await session.commit()
@@ -84,7 +89,10 @@ def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | 
     synchronous connection (no ORM session)."""
     digest = key_digest(secret_key, key)
     stmt = sa.select(
-        col(ApiKey.id), col(ApiKey.organization_id), col(ApiKey.scopes), col(ApiKey.expires_at),
+        col(ApiKey.id),
+        col(ApiKey.organization_id),
+        col(ApiKey.scopes),
+        col(ApiKey.expires_at),
         col(ApiKey.revoked_at),
     ).where(col(ApiKey.digest) == digest)
     row = conn.execute(stmt).first()

@@ -46,4 +46,3 @@ async def system_folders(svc: Services, session: AsyncSession, row: Mailbox) -> 
     session.add(row)
     await session.commit()
     return roles
-

@@ -26,12 +26,15 @@ class Mailbox(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     spam_filter_threshold: int = Field(default=THRESHOLD_DEFAULT)
     #: JSON (shipmail.settings.schemas.AutoReply); NULL or unreadable: disabled.
-    auto_reply: AutoReply = Field(default_factory=AutoReply, sa_column=sa.Column(
-        "auto_reply", PydanticJSON(AUTO_REPLY, AutoReply, lenient=True), nullable=True))
+    auto_reply: AutoReply = Field(
+        default_factory=AutoReply,
+        sa_column=sa.Column("auto_reply", PydanticJSON(AUTO_REPLY, AutoReply, lenient=True), nullable=True),
+    )
     folder_ids: str | None = Field(default=None)  # JSON {JMAP role: Mailbox id} of the system folders
     #: JSON list of the inbox rules (PUT /rules; shipmail.rules.schemas.MailboxRule), the source of truth.
-    rules: list[MailboxRule] = Field(default_factory=list, sa_column=sa.Column(
-        "rules", PydanticJSON(RULES, list), nullable=True))
+    rules: list[MailboxRule] = Field(
+        default_factory=list, sa_column=sa.Column("rules", PydanticJSON(RULES, list), nullable=True)
+    )
     suspended_at: datetime | None = timestamp_field(nullable=True)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()

@@ -67,7 +67,9 @@ def generate_password() -> str:
     alphabet = string.ascii_letters + string.digits
     while True:
         candidate = "".join(secrets.choice(alphabet) for _ in range(24))
-        if any(c.islower() for c in candidate) and any(c.isupper() for c in candidate) and any(
-            c.isdigit() for c in candidate
+        if (
+            any(c.islower() for c in candidate)
+            and any(c.isupper() for c in candidate)
+            and any(c.isdigit() for c in candidate)
         ):
             return candidate

@@ -25,25 +25,47 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "POST", "/mailboxes", operation_id="createMailbox", summary="Create a mailbox",
-    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, body=CreateMailboxRequest, response=Mailbox, status_code=201,
-    errors=(401, 403, 409, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "POST",
+    "/mailboxes",
+    operation_id="createMailbox",
+    summary="Create a mailbox",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=CreateMailboxRequest,
+    response=Mailbox,
+    status_code=201,
+    errors=(401, 403, 409, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     """Create a mailbox on a verified domain: a real account on the mail server with the six
     special-use folders. 422 for an unverified domain, an invalid address or a weak password; 409
     for an address that exists."""
     row = await mailboxes.create(
-        ctx.services, ctx.session, ctx.organization_id, domain_id=ctx.body.domain_id, local_part=ctx.body.address,
-        display_name=ctx.body.display_name, password=ctx.body.password,
+        ctx.services,
+        ctx.session,
+        ctx.organization_id,
+        domain_id=ctx.body.domain_id,
+        local_part=ctx.body.address,
+        display_name=ctx.body.display_name,
+        password=ctx.body.password,
     )
     return Mailbox.of(row)
 
 
 @operation(
-    operations, "GET", "/mailboxes", operation_id="listMailboxes", summary="List mailboxes",
-    scope=Scope.MAILBOXES_READ, tier=Tier.READ, query=MailboxListQuery, response=MailboxList,
-    errors=(401, 403, 422, 429), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes",
+    operation_id="listMailboxes",
+    summary="List mailboxes",
+    scope=Scope.MAILBOXES_READ,
+    tier=Tier.READ,
+    query=MailboxListQuery,
+    response=MailboxList,
+    errors=(401, 403, 422, 429),
+    tags=("Mailboxes",),
 )
 async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
     """The organisation's mailboxes in creation order, optionally of one domain."""
@@ -58,8 +80,16 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
 
 
 @operation(
-    operations, "GET", "/mailboxes/{id}", operation_id="getMailbox", summary="Get a mailbox",
-    scope=Scope.MAILBOXES_READ, tier=Tier.READ, response=Mailbox, errors=(401, 403, 404, 429), tags=("Mailboxes",),
+    operations,
+    "GET",
+    "/mailboxes/{id}",
+    operation_id="getMailbox",
+    summary="Get a mailbox",
+    scope=Scope.MAILBOXES_READ,
+    tier=Tier.READ,
+    response=Mailbox,
+    errors=(401, 403, 404, 429),
+    tags=("Mailboxes",),
 )
 async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike."""
@@ -67,9 +97,17 @@ async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
 
 
 @operation(
-    operations, "PATCH", "/mailboxes/{id}", operation_id="updateMailbox", summary="Update a mailbox",
-    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, body=UpdateMailboxRequest, response=Mailbox,
-    errors=(401, 403, 404, 422, 429), tags=("Mailboxes",),
+    operations,
+    "PATCH",
+    "/mailboxes/{id}",
+    operation_id="updateMailbox",
+    summary="Update a mailbox",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateMailboxRequest,
+    response=Mailbox,
+    errors=(401, 403, 404, 422, 429),
+    tags=("Mailboxes",),
 )
 async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
     """Change the display name (null clears it); fields not sent stay as they are."""
@@ -83,8 +121,15 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
 
 
 @operation(
-    operations, "DELETE", "/mailboxes/{id}", operation_id="deleteMailbox", summary="Delete a mailbox",
-    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, status_code=204, errors=(401, 403, 404, 429, 503),
+    operations,
+    "DELETE",
+    "/mailboxes/{id}",
+    operation_id="deleteMailbox",
+    summary="Delete a mailbox",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 429, 503),
     tags=("Mailboxes",),
 )
 async def delete_mailbox(ctx: Context[None, None]) -> None:
@@ -93,9 +138,17 @@ async def delete_mailbox(ctx: Context[None, None]) -> None:
 
 
 @operation(
-    operations, "PATCH", "/mailboxes/{id}/password", operation_id="resetMailboxPassword",
-    summary="Reset mailbox password", scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE,
-    body=ResetMailboxPasswordRequest, response=Mailbox, errors=(401, 403, 404, 422, 429, 503), tags=("Mailboxes",),
+    operations,
+    "PATCH",
+    "/mailboxes/{id}/password",
+    operation_id="resetMailboxPassword",
+    summary="Reset mailbox password",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=ResetMailboxPasswordRequest,
+    response=Mailbox,
+    errors=(401, 403, 404, 422, 429, 503),
+    tags=("Mailboxes",),
 )
 async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mailbox:
     """Set a new login password; the old one stops working at once (IMAP, JMAP Basic)."""
@@ -106,8 +159,15 @@ async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mai
 
 
 @operation(
-    operations, "POST", "/mailboxes/{id}/suspend", operation_id="suspendMailbox", summary="Suspend a mailbox",
-    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, response=Mailbox, errors=(401, 403, 404, 429, 503),
+    operations,
+    "POST",
+    "/mailboxes/{id}/suspend",
+    operation_id="suspendMailbox",
+    summary="Suspend a mailbox",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    response=Mailbox,
+    errors=(401, 403, 404, 429, 503),
     tags=("Mailboxes",),
 )
 async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
@@ -121,8 +181,15 @@ async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
 
 
 @operation(
-    operations, "POST", "/mailboxes/{id}/resume", operation_id="resumeMailbox", summary="Resume a mailbox",
-    scope=Scope.MAILBOXES_WRITE, tier=Tier.WRITE, response=Mailbox, errors=(401, 403, 404, 429, 503),
+    operations,
+    "POST",
+    "/mailboxes/{id}/resume",
+    operation_id="resumeMailbox",
+    summary="Resume a mailbox",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    response=Mailbox,
+    errors=(401, 403, 404, 429, 503),
     tags=("Mailboxes",),
 )
 async def resume_mailbox(ctx: Context[None, None]) -> Mailbox:

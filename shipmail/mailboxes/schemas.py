@@ -24,13 +24,17 @@ LOCAL_PART_PATTERN = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$"
 class CreateMailboxRequest(Request):
     domain_id: str = Field(min_length=1, max_length=64, description="ID of the domain for this mailbox.")
     address: str = Field(
-        min_length=1, max_length=64, pattern=LOCAL_PART_PATTERN,
+        min_length=1,
+        max_length=64,
+        pattern=LOCAL_PART_PATTERN,
         description="Local part of the address (hello for hello@example.com).",
     )
     password: str | None = Field(
-        default=None, min_length=8, max_length=128,
+        default=None,
+        min_length=8,
+        max_length=128,
         description="Initial password: lower case, upper case and a digit; common passwords are refused. "
-                    "Never returned.",
+        "Never returned.",
         json_schema_extra={"format": "password"},
     )
     generate_password: Literal[True] | None = Field(
@@ -51,7 +55,8 @@ class UpdateMailboxRequest(Request):
 
 class ResetMailboxPasswordRequest(Request):
     password: str = Field(
-        min_length=8, max_length=128,
+        min_length=8,
+        max_length=128,
         description="New password: 8-128 characters with lower case, upper case and a digit; common ones refused.",
     )
 
@@ -78,10 +83,16 @@ class Mailbox(Wire):
         """The wire form of a ``mailboxes`` row; ``suspension_reasons`` is ``["manual"]`` while
         suspended (the only reason this service sets)."""
         return cls(
-            id=row.id, domain_id=row.domain_id, address=row.address, display_name=row.display_name,
-            suspended_at=row.suspended_at, suspension_reasons=["manual"] if row.suspended_at else [],
-            spam_filter_threshold=row.spam_filter_threshold, auto_reply=row.auto_reply,
-            created_at=row.created_at, updated_at=row.updated_at,
+            id=row.id,
+            domain_id=row.domain_id,
+            address=row.address,
+            display_name=row.display_name,
+            suspended_at=row.suspended_at,
+            suspension_reasons=["manual"] if row.suspended_at else [],
+            spam_filter_threshold=row.spam_filter_threshold,
+            auto_reply=row.auto_reply,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 

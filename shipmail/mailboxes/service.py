@@ -46,6 +46,7 @@ logger = logging.getLogger("shipmail.mailboxes.service")
 
 LOCAL_PART = re.compile(LOCAL_PART_PATTERN)
 
+
 def check_password(password: str, field: str = "password") -> None:
     """422 with one ``weak_password`` detail per problem when ``password`` breaks the policy
     (:func:`shipmail.mailboxes.passwords.policy_problems`)."""
@@ -62,9 +63,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("The mail server is unavailable; retry shortly.")
 
 
-async def get(
-    session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False
-) -> Mailbox:
+async def get(session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False) -> Mailbox:
     """The organisation's mailbox ``mailbox_id`` (the REST ``{id}``) read in the request's
     ``session``; 404 ``not_found`` for an unknown id or another organisation's. ``for_update``
     locks the row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
@@ -86,7 +85,8 @@ async def create(
 ) -> Mailbox:
     """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
     one that is never shown. After provisioning, the system folders' ids are stored on the row
-    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); if that or the commit fails,
+    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); if
+    that or the commit fails,
     the account is removed again.
 
     422: unknown/unverified domain, invalid address, weak password. 409: the address exists.
@@ -118,9 +118,15 @@ async def create(
         raise Conflict(f"The mailbox {address} already exists.")
     now = utc.now()
     mailbox = Mailbox(
-        id=new_id("mbx"), organization_id=organization_id, domain_id=domain.id,
-        local_part=local_part.lower(), address=address, display_name=display_name,
-        password_hash=password_hash, created_at=now, updated_at=now,
+        id=new_id("mbx"),
+        organization_id=organization_id,
+        domain_id=domain.id,
+        local_part=local_part.lower(),
+        address=address,
+        display_name=display_name,
+        password_hash=password_hash,
+        created_at=now,
+        updated_at=now,
     )
     session.add(mailbox)
     try:
@@ -160,8 +166,14 @@ async def list_page(
     if domain_id is not None:
         where.append(col(Mailbox.domain_id) == domain_id)
     return await cursor_page(
-        session, svc.cursors, Mailbox, kind="mailboxes", binding={"o": organization_id, "d": domain_id},
-        where=where, cursor=cursor, limit=limit,
+        session,
+        svc.cursors,
+        Mailbox,
+        kind="mailboxes",
+        binding={"o": organization_id, "d": domain_id},
+        where=where,
+        cursor=cursor,
+        limit=limit,
     )
 
 

@@ -74,17 +74,19 @@ async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
     try:
         await svc.mail.set_suspended(row.address, suspended)
     except MailServerUnavailable as exc:
-        logger.warning("mail server unavailable while %s %s: %s", "suspending" if suspended else "resuming",
-                       row.id, type(exc).__name__)
+        logger.warning(
+            "mail server unavailable while %s %s: %s",
+            "suspending" if suspended else "resuming",
+            row.id,
+            type(exc).__name__,
+        )
         raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
     except AccountNotFound:
         logger.error("mailbox %s has no account on the mail server", row.id)
         raise InternalError("The mailbox's account is missing on the mail server.") from None
 
 
-async def _set(
-    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, suspended: bool
-) -> Mailbox:
+async def _set(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, suspended: bool) -> Mailbox:
     row = await _lock_and_get(session, organization_id, mailbox_id)
     changed = (row.suspended_at is None) == suspended
     if changed:

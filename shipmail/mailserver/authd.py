@@ -26,6 +26,7 @@ Exception tree::
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import grp
 import logging
 import os
@@ -156,8 +157,7 @@ class AuthDaemon:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._max_workers, thread_name_prefix="shipmail-authd"
         )
-        self._thread = threading.Thread(target=self._serve, name="shipmail-authd-accept",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="shipmail-authd-accept", daemon=True)
         self._thread.start()
         logger.info("authd serving %s", self.socket_path)
 
@@ -226,8 +226,7 @@ class AuthDaemon:
                 gid = grp.getgrnam(self._group).gr_gid
                 os.chown(self.socket_path, -1, gid)
             except (KeyError, PermissionError) as exc:
-                logger.warning("authd socket: cannot set group %s (%s)", self._group,
-                               type(exc).__name__)
+                logger.warning("authd socket: cannot set group %s (%s)", self._group, type(exc).__name__)
         os.chmod(self.socket_path, self._mode)
 
     # ----------------------------------------------------------------- serving
@@ -270,10 +269,8 @@ class AuthDaemon:
 
     @staticmethod
     def _send(conn: socket.socket, text: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             conn.sendall(encode_reply(text))
-        except OSError:
-            pass
 
     def check(self, login: bytes, password: bytes, service: bytes, realm: bytes) -> str:
         """The reply (``OK`` or ``NO <reason>``) for one request; never raises."""

@@ -113,8 +113,9 @@ class AdminConnection:
 
 
 def _text(data: list[object]) -> str:
-    parts = [item.decode(errors="replace") if isinstance(item, bytes) else str(item)
-             for item in data if item is not None]
+    parts = [
+        item.decode(errors="replace") if isinstance(item, bytes) else str(item) for item in data if item is not None
+    ]
     return " ".join(parts)
 
 
@@ -153,8 +154,7 @@ def provision(conn: imaplib.IMAP4, admin_user: str, address: str) -> None:
     try:
         for folder, _role, flag in SPECIAL_USE_FOLDERS:
             folder_name = mailbox_name(address, folder)
-            _check(conn.xatom("CREATE", quote(folder_name), f"(USE ({flag}))"),
-                   f"CREATE {folder_name}")
+            _check(conn.xatom("CREATE", quote(folder_name), f"(USE ({flag}))"), f"CREATE {folder_name}")
     except BaseException:
         logger.warning("provisioning %s failed; removing what was made", address)
         try:

@@ -61,16 +61,21 @@ def make_jwt(secret: bytes, address: str, now: float | None = None) -> str:
     # Cyrus 3.6 refuses an iat it sees as in the future, which a token made early in a second can
     # be (measured: 2 in 600); one second back keeps it well inside http_jwt_max_age.
     issued = int(time.time() if now is None else now) - 1
-    return jwt.encode({"alg": "HS256", "typ": "JWT"}, {"sub": address, "iat": issued},
-                      OctKey.import_key(secret))
+    return jwt.encode({"alg": "HS256", "typ": "JWT"}, {"sub": address, "iat": issued}, OctKey.import_key(secret))
 
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def lmtp_deliver(
-    host: str, port: int, recipients: list[str], message: bytes, sender: str,
-    *, timeout: float, data_timeout: float,
+    host: str,
+    port: int,
+    recipients: list[str],
+    message: bytes,
+    sender: str,
+    *,
+    timeout: float,
+    data_timeout: float,
 ) -> None:
     """One LMTP transaction (RFC 2033), blocking: LHLO, MAIL, one RCPT per recipient, DATA and
     then one reply per accepted recipient (smtplib's ``sendmail`` reads only the first).
@@ -108,12 +113,14 @@ def lmtp_deliver(
         try:
             code, reply = lmtp.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
-            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            )
             refused.update({r: (exc.smtp_code, text) for r in accepted})
             raise DeliveryRefused(refused) from None
         replies = [(code, reply)] + [lmtp.getreply() for _ in accepted[1:]]
         delivered = []
-        for rcpt, (code, reply) in zip(accepted, replies):
+        for rcpt, (code, reply) in zip(accepted, replies, strict=False):
             if code == 250:
                 delivered.append(rcpt)
             else:
@@ -160,8 +167,7 @@ class CyrusMailServer:
         lmtp_timeout: float = 30.0,
         jmap_socket: Path | None = None,
     ) -> None:
-        self._admin = cyrus_admin.AdminConnection(host, imap_port, admin_user, admin_password,
-                                                  timeout)
+        self._admin = cyrus_admin.AdminConnection(host, imap_port, admin_user, admin_password, timeout)
         self._jwt_secret = jwt_secret
         self._timeout = timeout
         url_host = f"[{host}]" if ":" in host else host
@@ -230,8 +236,7 @@ class CyrusMailServer:
     def jmap_access(self, address: str) -> JmapAccess:
         """A fresh Bearer JWT for ``address`` (valid 1 h from now; make a new one per use)."""
         token = make_jwt(self._jwt_secret, address)
-        return JmapAccess(session_url=self.session_url, authorization=f"Bearer {token}",
-                          account_id=address)
+        return JmapAccess(session_url=self.session_url, authorization=f"Bearer {token}", account_id=address)
 
     async def deliver(self, recipients: list[str], message: bytes, sender: str) -> None:
         """Deliver ``message`` over LMTP to ``recipients`` (see base and :func:`lmtp_deliver`)."""
@@ -241,17 +246,26 @@ class CyrusMailServer:
             raise MailServerUnavailable("no LMTP port configured")
         host, port = self._lmtp_host, self._lmtp_port
         await asyncio.to_thread(
-            lmtp_deliver, host, port, list(recipients), message, sender,
-            timeout=self._timeout, data_timeout=max(self._timeout, self._lmtp_timeout),
+            lmtp_deliver,
+            host,
+            port,
+            list(recipients),
+            message,
+            sender,
+            timeout=self._timeout,
+            data_timeout=max(self._timeout, self._lmtp_timeout),
         )
 
     def delivery_sieve(self) -> DeliverySieve:
         """Cyrus's delivery-script needs: ``$HasAttachment`` through ``jmapquery`` (Cyrus sets the
         keyword only on Email/set and Email/import, not on LMTP delivery)."""
-        return DeliverySieve(has_attachment=SieveTest(
-            name="jmapquery", extension="vnd.cyrus.jmapquery",
-            argument=json.dumps({"hasAttachment": True}, separators=(",", ":")),
-        ))
+        return DeliverySieve(
+            has_attachment=SieveTest(
+                name="jmapquery",
+                extension="vnd.cyrus.jmapquery",
+                argument=json.dumps({"hasAttachment": True}, separators=(",", ":")),
+            )
+        )
 
     def jmap_transport(self) -> httpx.AsyncBaseTransport | None:
         """The Unix-socket transport to httpd when the instance has one, else None (TCP).
@@ -273,4 +287,3 @@ class CyrusMailServer:
     async def aclose(self) -> None:
         """Close the pooled HTTP client."""
         await self._http.aclose()
-

@@ -7,6 +7,7 @@ init that reaps late). Nothing here matches by name alone: callers pass a predic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -54,17 +55,14 @@ def find(predicate: Callable[[list[str]], bool]) -> list[int]:
     return found
 
 
-def signal_all(pids: Iterable[int], sig: signal.Signals,
-               predicate: Callable[[list[str]], bool]) -> None:
+def signal_all(pids: Iterable[int], sig: signal.Signals, predicate: Callable[[list[str]], bool]) -> None:
     """Send ``sig`` to each pid that still satisfies ``predicate`` (guards against pid reuse)."""
     for pid in pids:
         argv = argv_of(pid)
         if argv is None or not predicate(argv):
             continue
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def wait_gone(pids: Iterable[int], timeout: float, interval: float = 0.05) -> list[int]:

@@ -30,6 +30,7 @@ stderr (never message contents). Exit status 0 after QUIT or end of input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import secrets
@@ -82,13 +83,12 @@ def _extract_path(argument: str, keyword: str) -> str | None:
 
 def store_message(outbox: Path, sender: str, recipients: list[str], data: bytes) -> Path:
     """Write one message atomically into ``outbox``; returns the final ``.eml`` path."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = f"{now:%Y%m%dT%H%M%S.%fZ}-{os.getpid()}-{secrets.token_hex(4)}.eml"
     folded_recipients = ",\r\n ".join(f"<{r}>" for r in recipients)
-    header = (
-        f"X-Envelope-From: <{sender}>\r\n"
-        f"X-Envelope-To: {folded_recipients}\r\n"
-    ).encode("utf-8", "surrogateescape")
+    header = (f"X-Envelope-From: <{sender}>\r\nX-Envelope-To: {folded_recipients}\r\n").encode(
+        "utf-8", "surrogateescape"
+    )
     temporary = outbox / f".{name}.tmp"
     final = outbox / name
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -100,10 +100,8 @@ def store_message(outbox: Path, sender: str, recipients: list[str], data: bytes)
             os.fsync(fh.fileno())
         os.rename(temporary, final)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         raise
     return final
 
@@ -121,8 +119,7 @@ def relay_message(relay: str, sender: str, recipients: list[str], data: bytes) -
 class SmtpSession:
     """One SMTP conversation over a pair of binary streams (stdin/stdout when run by Cyrus)."""
 
-    def __init__(self, reader: BinaryIO, writer: BinaryIO, *, outbox: Path | None,
-                 relay: str | None) -> None:
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, *, outbox: Path | None, relay: str | None) -> None:
         self._reader = reader
         self._writer = writer
         self._outbox = outbox
@@ -271,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shipmail-sendmail", allow_abbrev=False)
     parser.add_argument("--outbox", type=Path, default=None)
     parser.add_argument("--relay", default=None)
-    parser.add_argument("-b", dest="mode", default="s",
-                        help="only 's' (-bs: SMTP on stdin/stdout) is supported")
+    parser.add_argument("-b", dest="mode", default="s", help="only 's' (-bs: SMTP on stdin/stdout) is supported")
     args, _ignored = parser.parse_known_args(argv)
     if args.mode != "s":
         _log(f"unsupported mode -b{args.mode}; only -bs")
@@ -286,12 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.outbox is None:
         _log("either --outbox or --relay is required")
         return 64
-    session = SmtpSession(sys.stdin.buffer, sys.stdout.buffer, outbox=args.outbox,
-                          relay=args.relay or None)
-    try:
+    session = SmtpSession(sys.stdin.buffer, sys.stdout.buffer, outbox=args.outbox, relay=args.relay or None)
+    with contextlib.suppress(BrokenPipeError):
         session.run()
-    except BrokenPipeError:
-        pass
     return 0
 
 

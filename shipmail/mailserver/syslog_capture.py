@@ -54,8 +54,7 @@ class SyslogWindow:
             return self
         sock.settimeout(0.1)
         self._sock = sock
-        self._thread = threading.Thread(target=self._drain, name="shipmail-syslog-window",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._drain, name="shipmail-syslog-window", daemon=True)
         self._thread.start()
         return self
 
@@ -80,8 +79,9 @@ class SyslogWindow:
         with self._lock:
             return list(self._lines)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         sock, self._sock = self._sock, None
         if sock is None:
             return

@@ -15,17 +15,16 @@ leaves the old script active and the row unchanged): three JMAP requests in all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.delivery import service as delivery
 from shipmail.folders import service as folder_service
 from shipmail.folders.schemas import Folder
-from shipmail.http.errors import Conflict, Detail, ValidationFailed, detail
+from shipmail.http.errors import Detail, ValidationFailed, detail
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
-from shipmail.mailboxes.models import Mailbox
 from shipmail.rules.schemas import (
     TARGET_ROLES,
     MailboxRule,

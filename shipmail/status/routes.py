@@ -15,8 +15,16 @@ operations: list[Operation] = []
 
 
 @operation(
-    operations, "GET", "/status", operation_id="getStatus", summary="Get API status",
-    scope=None, tier=None, response=StatusResponse, errors=(503,), tags=("Status",),
+    operations,
+    "GET",
+    "/status",
+    operation_id="getStatus",
+    summary="Get API status",
+    scope=None,
+    tier=None,
+    response=StatusResponse,
+    errors=(503,),
+    tags=("Status",),
 )
 async def get_status(ctx: Context[None, None]) -> JSONResponse:
     """Public health check (no authentication): 200 when the database and the mail server answer,

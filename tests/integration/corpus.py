@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.conftest import ApiEnv
 
@@ -36,14 +35,22 @@ def unique(raw: bytes, tag: str = "t") -> tuple[bytes, str]:
     return head + f"Message-ID: <{mid}>".encode() + eol + eol + body, mid
 
 
-def jmap(api: ApiEnv, address: str, calls: list[list[Any]],
-         using: tuple[str, ...] = ("urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail")) -> list[Any]:
+def jmap(
+    api: ApiEnv,
+    address: str,
+    calls: list[list[Any]],
+    using: tuple[str, ...] = ("urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"),
+) -> list[Any]:
     """One JMAP request for ``address`` (Bearer JWT), straight to Cyrus; the methodResponses."""
     access = api.cyrus.server.jmap_access(address)
     for call in calls:
         call[1].setdefault("accountId", address)
-    r = httpx.post(access.session_url, json={"using": list(using), "methodCalls": calls},
-                   headers={"Authorization": access.authorization}, timeout=10)
+    r = httpx.post(
+        access.session_url,
+        json={"using": list(using), "methodCalls": calls},
+        headers={"Authorization": access.authorization},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     return r.json()["methodResponses"]  # type: ignore[no-any-return]
 
@@ -56,11 +63,16 @@ def query_ids(api: ApiEnv, address: str, flt: dict[str, Any]) -> set[str]:
 
 def ids_by_message_id(api: ApiEnv, address: str) -> dict[str, str]:
     """{Message-ID without brackets: JMAP id} of every message of ``address``."""
-    responses = jmap(api, address, [
-        ["Email/query", {}, "q"],
-        ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                       "properties": ["id", "messageId"]}, "g"],
-    ])
+    responses = jmap(
+        api,
+        address,
+        [
+            ["Email/query", {}, "q"],
+            [
+                "Email/get",
+                {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}, "properties": ["id", "messageId"]},
+                "g",
+            ],
+        ],
+    )
     return {m: e["id"] for e in responses[1][1]["list"] for m in e.get("messageId") or []}
-
-

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -103,13 +103,14 @@ class Seeded:
         return [blob for blob, _, _ in self.attachments]
 
 
-def _message(subject: str, *, reply_to: EmailMessage | None = None,
-             attachment: tuple[str, str, str, bytes] | None = None) -> EmailMessage:
+def _message(
+    subject: str, *, reply_to: EmailMessage | None = None, attachment: tuple[str, str, str, bytes] | None = None
+) -> EmailMessage:
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = '"Ann Example" <ann@sender.example>'
     msg["To"] = "someone@example.net"
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain="sender.example")
     if reply_to is not None:
         msg["In-Reply-To"] = reply_to["Message-ID"]
@@ -126,26 +127,53 @@ def seed_rules(folders: dict[str, str]) -> list[dict[str, Any]]:
     """Inbox rules on the seeded folders: one moves to a custom folder (stop), one stars mail with
     attachments, a group moves newsletters to the folder PATCH renames, one files into Junk, one
     (disabled) moves to the second throwaway folder."""
-    def rule(n: int, name: str, conditions: list[dict[str, Any]], actions: list[dict[str, Any]],
-             **kw: Any) -> dict[str, Any]:
-        return {"id": f"00000000-0000-4000-8000-{n:012d}", "name": name, "enabled": kw.get("enabled", True),
-                "position": n, "match_mode": kw.get("match_mode", "all"), "stop": kw.get("stop", False),
-                "conditions": conditions, "actions": actions}
+
+    def rule(
+        n: int, name: str, conditions: list[dict[str, Any]], actions: list[dict[str, Any]], **kw: Any
+    ) -> dict[str, Any]:
+        return {
+            "id": f"00000000-0000-4000-8000-{n:012d}",
+            "name": name,
+            "enabled": kw.get("enabled", True),
+            "position": n,
+            "match_mode": kw.get("match_mode", "all"),
+            "stop": kw.get("stop", False),
+            "conditions": conditions,
+            "actions": actions,
+        }
 
     def custom(folder: str) -> dict[str, Any]:
         return {"type": "move", "target": {"kind": "custom", "folder_id": folder}}
 
     return [
-        rule(1, "Projects", [{"type": "subject_contains", "value": "Project"}], [custom(folders["Projects"])],
-             stop=True),
+        rule(
+            1, "Projects", [{"type": "subject_contains", "value": "Project"}], [custom(folders["Projects"])], stop=True
+        ),
         rule(2, "Star attachments", [{"type": "has_attachment"}], [{"type": "star"}]),
-        rule(3, "Newsletters", [{"type": "group", "match_mode": "any", "conditions": [
-            {"type": "from_contains", "value": "newsletter"}, {"type": "list_unsubscribe_exists"}]}],
-             [custom(folders["Rename me"]), {"type": "mark_read"}]),
-        rule(4, "Junk", [{"type": "from_is", "value": "spam@sender.example"}],
-             [{"type": "move", "target": {"kind": "system", "role": "junk"}}]),
-        rule(5, "Disabled", [{"type": "plus_tag_is", "value": "later"}], [custom(folders["Throwaway 2"])],
-             enabled=False),
+        rule(
+            3,
+            "Newsletters",
+            [
+                {
+                    "type": "group",
+                    "match_mode": "any",
+                    "conditions": [
+                        {"type": "from_contains", "value": "newsletter"},
+                        {"type": "list_unsubscribe_exists"},
+                    ],
+                }
+            ],
+            [custom(folders["Rename me"]), {"type": "mark_read"}],
+        ),
+        rule(
+            4,
+            "Junk",
+            [{"type": "from_is", "value": "spam@sender.example"}],
+            [{"type": "move", "target": {"kind": "system", "role": "junk"}}],
+        ),
+        rule(
+            5, "Disabled", [{"type": "plus_tag_is", "value": "later"}], [custom(folders["Throwaway 2"])], enabled=False
+        ),
     ]
 
 
@@ -165,8 +193,9 @@ def _folder(api: ApiEnv, mailbox_id: str, name: str, parent_id: str | None = Non
 
 
 def _mailbox(api: ApiEnv, domain_id: str, local: str) -> dict[str, Any]:
-    r = api.client.post("/v1/mailboxes", json={"domain_id": domain_id, "address": local, "generate_password": True},
-                        headers=api.auth())
+    r = api.client.post(
+        "/v1/mailboxes", json={"domain_id": domain_id, "address": local, "generate_password": True}, headers=api.auth()
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -184,8 +213,11 @@ def seed(api: ApiEnv) -> Seeded:
     # Another organisation's mailbox, with an attachment of its own (a blob this mailbox cannot read).
     other_key = api.new_key(org=f"other-{tag}")
     other_domain = api.verified_domain(f"st-other-{tag}.example", key=other_key)
-    r = c.post("/v1/mailboxes", json={"domain_id": other_domain["id"], "address": "them", "generate_password": True},
-               headers=api.auth(other_key))
+    r = c.post(
+        "/v1/mailboxes",
+        json={"domain_id": other_domain["id"], "address": "them", "generate_password": True},
+        headers=api.auth(other_key),
+    )
     assert r.status_code == 201, r.text
     other = r.json()
     raw, _ = unique(corpus_bytes("attachment_emails/attachment_only_email.eml"), "other")
@@ -213,8 +245,11 @@ def seed(api: ApiEnv) -> Seeded:
         raw, _ = unique(corpus_bytes(name), "seed")
         assert api.lmtp(address, raw) == {}, name
     first = _message("Quarterly plan", attachment=("application", "octet-stream", "empty.bin", b""))
-    reply = _message("Re: Quarterly plan", reply_to=first,
-                     attachment=("application", "json", "plan.json", b'{"quarter": 3, "items": [1, 2]}\n'))
+    reply = _message(
+        "Re: Quarterly plan",
+        reply_to=first,
+        attachment=("application", "json", "plan.json", b'{"quarter": 3, "items": [1, 2]}\n'),
+    )
     for msg in (first, reply):
         assert api.lmtp(address, msg.as_bytes()) == {}
     trash_subjects = ["Throwaway message 1", "Throwaway message 2"]
@@ -226,17 +261,22 @@ def seed(api: ApiEnv) -> Seeded:
     victim_message_ids = [m["id"] for m in listed if m["subject"] in trash_subjects]
     message_ids = [m["id"] for m in listed if m["subject"] not in trash_subjects]
     # Kept: never moved by the property tests (so DELETE refuses them: not in Trash or Junk).
-    kept = [m["id"] for m in listed if m["id"] in message_ids
-            and (m["has_attachment"] or "Quarterly plan" in (m["subject"] or ""))]
+    kept = [
+        m["id"]
+        for m in listed
+        if m["id"] in message_ids and (m["has_attachment"] or "Quarterly plan" in (m["subject"] or ""))
+    ]
     movable = [mid for mid in message_ids if mid not in kept]
     assert len(kept) >= 4 and len(movable) >= 4, (kept, movable)
     for mid in victim_message_ids:
         r = c.post(f"/v1/mailboxes/{mailbox_id}/inbox/messages/{mid}/move", json={"target_role": "trash"}, headers=h)
         assert r.status_code == 200, r.text
     # Some mail in custom folders and in Archive, one starred, one read.
-    for mid, body in [(kept[0], {"target_folder_id": folders["Projects"]}),
-                      (movable[0], {"target_folder_id": folders["Reports"]}),
-                      (movable[1], {"target_role": "archive"})]:
+    for mid, body in [
+        (kept[0], {"target_folder_id": folders["Projects"]}),
+        (movable[0], {"target_folder_id": folders["Reports"]}),
+        (movable[1], {"target_role": "archive"}),
+    ]:
         r = c.post(f"/v1/mailboxes/{mailbox_id}/inbox/messages/{mid}/move", json=body, headers=h)
         assert r.status_code == 200, r.text
     for mid, flags in [(kept[1], {"starred": True}), (movable[2], {"read": True})]:
@@ -253,16 +293,26 @@ def seed(api: ApiEnv) -> Seeded:
     assert any(t["message_count"] == 2 for t in threads), threads
 
     # The blob of a whole message, straight from JMAP (the API shows attachment blobs only).
-    (got,) = jmap(api, address, [["Email/get", {"ids": [message_ids[0].partition("_")[2]],
-                                                "properties": ["blobId"]}, "g"]])
+    (got,) = jmap(
+        api, address, [["Email/get", {"ids": [message_ids[0].partition("_")[2]], "properties": ["blobId"]}, "g"]]
+    )
     message_blob_id = got[1]["list"][0]["blobId"]
 
     # Delivery settings for the mail the property tests deliver (sandbox inbound): inbox rules that
     # move to seeded folders (DELETE refuses a folder a rule targets), an auto-reply, a threshold.
     r = c.put(f"/v1/mailboxes/{mailbox_id}/rules", json={"rules": seed_rules(folders)}, headers=h)
     assert r.status_code == 200, r.text
-    r = c.patch(f"/v1/mailboxes/{mailbox_id}/auto-reply", headers=h, json={
-        "enabled": True, "subject": "Away", "body": "Back on Monday.\nRegards", "from_date": None, "to_date": None})
+    r = c.patch(
+        f"/v1/mailboxes/{mailbox_id}/auto-reply",
+        headers=h,
+        json={
+            "enabled": True,
+            "subject": "Away",
+            "body": "Back on Monday.\nRegards",
+            "from_date": None,
+            "to_date": None,
+        },
+    )
     assert r.status_code == 200, r.text
     r = c.patch(f"/v1/mailboxes/{mailbox_id}/spam-filter", json={"threshold": 5}, headers=h)
     assert r.status_code == 200, r.text
@@ -272,16 +322,29 @@ def seed(api: ApiEnv) -> Seeded:
     assert message_cursor and thread_cursor
 
     return Seeded(
-        app=api.client.app, key=api.key, other_key=other_key,  # type: ignore[arg-type]
-        domain_id=str(domain["id"]), victim_domain_id=victim_domain.json()["id"],
-        mailbox_id=mailbox_id, address=address, victim_mailbox_id=str(victim_mbx["id"]),
+        app=api.client.app,  # type: ignore[arg-type]
+        key=api.key,
+        other_key=other_key,
+        domain_id=str(domain["id"]),
+        victim_domain_id=victim_domain.json()["id"],
+        mailbox_id=mailbox_id,
+        address=address,
+        victim_mailbox_id=str(victim_mbx["id"]),
         foreign_mailbox_id=str(other["id"]),
-        folders=folders, patch_folder_ids=[folders["Rename me"]], victim_folder_ids=victims,
-        message_ids=message_ids, kept_message_ids=kept, movable_message_ids=movable,
-        victim_message_ids=victim_message_ids, thread_ids=thread_ids,
-        attachments=attachments, foreign_blob_id=foreign[0][0], foreign_message_id=foreign_message_id,
+        folders=folders,
+        patch_folder_ids=[folders["Rename me"]],
+        victim_folder_ids=victims,
+        message_ids=message_ids,
+        kept_message_ids=kept,
+        movable_message_ids=movable,
+        victim_message_ids=victim_message_ids,
+        thread_ids=thread_ids,
+        attachments=attachments,
+        foreign_blob_id=foreign[0][0],
+        foreign_message_id=foreign_message_id,
         message_blob_id=message_blob_id,
-        message_cursor=message_cursor, thread_cursor=thread_cursor,
+        message_cursor=message_cursor,
+        thread_cursor=thread_cursor,
     )
 
 
@@ -315,8 +378,8 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
 
     from shipmail.app import create_app
     from shipmail.config import Settings
-    from shipmail.mailserver.cyrus_server import CyrusMailServer
     from shipmail.mailboxes.logins import password_lookup
+    from shipmail.mailserver.cyrus_server import CyrusMailServer
     from tests.dbfixtures import migrated_database
     from tests.unit.conftest import make_key
 
@@ -325,9 +388,14 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     with migrated_database("sqlite", tmp_path) as url:
         inst = cyrus.instance
         settings = Settings.from_env(
-            data_dir=tmp_path, database_url=url, secret_key=b"integration-secret",
-            jmap_port=inst.jmap_port, lmtp_port=inst.lmtp_port, imap_port=inst.imap_port,
-            ratelimit_read=RATELIMIT, ratelimit_write=RATELIMIT,
+            data_dir=tmp_path,
+            database_url=url,
+            secret_key=b"integration-secret",
+            jmap_port=inst.jmap_port,
+            lmtp_port=inst.lmtp_port,
+            imap_port=inst.imap_port,
+            ratelimit_read=RATELIMIT,
+            ratelimit_write=RATELIMIT,
         )
         lookup, close = password_lookup(url)
         registry.lookup = lookup

@@ -30,8 +30,12 @@ def error_record(fn: Callable[[], Any]) -> dict[str, Any]:
         returned = fn()
     except ShipmailError as exc:
         return {
-            "class": type(exc).__name__, "status": exc.status, "type": exc.type, "message": str(exc),
-            "request_id": exc.request_id, "details": getattr(exc, "details", None),
+            "class": type(exc).__name__,
+            "status": exc.status,
+            "type": exc.type,
+            "message": str(exc),
+            "request_id": exc.request_id,
+            "details": getattr(exc, "details", None),
         }
     return {"class": None, "returned": returned}
 
@@ -51,11 +55,18 @@ def domains_phase(sm: Shipmail, bad: Shipmail) -> dict[str, Any]:
     got = sm.domains.get(one["id"])
     deleted = sm.domains.delete(two["id"])
     return {
-        "sdk_version": shipmail.__version__, "sdk_file": shipmail.__file__,
-        "one": one, "two": two, "pending": pending,
-        "listed_ids": [d["id"] for d in listed["data"]], "listed_pagination": listed["pagination"],
-        "first_page": first_page, "second_page": second_page, "auto_ids": auto,
-        "got": got, "deleted": deleted,
+        "sdk_version": shipmail.__version__,
+        "sdk_file": shipmail.__file__,
+        "one": one,
+        "two": two,
+        "pending": pending,
+        "listed_ids": [d["id"] for d in listed["data"]],
+        "listed_pagination": listed["pagination"],
+        "first_page": first_page,
+        "second_page": second_page,
+        "auto_ids": auto,
+        "got": got,
+        "deleted": deleted,
         "after_delete_ids": [d["id"] for d in sm.domains.list()["data"]],
         "errors": {
             "get_deleted": error_record(lambda: sm.domains.get(two["id"])),
@@ -66,18 +77,21 @@ def domains_phase(sm: Shipmail, bad: Shipmail) -> dict[str, Any]:
     }
 
 
-def mailboxes_phase(sm: Shipmail, bad: Shipmail, reader: Shipmail, domain_id: str,
-                    pending_id: str) -> dict[str, Any]:
+def mailboxes_phase(sm: Shipmail, bad: Shipmail, reader: Shipmail, domain_id: str, pending_id: str) -> dict[str, Any]:
     mbx = sm.mailboxes
-    alice = mbx.create({"domain_id": domain_id, "address": "alice", "password": "CorrectHorse9",
-                        "display_name": "Alice"})
+    alice = mbx.create(
+        {"domain_id": domain_id, "address": "alice", "password": "CorrectHorse9", "display_name": "Alice"}
+    )
     bob = mbx.create({"domain_id": domain_id, "address": "bob", "password": "CorrectHorse9"})
     carol = mbx.create({"domain_id": domain_id, "address": "carol", "generate_password": True})
     page1 = mbx.list({"domain_id": domain_id, "limit": 2})
     page2 = mbx.list({"domain_id": domain_id, "limit": 2, "cursor": page1["pagination"]["next_cursor"]})
     result: dict[str, Any] = {
-        "alice": alice, "bob": bob, "carol": carol,
-        "page1": page1, "page2": page2,
+        "alice": alice,
+        "bob": bob,
+        "carol": carol,
+        "page1": page1,
+        "page2": page2,
         "auto_ids": [m["id"] for m in mbx.list_auto_paginating(domain_id=domain_id, limit=2)],
         "pending_domain_list": mbx.list({"domain_id": pending_id}),
         "got": mbx.get(alice["id"]),
@@ -91,14 +105,18 @@ def mailboxes_phase(sm: Shipmail, bad: Shipmail, reader: Shipmail, domain_id: st
     result["errors"] = {
         "get_deleted": error_record(lambda: mbx.get(carol["id"])),
         "get_unknown": error_record(lambda: mbx.get("mbx_doesnotexist")),
-        "duplicate": error_record(lambda: mbx.create(
-            {"domain_id": domain_id, "address": "Alice", "password": "CorrectHorse9"})),
-        "weak_password": error_record(lambda: mbx.create(
-            {"domain_id": domain_id, "address": "dave", "password": "short"})),
-        "unverified_domain": error_record(lambda: mbx.create(
-            {"domain_id": pending_id, "address": "erin", "password": "CorrectHorse9"})),
-        "missing_scope": error_record(lambda: reader.mailboxes.create(
-            {"domain_id": domain_id, "address": "frank", "password": "CorrectHorse9"})),
+        "duplicate": error_record(
+            lambda: mbx.create({"domain_id": domain_id, "address": "Alice", "password": "CorrectHorse9"})
+        ),
+        "weak_password": error_record(
+            lambda: mbx.create({"domain_id": domain_id, "address": "dave", "password": "short"})
+        ),
+        "unverified_domain": error_record(
+            lambda: mbx.create({"domain_id": pending_id, "address": "erin", "password": "CorrectHorse9"})
+        ),
+        "missing_scope": error_record(
+            lambda: reader.mailboxes.create({"domain_id": domain_id, "address": "frank", "password": "CorrectHorse9"})
+        ),
         "bad_key": error_record(lambda: bad.mailboxes.get(alice["id"])),
         "domain_in_use": error_record(lambda: sm.domains.delete(domain_id)),
         "reset_weak": error_record(lambda: mbx.reset_password(bob["id"], {"password": "password"})),

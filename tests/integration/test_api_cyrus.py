@@ -30,7 +30,8 @@ def login_fails(api: ApiEnv, user: str, password: str) -> bool:
 
 def create_mailbox(api: ApiEnv, domain_id: str, address: str, password: str, **extra: Any) -> dict[str, Any]:
     r = api.client.post(
-        "/v1/mailboxes", json={"domain_id": domain_id, "address": address, "password": password, **extra},
+        "/v1/mailboxes",
+        json={"domain_id": domain_id, "address": address, "password": password, **extra},
         headers=api.auth(),
     )
     assert r.status_code == 201, r.text
@@ -69,7 +70,9 @@ def test_mailbox_lifecycle_on_cyrus(api: ApiEnv) -> None:
     assert login_fails(api, "hello", "CorrectHorse9")  # no domain: refused
 
     # Password reset: the old one fails from now on, the new one works.
-    r = api.client.patch(f"/v1/mailboxes/{mbx['id']}/password", json={"password": "N3wAndBetterOne"}, headers=api.auth())
+    r = api.client.patch(
+        f"/v1/mailboxes/{mbx['id']}/password", json={"password": "N3wAndBetterOne"}, headers=api.auth()
+    )
     assert r.status_code == 200, r.text
     assert login_fails(api, address, "CorrectHorse9")
     imap_login(api, address, "N3wAndBetterOne").logout()
@@ -94,8 +97,10 @@ def test_provisioned_account_has_jmap_roles(api: ApiEnv) -> None:
     with httpx.Client() as http:
         session = http.get(access.session_url, headers={"Authorization": access.authorization}).json()
         api_url = httpx.URL(access.session_url).join(session["apiUrl"])
-        body = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
-                "methodCalls": [["Mailbox/get", {"accountId": access.account_id, "ids": None}, "0"]]}
+        body = {
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": [["Mailbox/get", {"accountId": access.account_id, "ids": None}, "0"]],
+        }
         resp = http.post(api_url, json=body, headers={"Authorization": access.authorization}).json()
     roles = {m["role"] for m in resp["methodResponses"][0][1]["list"]}
     assert roles == {"inbox", "drafts", "sent", "trash", "junk", "archive"}
@@ -117,7 +122,8 @@ def test_account_already_on_server_is_409_and_no_row(api: ApiEnv) -> None:
 
     asyncio.run(pre_provision())
     r = api.client.post(
-        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "taken", "password": "CorrectHorse9"},
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "taken", "password": "CorrectHorse9"},
         headers=api.auth(),
     )
     assert r.status_code == 409
@@ -134,13 +140,19 @@ def test_mail_server_down_is_503_and_leaves_nothing(api: ApiEnv, tmp_path: Path)
     dom = api.verified_domain("down.example")
     inst = api.cyrus.instance
     dead = dict(
-        host=inst.connect_host, imap_port=free_port(), jmap_port=free_port(), admin_user=inst.admin_user,
-        admin_password=inst.admin_password, jwt_secret=inst.jwt_secret, timeout=1.0,
+        host=inst.connect_host,
+        imap_port=free_port(),
+        jmap_port=free_port(),
+        admin_user=inst.admin_user,
+        admin_password=inst.admin_password,
+        jwt_secret=inst.jwt_secret,
+        timeout=1.0,
     )
     app = create_app(api.settings, mail_server_factory=lambda s: CyrusMailServer(**dead))  # type: ignore[arg-type]
     with TestClient(app) as client:
         r = client.post(
-            "/v1/mailboxes", json={"domain_id": dom["id"], "address": "nobody", "password": "CorrectHorse9"},
+            "/v1/mailboxes",
+            json={"domain_id": dom["id"], "address": "nobody", "password": "CorrectHorse9"},
             headers=api.auth(),
         )
         assert r.status_code == 503 and "retry-after" in r.headers
@@ -163,7 +175,8 @@ def test_failed_write_after_provisioning_removes_the_account(api: ApiEnv, monkey
     original = AsyncSession.commit
     monkeypatch.setattr(AsyncSession, "commit", failing_commit)
     r = api.client.post(
-        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "ghost", "password": "CorrectHorse9"},
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "ghost", "password": "CorrectHorse9"},
         headers=api.auth(),
     )
     monkeypatch.setattr(AsyncSession, "commit", original)

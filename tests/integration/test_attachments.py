@@ -39,8 +39,6 @@ CORPUS_FILES = [
 ]
 
 
-
-
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:
     return api.new_mailbox(domain, local or f"m{secrets.token_hex(4)}", key)
 
@@ -106,8 +104,11 @@ def test_bytes_match_the_python_parser_for_the_corpus(api: ApiEnv) -> None:
 
 def test_non_ascii_names_follow_rfc_6266(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "files-names.example")
-    (att,) = [a for a in deliver(api, mbx["address"], corpus_bytes("attachment_emails/attachment_nonascii_filename.eml"))
-              if a["name"]]
+    (att,) = [
+        a
+        for a in deliver(api, mbx["address"], corpus_bytes("attachment_emails/attachment_nonascii_filename.eml"))
+        if a["name"]
+    ]
     assert att["name"] == "ciële.txt"
     r = api.client.get(url(mbx["id"], att["blobId"]), headers=api.auth())  # the part's own name
     assert r.status_code == 200
@@ -117,7 +118,7 @@ def test_non_ascii_names_follow_rfc_6266(api: ApiEnv) -> None:
     r = api.client.get(url(mbx["id"], att["blobId"], 'Überweisung "März"/2026.txt'), headers=api.auth())
     assert r.status_code == 200
     assert r.headers["content-disposition"] == (
-        "attachment; filename=\"Uberweisung _Marz__2026.txt\"; "
+        'attachment; filename="Uberweisung _Marz__2026.txt"; '
         "filename*=UTF-8''%C3%9Cberweisung%20%22M%C3%A4rz%22_2026.txt"
     )
     r = api.client.get(url(mbx["id"], att["blobId"], "plain.txt"), headers=api.auth())
@@ -137,14 +138,19 @@ def test_ranges(api: ApiEnv, sample: dict[str, Any]) -> None:
     def get(**h: str) -> Any:
         return api.client.get(url(mbx["id"], blob), headers={**api.auth(), **h})
 
-    for header, first, last in (("bytes=0-9", 0, 9), ("bytes=5-", 5, size - 1), ("bytes=-7", size - 7, size - 1),
-                                ("bytes=3-3", 3, 3), (f"bytes=100-{size + 500}", 100, size - 1),
-                                (f"bytes=-{size + 10}", 0, size - 1)):
+    for header, first, last in (
+        ("bytes=0-9", 0, 9),
+        ("bytes=5-", 5, size - 1),
+        ("bytes=-7", size - 7, size - 1),
+        ("bytes=3-3", 3, 3),
+        (f"bytes=100-{size + 500}", 100, size - 1),
+        (f"bytes=-{size + 10}", 0, size - 1),
+    ):
         r = get(Range=header)
         assert r.status_code == 206, header
         assert r.headers["content-range"] == f"bytes {first}-{last}/{size}"
         assert r.headers["content-length"] == str(last - first + 1)
-        assert r.content == data[first:last + 1], header
+        assert r.content == data[first : last + 1], header
     for header in (f"bytes={size}-", f"bytes={size + 5}-{size + 9}", "bytes=-0"):
         r = get(Range=header)
         assert r.status_code == 416, header
@@ -186,8 +192,9 @@ def test_unknown_foreign_and_invalid_blobs(api: ApiEnv, sample: dict[str, Any]) 
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
     # A blob of another mailbox of the same organisation.
     other = new_mailbox(api, "files-other.example")
-    (foreign,) = [a for a in deliver(api, other["address"],
-                                     corpus_bytes("attachment_emails/attachment_only_email.eml"))]
+    (foreign,) = [
+        a for a in deliver(api, other["address"], corpus_bytes("attachment_emails/attachment_only_email.eml"))
+    ]
     assert api.client.get(url(other["id"], foreign["blobId"]), headers=api.auth()).status_code == 200
     assert api.client.get(url(mbx["id"], foreign["blobId"]), headers=api.auth()).status_code == 404
     # The message's text part and the whole message are blobs of the mailbox too.
@@ -195,8 +202,13 @@ def test_unknown_foreign_and_invalid_blobs(api: ApiEnv, sample: dict[str, Any]) 
     globex = api.new_key(org="globex")
     assert api.client.get(url(mbx["id"], blob), headers=api.auth(globex)).status_code == 404
     # Scope: messages:read is enough, mailboxes:read is not.
-    assert api.client.get(url(mbx["id"], blob), headers=api.auth(api.new_key(scopes=["messages:read"]))).status_code == 200
-    assert api.client.get(url(mbx["id"], blob), headers=api.auth(api.new_key(scopes=["mailboxes:read"]))).status_code == 403
+    assert (
+        api.client.get(url(mbx["id"], blob), headers=api.auth(api.new_key(scopes=["messages:read"]))).status_code == 200
+    )
+    assert (
+        api.client.get(url(mbx["id"], blob), headers=api.auth(api.new_key(scopes=["mailboxes:read"]))).status_code
+        == 403
+    )
     # Invalid input: 422, never 500.
     for bad in ("", "a b", "G..%00", "x" * 300, "<script>"):
         r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/attachments?blob_id={quote(bad)}", headers=api.auth())
@@ -234,9 +246,15 @@ def test_mail_server_down_is_503_within_2_s(api: ApiEnv, sample: dict[str, Any])
     inst = api.cyrus.instance
 
     def dead(settings: Any) -> CyrusMailServer:
-        return CyrusMailServer(host=inst.connect_host, imap_port=inst.imap_port, jmap_port=free_port(),
-                               admin_user=inst.admin_user, admin_password=inst.admin_password,
-                               jwt_secret=inst.jwt_secret, timeout=2.0)
+        return CyrusMailServer(
+            host=inst.connect_host,
+            imap_port=inst.imap_port,
+            jmap_port=free_port(),
+            admin_user=inst.admin_user,
+            admin_password=inst.admin_password,
+            jwt_secret=inst.jwt_secret,
+            timeout=2.0,
+        )
 
     with TestClient(create_app(api.settings, mail_server_factory=dead)) as client:
         started = time.monotonic()
@@ -326,8 +344,12 @@ print(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 def test_official_sdk_download(api: ApiEnv, sample: dict[str, Any]) -> None:
     require(SDK_PYTHON.exists(), "the official SDK is not installed (.venv-sdk): run scripts/setup")
     with live_server(api) as base:
-        done = subprocess.run([str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, sample["mailbox"]["id"],
-                               sample["blob_id"]], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, sample["mailbox"]["id"], sample["blob_id"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         f'{{"sha256": "{hashlib.sha256(sample["bytes"]).hexdigest()}", "size": {len(sample["bytes"])}}}'

@@ -20,15 +20,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import hypothesis
 import httpx
+import hypothesis
 import pytest
 from hypothesis import strategies as st
+
 from shipmail.settings.schemas import AutoReply
 from shipmail.settings.sieve import reply_condition
 from shipmail.sieve.build import action
@@ -37,7 +38,7 @@ from tests.integration.conftest import ApiEnv, free_port
 from tests.integration.corpus import jmap
 
 SIEVE_USING = ("urn:ietf:params:jmap:core", "https://cyrusimap.org/ns/jmap/sieve")
-UTC = timezone.utc
+UTC = UTC
 
 
 # --------------------------------------------------------------------------- helpers
@@ -63,13 +64,19 @@ def sender() -> str:
 
 def message(to: str, frm: str, subject: str = "Hello", headers: str = "", msgid: str | None = None) -> bytes:
     msgid = msgid or f"{secrets.token_hex(8)}@senders.example"
-    return (f"From: Sender <{frm}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n"
-            f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\n{headers}\r\nHi there.\r\n").encode()
+    return (
+        f"From: Sender <{frm}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n"
+        f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\n{headers}\r\nHi there.\r\n"
+    ).encode()
 
 
 def deliver(api: ApiEnv, mbx: dict[str, Any], frm: str, *, envelope_from: str | None = None, **kw: Any) -> None:
-    assert api.lmtp(mbx["address"], message(mbx["address"], frm, **kw),
-                    sender=frm if envelope_from is None else envelope_from) == {}
+    assert (
+        api.lmtp(
+            mbx["address"], message(mbx["address"], frm, **kw), sender=frm if envelope_from is None else envelope_from
+        )
+        == {}
+    )
 
 
 def replies(outbox: Path, to: str) -> list[EmailMessage]:
@@ -115,12 +122,19 @@ def scripts(api: ApiEnv, address: str) -> list[dict[str, Any]]:
 
 
 def folder_of(api: ApiEnv, address: str, msgid: str) -> str:
-    out = jmap(api, address, [
-        ["Mailbox/get", {"properties": ["name"]}, "m"],
-        ["Email/query", {"filter": {"header": ["Message-ID", f"<{msgid}>"]}}, "q"],
-        ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                       "properties": ["mailboxIds"]}, "g"],
-    ])
+    out = jmap(
+        api,
+        address,
+        [
+            ["Mailbox/get", {"properties": ["name"]}, "m"],
+            ["Email/query", {"filter": {"header": ["Message-ID", f"<{msgid}>"]}}, "q"],
+            [
+                "Email/get",
+                {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}, "properties": ["mailboxIds"]},
+                "g",
+            ],
+        ],
+    )
     names = {m["id"]: m["name"] for m in out[0][1]["list"]}
     (found,) = out[2][1]["list"]
     (folder,) = [names[i] for i in found["mailboxIds"]]
@@ -133,8 +147,13 @@ def folder_of(api: ApiEnv, address: str, msgid: str) -> str:
 def test_reply_from_the_mailbox_once_per_sender(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "ar-once")
     out = set_auto_reply(api, mbx, enabled=True, body="I am away.\nBack on Monday.")
-    assert out["auto_reply"] == {"enabled": True, "subject": None, "body": "I am away.\nBack on Monday.",
-                                 "from_date": None, "to_date": None}
+    assert out["auto_reply"] == {
+        "enabled": True,
+        "subject": None,
+        "body": "I am away.\nBack on Monday.",
+        "from_date": None,
+        "to_date": None,
+    }
     alice, bob = sender(), sender()
     deliver(api, mbx, alice, subject="Quarterly report", msgid="q1@senders.example")
     (reply,) = wait_replies(api.cyrus.outbox, alice)
@@ -155,8 +174,11 @@ def test_reply_from_the_mailbox_once_per_sender(api: ApiEnv) -> None:
 
 def test_subject_and_body_survive_intact(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "ar-text")
-    body = ('Merci "beaucoup" \\ ${name} */ /* é☃😀\r\nligne 2\rligne 3\n.\n' + "long " * 400
-            + "\n  trailing  \n=?utf-8?q?not-a-word?=")
+    body = (
+        'Merci "beaucoup" \\ ${name} */ /* é☃😀\r\nligne 2\rligne 3\n.\n'
+        + "long " * 400
+        + "\n  trailing  \n=?utf-8?q?not-a-word?="
+    )
     subject = 'Absent: "Jürgen" \\ ${x} ☃ ' + "mot " * 40
     set_auto_reply(api, mbx, enabled=True, subject=subject, body=body)
     to = sender()
@@ -215,14 +237,20 @@ def test_no_reply_to_lists_automatic_mail_or_bounces(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "ar-3834")
     set_auto_reply(api, mbx, enabled=True, body="away")
     silent: list[str] = []
-    for headers in ["List-Id: <team.lists.example>\r\n", "List-Unsubscribe: <mailto:u@lists.example>\r\n",
-                    "List-Post: <mailto:team@lists.example>\r\n", "Precedence: bulk\r\n", "Precedence: List\r\n",
-                    "Precedence: junk\r\n", "Auto-Submitted: auto-generated\r\n", "Auto-Submitted: auto-replied\r\n"]:
+    for headers in [
+        "List-Id: <team.lists.example>\r\n",
+        "List-Unsubscribe: <mailto:u@lists.example>\r\n",
+        "List-Post: <mailto:team@lists.example>\r\n",
+        "Precedence: bulk\r\n",
+        "Precedence: List\r\n",
+        "Precedence: junk\r\n",
+        "Auto-Submitted: auto-generated\r\n",
+        "Auto-Submitted: auto-replied\r\n",
+    ]:
         to = sender()
         deliver(api, mbx, to, headers=headers)
         silent.append(to)
-    for envelope in ["", "MAILER-DAEMON@senders.example", "owner-team@senders.example",
-                     "team-request@senders.example"]:
+    for envelope in ["", "MAILER-DAEMON@senders.example", "owner-team@senders.example", "team-request@senders.example"]:
         to = sender()
         deliver(api, mbx, to, envelope_from=envelope)
         silent.append(to)
@@ -243,28 +271,50 @@ def test_the_scripts_own_rfc3834_checks(api: ApiEnv, monkeypatch: pytest.MonkeyP
     from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "ar-probe")
-    probe = assemble([Section("probe", reply_condition(AutoReply(enabled=True, body="x")),
-                              [action("addflag", "$would-reply")])], requires=("imap4flags",))
+    probe = assemble(
+        [Section("probe", reply_condition(AutoReply(enabled=True, body="x")), [action("addflag", "$would-reply")])],
+        requires=("imap4flags",),
+    )
     monkeypatch.setattr(sieve_sync, "build_script", lambda options: probe)
     services = api.client.app.state.services  # type: ignore[attr-defined]
     row = type("Row", (), {"id": mbx["id"], "address": mbx["address"]})()
     api.client.portal.call(sieve_sync.install, services, row)  # type: ignore[union-attr]
 
-    cases = {"": True, "Auto-Submitted: no\r\n": True, "Auto-Submitted: NO\r\n": True, "Precedence: normal\r\n": True,
-             "List-Id: <a.lists.example>\r\n": False, "List-Help: <mailto:h@lists.example>\r\n": False,
-             "List-Unsubscribe: <mailto:u@lists.example>\r\n": False, "List-Post: NO\r\n": False,
-             "Precedence: BULK\r\n": False, "Precedence: list\r\n": False, "Precedence: junk\r\n": False,
-             "Auto-Submitted: auto-generated\r\n": False, "Auto-Submitted: auto-notified\r\n": False}
+    cases = {
+        "": True,
+        "Auto-Submitted: no\r\n": True,
+        "Auto-Submitted: NO\r\n": True,
+        "Precedence: normal\r\n": True,
+        "List-Id: <a.lists.example>\r\n": False,
+        "List-Help: <mailto:h@lists.example>\r\n": False,
+        "List-Unsubscribe: <mailto:u@lists.example>\r\n": False,
+        "List-Post: NO\r\n": False,
+        "Precedence: BULK\r\n": False,
+        "Precedence: list\r\n": False,
+        "Precedence: junk\r\n": False,
+        "Auto-Submitted: auto-generated\r\n": False,
+        "Auto-Submitted: auto-notified\r\n": False,
+    }
     ids = {}
     for headers in cases:
         msgid = f"{secrets.token_hex(8)}@probe.example"
         deliver(api, mbx, sender(), headers=headers, msgid=msgid)
         ids[msgid] = headers
-    out = jmap(api, mbx["address"], [
-        ["Email/query", {}, "q"],
-        ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
-                       "properties": ["messageId", "keywords"]}, "g"],
-    ])
+    out = jmap(
+        api,
+        mbx["address"],
+        [
+            ["Email/query", {}, "q"],
+            [
+                "Email/get",
+                {
+                    "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                    "properties": ["messageId", "keywords"],
+                },
+                "g",
+            ],
+        ],
+    )
     flagged = {e["messageId"][0]: "$would-reply" in e["keywords"] for e in out[1][1]["list"]}
     assert {ids[m]: f for m, f in flagged.items()} == cases
 
@@ -282,8 +332,13 @@ def test_disabled_sends_nothing(api: ApiEnv) -> None:
     deliver(api, mbx, first)
     assert len(wait_replies(api.cyrus.outbox, first)) == 1
     out = set_auto_reply(api, mbx, enabled=False, body="kept for later")
-    assert out["auto_reply"] == {"enabled": False, "subject": None, "body": "kept for later", "from_date": None,
-                                 "to_date": None}
+    assert out["auto_reply"] == {
+        "enabled": False,
+        "subject": None,
+        "body": "kept for later",
+        "from_date": None,
+        "to_date": None,
+    }
     a, b, c = sender(), sender(), sender()
     deliver(api, mbx, a)
     deliver(api, never, b)
@@ -311,8 +366,9 @@ def test_refused_script_keeps_the_old_script_and_settings(api: ApiEnv, monkeypat
     set_auto_reply(api, mbx, enabled=True, body="first text")
     before = scripts(api, mbx["address"])
     monkeypatch.setattr(sieve_sync, "build_script", lambda options: 'require "fileinto";\nfileinto :nosuchtag "x";\n')
-    r = api.client.patch(f"/v1/mailboxes/{mbx['id']}/auto-reply", json={"enabled": True, "body": "second text"},
-                         headers=api.auth())
+    r = api.client.patch(
+        f"/v1/mailboxes/{mbx['id']}/auto-reply", json={"enabled": True, "body": "second text"}, headers=api.auth()
+    )
     assert r.status_code == 422, r.text  # the server's invalidScript
     monkeypatch.undo()
     assert scripts(api, mbx["address"]) == before
@@ -328,8 +384,11 @@ def test_control_characters_in_the_subject_are_422_and_change_nothing(api: ApiEn
     mbx = new_mailbox(api, "ar-ctl")
     before = scripts(api, mbx["address"])
     for subject in ["two\r\nBcc: victim@senders.example", "tab\tsubject", "esc\x1b[0m"]:
-        r = api.client.patch(f"/v1/mailboxes/{mbx['id']}/auto-reply",
-                             json={"enabled": True, "body": "x", "subject": subject}, headers=api.auth())
+        r = api.client.patch(
+            f"/v1/mailboxes/{mbx['id']}/auto-reply",
+            json={"enabled": True, "body": "x", "subject": subject},
+            headers=api.auth(),
+        )
         assert r.status_code == 422, r.text
         assert r.json()["error"]["details"][0]["field"] == "subject"
     assert scripts(api, mbx["address"]) == before
@@ -338,15 +397,22 @@ def test_control_characters_in_the_subject_are_422_and_change_nothing(api: ApiEn
 # --------------------------------------------------------------------------- user text, any text
 
 body_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=400)
-subject_text = st.text(st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"),
-                       min_size=1, max_size=120)
+subject_text = st.text(
+    st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"), min_size=1, max_size=120
+)
 
 
-@hypothesis.settings(max_examples=15, derandomize=True, deadline=None, database=None,
-                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
-                                            hypothesis.HealthCheck.too_slow])
-@hypothesis.given(body=body_text | st.sampled_from(['"; discard; "', "*/ ${x} \\\" \\\\ \r\n.\r\n", "😀" * 5000]),
-                  subject=st.none() | subject_text)
+@hypothesis.settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+@hypothesis.given(
+    body=body_text | st.sampled_from(['"; discard; "', '*/ ${x} \\" \\\\ \r\n.\r\n', "😀" * 5000]),
+    subject=st.none() | subject_text,
+)
 def test_any_text_is_accepted_by_cyrus_and_arrives_intact(api: ApiEnv, body: str, subject: str | None) -> None:
     hypothesis.assume(body.strip())
     mbx = new_mailbox(api, "ar-any")
@@ -369,13 +435,24 @@ def test_sdk_update_auto_reply(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "ar-sdk")
     start = datetime.now(UTC) - timedelta(hours=1)
     end = datetime.now(UTC) + timedelta(days=7)
-    got = client.mailboxes.update_auto_reply(mbx["id"], {
-        "enabled": True, "subject": "Out of office", "body": "Back next week.",
-        "from_date": iso(start), "to_date": iso(end),
-    })
+    got = client.mailboxes.update_auto_reply(
+        mbx["id"],
+        {
+            "enabled": True,
+            "subject": "Out of office",
+            "body": "Back next week.",
+            "from_date": iso(start),
+            "to_date": iso(end),
+        },
+    )
     assert got["object"] == "mailbox" and got["id"] == mbx["id"]
-    assert got["auto_reply"] == {"enabled": True, "subject": "Out of office", "body": "Back next week.",
-                                 "from_date": iso(start), "to_date": iso(end)}
+    assert got["auto_reply"] == {
+        "enabled": True,
+        "subject": "Out of office",
+        "body": "Back next week.",
+        "from_date": iso(start),
+        "to_date": iso(end),
+    }
     to = sender()
     deliver(api, mbx, to)
     (reply,) = wait_replies(api.cyrus.outbox, to)
@@ -451,22 +528,24 @@ def sink() -> Iterator[SmtpSink]:
     s.close()
 
 
-def test_relay_mode_hands_replies_to_the_smtp_relay(sink: SmtpSink, monkeypatch: pytest.MonkeyPatch,
-                                                    api: ApiEnv) -> None:
+def test_relay_mode_hands_replies_to_the_smtp_relay(
+    sink: SmtpSink, monkeypatch: pytest.MonkeyPatch, api: ApiEnv
+) -> None:
     """A second Cyrus instance set up from Settings with SHIPMAIL_SMTP_RELAY: the vacation reply
     goes to the relay over SMTP and nothing is written to its outbox."""
     import asyncio
 
     from shipmail.config import Settings
+    from shipmail.delivery.script import ScriptOptions, build_script
     from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.mailserver.cyrus_server import CyrusMailServer
-    from shipmail.delivery.script import ScriptOptions, build_script
 
     monkeypatch.setenv("SHIPMAIL_SMTP_RELAY", f"127.0.0.1:{sink.port}")
     root = Path(tempfile.mkdtemp(prefix="shipmail-relay-", dir="/tmp"))
     os.chmod(root, 0o755)
-    settings = Settings.from_env(data_dir=root, secret_key=b"relay-test", jmap_port=free_port(),
-                                 lmtp_port=free_port(), imap_port=free_port())
+    settings = Settings.from_env(
+        data_dir=root, secret_key=b"relay-test", jmap_port=free_port(), lmtp_port=free_port(), imap_port=free_port()
+    )
     assert settings.smtp_relay == f"127.0.0.1:{sink.port}"
     instance = CyrusInstance.from_settings(settings, failed_login_pause=0)
     address = "hello@relay.example"
@@ -482,17 +561,41 @@ def test_relay_mode_hands_replies_to_the_smtp_relay(sink: SmtpSink, monkeypatch:
                 await server.aclose()
 
         asyncio.run(setup())
-        script = build_script(ScriptOptions(server=server.delivery_sieve(), address=address, auto_reply=AutoReply(
-            enabled=True, body="Relayed reply.")))
+        script = build_script(
+            ScriptOptions(
+                server=server.delivery_sieve(),
+                address=address,
+                auto_reply=AutoReply(enabled=True, body="Relayed reply."),
+            )
+        )
         access = server.jmap_access(address)
         base = access.session_url.rsplit("/jmap/", 1)[0]
-        up = httpx.post(f"{base}/jmap/upload/{address}/", content=script.encode(), timeout=10,
-                        headers={"Authorization": access.authorization, "Content-Type": "application/sieve"})
+        up = httpx.post(
+            f"{base}/jmap/upload/{address}/",
+            content=script.encode(),
+            timeout=10,
+            headers={"Authorization": access.authorization, "Content-Type": "application/sieve"},
+        )
         blob = up.json()["blobId"]
-        r = httpx.post(access.session_url, timeout=10, headers={"Authorization": access.authorization}, json={
-            "using": list(SIEVE_USING), "methodCalls": [["SieveScript/set", {
-                "accountId": address, "create": {"s": {"name": "relay", "blobId": blob}},
-                "onSuccessActivateScript": "#s"}, "c"]]})
+        r = httpx.post(
+            access.session_url,
+            timeout=10,
+            headers={"Authorization": access.authorization},
+            json={
+                "using": list(SIEVE_USING),
+                "methodCalls": [
+                    [
+                        "SieveScript/set",
+                        {
+                            "accountId": address,
+                            "create": {"s": {"name": "relay", "blobId": blob}},
+                            "onSuccessActivateScript": "#s",
+                        },
+                        "c",
+                    ]
+                ],
+            },
+        )
         assert r.json()["methodResponses"][0][1]["created"], r.text
         import smtplib
 

@@ -30,6 +30,7 @@ Cyrus settings that change what is stored (read from the instance's imapd.conf):
 
 from __future__ import annotations
 
+import contextlib
 import email
 import re
 import smtplib
@@ -259,8 +260,19 @@ def test_every_corpus_message_through_the_api(api: ApiEnv) -> None:
             r = api.client.get(f"{base}/messages/{item['id']}", headers=api.auth())
             assert r.status_code == 200, r.text
             full = r.json()
-            for key in ("id", "thread_id", "subject", "from", "to", "received_at", "size", "has_attachment",
-                        "keywords", "folder_ids", "preview"):
+            for key in (
+                "id",
+                "thread_id",
+                "subject",
+                "from",
+                "to",
+                "received_at",
+                "size",
+                "has_attachment",
+                "keywords",
+                "folder_ids",
+                "preview",
+            ):
                 assert full[key] == item[key], key
             return_path = next(h["value"] for h in full["headers"] if h["name"] == "Return-Path")
             match = re.search(r"corpus-(\d+)@fixtures\.test", return_path)
@@ -299,8 +311,10 @@ def test_every_corpus_message_through_the_api(api: ApiEnv) -> None:
                 else:
                     same = d.content == part.get_payload(decode=True)
                 if not same:
-                    found[f"attachment {att['part_id']} bytes"] = (len(part.get_payload(decode=True) or b""),
-                                                                   len(d.content))
+                    found[f"attachment {att['part_id']} bytes"] = (
+                        len(part.get_payload(decode=True) or b""),
+                        len(d.content),
+                    )
             if not found:
                 del mismatches[name]
 
@@ -327,8 +341,10 @@ def test_every_corpus_message_through_the_api(api: ApiEnv) -> None:
 
     assert walked == set(placed)
     assert len(walked) + len(refused) == len(files)
-    unexplained = {f: {k: v for k, v in checks.items() if k not in expected_exceptions.get(f, {})}
-                   for f, checks in mismatches.items()}
+    unexplained = {
+        f: {k: v for k, v in checks.items() if k not in expected_exceptions.get(f, {})}
+        for f, checks in mismatches.items()
+    }
     unexplained = {f: c for f, c in unexplained.items() if c}
     assert unexplained == {}, f"differences from Python's email package: {unexplained}"
     stale = {f: [k for k in checks if k not in mismatches.get(f, {})] for f, checks in expected_exceptions.items()}
@@ -339,10 +355,8 @@ def test_every_corpus_message_through_the_api(api: ApiEnv) -> None:
 def test_a_corpus_listing_costs_one_jmap_request(api: ApiEnv) -> None:
     mbx = new_mailbox(api, local="corpuscost")
     for path in corpus_files()[:30]:
-        try:
+        with contextlib.suppress(smtplib.SMTPDataError):
             api.lmtp(mbx["address"], as_delivered(path))
-        except smtplib.SMTPDataError:
-            pass
     url = f"/v1/mailboxes/{mbx['id']}/inbox/messages"
     api.client.get(url, headers=api.auth())
     before = jmap_requests(api)
@@ -356,6 +370,6 @@ def test_a_corpus_listing_costs_one_jmap_request(api: ApiEnv) -> None:
 def test_refused_files_are_really_broken_for_python_too(name: str) -> None:
     """What Cyrus refuses, Python parses only with a header defect (no silent disagreement)."""
     msg = email.message_from_bytes(as_delivered(CORPUS / name), policy=policy.default)
-    defects = list(msg.defects) + [d for h in msg.keys() for d in getattr(msg[h], "defects", ())]
+    defects = list(msg.defects) + [d for h in msg for d in getattr(msg[h], "defects", ())]
     broken = any("Header" in type(d).__name__ or "Missing" in type(d).__name__ for d in defects)
-    assert broken or any(" " in k.strip() or k != k.strip() for k in msg.keys()), (name, defects, msg.keys())
+    assert broken or any(" " in k.strip() or k != k.strip() for k in msg), (name, defects, msg.keys())

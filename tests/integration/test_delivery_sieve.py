@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
 from shipmail.mailserver.cyrus_server import CyrusMailServer
-from shipmail.delivery.script import ScriptOptions, build_script
 from tests.integration.conftest import ApiEnv, CyrusFixture, free_port
 from tests.integration.corpus import corpus_bytes, ids_by_message_id, jmap, query_ids, unique
 
@@ -35,13 +35,14 @@ WITHOUT_ATTACHMENTS = [
 ]
 
 
-
-
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None) -> dict[str, Any]:
     dom = api.verified_domain(domain)
     address = local or f"m{secrets.token_hex(4)}"
-    r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": address, "generate_password": True},
-                        headers=api.auth())
+    r = api.client.post(
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": address, "generate_password": True},
+        headers=api.auth(),
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -55,8 +56,11 @@ def scripts(api: ApiEnv, address: str) -> list[dict[str, Any]]:
 def blob_text(api: ApiEnv, address: str, blob_id: str) -> str:
     access = api.cyrus.server.jmap_access(address)
     base = access.session_url.rsplit("/jmap/", 1)[0]
-    r = httpx.get(f"{base}/jmap/download/{address}/{blob_id}/script.sieve", timeout=10,
-                  headers={"Authorization": access.authorization})
+    r = httpx.get(
+        f"{base}/jmap/download/{address}/{blob_id}/script.sieve",
+        timeout=10,
+        headers={"Authorization": access.authorization},
+    )
     assert r.status_code == 200, r.text
     return r.text
 
@@ -68,8 +72,13 @@ def test_new_mailbox_has_one_active_delivery_script(api: ApiEnv) -> None:
     assert listed[0]["isActive"] is True
     assert listed[0]["name"].startswith("shipmail-")
     # Every mailbox's script also holds the spam rule at the default threshold (5).
-    expected = build_script(ScriptOptions(server=api.cyrus.server.delivery_sieve(), address=mbx["address"],
-                                          spam_threshold=mbx["spam_filter_threshold"]))
+    expected = build_script(
+        ScriptOptions(
+            server=api.cyrus.server.delivery_sieve(),
+            address=mbx["address"],
+            spam_threshold=mbx["spam_filter_threshold"],
+        )
+    )
     assert blob_text(api, mbx["address"], listed[0]["blobId"]) == expected
     assert "jmapquery" in expected and '"$HasAttachment"' in expected
 
@@ -119,16 +128,17 @@ def test_reinstall_replaces_the_script_and_a_rejected_one_changes_nothing(
 
 
 def test_failed_script_install_removes_the_new_account(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shipmail.http.errors import ServiceUnavailable
     from shipmail.delivery import service as sieve_sync
+    from shipmail.http.errors import ServiceUnavailable
 
     async def broken(svc: Any, row: Any) -> None:
         raise ServiceUnavailable("sieve down")
 
     monkeypatch.setattr(sieve_sync, "install", broken)
     dom = api.verified_domain("sieve-fail.example")
-    r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "gone", "generate_password": True},
-                        headers=api.auth())
+    r = api.client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "gone", "generate_password": True}, headers=api.auth()
+    )
     assert r.status_code == 503, r.text
     assert asyncio.run(api.cyrus.server.exists("gone@sieve-fail.example")) is False
     listed = api.client.get("/v1/mailboxes", headers=api.auth()).json()["data"]
@@ -143,8 +153,9 @@ async def test_deliver_reports_per_recipient_refusals(cyrus: CyrusFixture) -> No
         raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"))
         await server.deliver(["one@deliver.example", "two@deliver.example"], raw, "sender@example.org")
         with pytest.raises(DeliveryRefused) as refused:
-            await server.deliver(["one@deliver.example", "nobody@deliver.example", "two@deliver.example"],
-                                 unique(raw)[0], "")
+            await server.deliver(
+                ["one@deliver.example", "nobody@deliver.example", "two@deliver.example"], unique(raw)[0], ""
+            )
         assert set(refused.value.refused) == {"nobody@deliver.example"}
         code, _ = refused.value.refused["nobody@deliver.example"]
         assert 500 <= code < 600 and not refused.value.temporary
@@ -160,16 +171,26 @@ async def test_deliver_reports_per_recipient_refusals(cyrus: CyrusFixture) -> No
 async def test_deliver_to_a_dead_port_is_unavailable_fast(cyrus: CyrusFixture) -> None:
     inst = cyrus.instance
     server = CyrusMailServer(
-        host=inst.connect_host, imap_port=inst.imap_port, jmap_port=inst.jmap_port, admin_user=inst.admin_user,
-        admin_password=inst.admin_password, jwt_secret=inst.jwt_secret, timeout=1.0, lmtp_port=free_port(),
+        host=inst.connect_host,
+        imap_port=inst.imap_port,
+        jmap_port=inst.jmap_port,
+        admin_user=inst.admin_user,
+        admin_password=inst.admin_password,
+        jwt_secret=inst.jwt_secret,
+        timeout=1.0,
+        lmtp_port=free_port(),
     )
     started = time.monotonic()
     with pytest.raises(MailServerUnavailable):
         await server.deliver(["x@deliver.example"], b"Subject: x\r\n\r\nx\r\n", "a@example.org")
     assert time.monotonic() - started < 2
     no_port = CyrusMailServer(
-        host=inst.connect_host, imap_port=inst.imap_port, jmap_port=inst.jmap_port, admin_user=inst.admin_user,
-        admin_password=inst.admin_password, jwt_secret=inst.jwt_secret,
+        host=inst.connect_host,
+        imap_port=inst.imap_port,
+        jmap_port=inst.jmap_port,
+        admin_user=inst.admin_user,
+        admin_password=inst.admin_password,
+        jwt_secret=inst.jwt_secret,
     )
     with pytest.raises(MailServerUnavailable):
         await no_port.deliver(["x@deliver.example"], b"Subject: x\r\n\r\nx\r\n", "a@example.org")

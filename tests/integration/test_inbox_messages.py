@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,7 +27,8 @@ def new_mailbox(api: ApiEnv, domain: str | None = None, local: str = "inbox", ke
     domain = domain or f"d{uuid.uuid4().hex[:10]}.example"
     dom = api.verified_domain(domain, key=key)
     r = api.client.post(
-        "/v1/mailboxes", json={"domain_id": dom["id"], "address": local, "password": "CorrectHorse9"},
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": local, "password": "CorrectHorse9"},
         headers=api.auth(key),
     )
     assert r.status_code == 201, r.text
@@ -49,7 +50,7 @@ def build(
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain="sender.example")
     if reply_to is not None:
         msg["In-Reply-To"] = reply_to["Message-ID"]
@@ -122,9 +123,14 @@ def test_list_and_get_a_delivered_message(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     addr = mbx["address"]
     original = build(
-        "Grüße aus Köln", sender='"Jörg Müller" <joerg@sender.example>', to=f'"Inbox" <{addr}>',
-        body="Hallo Welt, schöne Grüße.\n", html="<p>Hallo <b>Welt</b></p>",
-        attachment=("Bericht März.pdf", "application/pdf", JPEG), Cc="cc@example.net", Reply_To="reply@example.net",
+        "Grüße aus Köln",
+        sender='"Jörg Müller" <joerg@sender.example>',
+        to=f'"Inbox" <{addr}>',
+        body="Hallo Welt, schöne Grüße.\n",
+        html="<p>Hallo <b>Welt</b></p>",
+        attachment=("Bericht März.pdf", "application/pdf", JPEG),
+        Cc="cc@example.net",
+        Reply_To="reply@example.net",
     )
     deliver(api, addr, original)
 
@@ -202,11 +208,19 @@ def test_shared_get_message_renders_one_message(api: ApiEnv) -> None:
 def test_filters(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     addr, base = mbx["address"], f"/mailboxes/{mbx['id']}/inbox/messages"
-    deliver(api, addr, build("Quarterly report", sender='"Bob Builder" <bob@builders.example>',
-                             body="The zeppelin numbers are in.\n"))
+    deliver(
+        api,
+        addr,
+        build("Quarterly report", sender='"Bob Builder" <bob@builders.example>', body="The zeppelin numbers are in.\n"),
+    )
     deliver(api, addr, build("Lunch plans", sender="carol@food.example", to="team@example.net"))
-    deliver(api, addr, build("Invoice 42", sender="billing@shop.example",
-                             attachment=("invoice.pdf", "application/pdf", b"%PDF-1.4 fake")))
+    deliver(
+        api,
+        addr,
+        build(
+            "Invoice 42", sender="billing@shop.example", attachment=("invoice.pdf", "application/pdf", b"%PDF-1.4 fake")
+        ),
+    )
     everything = get(api, base)
     assert everything["pagination"]["total"] == 3
     by_subject = {m["subject"]: m for m in everything["data"]}
@@ -254,9 +268,22 @@ def test_filters(api: ApiEnv) -> None:
     assert count(before=received.replace(tzinfo=None).isoformat()) == 0  # naive: UTC
 
     # Every filter costs one JMAP request, the custom-folder check included.
-    costs_one_request(api, lambda: get(api, base, folder_id=inbox_folder, subject="x", **{"from": "y"}, to="z",
-                                       search_text="w", has_keyword="$seen", not_keyword="$draft",
-                                       after="2020-01-01T00:00:00Z", before="2100-01-01T00:00:00Z"))
+    costs_one_request(
+        api,
+        lambda: get(
+            api,
+            base,
+            folder_id=inbox_folder,
+            subject="x",
+            **{"from": "y"},
+            to="z",
+            search_text="w",
+            has_keyword="$seen",
+            not_keyword="$draft",
+            after="2020-01-01T00:00:00Z",
+            before="2100-01-01T00:00:00Z",
+        ),
+    )
 
 
 def test_has_attachment_for_mail_delivered_over_lmtp(api: ApiEnv) -> None:
@@ -277,7 +304,7 @@ def test_paging_is_stable_while_mail_arrives_and_is_read(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     addr, base = mbx["address"], f"/mailboxes/{mbx['id']}/inbox/messages"
     # All seven received in one second a minute ago: pages split that second (ties by id).
-    minute_ago = datetime.now(timezone.utc) - timedelta(minutes=1)
+    minute_ago = datetime.now(UTC) - timedelta(minutes=1)
     for i in range(7):
         api.import_email(addr, build(f"m{i}").as_bytes(policy=policy.SMTP), minute_ago)
     first = get(api, base, limit=3, not_keyword="$seen")
@@ -319,15 +346,22 @@ def test_cursor_is_bound_to_mailbox_and_filters(api: ApiEnv) -> None:
     cursor = get(api, base, limit=1, subject="c")["pagination"]["next_cursor"]
     assert cursor
     assert get(api, base, limit=1, subject="c", cursor=cursor)["data"]
-    for params in ({"subject": "d"}, {}, {"subject": "c", "folder_role": "inbox"}, {"subject": "c", "has_attachment": "false"}):
+    for params in (
+        {"subject": "d"},
+        {},
+        {"subject": "c", "folder_role": "inbox"},
+        {"subject": "c", "has_attachment": "false"},
+    ):
         r = api.client.get(f"/v1{base}", params={"limit": 1, "cursor": cursor, **params}, headers=api.auth())
         assert r.status_code == 422, params
         assert r.json()["error"]["details"][0]["field"] == "cursor"
-    r = api.client.get(f"/v1/mailboxes/{other['id']}/inbox/messages", params={"subject": "c", "cursor": cursor},
-                       headers=api.auth())
+    r = api.client.get(
+        f"/v1/mailboxes/{other['id']}/inbox/messages", params={"subject": "c", "cursor": cursor}, headers=api.auth()
+    )
     assert r.status_code == 422
-    r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/threads", params={"subject": "c", "cursor": cursor},
-                       headers=api.auth())
+    r = api.client.get(
+        f"/v1/mailboxes/{mbx['id']}/inbox/threads", params={"subject": "c", "cursor": cursor}, headers=api.auth()
+    )
     assert r.status_code == 422
     for bad in (cursor[:-2] + "xx", "garbage", "a.b"):
         r = api.client.get(f"/v1{base}", params={"subject": "c", "cursor": bad}, headers=api.auth())
@@ -370,8 +404,13 @@ def test_update_move_delete(api: ApiEnv) -> None:
 
     r = api.client.patch(f"{base}/{mid}", json={"read": True, "starred": True}, headers=api.auth())
     assert r.status_code == 200, r.text
-    assert r.json() == {"object": "inbox_message_action", "mailbox_id": mbx["id"], "address": mbx["address"],
-                        "message_id": mid, "ok": True}
+    assert r.json() == {
+        "object": "inbox_message_action",
+        "mailbox_id": mbx["id"],
+        "address": mbx["address"],
+        "message_id": mid,
+        "ok": True,
+    }
     assert get(api, f"{base[3:]}/{mid}")["keywords"] == {"$seen": True, "$flagged": True}
     r = api.client.patch(f"{base}/{mid}", json={"starred": False}, headers=api.auth())
     assert r.status_code == 200
@@ -387,8 +426,12 @@ def test_update_move_delete(api: ApiEnv) -> None:
     assert r.status_code == 409, r.text
 
     # Move: exactly one target.
-    bodies: list[dict[str, Any]] = [{}, {"target_role": "trash", "target_folder_id": inbox_folder[0]},
-                                     {"target_role": "sent"}, {"target_role": "trash", "bogus": 1}]
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"target_role": "trash", "target_folder_id": inbox_folder[0]},
+        {"target_role": "sent"},
+        {"target_role": "trash", "bogus": 1},
+    ]
     for body in bodies:
         r = api.client.post(f"{base}/{mid}/move", json=body, headers=api.auth())
         assert r.status_code == 422, body
@@ -401,11 +444,15 @@ def test_update_move_delete(api: ApiEnv) -> None:
     assert get(api, base[3:], folder_role="archive")["data"][0]["id"] == mid
     assert get(api, base[3:], folder_role="inbox")["data"] == []
     # from_folder_id must name the current folder.
-    r = api.client.post(f"{base}/{mid}/move", json={"target_role": "junk", "from_folder_id": inbox_folder[0]},
-                        headers=api.auth())
+    r = api.client.post(
+        f"{base}/{mid}/move", json={"target_role": "junk", "from_folder_id": inbox_folder[0]}, headers=api.auth()
+    )
     assert r.status_code == 409
-    r = api.client.post(f"{base}/{mid}/move", json={"target_folder_id": inbox_folder[0], "from_folder_id": archived[0]},
-                        headers=api.auth())
+    r = api.client.post(
+        f"{base}/{mid}/move",
+        json={"target_folder_id": inbox_folder[0], "from_folder_id": archived[0]},
+        headers=api.auth(),
+    )
     assert r.status_code == 200, r.text
     assert get(api, f"{base[3:]}/{mid}")["folder_ids"] == inbox_folder
     r = api.client.post(f"{base}/{mid}/move", json={"target_role": "trash"}, headers=api.auth())
@@ -419,7 +466,10 @@ def test_update_move_delete(api: ApiEnv) -> None:
     # Junk counts too.
     deliver(api, mbx["address"], build("Spam"))
     (spam,) = get(api, base[3:])["data"]
-    assert api.client.post(f"{base}/{spam['id']}/move", json={"target_role": "junk"}, headers=api.auth()).status_code == 200
+    assert (
+        api.client.post(f"{base}/{spam['id']}/move", json={"target_role": "junk"}, headers=api.auth()).status_code
+        == 200
+    )
     assert api.client.delete(f"{base}/{spam['id']}", headers=api.auth()).status_code == 204
 
 
@@ -429,7 +479,9 @@ def test_unknown_ids_are_404(api: ApiEnv) -> None:
     for mid in ("eml_Mdoesnotexist0000000000", "Mdoesnotexist", "eml_", "eml_bad*id", "thr_T123"):
         assert api.client.get(f"{base}/{mid}", headers=api.auth()).status_code == 404, mid
         assert api.client.patch(f"{base}/{mid}", json={"read": True}, headers=api.auth()).status_code == 404
-        assert api.client.post(f"{base}/{mid}/move", json={"target_role": "trash"}, headers=api.auth()).status_code == 404
+        assert (
+            api.client.post(f"{base}/{mid}/move", json={"target_role": "trash"}, headers=api.auth()).status_code == 404
+        )
         assert api.client.delete(f"{base}/{mid}", headers=api.auth()).status_code == 404
     r = api.client.get(base, params={"folder_id": "fld_nosuchfolder"}, headers=api.auth())
     assert r.status_code == 404
@@ -449,7 +501,10 @@ def test_other_organisations_get_404_and_scopes_apply(api: ApiEnv) -> None:
     assert api.client.get(f"{base}/messages", headers=h).status_code == 404
     assert api.client.get(f"{base}/messages/{item['id']}", headers=h).status_code == 404
     assert api.client.patch(f"{base}/messages/{item['id']}", json={"read": True}, headers=h).status_code == 404
-    assert api.client.post(f"{base}/messages/{item['id']}/move", json={"target_role": "trash"}, headers=h).status_code == 404
+    assert (
+        api.client.post(f"{base}/messages/{item['id']}/move", json={"target_role": "trash"}, headers=h).status_code
+        == 404
+    )
     assert api.client.delete(f"{base}/messages/{item['id']}", headers=h).status_code == 404
     assert api.client.get(f"{base}/threads", headers=h).status_code == 404
     assert api.client.get(f"{base}/threads/{item['thread_id']}", headers=h).status_code == 404
@@ -466,12 +521,24 @@ def test_other_organisations_get_404_and_scopes_apply(api: ApiEnv) -> None:
     assert api.client.get(f"{base}/messages").status_code == 401
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"search_text": "x" * 501}, {"folder_role": "outbox"},
-    {"folder_role": "inbox", "folder_id": "fld_x"}, {"has_keyword": "$junk"}, {"not_keyword": "seen"},
-    {"after": "yesterday"}, {"before": "2024-13-01"}, {"has_attachment": "perhaps"}, {"cursor": "x" * 3000},
-    {"subject": "x" * 501},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"search_text": "x" * 501},
+        {"folder_role": "outbox"},
+        {"folder_role": "inbox", "folder_id": "fld_x"},
+        {"has_keyword": "$junk"},
+        {"not_keyword": "seen"},
+        {"after": "yesterday"},
+        {"before": "2024-13-01"},
+        {"has_attachment": "perhaps"},
+        {"cursor": "x" * 3000},
+        {"subject": "x" * 501},
+    ],
+)
 def test_bad_query_parameters_are_422(api: ApiEnv, params: dict[str, Any]) -> None:
     mbx = new_mailbox(api)
     for path in ("messages", "threads"):
@@ -485,16 +552,36 @@ def test_the_official_sdk_parameters_are_accepted(api: ApiEnv) -> None:
     mbx = new_mailbox(api)
     deliver(api, mbx["address"], build("SDK", attachment=("x.txt", "text/plain", b"hi")))
     base = f"/v1/mailboxes/{mbx['id']}/inbox"
-    r = api.client.get(f"{base}/messages", params={
-        "folder_role": "inbox", "search_text": "", "from": "ann", "to": "rcpt", "subject": "SDK",
-        "has_attachment": "true", "after": "2020-01-01T00:00:00Z", "before": "2100-01-01T00:00:00+00:00",
-        "limit": 10, "has_keyword": "$draft", "not_keyword": "$seen",
-    }, headers=api.auth())
+    r = api.client.get(
+        f"{base}/messages",
+        params={
+            "folder_role": "inbox",
+            "search_text": "",
+            "from": "ann",
+            "to": "rcpt",
+            "subject": "SDK",
+            "has_attachment": "true",
+            "after": "2020-01-01T00:00:00Z",
+            "before": "2100-01-01T00:00:00+00:00",
+            "limit": 10,
+            "has_keyword": "$draft",
+            "not_keyword": "$seen",
+        },
+        headers=api.auth(),
+    )
     assert r.status_code == 200, r.text
-    r = api.client.get(f"{base}/threads", params={
-        "attention_state": "needs_reply", "sort_by": "last_message_at", "order": "desc",
-        "after": "2020-01-01T00:00:00Z", "before": "2100-01-01T00:00:00Z", "limit": 25,
-    }, headers=api.auth())
+    r = api.client.get(
+        f"{base}/threads",
+        params={
+            "attention_state": "needs_reply",
+            "sort_by": "last_message_at",
+            "order": "desc",
+            "after": "2020-01-01T00:00:00Z",
+            "before": "2100-01-01T00:00:00Z",
+            "limit": 25,
+        },
+        headers=api.auth(),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["data"][0]["subject"] == "SDK"
 
@@ -503,8 +590,25 @@ def test_awkward_filter_text_is_never_a_server_error(api: ApiEnv) -> None:
     """Search syntax, control and non-ASCII characters go to Cyrus as plain text."""
     mbx = new_mailbox(api)
     deliver(api, mbx["address"], build("Hello world"))
-    for value in ['"', "*", "AND", "(", "\\", "a:b", "🎉", "NOT", '"unclosed', "x" * 500, "%", "\x01", " ", "é",
-                  "subject:hello", "\u202e", "a\x00b"]:
+    for value in [
+        '"',
+        "*",
+        "AND",
+        "(",
+        "\\",
+        "a:b",
+        "🎉",
+        "NOT",
+        '"unclosed',
+        "x" * 500,
+        "%",
+        "\x01",
+        " ",
+        "é",
+        "subject:hello",
+        "\u202e",
+        "a\x00b",
+    ]:
         for name in ("search_text", "from", "to", "subject"):
             r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/messages", params={name: value}, headers=api.auth())
             assert r.status_code == (422 if "\x00" in value else 200), (name, value, r.text)

@@ -40,8 +40,9 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
     api.import_email(addr, first.as_bytes(policy=policy.SMTP), now - timedelta(minutes=2))
     unrelated = build("Unrelated", sender="other@else.example")
     api.import_email(addr, unrelated.as_bytes(policy=policy.SMTP), now - timedelta(minutes=1))
-    reply = build("Re: Project kickoff", sender=f"<{addr}>", to="ann@sender.example", body="Monday works.\n",
-                  reply_to=first)
+    reply = build(
+        "Re: Project kickoff", sender=f"<{addr}>", to="ann@sender.example", body="Monday works.\n", reply_to=first
+    )
     deliver(api, addr, reply)
 
     page = costs_one_request(api, lambda: get(api, f"{base}/threads"))
@@ -68,14 +69,18 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
     # The reply goes to Sent and gets read: outbound/inbound and unread counts follow.
     reply_id = kickoff["latest_message_id"]
     msgs = f"/v1{base}/messages"
-    r = api.client.post(f"{msgs}/{reply_id}/move", json={"target_folder_id": sent_folder(api, mbx["id"])},
-                        headers=api.auth())
+    r = api.client.post(
+        f"{msgs}/{reply_id}/move", json={"target_folder_id": sent_folder(api, mbx["id"])}, headers=api.auth()
+    )
     assert r.status_code == 200, r.text
     assert api.client.patch(f"{msgs}/{reply_id}", json={"read": True}, headers=api.auth()).status_code == 200
     kickoff = get(api, f"{base}/threads")["data"][0]
     assert kickoff["unread_count"] == 1 and kickoff["message_count"] == 2
     assert kickoff["latest_outbound_message_id"] == reply_id
-    assert kickoff["latest_inbound_message_id"] != reply_id and kickoff["latest_inbound_at"] < kickoff["latest_outbound_at"]
+    assert (
+        kickoff["latest_inbound_message_id"] != reply_id
+        and kickoff["latest_inbound_at"] < kickoff["latest_outbound_at"]
+    )
 
     # Filters select threads by their messages: only the Inbox copy of the kickoff thread.
     inbox_only = get(api, f"{base}/threads", folder_role="inbox")
@@ -117,8 +122,11 @@ def test_thread_paging_and_errors(api: ApiEnv) -> None:
     assert pages == 3 and sorted(seen) == [f"t{i}" for i in range(5)]
     page1 = get(api, base, limit=2)
     costs_one_request(api, lambda: get(api, base, limit=2, cursor=page1["pagination"]["next_cursor"]))
-    r = api.client.get(f"/v1{base}", params={"limit": 2, "cursor": page1["pagination"]["next_cursor"], "subject": "t"},
-                       headers=api.auth())
+    r = api.client.get(
+        f"/v1{base}",
+        params={"limit": 2, "cursor": page1["pagination"]["next_cursor"], "subject": "t"},
+        headers=api.auth(),
+    )
     assert r.status_code == 422
 
     for tid in ("thr_Tdoesnotexist00", "Tnope", "thr_", "eml_M1", "thr_a/b"):

@@ -16,8 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shipmail.mailserver.base import SPECIAL_USE_FOLDERS, AccountExists, AccountNotFound, MailServerError, MailServerUnavailable
 from shipmail.mailserver import cyrus_admin
+from shipmail.mailserver.base import (
+    SPECIAL_USE_FOLDERS,
+    AccountExists,
+    AccountNotFound,
+    MailServerError,
+    MailServerUnavailable,
+)
 from shipmail.mailserver.cyrus import CyrusInstance, CyrusStartError
 from shipmail.mailserver.cyrus_server import CyrusMailServer, make_jwt
 
@@ -26,8 +32,7 @@ from .conftest import AuthRegistry, CyrusFixture, free_port
 pytestmark = pytest.mark.integration
 
 _counter = itertools.count()
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail",
-         "urn:ietf:params:jmap:submission"]
+USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:submission"]
 
 
 def new_address(domain: str = "example.com") -> str:
@@ -39,7 +44,8 @@ async def jmap(cyrus: CyrusFixture, address: str, calls: list[list[Any]]) -> lis
     access = cyrus.server.jmap_access(address)
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(
-            access.session_url, headers={"Authorization": access.authorization},
+            access.session_url,
+            headers={"Authorization": access.authorization},
             json={"using": USING, "methodCalls": calls},
         )
     assert response.status_code == 200, response.text
@@ -58,8 +64,10 @@ def imap_login(cyrus: CyrusFixture, user: str, password: str) -> imaplib.IMAP4:
 
 
 def lmtp_deliver(cyrus: CyrusFixture, recipient: str, subject: str) -> None:
-    message = (f"From: sender@example.net\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
-               f"Message-ID: <{subject}@example.net>\r\n\r\nHello.\r\n")
+    message = (
+        f"From: sender@example.net\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject}@example.net>\r\n\r\nHello.\r\n"
+    )
     with smtplib.LMTP("127.0.0.1", cyrus.instance.lmtp_port, timeout=10) as lmtp:
         lmtp.sendmail("sender@example.net", [recipient], message)
 
@@ -74,7 +82,7 @@ async def test_provision_creates_the_special_use_folders(cyrus: CyrusFixture) ->
     assert await cyrus.server.exists(address) is False
     await cyrus.server.provision(address)
     assert await cyrus.server.exists(address) is True
-    (name, result, _), = await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "0"]])
+    ((name, result, _),) = await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "0"]])
     assert name == "Mailbox/get"
     roles = {mailbox["role"]: mailbox["name"] for mailbox in result["list"]}
     assert roles == {"inbox": "Inbox", **{role: folder for folder, role, _ in SPECIAL_USE_FOLDERS}}
@@ -87,12 +95,11 @@ async def test_duplicate_provision_raises_account_exists(cyrus: CyrusFixture) ->
     with pytest.raises(AccountExists):
         await cyrus.server.provision(address)
     # The failed second attempt did not damage the account.
-    (_, result, _), = await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "0"]])
+    ((_, result, _),) = await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "0"]])
     assert len(result["list"]) == 6
 
 
-async def test_logins_go_through_authd(cyrus: CyrusFixture,
-                                       authd_registry: AuthRegistry) -> None:
+async def test_logins_go_through_authd(cyrus: CyrusFixture, authd_registry: AuthRegistry) -> None:
     address = new_address()
     await cyrus.server.provision(address)
     authd_registry.set_password(address, "Right-Password-1")
@@ -122,8 +129,7 @@ async def test_logins_go_through_authd(cyrus: CyrusFixture,
     assert seen == [address]
 
 
-async def test_lmtp_delivery_reaches_the_inbox(cyrus: CyrusFixture,
-                                               authd_registry: AuthRegistry) -> None:
+async def test_lmtp_delivery_reaches_the_inbox(cyrus: CyrusFixture, authd_registry: AuthRegistry) -> None:
     address = new_address()
     await cyrus.server.provision(address)
     lmtp_deliver(cyrus, address, "first-delivery")
@@ -151,7 +157,7 @@ async def test_deprovision_removes_the_account(cyrus: CyrusFixture) -> None:
         await cyrus.server.deprovision(address)
     # The address can be provisioned afresh, empty.
     await cyrus.server.provision(address)
-    (_, result, _), = await jmap(cyrus, address, [["Email/query", {"accountId": address}, "0"]])
+    ((_, result, _),) = await jmap(cyrus, address, [["Email/query", {"accountId": address}, "0"]])
     assert result["ids"] == []
 
 
@@ -162,8 +168,7 @@ async def test_jmap_session_and_bearer_tokens(cyrus: CyrusFixture) -> None:
     assert access.account_id == address
     async with httpx.AsyncClient(timeout=10) as client:
         # GET of the session makes Cyrus run the sendmail program (it speaks SMTP).
-        response = await client.get(access.session_url,
-                                    headers={"Authorization": access.authorization})
+        response = await client.get(access.session_url, headers={"Authorization": access.authorization})
         assert response.status_code == 200
         session = response.json()
         assert address in session["accounts"]
@@ -173,37 +178,61 @@ async def test_jmap_session_and_bearer_tokens(cyrus: CyrusFixture) -> None:
         forged = make_jwt(os.urandom(32), address)
         stale = make_jwt(cyrus.instance.jwt_secret, address, now=time.time() - 7200)
         for token in (forged, stale):
-            response = await client.get(access.session_url,
-                                        headers={"Authorization": f"Bearer {token}"})
+            response = await client.get(access.session_url, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 401
 
 
 async def test_submission_lands_in_the_outbox(cyrus: CyrusFixture) -> None:
     address = new_address()
     await cyrus.server.provision(address)
-    mailboxes = (await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "m"]]))
+    mailboxes = await jmap(cyrus, address, [["Mailbox/get", {"accountId": address}, "m"]])
     drafts = next(m["id"] for m in mailboxes[0][1]["list"] if m["role"] == "drafts")
     identities = await jmap(cyrus, address, [["Identity/get", {"accountId": address}, "i"]])
     identity = identities[0][1]["list"][0]["id"]
     recipient = f"outbox-{os.getpid()}-{next(_counter)}@example.net"
-    responses = await jmap(cyrus, address, [
-        ["Email/set", {"accountId": address, "create": {"e": {
-            "mailboxIds": {drafts: True}, "keywords": {"$draft": True},
-            "from": [{"email": address}], "to": [{"email": recipient}],
-            "subject": "via the outbox", "bodyValues": {"b": {"value": "Hello."}},
-            "textBody": [{"partId": "b", "type": "text/plain"}],
-        }}}, "0"],
-        ["EmailSubmission/set", {"accountId": address, "create": {"s": {
-            "identityId": identity, "emailId": "#e",
-        }}}, "1"],
-    ])
+    responses = await jmap(
+        cyrus,
+        address,
+        [
+            [
+                "Email/set",
+                {
+                    "accountId": address,
+                    "create": {
+                        "e": {
+                            "mailboxIds": {drafts: True},
+                            "keywords": {"$draft": True},
+                            "from": [{"email": address}],
+                            "to": [{"email": recipient}],
+                            "subject": "via the outbox",
+                            "bodyValues": {"b": {"value": "Hello."}},
+                            "textBody": [{"partId": "b", "type": "text/plain"}],
+                        }
+                    },
+                },
+                "0",
+            ],
+            [
+                "EmailSubmission/set",
+                {
+                    "accountId": address,
+                    "create": {
+                        "s": {
+                            "identityId": identity,
+                            "emailId": "#e",
+                        }
+                    },
+                },
+                "1",
+            ],
+        ],
+    )
     assert "e" in responses[0][1].get("created", {}), responses[0]
     assert "s" in responses[1][1].get("created", {}), responses[1]
     deadline = time.monotonic() + 5
     found: list[Path] = []
     while not found and time.monotonic() < deadline:
-        found = [path for path in cyrus.outbox.glob("*.eml")
-                 if f"<{recipient}>".encode() in path.read_bytes()]
+        found = [path for path in cyrus.outbox.glob("*.eml") if f"<{recipient}>".encode() in path.read_bytes()]
         await asyncio.sleep(0.05)
     assert found, "EmailSubmission did not reach the outbox"
     content = found[0].read_bytes()
@@ -213,9 +242,15 @@ async def test_submission_lands_in_the_outbox(cyrus: CyrusFixture) -> None:
 
 async def test_closed_port_is_unavailable_quickly() -> None:
     port = free_port()  # nothing listens there
-    server = CyrusMailServer(host="127.0.0.1", imap_port=port, jmap_port=port,
-                             admin_user="admin", admin_password="x",
-                             jwt_secret=os.urandom(32), timeout=1.0)
+    server = CyrusMailServer(
+        host="127.0.0.1",
+        imap_port=port,
+        jmap_port=port,
+        admin_user="admin",
+        admin_password="x",
+        jwt_secret=os.urandom(32),
+        timeout=1.0,
+    )
     try:
         started = time.monotonic()
         with pytest.raises(MailServerUnavailable):
@@ -237,9 +272,15 @@ def silent_port() -> Iterator[int]:
 
 
 async def test_silent_server_times_out(silent_port: int) -> None:
-    server = CyrusMailServer(host="127.0.0.1", imap_port=silent_port, jmap_port=silent_port,
-                             admin_user="admin", admin_password="x",
-                             jwt_secret=os.urandom(32), timeout=0.5)
+    server = CyrusMailServer(
+        host="127.0.0.1",
+        imap_port=silent_port,
+        jmap_port=silent_port,
+        admin_user="admin",
+        admin_password="x",
+        jwt_secret=os.urandom(32),
+        timeout=0.5,
+    )
     try:
         started = time.monotonic()
         with pytest.raises(MailServerUnavailable):
@@ -253,8 +294,13 @@ async def test_silent_server_times_out(silent_port: int) -> None:
 def test_a_second_instance_starts_restarts_and_stops_clean(cyrus: CyrusFixture) -> None:
     """Lifecycle on its own directory: stale pid file, context manager, restart, clean stop."""
     directory = cyrus.root / "second"
-    instance = CyrusInstance(directory, jmap_port=free_port(), lmtp_port=free_port(),
-                             imap_port=free_port(), outbox_dir=cyrus.root / "outbox2")
+    instance = CyrusInstance(
+        directory,
+        jmap_port=free_port(),
+        lmtp_port=free_port(),
+        imap_port=free_port(),
+        outbox_dir=cyrus.root / "outbox2",
+    )
     instance.prepare()
     instance.layout.pid_file.write_text("999999\n")  # a stale pid file from a dead master
     with instance:
@@ -277,12 +323,18 @@ def test_a_second_instance_starts_restarts_and_stops_clean(cyrus: CyrusFixture) 
 
 def test_a_failing_start_explains_itself_and_leaves_nothing(cyrus: CyrusFixture) -> None:
     had_syslog = Path("/dev/log").exists()
-    instance = CyrusInstance(cyrus.root / "broken", jmap_port=free_port(), lmtp_port=free_port(),
-                             imap_port=free_port(), outbox_dir=cyrus.root / "outbox3")
+    instance = CyrusInstance(
+        cyrus.root / "broken",
+        jmap_port=free_port(),
+        lmtp_port=free_port(),
+        imap_port=free_port(),
+        outbox_dir=cyrus.root / "outbox3",
+    )
     instance.prepare()
     conf = instance.layout.cyrus_conf
-    conf.write_text(conf.read_text().replace(
-        "SERVICES {", 'SERVICES {\n  bogus cmd="/nonexistent/bogus" listen="127.0.0.1:1"'))
+    conf.write_text(
+        conf.read_text().replace("SERVICES {", 'SERVICES {\n  bogus cmd="/nonexistent/bogus" listen="127.0.0.1:1"')
+    )
     with pytest.raises(CyrusStartError) as failure:
         instance.start(timeout=10)
     if not had_syslog:  # the start-up window caught Cyrus's own explanation
@@ -291,8 +343,7 @@ def test_a_failing_start_explains_itself_and_leaves_nothing(cyrus: CyrusFixture)
     assert Path("/dev/log").exists() == had_syslog
 
 
-async def test_failed_provisioning_leaves_no_half_account(cyrus: CyrusFixture,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failed_provisioning_leaves_no_half_account(cyrus: CyrusFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     address = new_address()
     broken = (*SPECIAL_USE_FOLDERS, ("Bogus", "bogus", "\\NoSuchUse"))
     monkeypatch.setattr(cyrus_admin, "SPECIAL_USE_FOLDERS", broken)

@@ -9,7 +9,7 @@ import json
 import secrets
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,6 @@ from tests.integration.live_app import live_server
 
 REPO = Path(__file__).resolve().parents[2]
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
-
-
 
 
 def new_mailbox(api: ApiEnv, domain: str, local: str | None = None, key: str | None = None) -> dict[str, Any]:
@@ -75,12 +73,14 @@ def test_inject_answers_201_with_the_delivered_message(api: ApiEnv) -> None:
     assert m["id"].startswith("eml_") and m["thread_id"].startswith("thr_")
     assert m["mailbox_id"] == mbx["id"] and m["address"] == mbx["address"]
     assert m["from"] == [{"name": "Alice Ünïcode", "email": "alice@sender.example"}]
-    assert m["to"] == [{"name": "Bob Builder", "email": "bob@sandbox-shape.example"},
-                       {"name": None, "email": "carol@elsewhere.example"}]
+    assert m["to"] == [
+        {"name": "Bob Builder", "email": "bob@sandbox-shape.example"},
+        {"name": None, "email": "carol@elsewhere.example"},
+    ]
     assert m["cc"] == [{"name": None, "email": "dave@elsewhere.example"}]
     assert m["subject"] == body["subject"]
     sent = datetime.fromisoformat(m["sent_at"].replace("Z", "+00:00"))
-    assert sent == datetime(2026, 11, 1, 8, 11, 12, tzinfo=timezone.utc)  # the Date header
+    assert sent == datetime(2026, 11, 1, 8, 11, 12, tzinfo=UTC)  # the Date header
     assert len(m["message_id"]) == 1 and m["message_id"][0].startswith("sandbox.")
     assert m["message_id"][0].endswith("@sandbox-shape.example")
     assert [p["type"] for p in m["text_body"]] == ["text/plain"]
@@ -120,15 +120,39 @@ def test_single_bodies_and_defaults(api: ApiEnv) -> None:
 
 def test_in_reply_to_and_references_thread_messages(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "sandbox-thread.example")
-    first = inject(api, mbx["id"], {"from": "a@sender.example", "subject": "Project kickoff", "text": "one",
-                                    "message_id": "<kickoff-1@sender.example>"})
+    first = inject(
+        api,
+        mbx["id"],
+        {
+            "from": "a@sender.example",
+            "subject": "Project kickoff",
+            "text": "one",
+            "message_id": "<kickoff-1@sender.example>",
+        },
+    )
     assert first.status_code == 201, first.text
     assert first.json()["message_id"] == ["kickoff-1@sender.example"]
-    reply = inject(api, mbx["id"], {"from": "b@sender.example", "subject": "Re: Project kickoff", "text": "two",
-                                    "in_reply_to": "<kickoff-1@sender.example>"})
+    reply = inject(
+        api,
+        mbx["id"],
+        {
+            "from": "b@sender.example",
+            "subject": "Re: Project kickoff",
+            "text": "two",
+            "in_reply_to": "<kickoff-1@sender.example>",
+        },
+    )
     assert reply.status_code == 201, reply.text
-    third = inject(api, mbx["id"], {"from": "a@sender.example", "subject": "Re: Project kickoff", "text": "three",
-                                    "references": ["<kickoff-1@sender.example>", reply.json()["message_id"][0].join("<>")]})
+    third = inject(
+        api,
+        mbx["id"],
+        {
+            "from": "a@sender.example",
+            "subject": "Re: Project kickoff",
+            "text": "three",
+            "references": ["<kickoff-1@sender.example>", reply.json()["message_id"][0].join("<>")],
+        },
+    )
     assert third.status_code == 201, third.text
     other = inject(api, mbx["id"], {"from": "a@sender.example", "subject": "Unrelated", "text": "four"})
     assert other.status_code == 201, other.text
@@ -140,37 +164,50 @@ def test_in_reply_to_and_references_thread_messages(api: ApiEnv) -> None:
     assert reply.json()["references"] == ["kickoff-1@sender.example"]  # defaults to in_reply_to
 
     # The same Message-ID again: Cyrus would drop it silently, so the API says 409.
-    again = inject(api, mbx["id"], {"from": "a@sender.example", "subject": "dup", "text": "x",
-                                    "message_id": "<kickoff-1@sender.example>"})
+    again = inject(
+        api,
+        mbx["id"],
+        {"from": "a@sender.example", "subject": "dup", "text": "x", "message_id": "<kickoff-1@sender.example>"},
+    )
     assert again.status_code == 409, again.text
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"subject": "Hi\r\nBcc: victim@example.org"}, "subject"),
-    ({"subject": "Hi\nX-Evil: 1"}, "subject"),
-    ({"subject": "Hi\x00there"}, "subject"),
-    ({"from": {"address": "a@sender.example", "name": "Eve\r\nBcc: victim@example.org"}}, "from.name"),
-    ({"from": "Eve <a@sender.example>\r\nBcc: victim@example.org"}, "from"),
-    ({"to": ["ok@sender.example", "x@y.example\nBcc: victim@example.org"]}, "to[1]"),
-    ({"headers": [{"name": "X-Test", "value": "a\r\nBcc: victim@example.org"}]}, "headers[0].value"),
-    ({"headers": [{"name": "X-Test", "value": "a\x00b"}]}, "headers[0].value"),
-    ({"headers": [{"name": "Bcc", "value": "victim@example.org"}]}, "headers[0].name"),
-    ({"headers": [{"name": "Received", "value": "from evil"}]}, "headers[0].name"),
-    ({"headers": [{"name": "X-Shipmail-Org", "value": "org_other"}]}, "headers[0].name"),
-    ({"headers": [{"name": "X-SES-Configuration-Set", "value": "x"}]}, "headers[0].name"),
-    ({"headers": [{"name": "X-Original-To", "value": "x@y.example"}]}, "headers[0].name"),
-    ({"headers": [{"name": "X-Bad Name", "value": "x"}]}, "headers[0].name"),
-    ({"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]}, "headers[1].name"),
-    ({"headers": [{"name": "List-Unsubscribe-Post", "value": "List-Unsubscribe=One-Click"},
-                  {"name": "List-Unsubscribe", "value": "<mailto:u@sender.example>"}]}, "headers"),
-    ({"headers": [{"name": "List-Unsubscribe", "value": "https://no-brackets.example"}]}, "headers"),
-    ({"message_id": "<a\x00b@sender.example>"}, "message_id"),
-    ({"message_id": "<two words@sender.example>"}, "message_id"),
-    ({"text": None, "html": None}, "text"),
-    ({"from": "not an address"}, "from"),
-    ({"from": {"address": "a@b@c.example"}}, "from.address"),
-    ({"text": "nul \x00 in body"}, "text"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"subject": "Hi\r\nBcc: victim@example.org"}, "subject"),
+        ({"subject": "Hi\nX-Evil: 1"}, "subject"),
+        ({"subject": "Hi\x00there"}, "subject"),
+        ({"from": {"address": "a@sender.example", "name": "Eve\r\nBcc: victim@example.org"}}, "from.name"),
+        ({"from": "Eve <a@sender.example>\r\nBcc: victim@example.org"}, "from"),
+        ({"to": ["ok@sender.example", "x@y.example\nBcc: victim@example.org"]}, "to[1]"),
+        ({"headers": [{"name": "X-Test", "value": "a\r\nBcc: victim@example.org"}]}, "headers[0].value"),
+        ({"headers": [{"name": "X-Test", "value": "a\x00b"}]}, "headers[0].value"),
+        ({"headers": [{"name": "Bcc", "value": "victim@example.org"}]}, "headers[0].name"),
+        ({"headers": [{"name": "Received", "value": "from evil"}]}, "headers[0].name"),
+        ({"headers": [{"name": "X-Shipmail-Org", "value": "org_other"}]}, "headers[0].name"),
+        ({"headers": [{"name": "X-SES-Configuration-Set", "value": "x"}]}, "headers[0].name"),
+        ({"headers": [{"name": "X-Original-To", "value": "x@y.example"}]}, "headers[0].name"),
+        ({"headers": [{"name": "X-Bad Name", "value": "x"}]}, "headers[0].name"),
+        ({"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]}, "headers[1].name"),
+        (
+            {
+                "headers": [
+                    {"name": "List-Unsubscribe-Post", "value": "List-Unsubscribe=One-Click"},
+                    {"name": "List-Unsubscribe", "value": "<mailto:u@sender.example>"},
+                ]
+            },
+            "headers",
+        ),
+        ({"headers": [{"name": "List-Unsubscribe", "value": "https://no-brackets.example"}]}, "headers"),
+        ({"message_id": "<a\x00b@sender.example>"}, "message_id"),
+        ({"message_id": "<two words@sender.example>"}, "message_id"),
+        ({"text": None, "html": None}, "text"),
+        ({"from": "not an address"}, "from"),
+        ({"from": {"address": "a@b@c.example"}}, "from.address"),
+        ({"text": "nul \x00 in body"}, "text"),
+    ],
+)
 def test_unsafe_input_is_refused_and_nothing_is_delivered(api: ApiEnv, body: dict[str, Any], field: str) -> None:
     mbx = new_mailbox(api, "sandbox-refuse.example", local=f"r{secrets.token_hex(4)}")
     payload = {"from": "a@sender.example", "subject": "hello", "text": "body", **body}
@@ -215,15 +252,17 @@ def test_delivery_runs_the_mailbox_sieve_script(api: ApiEnv, monkeypatch: pytest
     from shipmail.delivery import service as sieve_sync
 
     mbx = new_mailbox(api, "sandbox-sieve.example")
-    monkeypatch.setattr(sieve_sync, "build_script",
-                        lambda options: 'require ["imap4flags"];\naddflag "$viasieve";\n')
+    monkeypatch.setattr(sieve_sync, "build_script", lambda options: 'require ["imap4flags"];\naddflag "$viasieve";\n')
     services = api.client.app.state.services  # type: ignore[attr-defined]
     row = type("Row", (), {"id": mbx["id"], "address": mbx["address"]})()
     api.client.portal.call(sieve_sync.install, services, row)  # type: ignore[union-attr]
     r = inject(api, mbx["id"], {"from": "a@sender.example", "subject": "flag me", "text": "x"})
     assert r.status_code == 201, r.text
-    responses = jmap(api, mbx["address"], [["Email/get", {"ids": [r.json()["id"].removeprefix("eml_")],
-                                                          "properties": ["keywords"]}, "g"]])
+    responses = jmap(
+        api,
+        mbx["address"],
+        [["Email/get", {"ids": [r.json()["id"].removeprefix("eml_")], "properties": ["keywords"]}, "g"]],
+    )
     assert responses[0][1]["list"][0]["keywords"].get("$viasieve") is True
 
 
@@ -236,14 +275,24 @@ def test_mail_server_down_is_503(api: ApiEnv) -> None:
     inst = api.cyrus.instance
 
     def dead(settings: Any) -> CyrusMailServer:
-        return CyrusMailServer(host=inst.connect_host, imap_port=inst.imap_port, jmap_port=inst.jmap_port,
-                               admin_user=inst.admin_user, admin_password=inst.admin_password,
-                               jwt_secret=inst.jwt_secret, timeout=1.0, lmtp_port=free_port())
+        return CyrusMailServer(
+            host=inst.connect_host,
+            imap_port=inst.imap_port,
+            jmap_port=inst.jmap_port,
+            admin_user=inst.admin_user,
+            admin_password=inst.admin_password,
+            jwt_secret=inst.jwt_secret,
+            timeout=1.0,
+            lmtp_port=free_port(),
+        )
 
     with TestClient(create_app(api.settings, mail_server_factory=dead)) as client:
         started = time.monotonic()
-        r = client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=api.auth(),
-                        json={"from": "a@sender.example", "subject": "x", "text": "x"})
+        r = client.post(
+            f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",
+            headers=api.auth(),
+            json={"from": "a@sender.example", "subject": "x", "text": "x"},
+        )
         assert r.status_code == 503, r.text
         assert r.headers["Retry-After"] and time.monotonic() - started < 2
 
@@ -265,8 +314,12 @@ def test_official_sdk_inject(api: ApiEnv) -> None:
     require(SDK_PYTHON.exists(), "the official SDK is not installed (.venv-sdk): run scripts/setup")
     mbx = new_mailbox(api, "sdk-sandbox.example")
     with live_server(api) as base:
-        done = subprocess.run([str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, mbx["id"]],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [str(SDK_PYTHON), "-I", "-c", SDK_CODE, base, api.key, mbx["id"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 0, done.stderr
     m = json.loads(done.stdout)
     assert m["object"] == "inbox_message_full" and m["subject"] == "from the SDK"

@@ -59,8 +59,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shipmail.routes import OPERATIONS
 from shipmail.http.openapi import build_document
+from shipmail.routes import OPERATIONS
 from tests.integration.conftest import CyrusFixture
 from tests.integration.schemathesis_support import Seeded, seed_rules, seeded_app
 
@@ -123,7 +123,12 @@ def _near_misses(seeded_ids: list[str]) -> list[str]:
     out = []
     for wire in seeded_ids[:1]:
         prefix, _, jmap_id = wire.partition("_")
-        out += [f"{prefix}_", jmap_id, f"xyz_{jmap_id}", f"{prefix}_{jmap_id[:-1]}{'A' if jmap_id[-1:] != 'A' else 'B'}"]
+        out += [
+            f"{prefix}_",
+            jmap_id,
+            f"xyz_{jmap_id}",
+            f"{prefix}_{jmap_id[:-1]}{'A' if jmap_id[-1:] != 'A' else 'B'}",
+        ]
     return [quote(i, safe="") for i in out if i]
 
 
@@ -184,8 +189,14 @@ def _path_parameters(draw: st.DrawFn, generated: Any, method: str, path: str) ->
     return params if changed else drawn
 
 
-_DATES = ["2020-01-01T00:00:00Z", "2031-06-01T12:00:00+02:00", "2024-02-29T23:59:59.999-11:00",
-          "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+_DATES = [
+    "2020-01-01T00:00:00Z",
+    "2031-06-01T12:00:00+02:00",
+    "2024-02-29T23:59:59.999-11:00",
+    "1970-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+]
 
 
 @st.composite
@@ -204,8 +215,10 @@ def _inbox_query(draw: st.DrawFn, generated: Any) -> Any:
             query["has_attachment"] = draw(st.sampled_from(["true", "false"]))
         return query
     if choice == 2:
-        return {"folder_role": draw(st.sampled_from(["inbox", "starred", "archive", "trash", "junk", "sent"])),
-                "limit": draw(st.integers(1, 100))}
+        return {
+            "folder_role": draw(st.sampled_from(["inbox", "starred", "archive", "trash", "junk", "sent"])),
+            "limit": draw(st.integers(1, 100)),
+        }
     if choice == 3:
         return {"search_text": draw(st.sampled_from(["plan", "Quarterly", "attachment", "日本語", "zzz-none"]))}
     if choice == 4:
@@ -224,8 +237,11 @@ def _download_query(draw: st.DrawFn, generated: Any) -> Any:
         return draw(generated)
     blob = s.foreign_blob_id if choice == 1 else draw(st.sampled_from(s.blob_ids))
     query: dict[str, Any] = {"blob_id": blob}
-    name = draw(st.one_of(st.none(), st.sampled_from(["report.pdf", "ciële.txt", "a b\"c;d.txt", "日本.bin"]),
-                          st.text(max_size=30)))
+    name = draw(
+        st.one_of(
+            st.none(), st.sampled_from(["report.pdf", "ciële.txt", 'a b"c;d.txt', "日本.bin"]), st.text(max_size=30)
+        )
+    )
     if name is not None:
         query["name"] = name
     return query
@@ -244,8 +260,9 @@ def _folder_create_body(draw: st.DrawFn) -> dict[str, Any]:
     s = _current[-1]
     body: dict[str, Any] = {"name": draw(_folder_name())}
     if draw(st.booleans()):
-        body["parent_id"] = draw(st.sampled_from([s.folders["Projects"], s.folders["Reports"], s.folders["inbox"],
-                                                  "fld_nope"]))
+        body["parent_id"] = draw(
+            st.sampled_from([s.folders["Projects"], s.folders["Reports"], s.folders["inbox"], "fld_nope"])
+        )
     return body
 
 
@@ -257,8 +274,9 @@ def _folder_update_body(draw: st.DrawFn) -> dict[str, Any]:
         body["name"] = draw(_folder_name())
     if not body or draw(st.booleans()):
         # Itself (422), a system folder, a folder holding mail, the top level.
-        body["parent_id"] = draw(st.sampled_from([None, s.folders["Projects"], s.folders["inbox"],
-                                                  *s.patch_folder_ids, "fld_nope"]))
+        body["parent_id"] = draw(
+            st.sampled_from([None, s.folders["Projects"], s.folders["inbox"], *s.patch_folder_ids, "fld_nope"])
+        )
     return body
 
 
@@ -269,9 +287,17 @@ def _move_body(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         body["target_role"] = draw(st.sampled_from(["inbox", "archive", "junk", "trash"]))
     else:
-        body["target_folder_id"] = draw(st.sampled_from([s.folders["Projects"], s.folders["Reports"],
-                                                         s.folders["inbox"], s.folders.get("sent", "fld_x"),
-                                                         "fld_nope"]))
+        body["target_folder_id"] = draw(
+            st.sampled_from(
+                [
+                    s.folders["Projects"],
+                    s.folders["Reports"],
+                    s.folders["inbox"],
+                    s.folders.get("sent", "fld_x"),
+                    "fld_nope",
+                ]
+            )
+        )
     if draw(st.booleans()):
         body["from_folder_id"] = draw(st.sampled_from(list(s.folders.values())))
     return body
@@ -285,11 +311,23 @@ def _sandbox_body(draw: st.DrawFn) -> dict[str, Any]:
     s = _current[-1]
     body: dict[str, Any] = {
         # Senders and subjects the seeded rules match (newsletter, spam, Project), and others.
-        "from": draw(st.sampled_from(["ann@sender.example", "Bob Example <bob@sender.example>",
-                                      "news <newsletter@sender.example>", "spam@sender.example",
-                                      {"address": "carol@sender.example", "name": "Carol Ünïcödé"}])),
-        "subject": draw(st.one_of(st.sampled_from(["Hello", "Re: Quarterly plan", "日本語の件名", "Project X"]),
-                                  st.text(min_size=1, max_size=40))),
+        "from": draw(
+            st.sampled_from(
+                [
+                    "ann@sender.example",
+                    "Bob Example <bob@sender.example>",
+                    "news <newsletter@sender.example>",
+                    "spam@sender.example",
+                    {"address": "carol@sender.example", "name": "Carol Ünïcödé"},
+                ]
+            )
+        ),
+        "subject": draw(
+            st.one_of(
+                st.sampled_from(["Hello", "Re: Quarterly plan", "日本語の件名", "Project X"]),
+                st.text(min_size=1, max_size=40),
+            )
+        ),
     }
     which = draw(st.integers(0, 2))
     if which in (0, 2):
@@ -313,15 +351,25 @@ def _rules_body(draw: st.DrawFn) -> dict[str, Any]:
     folders, a deleted or unknown folder, a system folder given as custom (422)."""
     s = _current[-1]
     rules = [r for r in seed_rules(s.folders) if draw(st.booleans())]
-    targets = [s.folders["Projects"], s.folders["Reports"], *s.patch_folder_ids, *s.victim_folder_ids,
-               s.folders["inbox"], "fld_nope"]
+    targets = [
+        s.folders["Projects"],
+        s.folders["Reports"],
+        *s.patch_folder_ids,
+        *s.victim_folder_ids,
+        s.folders["inbox"],
+        "fld_nope",
+    ]
     for r in rules:
         for action in r["actions"]:
             if action["type"] == "move" and action["target"]["kind"] == "custom" and draw(st.booleans()):
                 action["target"]["folder_id"] = draw(st.sampled_from(targets))
         if draw(st.booleans()):
-            r["conditions"].append({"type": draw(st.sampled_from(["plus_tag_is", "recipient_is", "subject_contains"])),
-                                    "value": draw(st.text(min_size=1, max_size=20))})
+            r["conditions"].append(
+                {
+                    "type": draw(st.sampled_from(["plus_tag_is", "recipient_is", "subject_contains"])),
+                    "value": draw(st.text(min_size=1, max_size=20)),
+                }
+            )
     return {"rules": rules}
 
 
@@ -376,13 +424,15 @@ def before_generate_body(context: Any, strategy: Any) -> Any:
     ours: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
         "POST /mailboxes": _mailbox_body,
         "PATCH /mailboxes/{id}/password": lambda: st.just({"password": STRONG_PASSWORD}),
-        "POST /domains": lambda: st.from_regex(
-            r"[a-z][a-z0-9-]{0,20}[a-z0-9]\.(example|test|org)", fullmatch=True).map(lambda name: {"name": name}),
+        "POST /domains": lambda: st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]\.(example|test|org)", fullmatch=True).map(
+            lambda name: {"name": name}
+        ),
         "POST /mailboxes/{id}/folders": _folder_create_body,
         "PATCH /mailboxes/{id}/folders/{folder_id}": _folder_update_body,
         "POST /mailboxes/{id}/inbox/messages/{message_id}/move": _move_body,
         "PATCH /mailboxes/{id}/inbox/messages/{message_id}": lambda: st.fixed_dictionaries(
-            {}, optional={"read": st.booleans(), "starred": st.booleans()}).filter(bool),
+            {}, optional={"read": st.booleans(), "starred": st.booleans()}
+        ).filter(bool),
         "POST /mailboxes/{id}/sandbox/inbound": _sandbox_body,
         "PUT /mailboxes/{id}/rules": _rules_body,
         "PATCH /mailboxes/{id}/auto-reply": _auto_reply_body,
@@ -392,8 +442,18 @@ def before_generate_body(context: Any, strategy: Any) -> Any:
     return strategy
 
 
-_RANGES = ["bytes=0-0", "bytes=0-9", "bytes=5-", "bytes=-4", "bytes=0-3,6-9", "bytes=999999999-",
-           "bytes=9-2", "bytes=abc", "items=0-1", "bytes=0-99999999999999999999"]
+_RANGES = [
+    "bytes=0-0",
+    "bytes=0-9",
+    "bytes=5-",
+    "bytes=-4",
+    "bytes=0-3,6-9",
+    "bytes=999999999-",
+    "bytes=9-2",
+    "bytes=abc",
+    "items=0-1",
+    "bytes=0-99999999999999999999",
+]
 
 
 @schema.hook
@@ -441,7 +501,6 @@ class Defect:
 KNOWN_DEFECTS: list[Defect] = []
 
 
-
 # ----------------------------------------------------------------------------- calling and checking
 
 
@@ -452,8 +511,14 @@ def _header(response: Response, name: str) -> str | None:
 
 def _json_like(content_type: str) -> bool:
     media = content_type.split(";")[0].strip().lower()
-    return media in ("application/json", "text/json", "application/yaml", "application/x-yaml", "text/yaml",
-                     "text/x-yaml") or media.endswith(("+json", "+yaml"))
+    return media in (
+        "application/json",
+        "text/json",
+        "application/yaml",
+        "application/x-yaml",
+        "text/yaml",
+        "text/x-yaml",
+    ) or media.endswith(("+json", "+yaml"))
 
 
 def _check_binary(response: Response) -> None:
@@ -505,7 +570,8 @@ def _call_and_check(case: schemathesis.Case[Any], s: Seeded, *, tolerate_known: 
         if defect is None:
             raise
         s.defect_hits.setdefault(defect.name, []).append(
-            f"{case.method} {case.formatted_path} {case.query}: {response.status_code}")
+            f"{case.method} {case.formatted_path} {case.query}: {response.status_code}"
+        )
     return response
 
 
@@ -533,13 +599,23 @@ _PLACEHOLDER = re.compile(r"<<(\w+)>>")
 
 def _fill(value: Any, s: Seeded) -> Any:
     table = {
-        "mailbox": s.mailbox_id, "message": s.message_ids[0], "kept": s.kept_message_ids[-1],
-        "movable": s.movable_message_ids[-1], "thread": s.thread_ids[0], "blob": s.blob_ids[0],
-        "message_blob": s.message_blob_id, "foreign_message": s.foreign_message_id,
-        "foreign_blob": s.foreign_blob_id, "message_cursor": s.message_cursor, "thread_cursor": s.thread_cursor,
-        "message_jmap": s.message_ids[0].partition("_")[2], "thread_jmap": s.thread_ids[0].partition("_")[2],
-        "drafts": s.folders.get("drafts", "fld_none"), "projects": s.folders["Projects"],
-        "reports": s.folders["Reports"], "empty_blob": next(b for b, _, size in s.attachments if size == 0),
+        "mailbox": s.mailbox_id,
+        "message": s.message_ids[0],
+        "kept": s.kept_message_ids[-1],
+        "movable": s.movable_message_ids[-1],
+        "thread": s.thread_ids[0],
+        "blob": s.blob_ids[0],
+        "message_blob": s.message_blob_id,
+        "foreign_message": s.foreign_message_id,
+        "foreign_blob": s.foreign_blob_id,
+        "message_cursor": s.message_cursor,
+        "thread_cursor": s.thread_cursor,
+        "message_jmap": s.message_ids[0].partition("_")[2],
+        "thread_jmap": s.thread_ids[0].partition("_")[2],
+        "drafts": s.folders.get("drafts", "fld_none"),
+        "projects": s.folders["Projects"],
+        "reports": s.folders["Reports"],
+        "empty_blob": next(b for b, _, size in s.attachments if size == 0),
     }
     if isinstance(value, str):
         return _PLACEHOLDER.sub(lambda m: table[m[1]], value)
@@ -550,12 +626,20 @@ def _fill(value: Any, s: Seeded) -> Any:
     return value
 
 
-def _explicit(s: Seeded, method: str, path: str, *, path_parameters: dict[str, str] | None = None,
-              query: dict[str, Any] | None = None, body: Any = None,
-              headers: dict[str, str] | None = None) -> Response | None:
+def _explicit(
+    s: Seeded,
+    method: str,
+    path: str,
+    *,
+    path_parameters: dict[str, str] | None = None,
+    query: dict[str, Any] | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response | None:
     kwargs: dict[str, Any] = {
         "path_parameters": _fill({"id": "<<mailbox>>", **(path_parameters or {})}, s),
-        "query": _fill(query, s), "headers": _fill(headers, s),
+        "query": _fill(query, s),
+        "headers": _fill(headers, s),
     }
     if body is not None:
         kwargs["body"] = _fill(body, s)
@@ -574,29 +658,57 @@ def _examples(s: Seeded, group: str) -> list[Example]:
     """(status, method, path, request) on the seeded objects."""
     message, thread = f"{_INBOX}/messages/{{message_id}}", f"{_INBOX}/threads/{{thread_id}}"
     if group == "folders-identities-rules":
-        return [(200, "GET", f"{_M}/folders", {}), (200, "GET", f"{_M}/identities", {}),
-                (200, "GET", f"{_M}/rules", {})]
+        return [
+            (200, "GET", f"{_M}/folders", {}),
+            (200, "GET", f"{_M}/identities", {}),
+            (200, "GET", f"{_M}/rules", {}),
+        ]
     if group == "messages":
-        out: list[Example] = [(200, "GET", f"{_INBOX}/messages", {"query": q}) for q in (
-            {}, {"limit": 1}, {"limit": 1, "cursor": "<<message_cursor>>"}, {"folder_id": "<<projects>>"},
-            {"folder_role": "starred"}, {"folder_role": "archive"}, {"has_attachment": "true"},
-            {"search_text": "Quarterly"}, {"from": "ann"}, {"has_keyword": "$seen"}, {"not_keyword": "$seen"},
-            {"after": "2020-01-01T00:00:00Z", "before": "2999-01-01T00:00:00+05:00"},
-        )]
+        out: list[Example] = [
+            (200, "GET", f"{_INBOX}/messages", {"query": q})
+            for q in (
+                {},
+                {"limit": 1},
+                {"limit": 1, "cursor": "<<message_cursor>>"},
+                {"folder_id": "<<projects>>"},
+                {"folder_role": "starred"},
+                {"folder_role": "archive"},
+                {"has_attachment": "true"},
+                {"search_text": "Quarterly"},
+                {"from": "ann"},
+                {"has_keyword": "$seen"},
+                {"not_keyword": "$seen"},
+                {"after": "2020-01-01T00:00:00Z", "before": "2999-01-01T00:00:00+05:00"},
+            )
+        ]
         out += [(200, "GET", message, {"path_parameters": {"message_id": m}}) for m in s.message_ids]
         out += [
-            (200, "PATCH", message, {"path_parameters": {"message_id": "<<movable>>"},
-                                     "body": {"read": True, "starred": True}}),
-            (200, "POST", message + "/move", {"path_parameters": {"message_id": "<<movable>>"},
-                                              "body": {"target_role": "inbox"}}),
+            (
+                200,
+                "PATCH",
+                message,
+                {"path_parameters": {"message_id": "<<movable>>"}, "body": {"read": True, "starred": True}},
+            ),
+            (
+                200,
+                "POST",
+                message + "/move",
+                {"path_parameters": {"message_id": "<<movable>>"}, "body": {"target_role": "inbox"}},
+            ),
             (409, "DELETE", message, {"path_parameters": {"message_id": "<<kept>>"}}),
         ]
         return out
     if group == "threads":
-        out = [(200, "GET", f"{_INBOX}/threads", {"query": q}) for q in (
-            {}, {"limit": 1}, {"limit": 1, "cursor": "<<thread_cursor>>"}, {"folder_role": "inbox"},
-            {"has_attachment": "true"},
-        )]
+        out = [
+            (200, "GET", f"{_INBOX}/threads", {"query": q})
+            for q in (
+                {},
+                {"limit": 1},
+                {"limit": 1, "cursor": "<<thread_cursor>>"},
+                {"folder_role": "inbox"},
+                {"has_attachment": "true"},
+            )
+        ]
         return out + [(200, "GET", thread, {"path_parameters": {"thread_id": t}}) for t in s.thread_ids]
     if group == "attachments":
         path = f"{_INBOX}/attachments"
@@ -604,7 +716,8 @@ def _examples(s: Seeded, group: str) -> list[Example]:
         q = {"blob_id": "<<blob>>"}
         size = s.attachments[0][2]
         etag = '"<<blob>>"'
-        return out + [
+        return [
+            *out,
             (200, "GET", path, {"query": {**q, "name": 'Résumé "final".pdf'}}),
             (206, "GET", path, {"query": q, "headers": {"Range": "bytes=0-3"}}),
             (206, "GET", path, {"query": q, "headers": {"Range": f"bytes=-{min(size, 5)}"}}),
@@ -627,29 +740,49 @@ def test_seeded_examples_conform(seeded: Seeded, group: str) -> None:
     for status, method, path, request in _examples(seeded, group):
         response = _explicit(seeded, method, path, **request)
         assert response is not None and response.status_code == status, (
-            method, path, request, None if response is None else (response.status_code, response.content[:300]))
+            method,
+            path,
+            request,
+            None if response is None else (response.status_code, response.content[:300]),
+        )
 
 
 def _big_rules() -> dict[str, Any]:
     """The largest rule set the document allows: 50 rules, each of 10 conditions of 256
     characters (non-ASCII, Sieve-special characters) with a nested group, and three actions."""
+
     def cond(i: int, j: int) -> dict[str, Any]:
-        return {"type": "subject_contains", "value": (f"{i}-{j} ünï\"\\${{x}}*?" * 40)[:256]}
+        return {"type": "subject_contains", "value": (f'{i}-{j} ünï"\\${{x}}*?' * 40)[:256]}
 
     rules = []
     for i in range(50):
         conditions: list[dict[str, Any]] = [cond(i, j) for j in range(8)]
         conditions.append({"type": "group", "match_mode": "any", "conditions": [cond(i, 8), cond(i, 9)]})
-        rules.append({"id": f"00000000-0000-4000-9000-{i:012d}", "name": ("Règle " * 30)[:120], "enabled": True,
-                      "position": i, "match_mode": "any", "stop": False, "conditions": conditions,
-                      "actions": [{"type": "star"}, {"type": "mark_read"},
-                                  {"type": "move", "target": {"kind": "system", "role": "archive"}}]})
+        rules.append(
+            {
+                "id": f"00000000-0000-4000-9000-{i:012d}",
+                "name": ("Règle " * 30)[:120],
+                "enabled": True,
+                "position": i,
+                "match_mode": "any",
+                "stop": False,
+                "conditions": conditions,
+                "actions": [
+                    {"type": "star"},
+                    {"type": "mark_read"},
+                    {"type": "move", "target": {"kind": "system", "role": "archive"}},
+                ],
+            }
+        )
     return {"rules": rules}
 
 
 def _inbound(**fields: Any) -> dict[str, Any]:
-    return {"path": f"{_M}/sandbox/inbound", "method": "POST",
-            "body": {"from": "a@sender.example", "subject": "Hi", "text": "x", **fields}}
+    return {
+        "path": f"{_M}/sandbox/inbound",
+        "method": "POST",
+        "body": {"from": "a@sender.example", "subject": "Hi", "text": "x", **fields},
+    }
 
 
 def _get(path: str, **request: Any) -> dict[str, Any]:
@@ -662,16 +795,23 @@ _HOSTILE: list[Any] = [
     pytest.param(_get(_MESSAGES, query={"cursor": "abcd.é"}), id="messages-cursor-forged"),
     pytest.param(_get(_THREADS, query={"cursor": "<<message_cursor>>"}), id="threads-cursor-of-messages"),
     pytest.param(_get(_MESSAGES, query={"cursor": "<<thread_cursor>>"}), id="messages-cursor-of-threads"),
-    pytest.param(_get(_MESSAGES, query={"cursor": "<<message_cursor>>", "folder_role": "trash"}),
-                 id="messages-cursor-other-filters"),
-    pytest.param(_get(_MESSAGES, query={"search_text": ('"a" \\ * % ( ) AND OR NOT ~ -x +y \'' * 20)[:500]}),
-                 id="messages-search-operators"),
+    pytest.param(
+        _get(_MESSAGES, query={"cursor": "<<message_cursor>>", "folder_role": "trash"}),
+        id="messages-cursor-other-filters",
+    ),
+    pytest.param(
+        _get(_MESSAGES, query={"search_text": ('"a" \\ * % ( ) AND OR NOT ~ -x +y \'' * 20)[:500]}),
+        id="messages-search-operators",
+    ),
     pytest.param(_get(_MESSAGES, query={"search_text": "😀" * 500}), id="messages-search-astral"),
-    pytest.param(_get(_THREADS, query={"subject": "\u202e\ufeff" * 250, "from": "%", "to": "_"}),
-                 id="threads-header-filters-odd"),
+    pytest.param(
+        _get(_THREADS, query={"subject": "\u202e\ufeff" * 250, "from": "%", "to": "_"}), id="threads-header-filters-odd"
+    ),
     pytest.param(_get(_MESSAGES, query={"after": "9999-12-31T23:59:59Z"}), id="messages-after-max"),
-    pytest.param(_get(_MESSAGES, query={"after": "2020-01-01T00:00:00+14:00", "before": "2020-01-01T00:00:00-12:00"}),
-                 id="messages-date-offsets"),
+    pytest.param(
+        _get(_MESSAGES, query={"after": "2020-01-01T00:00:00+14:00", "before": "2020-01-01T00:00:00-12:00"}),
+        id="messages-date-offsets",
+    ),
     pytest.param(_get(_MESSAGES, query={"before": "0001-01-01T00:00:00Z"}), id="messages-before-year-1"),
     pytest.param(_get(_THREADS, query={"before": "0001-01-01T00:00:00Z"}), id="threads-before-year-1"),
     pytest.param(_get(_MESSAGES, query={"after": "9999-12-31T23:59:59.5Z"}), id="messages-after-max-fraction"),
@@ -680,34 +820,86 @@ _HOSTILE: list[Any] = [
     pytest.param(_get(_MESSAGE, path_parameters={"message_id": "eml_" + "A" * 252}), id="message-id-longest"),
     pytest.param(_get(_MESSAGE, path_parameters={"message_id": "eml_..%2F..%2Fx"}), id="message-id-dots-slashes"),
     pytest.param(_get(_MESSAGE, path_parameters={"message_id": "<<thread>>"}), id="message-id-is-a-thread-id"),
-    pytest.param(_get(f"{_INBOX}/threads/{{thread_id}}", path_parameters={"thread_id": "<<message>>"}),
-                 id="thread-id-is-a-message-id"),
+    pytest.param(
+        _get(f"{_INBOX}/threads/{{thread_id}}", path_parameters={"thread_id": "<<message>>"}),
+        id="thread-id-is-a-message-id",
+    ),
     pytest.param(_get(f"{_INBOX}/threads/{{thread_id}}", path_parameters={"thread_id": "thr_%00"}), id="thread-id-nul"),
-    pytest.param({"method": "POST", "path": f"{_MESSAGE}/move", "path_parameters": {"message_id": "<<kept>>"},
-                  "body": {"target_folder_id": "<<drafts>>"}}, id="move-to-drafts"),
-    pytest.param({"method": "POST", "path": f"{_MESSAGE}/move", "path_parameters": {"message_id": "<<kept>>"},
-                  "body": {"target_folder_id": "fld_<<message_jmap>>"}}, id="move-to-message-id-as-folder"),
-    pytest.param({"method": "POST", "path": f"{_MESSAGE}/move", "path_parameters": {"message_id": "<<kept>>"},
-                  "body": {"target_role": "inbox", "from_folder_id": "fld_nope"}}, id="move-from-unknown-folder"),
-    pytest.param({"method": "PATCH", "path": _MESSAGE, "path_parameters": {"message_id": "<<foreign_message>>"},
-                  "body": {"read": True}}, id="flag-other-tenants-message"),
+    pytest.param(
+        {
+            "method": "POST",
+            "path": f"{_MESSAGE}/move",
+            "path_parameters": {"message_id": "<<kept>>"},
+            "body": {"target_folder_id": "<<drafts>>"},
+        },
+        id="move-to-drafts",
+    ),
+    pytest.param(
+        {
+            "method": "POST",
+            "path": f"{_MESSAGE}/move",
+            "path_parameters": {"message_id": "<<kept>>"},
+            "body": {"target_folder_id": "fld_<<message_jmap>>"},
+        },
+        id="move-to-message-id-as-folder",
+    ),
+    pytest.param(
+        {
+            "method": "POST",
+            "path": f"{_MESSAGE}/move",
+            "path_parameters": {"message_id": "<<kept>>"},
+            "body": {"target_role": "inbox", "from_folder_id": "fld_nope"},
+        },
+        id="move-from-unknown-folder",
+    ),
+    pytest.param(
+        {
+            "method": "PATCH",
+            "path": _MESSAGE,
+            "path_parameters": {"message_id": "<<foreign_message>>"},
+            "body": {"read": True},
+        },
+        id="flag-other-tenants-message",
+    ),
     pytest.param(_get(_ATTACHMENTS, query={"blob_id": "<<message_blob>>"}), id="download-blob-of-whole-message"),
-    pytest.param(_get(_ATTACHMENTS, query={"blob_id": "<<blob>>", "name": "\u202e" + "ü" * 500}),
-                 id="download-name-long-bidi"),
-    pytest.param(_get(_ATTACHMENTS, query={"blob_id": "<<empty_blob>>"}, headers={"Range": "bytes=-1"}),
-                 id="download-empty-suffix-range"),
+    pytest.param(
+        _get(_ATTACHMENTS, query={"blob_id": "<<blob>>", "name": "\u202e" + "ü" * 500}), id="download-name-long-bidi"
+    ),
+    pytest.param(
+        _get(_ATTACHMENTS, query={"blob_id": "<<empty_blob>>"}, headers={"Range": "bytes=-1"}),
+        id="download-empty-suffix-range",
+    ),
     pytest.param({"method": "POST", "path": f"{_M}/folders", "body": {"name": "😀" * 100}}, id="folder-name-astral"),
-    pytest.param({"method": "POST", "path": f"{_M}/folders", "body": {"name": "é" * 100, "parent_id": "<<reports>>"}},
-                 id="folder-deep-long"),
+    pytest.param(
+        {"method": "POST", "path": f"{_M}/folders", "body": {"name": "é" * 100, "parent_id": "<<reports>>"}},
+        id="folder-deep-long",
+    ),
     pytest.param({"method": "PUT", "path": f"{_M}/rules", "body": _big_rules()}, id="rules-largest"),
-    pytest.param({"method": "PATCH", "path": f"{_M}/auto-reply",
-                  "body": {"enabled": True, "subject": "ü" * 255, "body": "日本" * 2500}}, id="auto-reply-longest"),
-    pytest.param({"method": "PATCH", "path": f"{_M}/auto-reply",
-                  "body": {"enabled": True, "body": "x", "from_date": "0001-01-01T00:00:00+01:00"}},
-                 id="auto-reply-from-date-underflow"),
-    pytest.param(_inbound(subject="é" * 998, text="x" * 256000, to=[f"r{i}@example.net" for i in range(50)],
-                          headers=[{"name": f"X-H{i}", "value": "v" * 998} for i in range(20)]),
-                 id="sandbox-largest"),
+    pytest.param(
+        {
+            "method": "PATCH",
+            "path": f"{_M}/auto-reply",
+            "body": {"enabled": True, "subject": "ü" * 255, "body": "日本" * 2500},
+        },
+        id="auto-reply-longest",
+    ),
+    pytest.param(
+        {
+            "method": "PATCH",
+            "path": f"{_M}/auto-reply",
+            "body": {"enabled": True, "body": "x", "from_date": "0001-01-01T00:00:00+01:00"},
+        },
+        id="auto-reply-from-date-underflow",
+    ),
+    pytest.param(
+        _inbound(
+            subject="é" * 998,
+            text="x" * 256000,
+            to=[f"r{i}@example.net" for i in range(50)],
+            headers=[{"name": f"X-H{i}", "value": "v" * 998} for i in range(20)],
+        ),
+        id="sandbox-largest",
+    ),
     pytest.param(_inbound(received_at="0001-01-01T00:00:00+01:00"), id="sandbox-received-at-underflow"),
     pytest.param(_inbound(received_at="9999-12-31T23:59:59-01:00"), id="sandbox-received-at-overflow"),
 ]
@@ -722,10 +914,14 @@ def test_hostile_inputs_never_answer_5xx(seeded: Seeded, request_: dict[str, Any
     assert response is not None and response.status_code < 500
 
 
-@pytest.mark.parametrize(("query", "selects_all"), [
-    ({"before": "0999-06-01T00:00:00Z"}, False),
-    ({"after": "0999-06-01T00:00:00Z"}, True),
-], ids=["before-year-999-selects-nothing", "after-year-999-selects-everything"])
+@pytest.mark.parametrize(
+    ("query", "selects_all"),
+    [
+        ({"before": "0999-06-01T00:00:00Z"}, False),
+        ({"after": "0999-06-01T00:00:00Z"}, True),
+    ],
+    ids=["before-year-999-selects-nothing", "after-year-999-selects-everything"],
+)
 def test_list_date_filters_before_year_1000(seeded: Seeded, query: dict[str, str], selects_all: bool) -> None:
     """A date filter in the years 1-999 is a valid date-time of the document: before it no mail was
     received, after it all of it was."""
@@ -745,17 +941,30 @@ def test_the_checks_reject_nonconforming_responses(seeded: Seeded) -> None:
     body = json.loads(response.content)
     del body["thread_id"]
     body["size"] = -1
-    forged = Response(status_code=200, headers=response.headers, content=json.dumps(body).encode(),
-                      request=response.request, elapsed=0.0, verify=True)
+    forged = Response(
+        status_code=200,
+        headers=response.headers,
+        content=json.dumps(body).encode(),
+        request=response.request,
+        elapsed=0.0,
+        verify=True,
+    )
     with pytest.raises((AssertionError, BaseExceptionGroup)):
         case.validate_response(forged, checks=CHECKS, headers=auth(seeded.key))
 
-    download = schema[_ATTACHMENTS]["GET"].Case(path_parameters={"id": seeded.mailbox_id},
-                                                query={"blob_id": seeded.attachments[0][0]})
+    download = schema[_ATTACHMENTS]["GET"].Case(
+        path_parameters={"id": seeded.mailbox_id}, query={"blob_id": seeded.attachments[0][0]}
+    )
     response = download.call(app=seeded.app, headers=auth(seeded.key))
     assert response.status_code == 200 and response.content
-    cut = Response(status_code=200, headers=response.headers, content=response.content[:-1],
-                   request=response.request, elapsed=0.0, verify=True)
+    cut = Response(
+        status_code=200,
+        headers=response.headers,
+        content=response.content[:-1],
+        request=response.request,
+        elapsed=0.0,
+        verify=True,
+    )
     with pytest.raises(AssertionError):
         _check_binary(cut)
 
@@ -801,14 +1010,20 @@ def test_every_operation_was_called(request: pytest.FixtureRequest, seeded: Seed
     examples = [n for n in names if n.startswith("test_seeded_examples_conform[")]
     if len(generated) < len(OPERATIONS) or len(examples) < 4:
         pytest.skip("the property test or the explicit examples were not selected in full")
-    documented = {f"{method.upper()} {path}" for path, item in schema.raw_schema["paths"].items()
-                  for method in item if method in ("get", "put", "post", "patch", "delete")}
+    documented = {
+        f"{method.upper()} {path}"
+        for path, item in schema.raw_schema["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "patch", "delete")
+    }
     assert documented == {f"{op.method} {op.path}" for op in OPERATIONS}
     assert set(seeded.generated) == documented, sorted(documented - set(seeded.generated))
-    missing = {label: sorted(wanted - seeded.called.get(label, set())) for label, wanted in REACHED.items()
-               if not wanted <= seeded.called.get(label, set())}
+    missing = {
+        label: sorted(wanted - seeded.called.get(label, set()))
+        for label, wanted in REACHED.items()
+        if not wanted <= seeded.called.get(label, set())
+    }
     assert not missing, {label: (want, sorted(seeded.called.get(label, set()))) for label, want in missing.items()}
     if seeded.defect_hits:
         hits = "; ".join(f"{name}: {len(cases)} case(s), e.g. {cases[0]}" for name, cases in seeded.defect_hits.items())
         warnings.warn(f"generated cases that known defects explain: {hits}", stacklevel=1)
-

@@ -40,7 +40,12 @@ def run_script(server: ServeProcess, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     result = subprocess.run(
         [str(SDK_PYTHON), "-I", str(SCRIPT), server.base_url, *args],
-        capture_output=True, text=True, timeout=120, cwd="/tmp", env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/tmp",
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, (
         f"sdk_script.py {args[1:]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n{server.output(60)}"

@@ -24,8 +24,13 @@ def _mailbox(api: ApiEnv) -> dict[str, Any]:
 
 
 def _message(subject: str, msgid: str, reply_to: str | None = None) -> bytes:
-    lines = [f"From: Ann <ann@example.org>", "To: reader@sdk-mail.example", f"Subject: {subject}",
-             f"Message-ID: <{msgid}>", "Date: Sat, 21 Nov 2026 09:00:00 +0000"]
+    lines = [
+        "From: Ann <ann@example.org>",
+        "To: reader@sdk-mail.example",
+        f"Subject: {subject}",
+        f"Message-ID: <{msgid}>",
+        "Date: Sat, 21 Nov 2026 09:00:00 +0000",
+    ]
     if reply_to:
         lines += [f"In-Reply-To: <{reply_to}>", f"References: <{reply_to}>"]
     return ("\r\n".join(lines) + "\r\n\r\nHello from the SDK test.\r\n").encode()
@@ -59,7 +64,9 @@ def test_sdk_mail_access_and_rules(api: ApiEnv) -> None:
     pdf_id = with_attachment["data"][0]["id"]
     full = client.mailboxes.get_inbox_message(mid, pdf_id)
     attachment = full["attachments"][0]
-    data = client.mailboxes.download_inbox_attachment(mid, {"blob_id": attachment["blob_id"], "name": attachment["name"]})
+    data = client.mailboxes.download_inbox_attachment(
+        mid, {"blob_id": attachment["blob_id"], "name": attachment["name"]}
+    )
     original = email.message_from_bytes(raw, policy=policy.default)
     expected = next(p for p in original.iter_attachments()).get_payload(decode=True)
     assert data == expected
@@ -89,8 +96,12 @@ def test_sdk_mail_access_and_rules(api: ApiEnv) -> None:
 
     # Rules: a rule moving Bob's mail to the custom folder, applied at delivery.
     rule = {
-        "id": "6f1c4a52-2b7e-4d57-9a55-6c1f6c2f8a10", "name": "Bob to Work", "enabled": True, "position": 0,
-        "match_mode": "all", "stop": True,
+        "id": "6f1c4a52-2b7e-4d57-9a55-6c1f6c2f8a10",
+        "name": "Bob to Work",
+        "enabled": True,
+        "position": 0,
+        "match_mode": "all",
+        "stop": True,
         "conditions": [{"type": "from_is", "value": "bob@example.org"}],
         "actions": [{"type": "move", "target": {"kind": "custom", "folder_id": created["id"]}}],
     }

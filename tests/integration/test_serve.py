@@ -61,7 +61,8 @@ def stop_cleanly(serve: ServeProcess) -> None:
     left = serve.instance_processes()
     assert not left, (
         f"shipmail serve exited ({code}) {took:.1f} s after SIGTERM but left processes of its instance:\n"
-        + "\n".join(f"  {pid} {cmd}" for pid, cmd in left) + f"\n{serve.output(40)}"
+        + "\n".join(f"  {pid} {cmd}" for pid, cmd in left)
+        + f"\n{serve.output(40)}"
     )
     busy = {name: port for name, port in serve.ports.items() if not port_is_free(port)}
     assert busy == {}, f"ports still taken after SIGTERM: {busy}"

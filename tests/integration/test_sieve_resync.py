@@ -28,8 +28,11 @@ def test_reinstall_all_replaces_every_active_script(api: ApiEnv) -> None:
     dom = api.verified_domain("resync.example")
     addresses = []
     for local in ("one", "two"):
-        r = api.client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": local, "generate_password": True},
-                            headers=api.auth())
+        r = api.client.post(
+            "/v1/mailboxes",
+            json={"domain_id": dom["id"], "address": local, "generate_password": True},
+            headers=api.auth(),
+        )
         assert r.status_code == 201, r.text
         addresses.append(r.json()["address"])
     before = {a: [s["id"] for s in _scripts(api, a) if s["isActive"]] for a in addresses}

@@ -39,8 +39,10 @@ def post(api: ApiEnv, mbx: dict[str, Any], action: str, key: str | None = None) 
 
 def message(to: str, subject: str, frm: str = "ann@sender.example") -> tuple[bytes, str]:
     mid = f"s.{secrets.token_hex(8)}@suspension.test"
-    return (f"From: Ann <{frm}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
-            f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\n\r\nBody of {subject}.\r\n").encode(), mid
+    return (
+        f"From: Ann <{frm}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
+        f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\n\r\nBody of {subject}.\r\n"
+    ).encode(), mid
 
 
 def lmtp_reply(api: ApiEnv, rcpt: str, data: bytes, sender: str = "ann@sender.example") -> tuple[str, int, str]:
@@ -97,8 +99,9 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     mbx = new_mailbox(api, "susp")
     address = mbx["address"]
     sentinel = new_mailbox(api, "susp-sentinel")  # answers everyone: proves replies are made
-    r = api.client.patch(f"/v1/mailboxes/{sentinel['id']}/auto-reply", json={"enabled": True, "body": "Here."},
-                         headers=api.auth())
+    r = api.client.patch(
+        f"/v1/mailboxes/{sentinel['id']}/auto-reply", json={"enabled": True, "body": "Here."}, headers=api.auth()
+    )
     assert r.status_code == 200, r.text
     folders = api.client.get(f"/v1/mailboxes/{mbx['id']}/folders", headers=api.auth()).json()["data"]
     archive = next(f["id"] for f in folders if f["role"] == "archive")
@@ -106,13 +109,21 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     # Before: a message, a rule that stars "urgent" mail, an auto-reply, working logins.
     before, before_mid = message(address, "before suspension")
     assert api.lmtp(address, before) == {}
-    rule = {"id": str(uuid.uuid4()), "name": "star urgent", "enabled": True, "position": 0, "match_mode": "all",
-            "stop": False, "conditions": [{"type": "subject_contains", "value": "urgent"}],
-            "actions": [{"type": "star"}]}
+    rule = {
+        "id": str(uuid.uuid4()),
+        "name": "star urgent",
+        "enabled": True,
+        "position": 0,
+        "match_mode": "all",
+        "stop": False,
+        "conditions": [{"type": "subject_contains", "value": "urgent"}],
+        "actions": [{"type": "star"}],
+    }
     r = api.client.put(f"/v1/mailboxes/{mbx['id']}/rules", json={"rules": [rule]}, headers=api.auth())
     assert r.status_code == 200, r.text
-    r = api.client.patch(f"/v1/mailboxes/{mbx['id']}/auto-reply", json={"enabled": True, "body": "Away."},
-                         headers=api.auth())
+    r = api.client.patch(
+        f"/v1/mailboxes/{mbx['id']}/auto-reply", json={"enabled": True, "body": "Away."}, headers=api.auth()
+    )
     assert r.status_code == 200, r.text
     imap_login(api, address, PASSWORD).logout()
     assert basic_jmap_status(api, address, PASSWORD) == 200
@@ -136,8 +147,11 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     with pytest.raises(DeliveryRefused) as refused:
         asyncio.run(api.cyrus.server.deliver([address], urgent, "bob@sender.example"))
     assert refused.value.temporary and refused.value.refused[address][0] == 452
-    r = api.client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=api.auth(),
-                        json={"from": "carl@sender.example", "subject": "sandbox", "text": "hi"})
+    r = api.client.post(
+        f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",
+        headers=api.auth(),
+        json={"from": "carl@sender.example", "subject": "sandbox", "text": "hi"},
+    )
     assert r.status_code == 409 and "suspended" in r.json()["error"]["message"]
     # Mail to a mailbox that is not suspended is answered: once that reply is out, none to bob's
     # refused mail can still come.
@@ -154,7 +168,9 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     full = api.client.get(msg_base, headers=api.auth())
     assert full.status_code == 200 and "Body of before suspension." in full.text
     assert api.client.patch(msg_base, json={"read": True, "starred": True}, headers=api.auth()).status_code == 200
-    assert api.client.post(f"{msg_base}/move", json={"target_folder_id": archive}, headers=api.auth()).status_code == 200
+    assert (
+        api.client.post(f"{msg_base}/move", json={"target_folder_id": archive}, headers=api.auth()).status_code == 200
+    )
     assert api.client.post(f"{msg_base}/move", json={"target_role": "inbox"}, headers=api.auth()).status_code == 200
     r = api.client.put(f"/v1/mailboxes/{mbx['id']}/rules", json={"rules": [rule]}, headers=api.auth())
     assert r.status_code == 200, r.text
@@ -186,8 +202,11 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     assert got["keywords"].get("$flagged") is True
     assert len(wait_replies(api.cyrus.outbox, "bob@sender.example")) == 1
     assert urgent_mid in ids_by_message_id(api, address)  # delivered under its original id
-    r = api.client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=api.auth(),
-                        json={"from": "carl@sender.example", "subject": "sandbox", "text": "hi"})
+    r = api.client.post(
+        f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",
+        headers=api.auth(),
+        json={"from": "carl@sender.example", "subject": "sandbox", "text": "hi"},
+    )
     assert r.status_code == 201, r.text
 
 
@@ -203,8 +222,9 @@ def test_an_empty_account_refuses_at_data_and_loses_nothing(api: ApiEnv) -> None
         for step in steps:
             await step
 
-    asyncio.run(run(server.provision(address), server.set_suspended(address, True),
-                    server.set_suspended(address, True)))
+    asyncio.run(
+        run(server.provision(address), server.set_suspended(address, True), server.set_suspended(address, True))
+    )
     try:
         data, mid = message(address, "first ever")
         for _ in range(2):  # it stays refused: nothing slipped in
@@ -276,8 +296,11 @@ def test_deleting_a_suspended_mailbox_leaves_no_block(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "gone")
     assert post(api, mbx, "suspend").status_code == 200
     assert api.client.delete(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).status_code == 204
-    r = api.client.post("/v1/mailboxes", json={"domain_id": mbx["domain_id"], "address": "hello",
-                                               "password": PASSWORD}, headers=api.auth())
+    r = api.client.post(
+        "/v1/mailboxes",
+        json={"domain_id": mbx["domain_id"], "address": "hello", "password": PASSWORD},
+        headers=api.auth(),
+    )
     assert r.status_code == 201 and r.json()["suspended_at"] is None
     data, _ = message(mbx["address"], "to the new account")
     assert lmtp_reply(api, mbx["address"], data)[:2] == ("done", 250)

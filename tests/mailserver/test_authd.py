@@ -44,8 +44,7 @@ def ask(path: Path, request: bytes, timeout: float = 5.0) -> str:
         return _recv_exact(sock, length).decode()
 
 
-def login(path: Path, login_name: str, password: str | bytes, realm: str,
-          service: str = "imap") -> str:
+def login(path: Path, login_name: str, password: str | bytes, realm: str, service: str = "imap") -> str:
     return ask(path, encode_request(login_name, password, service, realm))
 
 
@@ -140,8 +139,7 @@ def test_concurrent_logins(daemon: AuthDaemon) -> None:
             results[(address, True)] = good
             results[(address, False)] = bad
 
-    threads = [threading.Thread(target=worker, args=item) for item in users.items()
-               for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=item) for item in users.items() for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -151,8 +149,7 @@ def test_concurrent_logins(daemon: AuthDaemon) -> None:
         assert (reply == "OK") is right
 
 
-def test_lookup_raising_is_no_and_daemon_keeps_running(daemon: AuthDaemon,
-                                                        hashes: dict[str, str]) -> None:
+def test_lookup_raising_is_no_and_daemon_keeps_running(daemon: AuthDaemon, hashes: dict[str, str]) -> None:
     def broken(address: str) -> str | None:
         raise RuntimeError("database is down")
 
@@ -167,8 +164,7 @@ def test_invalid_stored_hash_is_no(daemon: AuthDaemon) -> None:
     assert login(daemon.socket_path, "first.last", PASSWORD, "example.com").startswith("NO")
 
 
-def test_password_never_logged(daemon: AuthDaemon, hashes: dict[str, str],
-                               caplog: pytest.LogCaptureFixture) -> None:
+def test_password_never_logged(daemon: AuthDaemon, hashes: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "Sup3r-Secret-Do-Not-Log"
     table = {ADDRESS: HASHER.hash(secret)}
@@ -176,13 +172,11 @@ def test_password_never_logged(daemon: AuthDaemon, hashes: dict[str, str],
     def raising(address: str) -> str | None:
         raise ValueError("lookup exploded")
 
-    lookups: list[Callable[[str], str | None]] = [table.get, raising,
-                                                  {ADDRESS: "garbage"}.get]
+    lookups: list[Callable[[str], str | None]] = [table.get, raising, {ADDRESS: "garbage"}.get]
     for lookup in lookups:
         daemon.lookup = lookup
         for password in (secret, secret + "x"):
-            for login_name, realm in (("first.last", "example.com"), ("admin", ""),
-                                      ("nobody", "example.com")):
+            for login_name, realm in (("first.last", "example.com"), ("admin", ""), ("nobody", "example.com")):
                 login(daemon.socket_path, login_name, password, realm)
     login(daemon.socket_path, "first.last", secret * 1000, "example.com")
     assert caplog.records, "the daemon should log outcomes"
@@ -191,8 +185,7 @@ def test_password_never_logged(daemon: AuthDaemon, hashes: dict[str, str],
         assert secret not in str(record.args) and secret not in record.getMessage()
 
 
-def test_stale_socket_is_replaced_and_live_one_refused(socket_dir: Path,
-                                                       hashes: dict[str, str]) -> None:
+def test_stale_socket_is_replaced_and_live_one_refused(socket_dir: Path, hashes: dict[str, str]) -> None:
     path = socket_dir / "authd.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))

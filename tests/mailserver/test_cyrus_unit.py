@@ -30,17 +30,30 @@ def _options(text: str) -> dict[str, str]:
 
 def test_imapd_conf_has_the_options_that_matter() -> None:
     layout = CyrusLayout(Path("/srv/shipmail/cyrus"))
-    options = _options(render_imapd_conf(layout, admin_user="admin",
-                                         authd_socket=Path("/srv/a.sock"), failed_login_pause=0))
+    options = _options(
+        render_imapd_conf(layout, admin_user="admin", authd_socket=Path("/srv/a.sock"), failed_login_pause=0)
+    )
     expected = {
-        "virtdomains": "userid", "unixhierarchysep": "yes", "altnamespace": "yes",
-        "conversations": "yes", "jmap_nonstandard_extensions": "yes", "autocreate_post": "no",
-        "delete_mode": "immediate", "search_engine": "xapian", "httpallowcompress": "no",
-        "sasl_pwcheck_method": "auxprop saslauthd", "sasl_auxprop_plugin": "sasldb",
-        "sasl_saslauthd_path": "/srv/a.sock", "allowplaintext": "yes", "admins": "admin",
-        "servername": "localhost", "sendmail": "/srv/shipmail/cyrus/bin/sendmail",
-        "http_jwt_key_dir": "/srv/shipmail/cyrus/etc/jwt", "t1searchpartition-default":
-        "/srv/shipmail/cyrus/search", "sync_log_channels": "squatter", "failedloginpause": "0",
+        "virtdomains": "userid",
+        "unixhierarchysep": "yes",
+        "altnamespace": "yes",
+        "conversations": "yes",
+        "jmap_nonstandard_extensions": "yes",
+        "autocreate_post": "no",
+        "delete_mode": "immediate",
+        "search_engine": "xapian",
+        "httpallowcompress": "no",
+        "sasl_pwcheck_method": "auxprop saslauthd",
+        "sasl_auxprop_plugin": "sasldb",
+        "sasl_saslauthd_path": "/srv/a.sock",
+        "allowplaintext": "yes",
+        "admins": "admin",
+        "servername": "localhost",
+        "sendmail": "/srv/shipmail/cyrus/bin/sendmail",
+        "http_jwt_key_dir": "/srv/shipmail/cyrus/etc/jwt",
+        "t1searchpartition-default": "/srv/shipmail/cyrus/search",
+        "sync_log_channels": "squatter",
+        "failedloginpause": "0",
     }
     assert {key: options.get(key) for key in expected} == expected
     assert "sasl_auto_transition" not in options
@@ -48,8 +61,7 @@ def test_imapd_conf_has_the_options_that_matter() -> None:
 
 def test_cyrus_conf_binds_lmtp_to_loopback_and_passes_config() -> None:
     layout = CyrusLayout(Path("/srv/c"))
-    text = render_cyrus_conf(layout, host="0.0.0.0", imap_port=1143, jmap_port=1080,
-                             lmtp_port=1024)
+    text = render_cyrus_conf(layout, host="0.0.0.0", imap_port=1143, jmap_port=1080, lmtp_port=1024)
     lmtp = next(line for line in text.splitlines() if line.strip().startswith("lmtp "))
     assert 'listen="127.0.0.1:1024"' in lmtp and " -a" in lmtp
     assert 'listen="0.0.0.0:1143"' in text and 'listen="0.0.0.0:1080"' in text
@@ -64,21 +76,39 @@ def test_missing_packages_name_the_install_script(monkeypatch: pytest.MonkeyPatc
         cyrus.check_installed()
 
 
-@pytest.mark.parametrize("address,name", [
-    ("first.last@example.com", "user/first.last@example.com"),
-    ("a_b-c=d@sub.example.co.uk", "user/a_b-c=d@sub.example.co.uk"),
-])
+@pytest.mark.parametrize(
+    "address,name",
+    [
+        ("first.last@example.com", "user/first.last@example.com"),
+        ("a_b-c=d@sub.example.co.uk", "user/a_b-c=d@sub.example.co.uk"),
+    ],
+)
 def test_mailbox_names(address: str, name: str) -> None:
     assert cyrus_admin.mailbox_name(address) == name
     local, domain = address.split("@")
     assert cyrus_admin.mailbox_name(address, "Sent") == f"user/{local}/Sent@{domain}"
 
 
-@pytest.mark.parametrize("address", [
-    "admin", "admin@localhost", "a/b@example.com", "a%@example.com", "a*@example.com",
-    'a"b@example.com', "a+tag@example.com", "Upper@example.com", "a@example", ".a@example.com",
-    "a..b@example.com", "a b@example.com", "a^b@example.com", "é@example.com", "@example.com",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "admin",
+        "admin@localhost",
+        "a/b@example.com",
+        "a%@example.com",
+        "a*@example.com",
+        'a"b@example.com',
+        "a+tag@example.com",
+        "Upper@example.com",
+        "a@example",
+        ".a@example.com",
+        "a..b@example.com",
+        "a b@example.com",
+        "a^b@example.com",
+        "é@example.com",
+        "@example.com",
+    ],
+)
 def test_unusable_addresses_are_refused(address: str) -> None:
     with pytest.raises(ValueError):
         cyrus_admin.split_address(address)
@@ -96,15 +126,20 @@ def test_jwt_has_exactly_sub_and_iat() -> None:
 
 
 async def test_jmap_access_shape() -> None:
-    server = CyrusMailServer(host="127.0.0.1", imap_port=1, jmap_port=18080, admin_user="admin",
-                             admin_password="x", jwt_secret=os.urandom(32))
+    server = CyrusMailServer(
+        host="127.0.0.1",
+        imap_port=1,
+        jmap_port=18080,
+        admin_user="admin",
+        admin_password="x",
+        jwt_secret=os.urandom(32),
+    )
     try:
         access = server.jmap_access("a@example.com")
         assert access.session_url == "http://127.0.0.1:18080/jmap/"
         assert access.account_id == "a@example.com"
         assert access.authorization.startswith("Bearer ")
-        claims = json.loads(base64.urlsafe_b64decode(
-            access.authorization.split()[1].split(".")[1] + "=="))
+        claims = json.loads(base64.urlsafe_b64decode(access.authorization.split()[1].split(".")[1] + "=="))
         assert abs(claims["iat"] - time.time()) < 5
         assert server.sieve_capability == "https://cyrusimap.org/ns/jmap/sieve"
     finally:
@@ -126,11 +161,13 @@ def test_untraversable_parent_is_found(private_dir: Path) -> None:
     assert untraversable_parent(private_dir / "cyrus") is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/lib/cyrus/bin/master").exists(),
-                    reason="needs root and the Cyrus packages")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/lib/cyrus/bin/master").exists(), reason="needs root and the Cyrus packages"
+)
 def test_prepare_refuses_an_untraversable_directory(private_dir: Path) -> None:
-    instance = CyrusInstance(private_dir / "cyrus", jmap_port=1, lmtp_port=2, imap_port=3,
-                             outbox_dir=private_dir / "outbox")
+    instance = CyrusInstance(
+        private_dir / "cyrus", jmap_port=1, lmtp_port=2, imap_port=3, outbox_dir=private_dir / "outbox"
+    )
     with pytest.raises(CyrusSetupError, match=str(private_dir)):
         instance.prepare()
     with pytest.raises(CyrusSetupError, match="prepare"):
@@ -139,8 +176,7 @@ def test_prepare_refuses_an_untraversable_directory(private_dir: Path) -> None:
 
 def test_paths_with_spaces_are_refused() -> None:
     with pytest.raises(CyrusSetupError):
-        CyrusInstance(Path("/tmp/a b"), jmap_port=1, lmtp_port=2, imap_port=3,
-                      outbox_dir=Path("/tmp/o"))
+        CyrusInstance(Path("/tmp/a b"), jmap_port=1, lmtp_port=2, imap_port=3, outbox_dir=Path("/tmp/o"))
 
 
 def test_syslog_window_catches_lines_and_cleans_up(private_dir: Path) -> None:
@@ -153,8 +189,7 @@ def test_syslog_window_catches_lines_and_cleans_up(private_dir: Path) -> None:
         deadline = time.monotonic() + 2
         while len(window.lines()) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert window.lines() == ["Nov 21 00:00:00 master[1]: cannot find executable",
-                                  "second line"]
+        assert window.lines() == ["Nov 21 00:00:00 master[1]: cannot find executable", "second line"]
     assert not path.exists()
 
 

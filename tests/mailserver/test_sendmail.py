@@ -21,8 +21,9 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 def run_program(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     """Run the program as Cyrus does: the system python, isolated, stdlib only."""
     python = SYSTEM_PYTHON if Path(SYSTEM_PYTHON).exists() else shutil.which("python3") or "python3"
-    return subprocess.run([python, "-I", "-S", str(PROGRAM), *args, "-bs"], input=stdin,
-                          capture_output=True, timeout=20, check=False)
+    return subprocess.run(
+        [python, "-I", "-S", str(PROGRAM), *args, "-bs"], input=stdin, capture_output=True, timeout=20, check=False
+    )
 
 
 def replies(output: bytes) -> list[str]:
@@ -52,8 +53,9 @@ def test_outbox_conversation(tmp_path: Path) -> None:
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".eml"
     content = files[0].read_bytes()
-    assert content.startswith(b"X-Envelope-From: <sender@example.com>\r\n"
-                              b"X-Envelope-To: <one@example.org>,\r\n <two@example.org>\r\n")
+    assert content.startswith(
+        b"X-Envelope-From: <sender@example.com>\r\nX-Envelope-To: <one@example.org>,\r\n <two@example.org>\r\n"
+    )
     parsed = email.message_from_bytes(content, policy=email.policy.default)
     assert parsed["X-Envelope-To"] == "<one@example.org>, <two@example.org>"
     assert b"\r\n.a line starting with a dot\r\n" in content
@@ -73,8 +75,7 @@ def test_helo_errors_and_eof(tmp_path: Path) -> None:
 
 
 def test_control_characters_in_paths_are_refused(tmp_path: Path) -> None:
-    result = run_program(b"HELO x\r\nMAIL FROM:<a@b.c\rX-Evil: 1>\r\nQUIT\r\n",
-                         "--outbox", str(tmp_path))
+    result = run_program(b"HELO x\r\nMAIL FROM:<a@b.c\rX-Evil: 1>\r\nQUIT\r\n", "--outbox", str(tmp_path))
     assert [line[:3] for line in replies(result.stdout)] == ["220", "250", "501", "221"]
 
 
@@ -116,10 +117,13 @@ def test_relay_down_answers_451(tmp_path: Path) -> None:
     assert b"Subject" not in result.stderr  # diagnostics never carry the message
 
 
-@pytest.mark.parametrize("relay,expected", [
-    ("mx.example.com:25", ("mx.example.com", 25)),
-    ("[::1]:2525", ("::1", 2525)),
-])
+@pytest.mark.parametrize(
+    "relay,expected",
+    [
+        ("mx.example.com:25", ("mx.example.com", 25)),
+        ("[::1]:2525", ("::1", 2525)),
+    ],
+)
 def test_parse_relay(relay: str, expected: tuple[str, int]) -> None:
     assert sendmail.parse_relay(relay) == expected
 
@@ -128,4 +132,3 @@ def test_parse_relay(relay: str, expected: tuple[str, int]) -> None:
 def test_parse_relay_rejects(relay: str) -> None:
     with pytest.raises(ValueError):
         sendmail.parse_relay(relay)
-

@@ -74,8 +74,11 @@ def mbx(client: TestClient, settings: Settings, key: str) -> dict[str, Any]:
     """``hello@example.com`` on a verified domain, created through the API (a Mailbox object)."""
     dom = client.post("/v1/domains", json={"name": "example.com"}, headers=auth(key)).json()
     verify_domain(settings, "example.com")
-    r = client.post("/v1/mailboxes", json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
-                    headers=auth(key))
+    r = client.post(
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "hello", "password": "CorrectHorse9"},
+        headers=auth(key),
+    )
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 

@@ -27,7 +27,9 @@ def test_create_get_delete(client: TestClient, settings: Settings) -> None:
     assert client.delete(f"/v1/domains/{dom['id']}", headers=auth(key)).status_code == 404
 
 
-@pytest.mark.parametrize("name", ["", "localhost", "-bad.example", "a..b", "exa mple.com", "x" * 64 + ".com", "1.2.3.4"])
+@pytest.mark.parametrize(
+    "name", ["", "localhost", "-bad.example", "a..b", "exa mple.com", "x" * 64 + ".com", "1.2.3.4"]
+)
 def test_invalid_names_are_422(client: TestClient, settings: Settings, name: str) -> None:
     r = client.post("/v1/domains", json={"name": name}, headers=auth(make_key(settings)))
     assert r.status_code == 422, r.text

@@ -53,7 +53,8 @@ def test_create_shape_and_account(client: TestClient, key: str, domain: dict[str
 
 def test_generate_password(client: TestClient, key: str, domain: dict[str, Any], settings: Settings) -> None:
     r = client.post(
-        "/v1/mailboxes", json={"domain_id": domain["id"], "address": "gen", "generate_password": True},
+        "/v1/mailboxes",
+        json={"domain_id": domain["id"], "address": "gen", "generate_password": True},
         headers=auth(key),
     )
     assert r.status_code == 201, r.text
@@ -112,7 +113,10 @@ def test_list_filter_and_pagination(client: TestClient, key: str, domain: dict[s
     assert _create(client, key, other["id"], address="o").status_code == 201
     all_ = client.get("/v1/mailboxes", headers=auth(key)).json()
     assert [m["address"] for m in all_["data"]] == [
-        "m0@example.com", "m1@example.com", "m2@example.com", "o@other.example",
+        "m0@example.com",
+        "m1@example.com",
+        "m2@example.com",
+        "o@other.example",
     ]
     page1 = client.get("/v1/mailboxes", params={"domain_id": domain["id"], "limit": 2}, headers=auth(key)).json()
     assert [m["address"] for m in page1["data"]] == ["m0@example.com", "m1@example.com"]
@@ -154,7 +158,12 @@ def test_reset_password(client: TestClient, key: str, domain: dict[str, Any], se
     for weak in ("Sh0rtpw", "nocapitals123", "NOLOWER123", "NoDigitsHere", "Passw0rd", "x" * 129):
         r = client.patch(url, json={"password": weak}, headers=auth(key))
         assert r.status_code == 422 and weak not in r.text
-    assert client.patch("/v1/mailboxes/mbx_none/password", json={"password": "N3wAndBetterOne"}, headers=auth(key)).status_code == 404
+    assert (
+        client.patch(
+            "/v1/mailboxes/mbx_none/password", json={"password": "N3wAndBetterOne"}, headers=auth(key)
+        ).status_code
+        == 404
+    )
 
 
 def test_delete_removes_account(client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer) -> None:
@@ -177,7 +186,11 @@ def test_failed_provisioning_leaves_no_row(
 
 
 def test_failed_write_after_provisioning_removes_account(
-    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings,
+    client: TestClient,
+    key: str,
+    domain: dict[str, Any],
+    mail: FakeMailServer,
+    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sqlmodel.ext.asyncio.session import AsyncSession

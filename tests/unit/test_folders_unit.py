@@ -9,8 +9,7 @@ import pydantic
 import pytest
 
 from shipmail.folders import service as f
-from shipmail.folders.schemas import Folder
-from shipmail.folders.schemas import CreateMailboxFolderRequest, MailboxFolder, UpdateMailboxFolderRequest
+from shipmail.folders.schemas import CreateMailboxFolderRequest, Folder, MailboxFolder, UpdateMailboxFolderRequest
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed
 from shipmail.identities.service import identity_jmap_id, identity_wire_id
 
@@ -22,8 +21,26 @@ def folder(id_: str, name: str, parent: str | None = None, role: str | None = No
 # --------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name", ["Work", "a.b", "2026", "Zürich", "😀 party", "a&b", "x@y", "(1) [2] #3 $4 +5 ~6 =7",
-                                  "O'Brien", "a?b", "a,b:c", "x" * 100, "Inbox-old", "Sent items", "a\u200db"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Work",
+        "a.b",
+        "2026",
+        "Zürich",
+        "😀 party",
+        "a&b",
+        "x@y",
+        "(1) [2] #3 $4 +5 ~6 =7",
+        "O'Brien",
+        "a?b",
+        "a,b:c",
+        "x" * 100,
+        "Inbox-old",
+        "Sent items",
+        "a\u200db",
+    ],
+)
 def test_good_names_pass_unchanged(name: str) -> None:
     assert f.check_name(name) == name
 
@@ -32,11 +49,42 @@ def test_names_are_nfc() -> None:
     assert f.check_name(unicodedata.normalize("NFD", "Café")) == "Café"
 
 
-@pytest.mark.parametrize("name", [
-    "", " ", " x", "x ", "\tx", "x" * 101, "a/b", "a\\b", 'a"b', "a%b", "a*b", "a;b", "a<b", "a>b", "a`b",
-    "a{b", "a|b", "a}b", "a^b", "a!b", "a\x00b", "a\x1fb", "a\x7fb", "a\x85b", "a\u2028b", "a\u2029b",
-    "a\ud800b", "a\ufffeb", "a\uffffb", "a\ufdd0b", "a\U0001fffeb",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        " ",
+        " x",
+        "x ",
+        "\tx",
+        "x" * 101,
+        "a/b",
+        "a\\b",
+        'a"b',
+        "a%b",
+        "a*b",
+        "a;b",
+        "a<b",
+        "a>b",
+        "a`b",
+        "a{b",
+        "a|b",
+        "a}b",
+        "a^b",
+        "a!b",
+        "a\x00b",
+        "a\x1fb",
+        "a\x7fb",
+        "a\x85b",
+        "a\u2028b",
+        "a\u2029b",
+        "a\ud800b",
+        "a\ufffeb",
+        "a\uffffb",
+        "a\ufdd0b",
+        "a\U0001fffeb",
+    ],
+)
 def test_bad_names_are_422_naming_the_field(name: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         f.check_name(name, field="name")
@@ -67,16 +115,19 @@ def test_duplicates_are_409_case_sensitive() -> None:
 # --------------------------------------------------------------------------- Cyrus's name length
 
 
-@pytest.mark.parametrize("text, encoded", [
-    ("INBOX", "INBOX"),
-    ("a&b", "a&-b"),
-    ("Zürich", "Z&APw-rich"),
-    ("é", "&AOk-"),
-    ("😀", "&2D3eAA-"),
-    ("台北", "&U,BTFw-"),  # RFC 3501 section 5.1.3's example
-    ("日本語", "&ZeVnLIqe-"),
-    ("a\u200bb", "a&IAs-b"),
-])
+@pytest.mark.parametrize(
+    "text, encoded",
+    [
+        ("INBOX", "INBOX"),
+        ("a&b", "a&-b"),
+        ("Zürich", "Z&APw-rich"),
+        ("é", "&AOk-"),
+        ("😀", "&2D3eAA-"),
+        ("台北", "&U,BTFw-"),  # RFC 3501 section 5.1.3's example
+        ("日本語", "&ZeVnLIqe-"),
+        ("a\u200bb", "a&IAs-b"),
+    ],
+)
 def test_modified_utf7_matches_cyrus(text: str, encoded: str) -> None:
     # The expected values are the IMAP names Cyrus 3.6 listed for these JMAP names.
     assert f.modified_utf7(text) == encoded
@@ -94,8 +145,15 @@ def test_internal_name_length_matches_the_measured_limits() -> None:
 
 def test_check_path_length_for_create_and_move() -> None:
     address = "u@x.example"  # prefix "x.example!user.u" = 16
-    tree = {x.id: x for x in [folder("p", "P" * 200), folder("c", "C" * 100, "p"), folder("m", "M" * 10),
-                              folder("mc", "K" * 200, "m")]}
+    tree = {
+        x.id: x
+        for x in [
+            folder("p", "P" * 200),
+            folder("c", "C" * 100, "p"),
+            folder("m", "M" * 10),
+            folder("mc", "K" * 200, "m"),
+        ]
+    }
     f.check_path_length(address, tree, "p", "N" * 272)  # 16 + 201 + 273 = 490
     with pytest.raises(ValidationFailed):
         f.check_path_length(address, tree, "p", "N" * 273)
@@ -113,13 +171,28 @@ def test_check_path_length_for_create_and_move() -> None:
 
 def test_tree_order_depth_first_with_system_folders_first() -> None:
     items = [
-        folder("t", "Trash", role="trash", order=7), folder("z", "zeta"), folder("i", "Inbox", role="inbox", order=1),
-        folder("a", "Alpha"), folder("ab", "b", "a"), folder("aa", "A", "a"), folder("aba", "deep", "ab"),
-        folder("ar", "Archive", role="archive", order=3), folder("ir", "Receipts", "i"),
+        folder("t", "Trash", role="trash", order=7),
+        folder("z", "zeta"),
+        folder("i", "Inbox", role="inbox", order=1),
+        folder("a", "Alpha"),
+        folder("ab", "b", "a"),
+        folder("aa", "A", "a"),
+        folder("aba", "deep", "ab"),
+        folder("ar", "Archive", role="archive", order=3),
+        folder("ir", "Receipts", "i"),
         folder("orphan", "Orphan", "gone"),
     ]
     assert [x.name for x in f.tree_order(items)] == [
-        "Inbox", "Receipts", "Archive", "Trash", "Alpha", "A", "b", "deep", "Orphan", "zeta",
+        "Inbox",
+        "Receipts",
+        "Archive",
+        "Trash",
+        "Alpha",
+        "A",
+        "b",
+        "deep",
+        "Orphan",
+        "zeta",
     ]
 
 
@@ -147,11 +220,25 @@ def test_kind_and_decoding_defaults() -> None:
     assert Folder.of({"id": "x", "name": "N"}).kind == "custom"
     assert Folder.of({"id": "x", "name": "Inbox", "role": "inbox"}).kind == "system"
     assert Folder.of({"id": "x", "name": "N"}, system_ids=["x"]).kind == "system"
-    decoded = Folder.of({"id": "x", "name": "N", "parentId": "p", "sortOrder": 10, "totalEmails": 3,
-                           "unreadEmails": 2, "unreadThreads": 1})
+    decoded = Folder.of(
+        {
+            "id": "x",
+            "name": "N",
+            "parentId": "p",
+            "sortOrder": 10,
+            "totalEmails": 3,
+            "unreadEmails": 2,
+            "unreadThreads": 1,
+        }
+    )
     wire = MailboxFolder.of(decoded)
     assert (wire.id, wire.parent_id, wire.total_emails, wire.unread_emails, wire.unread_threads) == (
-        "fld_x", "fld_p", 3, 2, 1)
+        "fld_x",
+        "fld_p",
+        3,
+        2,
+        1,
+    )
 
 
 # --------------------------------------------------------------------------- moving mail out

@@ -13,9 +13,9 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from shipmail.routes import OPERATIONS
 from shipmail.app import API_PREFIX
 from shipmail.http.openapi import REPO_SPEC, build_document, dumps
+from shipmail.routes import OPERATIONS
 
 REFERENCE = Path("/work/shared/reference/shipmail-openapi.json")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -86,9 +86,7 @@ def _app_routes(client: TestClient) -> set[str]:
 def test_routes_and_document_agree(client: TestClient, document: dict[str, Any]) -> None:
     assert document["servers"] == [{"url": API_PREFIX}]
     routes = _app_routes(client)
-    documented = {
-        f"{label.split(' ', 1)[0]} {API_PREFIX}{label.split(' ', 1)[1]}" for label in _operations(document)
-    }
+    documented = {f"{label.split(' ', 1)[0]} {API_PREFIX}{label.split(' ', 1)[1]}" for label in _operations(document)}
     undocumented = sorted(routes - documented)
     unrouted = sorted(documented - routes)
     assert not undocumented, f"routes missing from the OpenAPI document: {undocumented}"

@@ -39,10 +39,10 @@ from schemathesis.specs.openapi.checks import (
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from shipmail.routes import OPERATIONS
 from shipmail.app import create_app
 from shipmail.config import Settings
 from shipmail.http.openapi import build_document
+from shipmail.routes import OPERATIONS
 from tests.dbfixtures import BACKENDS, migrated_database
 from tests.fakes import FakeJmap, FakeMailServer
 from tests.unit.conftest import auth, make_key, verify_domain
@@ -80,7 +80,7 @@ class GapRecordingJmap:
         if request.method == "POST" and b'"unknownMethod"' in response.content:
             calls = json.loads(request.content)["methodCalls"]
             answers = json.loads(response.content)["methodResponses"]
-            self.gaps += [call[0] for call, answer in zip(calls, answers) if answer[0] == "error"]
+            self.gaps += [call[0] for call, answer in zip(calls, answers, strict=False) if answer[0] == "error"]
         return response
 
 
@@ -140,16 +140,17 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     tmp_path: Path = tmp_path_factory.mktemp("schemathesis")
     with migrated_database(str(request.param), tmp_path) as url:
         settings = Settings.from_env(
-            data_dir=tmp_path, database_url=url, secret_key=b"test-secret",
+            data_dir=tmp_path,
+            database_url=url,
+            secret_key=b"test-secret",
             # One bucket per tier and key: keep generated traffic clear of 429s.
-            ratelimit_read="100000/minute", ratelimit_write="100000/minute",
+            ratelimit_read="100000/minute",
+            ratelimit_write="100000/minute",
         )
         key = make_key(settings, scopes=["*"])
         jmap = GapRecordingJmap()
         # As the ``client`` fixture of conftest: the fake mail server and the fake JMAP transport.
-        app = create_app(
-            settings, mail_server=FakeMailServer(), jmap_transport=httpx.MockTransport(jmap)
-        )
+        app = create_app(settings, mail_server=FakeMailServer(), jmap_transport=httpx.MockTransport(jmap))
         seeded = _seed(str(request.param), settings, app, key, jmap)
         _current.append(seeded)
         try:
@@ -262,16 +263,19 @@ def test_every_operation_was_called(seeded: Seeded) -> None:
     assert set(seeded.called) == {f"{op.method} {op.path}" for op in OPERATIONS}
     # Success paths were reached, not only validation errors.
     for label, status in {
-        "GET /domains/{id}": 200, "GET /mailboxes/{id}": 200, "PATCH /mailboxes/{id}": 200,
-        "POST /mailboxes": 201, "POST /domains": 201, "PATCH /mailboxes/{id}/password": 200,
-        "DELETE /mailboxes/{id}": 204, "DELETE /domains/{id}": 204,
+        "GET /domains/{id}": 200,
+        "GET /mailboxes/{id}": 200,
+        "PATCH /mailboxes/{id}": 200,
+        "POST /mailboxes": 201,
+        "POST /domains": 201,
+        "PATCH /mailboxes/{id}/password": 200,
+        "DELETE /mailboxes/{id}": 204,
+        "DELETE /domains/{id}": 204,
     }.items():
         assert status in seeded.called[label], (label, sorted(seeded.called[label]))
     if seeded.fake_gaps:
         gaps = "; ".join(f"{label}: {', '.join(sorted(g))}" for label, g in sorted(seeded.fake_gaps.items()))
         warnings.warn(f"500s left unchecked, the fake JMAP server lacks: {gaps}", stacklevel=1)
-
-
 
 
 @pytest.mark.parametrize(
@@ -290,10 +294,14 @@ def test_every_operation_was_called(seeded: Seeded) -> None:
         pytest.param("DELETE", "/domains/a%00b", None, True, id="nul-domain-id-delete"),
         pytest.param("GET", "/mailboxes/%00", None, True, id="nul-mailbox-id"),
         pytest.param("GET", "/mailboxes?domain_id=%00", None, True, id="nul-domain-id-filter"),
-        pytest.param("POST", "/mailboxes", b'{"domain_id": "\\u0000", "address": "a", "generate_password": true}',
-                     True, id="nul-domain-id-body"),
-        pytest.param("PATCH", "/mailboxes/{mailbox}", b'{"display_name": "a\\u0000b"}', True,
-                     id="nul-display-name"),
+        pytest.param(
+            "POST",
+            "/mailboxes",
+            b'{"domain_id": "\\u0000", "address": "a", "generate_password": true}',
+            True,
+            id="nul-domain-id-body",
+        ),
+        pytest.param("PATCH", "/mailboxes/{mailbox}", b'{"display_name": "a\\u0000b"}', True, id="nul-display-name"),
     ],
 )
 def test_hostile_inputs_never_answer_5xx(

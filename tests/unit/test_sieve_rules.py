@@ -18,7 +18,6 @@ from starlette.testclient import TestClient
 
 from shipmail.db.types import STORAGE_CONTEXT
 from shipmail.delivery.script import ScriptOptions, build_script
-from shipmail.folders import service as folder_service
 from shipmail.folders.schemas import Folder
 from shipmail.http.errors import Conflict, ValidationFailed
 from shipmail.mailboxes.models import Mailbox
@@ -432,8 +431,7 @@ FOLDERS = [
     folder("c", "Clients", parent="w"),
 ]
 FOLDERS = [
-    Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n)
-    for n, f in enumerate(FOLDERS)
+    Folder(id=f.id, name=f.name, parent_id=f.parent_id, role=f.role, sort_order=n) for n, f in enumerate(FOLDERS)
 ]
 
 

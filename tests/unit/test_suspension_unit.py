@@ -33,8 +33,9 @@ def _post(client: TestClient, key: str, mailbox_id: str, action: str) -> Any:
     return client.post(f"/v1/mailboxes/{mailbox_id}/{action}", headers=auth(key))
 
 
-def test_suspend_then_resume(client: TestClient, key: str, mbx: dict[str, Any], mail: FakeMailServer,
-                             settings: Settings) -> None:
+def test_suspend_then_resume(
+    client: TestClient, key: str, mbx: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
     r = _post(client, key, mbx["id"], "suspend")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -128,8 +129,13 @@ def test_missing_account_is_500_and_changes_nothing(
 
 @pytest.mark.parametrize("action", ["suspend", "resume"])
 def test_failed_commit_undoes_the_server_change(
-    client: TestClient, key: str, mbx: dict[str, Any], mail: FakeMailServer, settings: Settings,
-    monkeypatch: pytest.MonkeyPatch, action: str,
+    client: TestClient,
+    key: str,
+    mbx: dict[str, Any],
+    mail: FakeMailServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
 ) -> None:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -197,12 +203,16 @@ def test_sandbox_inbound_to_a_suspended_mailbox_is_409(
     client: TestClient, key: str, mbx: dict[str, Any], mail: FakeMailServer
 ) -> None:
     _post(client, key, mbx["id"], "suspend")
-    r = client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=auth(key),
-                    json={"from": "a@example.org", "subject": "hi", "text": "hello"})
+    r = client.post(
+        f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",
+        headers=auth(key),
+        json={"from": "a@example.org", "subject": "hi", "text": "hello"},
+    )
     assert r.status_code == 409, r.text
     assert r.json()["error"]["type"] == "conflict" and "suspended" in r.json()["error"]["message"]
     assert not any(name == "deliver" for name, _ in mail.calls) and mail.delivered == []
     # Invalid input is still 422 first.
-    r = client.post(f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=auth(key),
-                    json={"from": "a@example.org", "subject": "hi"})
+    r = client.post(
+        f"/v1/mailboxes/{mbx['id']}/sandbox/inbound", headers=auth(key), json={"from": "a@example.org", "subject": "hi"}
+    )
     assert r.status_code == 422

@@ -43,7 +43,9 @@ def test_scopes_do_not_leak_across_resources() -> None:
 
 def test_parse_scopes_accepts_repeats_commas_and_spaces_once_each() -> None:
     assert parse_scopes(["domains:read", "mailboxes:write,domains:read", " * "]) == [
-        Scope.DOMAINS_READ, Scope.MAILBOXES_WRITE, Scope.ALL,
+        Scope.DOMAINS_READ,
+        Scope.MAILBOXES_WRITE,
+        Scope.ALL,
     ]
     assert parse_scopes([]) == []
 
@@ -257,9 +259,24 @@ def test_normalize_valid_domain_names(name: str, normalized: str) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "", " ", ".", "com", "localhost", "-bad.com", "bad-.com", "a..com", ".example.com",
-        "under_score.com", "exa mple.com", "*.example.com", "1.2.3.4", "example.123",
-        "a" * 64 + ".com", ("a" * 60 + ".") * 5 + "com", "ex@mple.com", "example.com/path",
+        "",
+        " ",
+        ".",
+        "com",
+        "localhost",
+        "-bad.com",
+        "bad-.com",
+        "a..com",
+        ".example.com",
+        "under_score.com",
+        "exa mple.com",
+        "*.example.com",
+        "1.2.3.4",
+        "example.123",
+        "a" * 64 + ".com",
+        ("a" * 60 + ".") * 5 + "com",
+        "ex@mple.com",
+        "example.com/path",
     ],
 )
 def test_normalize_refuses_invalid_domain_names(name: str) -> None:

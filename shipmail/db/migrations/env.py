@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlmodel import SQLModel
 
+from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
-from shipmail.db.engine import create_sync_engine
-from sqlmodel import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata
