@@ -38,7 +38,7 @@ from shipmail.http.errors import (
 )
 from shipmail.http.openapi import build_document
 from shipmail.http.ratelimit import RateLimits, Tier
-from shipmail.http.routing import build_routes, request_id_of
+from shipmail.http.routing import Pipeline, build_routes, request_id_of
 from shipmail.jmap.client import JmapClient
 from shipmail.keys import service as key_service
 from shipmail.mailserver.base import MailServer
@@ -166,7 +166,7 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return Response(document_bytes, media_type="application/json")
 
-    routes = build_routes(OPERATIONS, limits=limits, auth=auth, max_body=settings.max_body_bytes, prefix=API_PREFIX)
+    routes = build_routes(OPERATIONS, Pipeline(auth, limits, settings.max_body_bytes), prefix=API_PREFIX)
     routes.append(Route(API_PREFIX + "/openapi.json", openapi_json, methods=["GET"]))
     app = Starlette(
         routes=routes,

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -48,11 +47,8 @@ from limits.aio.storage import RedisStorage as AsyncRedisStorage
 from limits.storage import MemoryStorage, Storage
 from slowapi import Limiter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from shipmail.http.errors import RateLimited
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 # slowapi reads a ``.env`` of the working directory unless given a file: give it an empty one.
 _EMPTY_CONFIG = str(Path(__file__).with_name("ratelimit.env"))
@@ -98,7 +94,7 @@ _ASYNC_SCHEMES = {"redis": "redis", "rediss": "rediss", "redis+unix": "unix"}  #
 
 
 class RateLimits:
-    """The limiter of one app: counts per key and tier, wraps endpoints, renders the headers."""
+    """The limiter of one app: counts per key and tier (:meth:`check`), renders the headers."""
 
     def __init__(self, storage_uri: str, limits: dict[Tier, str]) -> None:
         self.limits = limits
@@ -182,25 +178,17 @@ class RateLimits:
             await self._pool.aclose()
         self._pool = self._async = self._async_loop = None
 
-    def wrap(self, tier: Tier, name: str, endpoint: Endpoint) -> Endpoint:
-        """``endpoint`` (the operation ``name``) guarded by the ``tier`` bucket of the caller's key.
-
-        The request must carry ``request.state.principal`` (set by authentication).
-        """
-
-        async def limited(request: Request) -> Response:
-            window = await self.hit(tier, _key_of(request))
-            headers = window.headers()
-            if not window.allowed:
-                retry_after = max(1, math.ceil(window.reset - time.time()))
-                raise RateLimited(
-                    f"Rate limit exceeded for the '{tier.value}' tier: retry in {retry_after} s.",
-                    retry_after=retry_after,
-                    headers=headers,
-                )
-            response = await endpoint(request)
-            response.headers.update(headers)
-            return response
-
-        limited.__name__ = limited.__qualname__ = f"ratelimited_{name}"
-        return limited
+    async def check(self, tier: Tier, key_id: str) -> dict[str, str]:
+        """Count one request of API key ``key_id`` against its ``tier`` bucket; the
+        ``X-RateLimit-*`` headers to send. Raises :class:`~shipmail.http.errors.RateLimited`
+        (429 with those headers and ``Retry-After``) when the bucket is spent."""
+        window = await self.hit(tier, key_id)
+        headers = window.headers()
+        if not window.allowed:
+            retry_after = max(1, math.ceil(window.reset - time.time()))
+            raise RateLimited(
+                f"Rate limit exceeded for the '{tier.value}' tier: retry in {retry_after} s.",
+                retry_after=retry_after,
+                headers=headers,
+            )
+        return headers

@@ -1,11 +1,15 @@
 """Operations: one declaration gives a route, its checks and its OpenAPI entry.
 
-A handler is ``async def handler(ctx: Context) -> BaseModel | None``. The wrapper built by
-:func:`build_routes` does, in order: authenticate the Bearer key and check the operation's scope
-(401/403), count the call against the key's rate-limit tier (429), read and validate the JSON body
-and the query (413/422), call the handler, render its model as JSON (or 204 for ``None``).
-Every :class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
-with the request id and answers 500.
+Each feature's ``routes.py`` declares its operations with :func:`operation`; a handler is
+``async def handler(ctx: Context[Body, Query]) -> BaseModel | Response | None``. For each request
+the endpoint built by :func:`build_routes` (one function, no nested wrappers) does, in order:
+authenticate the Bearer key and check the operation's scope (401/403), count the call against the
+key's rate-limit tier (429; the ``X-RateLimit-*`` headers go on every response after that), read
+and validate the JSON body and the query (413/422), open the request's database session (the unit
+of work, ``ctx.session``), call the handler, render its model as JSON (or 204 for ``None``). Every
+:class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
+with the request id and answers 500. The OpenAPI document (:mod:`shipmail.http.openapi`) is
+generated from the same declarations.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipmail.auth.bearer import Principal
+from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.scopes import Scope
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
-from shipmail.http.ratelimit import Tier
+from shipmail.http.ratelimit import RateLimits, Tier
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.api")
@@ -238,68 +242,83 @@ def render(model: pydantic.BaseModel | None, status_code: int) -> Response:
     return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
 
 
-def _endpoint(op: Operation, max_body: int) -> Callable[[Request], Awaitable[Response]]:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What every operation's request goes through, in this order: authentication and the
+    operation's scope (401/403, :class:`~shipmail.auth.bearer.BearerAuth`), the caller's
+    rate-limit tier (429, :class:`~shipmail.http.ratelimit.RateLimits`; its ``X-RateLimit-*``
+    headers go on the response, errors included), the body (413 over ``max_body`` bytes, 422)
+    and the query (422), then the handler inside the request's database session."""
+
+    auth: BearerAuth
+    limits: RateLimits
+    max_body: int
+
+
+def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
+    """The whole request path of ``op`` as one function: every :class:`ShipmailError` becomes the
+    error envelope, anything else is logged with the request id and answers 500."""
+
     async def run(request: Request) -> Response:
-        for name, value in request.path_params.items():
-            if "\x00" in str(value):
-                raise NotFound(f"No object with {name} {str(value)!r}.")
-        body: Any = None
-        if op.body is not None:
-            body = await _parse_body(request, op.body, max_body)
-        query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
-        services: Services = request.app.state.services
-        async with services.db.session() as session:
-            ctx: Context[Any, Any] = Context(
-                request=request,
-                principal=getattr(request.state, "principal", None),
-                body=body,
-                query=query,
-                path=dict(request.path_params),
-                request_id=request_id_of(request),
-                session=session,
-            )
-            result = await op.handler(ctx)
-        if isinstance(result, Response):
-            return result
-        return render(result, op.status_code)
+        rate_headers: dict[str, str] = {}
+        try:
+            principal = None
+            if op.scope is not None:
+                principal = await pipeline.auth.authenticate(request, op.scope)
+                request.state.principal = principal
+                if op.tier is not None:
+                    rate_headers = await pipeline.limits.check(op.tier, principal.key_id)
+            response = await _handle(op, request, principal, pipeline.max_body)
+        except ShipmailError as exc:
+            response = exc.response(request_id_of(request))
+        except Exception:
+            rid = request_id_of(request)
+            logger.exception("unhandled error in %s (request %s)", op.operation_id, rid)
+            response = InternalError("An unexpected error occurred.").response(rid)
+        response.headers.update(rate_headers)
+        return response
 
     return run
 
 
-def build_routes(operations: Sequence[Operation], *, limits: Any, auth: Any, max_body: int, prefix: str) -> list[Route]:
-    """Starlette routes for ``operations``; one Route per path with every method on it."""
-    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+async def _handle(op: Operation, request: Request, principal: Principal | None, max_body: int) -> Response:
+    for name, value in request.path_params.items():
+        if "\x00" in str(value):
+            raise NotFound(f"No object with {name} {str(value)!r}.")
+    body: Any = None
+    if op.body is not None:
+        body = await _parse_body(request, op.body, max_body)
+    query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
+    services: Services = request.app.state.services
+    async with services.db.session() as session:
+        ctx: Context[Any, Any] = Context(
+            request=request,
+            principal=principal,
+            body=body,
+            query=query,
+            path=dict(request.path_params),
+            request_id=request_id_of(request),
+            session=session,
+        )
+        result = await op.handler(ctx)
+    if isinstance(result, Response):
+        return result
+    return render(result, op.status_code)
+
+
+def build_routes(operations: Sequence[Operation], pipeline: Pipeline, *, prefix: str) -> list[Route]:
+    """Starlette routes for ``operations``: one Route per path, dispatching on the method
+    (``HEAD`` is served by ``GET``)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for op in operations:
-        inner = _endpoint(op, max_body)
-        if op.tier is not None and op.scope is not None:
-            inner = limits.wrap(op.tier, op.operation_id, inner)
-        by_path.setdefault(op.path, {})[op.method] = _guard(op, inner, auth)
-
-    routes = []
-    for path, methods in by_path.items():
-        routes.append(Route(prefix + path, _dispatch(methods), methods=list(methods)))
-    return routes
+        by_path.setdefault(op.path, {})[op.method] = _endpoint(op, pipeline)
+    return [Route(prefix + path, _dispatch(methods), methods=list(methods)) for path, methods in by_path.items()]
 
 
-def _guard(
-    op: Operation, inner: Callable[[Request], Awaitable[Response]], auth: Any
-) -> Callable[[Request], Awaitable[Response]]:
-    async def guarded(request: Request) -> Response:
-        try:
-            if op.scope is not None:
-                request.state.principal = await auth.authenticate(request, op.scope)
-            return await inner(request)
-        except ShipmailError as exc:
-            return exc.response(request_id_of(request))
-        except Exception:
-            rid = request_id_of(request)
-            logger.exception("unhandled error in %s (request %s)", op.operation_id, rid)
-            return InternalError("An unexpected error occurred.").response(rid)
-
-    return guarded
-
-
-def _dispatch(methods: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable[[Request], Awaitable[Response]]:
+def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:
     async def dispatch(request: Request) -> Response:
         method = request.method if request.method != "HEAD" else "GET"
         return await methods[method](request)
