@@ -13,6 +13,7 @@ from shipmail.mailserver.base import (
     DeliveryRefused,
     DeliverySieve,
     JmapAccess,
+    MailServerError,
     MailServerUnavailable,
 )
 
@@ -31,6 +32,9 @@ class FakeMailServer:
         self.delivered: list[tuple[list[str], bytes, str]] = []
         #: Accounts whose delivery is blocked (:meth:`set_suspended`).
         self.suspended: set[str] = set()
+        #: Local parts this server reserves (:meth:`address_problem`); provisioning one fails as
+        #: on Cyrus ("Invalid mailbox name").
+        self.reserved: set[str] = {"anyone", "anybody", "anonymous"}
 
     def _maybe_fail(self) -> None:
         if not self.up:
@@ -39,9 +43,16 @@ class FakeMailServer:
             exc, self.fail_next = self.fail_next, None
             raise exc
 
+    def address_problem(self, address: str) -> str | None:
+        if address.rpartition("@")[0] in self.reserved:
+            return "the local part is reserved by the mail server"
+        return None
+
     async def provision(self, address: str) -> None:
         self.calls.append(("provision", address))
         self._maybe_fail()
+        if address.rpartition("@")[0] in self.reserved:
+            raise MailServerError(f"CREATE user/{address}: NO Invalid mailbox name")
         if address in self.accounts:
             raise AccountExists(address)
         self.accounts.add(address)

@@ -4,6 +4,9 @@ Every failure the API answers with is rendered as Shipmail's envelope::
 
     {"error": {"type": "...", "message": "...", "request_id": "req_...", "details": [...]}}
 
+At most :data:`MAX_DETAILS` details are sent: a request with 100,000 unknown keys gets the first
+50 and a message saying how many there were (``... Showing the first 50 of 100,000 problems.``).
+
 Exception tree::
 
     ShipmailError                    status, type, message, details, headers
@@ -28,6 +31,9 @@ from starlette.responses import JSONResponse
 #: One entry of the envelope's ``details`` (Shipmail ``ErrorDetail``): ``{field, code, message}``.
 Detail = dict[str, str]
 
+#: Most details an error carries; the message says how many there were when there are more.
+MAX_DETAILS = 50
+
 
 def detail(field: str, code: str, message: str) -> Detail:
     """A field-level problem: ``field`` is the path in the request (``rules[3].conditions[0].value``,
@@ -51,8 +57,12 @@ class ShipmailError(Exception):
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        details = details or []
+        if len(details) > MAX_DETAILS:
+            message = f"{message} Showing the first {MAX_DETAILS} of {len(details):,} problems."
+            details = details[:MAX_DETAILS]
         self.message = message
-        self.details = details or []
+        self.details = details
         self.headers = headers or {}
         self.extra = extra or {}
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -166,9 +168,15 @@ def validation_details(exc: pydantic.ValidationError, prefix: str = "") -> list[
     return details
 
 
+_DECIMAL = re.compile(r"[0-9]+")
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    """The body, at most ``limit`` bytes (413 beyond). A ``Content-Length`` (RFC 9110 section 8.6:
+    ``1*DIGIT``, no upper bound) above the limit answers 413 before anything is read; one that is
+    not ASCII digits is left to the server and the count of the bytes read."""
+    declared = (request.headers.get("content-length") or "").strip()
+    if _DECIMAL.fullmatch(declared) and _exceeds(declared, limit):
         raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
@@ -178,6 +186,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _exceeds(digits: str, limit: int) -> bool:
+    """Whether the ASCII decimal ``digits`` name a number above ``limit``, without turning more
+    digits than any limit has into an int (Python refuses over 4,300: ``ValueError``)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits) > len(str(limit)) or int(digits) > limit
 
 
 async def _parse_body(request: Request, model: type[M], limit: int) -> M:
@@ -198,7 +213,19 @@ async def _parse_body(request: Request, model: type[M], limit: int) -> M:
             "Request body is nested too deeply.",
             details=[{"field": "body", "code": "json_invalid", "message": "nested too deeply"}],
         ) from None
-    _refuse_nul(data, "")
+    except ValueError:  # json.loads: an integer beyond Python's int-string limit
+        most = sys.get_int_max_str_digits()
+        raise ValidationFailed(
+            f"Request body is not valid JSON for this API: a number has more than {most} digits.",
+            details=[{"field": "body", "code": "json_invalid", "message": f"a number has more than {most} digits"}],
+        ) from None
+    try:
+        _refuse_nul(data, "")
+    except RecursionError:
+        raise ValidationFailed(
+            "Request body is nested too deeply.",
+            details=[{"field": "body", "code": "json_invalid", "message": "nested too deeply"}],
+        ) from None
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -76,9 +76,11 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     `Content-Disposition: attachment` with `filename` (ASCII) and `filename*` (UTF-8, RFC 6266),
     `Content-Length` in bytes, a strong `ETag` (blob ids are content-addressed) and
     `Accept-Ranges: bytes`. `If-None-Match` answers 304; one `Range: bytes=first-last` range
-    answers 206 with `Content-Range` (several ranges: the whole body, 200); a range beyond the end
-    answers 416 with `Content-Range: bytes */<size>`. The body is streamed from the mail server
-    without buffering.
+    answers 206 with `Content-Range` (several ranges, or a last position below the first: the
+    whole body, 200); a range starting at or beyond the end, however many digits its positions
+    have, answers 416 with `Content-Range: bytes */<size>` (RFC 9110 sections 14.1.2, 15.5.17).
+    The body is streamed from the mail server without buffering. `name` is only the file name of
+    `Content-Disposition`: any text without control characters, it never reaches a URL.
 
     404: not a mailbox of this organisation, or no message of the mailbox holds the blob. 422: a
     blob_id outside `[A-Za-z0-9_-+=/.]`, or a name with control characters. 503: the mail server is
@@ -104,7 +106,7 @@ async def download_attachment(ctx: Context[None, AttachmentQuery]) -> Response:
     if request.method == "HEAD" and part.size >= 0:
         return Response(status_code=200, headers={**headers, "Content-Length": str(part.size)})
 
-    upstream = await attachments.open_upstream(ctx.services, row, part, filename)
+    upstream = await attachments.open_upstream(ctx.services, row, part)
     try:
         size = attachments.upstream_size(upstream, part)
         selected = attachments.parse_range(

@@ -7,7 +7,8 @@ Source: Shipmail ``GET /v1/mailboxes/{id}/inbox/attachments?blob_id=...&name=...
 * :func:`locate`: one JMAP request (Blob/lookup, then Email/get of the messages holding the blob
   with their body structure) gives the part's media type, charset, name and size; a blob that no
   message of this mailbox holds is 404. The media type is the part's own, never the client's.
-* :func:`open_upstream`: starts the download (unread httpx response; 404/503 mapped).
+* :func:`open_upstream`: starts the download (unread httpx response; 404/503 mapped). The download
+  URL carries a fixed name (:data:`shipmail.jmap.client.DOWNLOAD_NAME`), never the client's.
 * HTTP semantics are pure functions: :func:`etag_matches` (If-None-Match, weak comparison),
   :func:`parse_range` (one ``bytes=`` range, RFC 9110 section 14.1.2), :func:`content_disposition`
   (RFC 6266 with an ASCII ``filename`` and a UTF-8 ``filename*``, RFC 8187).
@@ -45,10 +46,12 @@ DEFAULT_NAME = "attachment"
 OCTET_STREAM = "application/octet-stream"
 
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
-_MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}$")
+#: RFC 6838 section 4.2 ``restricted-name``: starts with a letter or digit, at most 127 characters.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"^{_RESTRICTED_NAME}/{_RESTRICTED_NAME}$")
 _CHARSET = re.compile(rf"^{_TOKEN}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class RangeNotSatisfiable(Exception):
 
 
 def _safe_type(value: Any) -> str:
+    """The part's media type when it is an RFC 6838 ``type/subtype`` (so neither half is a dot
+    segment in the download URL), else application/octet-stream."""
     text = str(value or "").strip().lower()
     return text if _MEDIA_TYPE.match(text) else OCTET_STREAM
 
@@ -171,13 +176,38 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(","))
 
 
+def _digits_key(digits: str) -> tuple[int, str]:
+    """A sort key of ASCII decimal ``digits`` that orders them by value, however many there are."""
+    significant = digits.lstrip("0") or "0"
+    return len(significant), significant
+
+
+def _at_most(digits: str, cap: int) -> int:
+    """``min(int(digits), cap)`` for ASCII decimal ``digits`` of any length: Python's ``int()``
+    refuses more than 4,300 digits (``ValueError``), so a number longer than ``cap`` is ``cap``
+    without being converted."""
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(cap)):
+        return cap
+    return min(int(significant), cap)
+
+
 def parse_range(
     header: str | None, size: int, *, if_range: str | None = None, etag: str = ""
 ) -> tuple[int, int] | None:
     """The ``(first, last)`` byte positions (inclusive) a ``Range`` header asks for, or None to
     send everything (no header, another unit, several ranges, bad syntax, or an ``If-Range`` that
-    does not match ``etag``). Raises :class:`RangeNotSatisfiable` for a well-formed range outside
-    ``size`` bytes."""
+    does not match ``etag``). Raises :class:`RangeNotSatisfiable` (416) for a well-formed range
+    outside ``size`` bytes.
+
+    RFC 9110 section 14.1.1: positions are ``1*DIGIT`` with no upper bound, so a position of any
+    length is well-formed (never an int conversion of more digits than Python allows). Section
+    14.1.2: a first-pos at or beyond the length is unsatisfiable (416, section 15.5.17, with
+    ``Content-Range: bytes */<size>``); a last-pos at or beyond it means the last byte; a suffix
+    longer than the representation means all of it; a suffix of 0 is unsatisfiable. Section 14.2:
+    a ranges-specifier that is invalid (last-pos below first-pos) or that this server does not
+    serve (several ranges, another unit) is ignored: the whole representation, 200.
+    """
     if header is None or size < 0:
         return None
     if if_range is not None and if_range.strip() != etag:
@@ -189,26 +219,28 @@ def parse_range(
     if not first_text and not last_text:
         return None
     if not first_text:  # suffix range: the last N bytes
-        suffix = int(last_text)
+        suffix = _at_most(last_text, size)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable()
-        return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last_text and last < first:
+        return size - suffix, size - 1
+    if last_text and _digits_key(last_text) < _digits_key(first_text):
         return None  # invalid: ignore the header
+    first = _at_most(first_text, size)
     if first >= size:
         raise RangeNotSatisfiable()
-    return first, min(last, size - 1)
+    last = _at_most(last_text, size - 1) if last_text else size - 1
+    return first, last
 
 
-async def open_upstream(svc: Services, row: Mailbox, part: BlobPart, name: str) -> httpx.Response:
+async def open_upstream(svc: Services, row: Mailbox, part: BlobPart) -> httpx.Response:
     """Start the download of ``part`` (unread; the caller closes it). 404 when the server has no
-    such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise."""
+    such blob for the account; 503 (Retry-After) when it is unavailable or answers otherwise.
+
+    The download URL carries a fixed name and the part's media type (:func:`_safe_type`: never a
+    dot segment); the client's file name only goes into :func:`content_disposition`."""
     upstream = await svc.jmap.open_blob(
         row.address,
         part.blob_id,
-        name=name,
         content_type=part.media_type,
         headers={"Accept-Encoding": "identity"},
         size=part.size,
@@ -229,8 +261,8 @@ def upstream_size(upstream: httpx.Response, part: BlobPart) -> int:
     encoding = upstream.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         return -1
-    declared = upstream.headers.get("content-length", "")
-    if declared.isdigit():
+    declared = upstream.headers.get("content-length", "").strip()
+    if declared.isascii() and declared.isdigit() and len(declared) <= 18:
         return int(declared)
     return part.size
 

@@ -33,6 +33,10 @@ logger = logging.getLogger("shipmail.jmap")
 #: Slowest rate (bytes/s) at which a server is assumed to prepare a blob before sending it.
 BLOB_BYTES_PER_SECOND = 10 * 1024 * 1024
 
+#: The ``{name}`` of every download URL (RFC 8620 section 6.2): fixed, so no name sent by a client
+#: ever becomes part of a URL path.
+DOWNLOAD_NAME = "blob"
+
 URN_CORE = jmap_constants.JMAP_URN_CORE
 URN_MAIL = jmap_constants.JMAP_URN_MAIL
 
@@ -156,24 +160,26 @@ class JmapClient:
         address: str,
         blob_id: str,
         *,
-        name: str,
         content_type: str,
         headers: dict[str, str] | None = None,
         size: int | None = None,
     ) -> httpx.Response:
         """Start streaming blob ``blob_id`` (RFC 8620 section 6.2); the caller must ``aclose()``.
 
-        ``headers`` may carry ``Range``/``If-None-Match`` to forward. The response is returned
-        unread whatever its status; a transport failure raises ServiceUnavailable. ``size``
-        (bytes, when known) stretches the read timeout: a server may decode the whole blob before
-        its first byte (Cyrus does, at roughly 60 MB/s), so the wait grows by 1 s per
-        :data:`BLOB_BYTES_PER_SECOND` on top of the normal timeout; connecting stays bounded by it.
+        The URL's ``{name}`` is always :data:`DOWNLOAD_NAME`: a client's file name never reaches a
+        URL path (Cyrus answers 400 to a name with dot segments, ``.``, ``../x``); the caller names
+        the file in its own ``Content-Disposition``. ``headers`` may carry ``Range``/``If-None-Match``
+        to forward. The response is returned unread whatever its status; a transport failure
+        raises ServiceUnavailable. ``size`` (bytes, when known) stretches the read timeout: a
+        server may decode the whole blob before its first byte (Cyrus does, at roughly 60 MB/s),
+        so the wait grows by 1 s per :data:`BLOB_BYTES_PER_SECOND` on top of the normal timeout;
+        connecting stays bounded by it.
         """
         session = await self.session(address)
         url = (
             session.download_url.replace("{accountId}", quote(session.account_id, safe=""))
             .replace("{blobId}", quote(blob_id, safe=""))
-            .replace("{name}", quote(name or "download", safe=""))
+            .replace("{name}", DOWNLOAD_NAME)
             .replace("{type}", quote(content_type or "application/octet-stream", safe=""))
         )
         access = self._mail.jmap_access(address)

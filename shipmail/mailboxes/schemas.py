@@ -7,10 +7,12 @@ answer the same ``Mailbox``).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.mailboxes.models import Mailbox as MailboxRow
@@ -21,18 +23,46 @@ from shipmail.settings.schemas import AutoReply
 LOCAL_PART_PATTERN = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$"
 
 
+#: Password length limits in characters (code points), Shipmail's documented 8-128: the same on
+#: the wire, in the policy (:mod:`shipmail.mailboxes.passwords`) and at login (no limit there below
+#: libsasl's 8 KiB request: 128 characters are at most 512 UTF-8 bytes).
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+#: Longest display name, in characters, on create and on update alike. Shipmail's reference
+#: documents 128 on ``createMailbox`` and 200 on ``updateMailbox``; one limit must hold both, and
+#: 200 refuses nothing the reference accepts (the column holds 200).
+DISPLAY_NAME_MAX_LENGTH = 200
+
+
+def _no_control_characters(value: str) -> str:
+    """The display name becomes the sending name of the mailbox's identity (a ``From`` header):
+    control characters (Unicode ``Cc``: C0, DEL, C1, so CR and LF) and the line and paragraph
+    separators U+2028/U+2029 are refused (``control_characters``)."""
+    if any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in value):
+        raise PydanticCustomError("control_characters", "must not contain control characters or line breaks")
+    return value
+
+
+#: A mailbox's display name: at most :data:`DISPLAY_NAME_MAX_LENGTH` characters, no control
+#: characters or line breaks. The one definition for ``createMailbox`` and ``updateMailbox``.
+DisplayName = Annotated[str, Field(max_length=DISPLAY_NAME_MAX_LENGTH), AfterValidator(_no_control_characters)]
+
+
 class CreateMailboxRequest(Request):
     domain_id: str = Field(min_length=1, max_length=64, description="ID of the domain for this mailbox.")
     address: str = Field(
         min_length=1,
         max_length=64,
         pattern=LOCAL_PART_PATTERN,
-        description="Local part of the address (hello for hello@example.com).",
+        description="Local part of the address (hello for hello@example.com). Names the mail server "
+        "reserves (for Cyrus: anyone, anybody, anonymous) and addresses longer than it can log in with "
+        "are refused (422 reserved_address).",
     )
     password: str | None = Field(
         default=None,
-        min_length=8,
-        max_length=128,
+        min_length=PASSWORD_MIN_LENGTH,
+        max_length=PASSWORD_MAX_LENGTH,
         description="Initial password: lower case, upper case and a digit; common passwords are refused. "
         "Never returned.",
         json_schema_extra={"format": "password"},
@@ -40,7 +70,11 @@ class CreateMailboxRequest(Request):
     generate_password: Literal[True] | None = Field(
         default=None, description="Generate a strong password on the server and never return it."
     )
-    display_name: str | None = Field(default=None, max_length=128, description="Display name for the mailbox.")
+    display_name: DisplayName | None = Field(
+        default=None,
+        description=f"Display name for the mailbox (at most {DISPLAY_NAME_MAX_LENGTH} characters, "
+        "no control characters or line breaks).",
+    )
 
     @model_validator(mode="after")
     def _one_password_source(self) -> CreateMailboxRequest:
@@ -50,13 +84,17 @@ class CreateMailboxRequest(Request):
 
 
 class UpdateMailboxRequest(Request):
-    display_name: str | None = Field(default=None, max_length=200, description="Display name, or null to clear.")
+    display_name: DisplayName | None = Field(
+        default=None,
+        description=f"Display name (at most {DISPLAY_NAME_MAX_LENGTH} characters, no control characters or "
+        "line breaks), or null to clear.",
+    )
 
 
 class ResetMailboxPasswordRequest(Request):
     password: str = Field(
-        min_length=8,
-        max_length=128,
+        min_length=PASSWORD_MIN_LENGTH,
+        max_length=PASSWORD_MAX_LENGTH,
         description="New password: 8-128 characters with lower case, upper case and a digit; common ones refused.",
     )
 

@@ -47,10 +47,10 @@ logger = logging.getLogger("shipmail.mailboxes.service")
 LOCAL_PART = re.compile(LOCAL_PART_PATTERN)
 
 
-def check_password(password: str, field: str = "password") -> None:
+async def check_password(password: str, field: str = "password") -> None:
     """422 with one ``weak_password`` detail per problem when ``password`` breaks the policy
-    (:func:`shipmail.mailboxes.passwords.policy_problems`)."""
-    problems = passwords.policy_problems(password)
+    (:func:`shipmail.mailboxes.passwords.policy_problems`, in a worker thread)."""
+    problems = await passwords.policy_problems_async(password)
     if problems:
         raise ValidationFailed(
             "Password " + "; ".join(problems) + ".",
@@ -89,7 +89,9 @@ async def create(
     that or the commit fails,
     the account is removed again.
 
-    422: unknown/unverified domain, invalid address, weak password. 409: the address exists.
+    422: unknown/unverified domain, invalid address, an address the mail server reserves or
+    cannot hold (``reserved_address``, :meth:`MailServer.address_problem`, asked before anything
+    is written), weak password. 409: the address exists.
     503: the mail server is unavailable (nothing is left behind).
     """
     if not LOCAL_PART.match(local_part) or ".." in local_part or len(local_part) > 64:
@@ -98,7 +100,7 @@ async def create(
             details=[detail("address", "invalid_address", "invalid local part")],
         )
     if password is not None:
-        check_password(password)
+        await check_password(password)
     secret = password if password is not None else passwords.generate_password()
     password_hash = await passwords.hash_password_async(secret)
     del secret
@@ -114,6 +116,12 @@ async def create(
             details=[detail("domain_id", "domain_not_verified", "domain not verified")],
         )
     address = f"{local_part.lower()}@{domain.name}"
+    problem = svc.mail.address_problem(address)
+    if problem is not None:
+        raise ValidationFailed(
+            f"The address {address} cannot be used: {problem}.",
+            details=[detail("address", "reserved_address", problem)],
+        )
     if (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == address))).first():
         raise Conflict(f"The mailbox {address} already exists.")
     now = utc.now()
@@ -195,7 +203,7 @@ async def reset_password(
 ) -> Mailbox:
     """Replace the password: from the commit on, the old one fails and the new one works. 422
     weak password, 404 as :func:`get`, 503 mail server unavailable (nothing changed)."""
-    check_password(password)
+    await check_password(password)
     password_hash = await passwords.hash_password_async(password)
     mailbox = await get(session, organization_id, mailbox_id, for_update=True)
     mailbox.password_hash = password_hash

@@ -115,6 +115,14 @@ class MailServer(Protocol):
     #: (``urn:ietf:params:jmap:sieve`` per RFC 9661, or the server's own).
     sieve_capability: str
 
+    def address_problem(self, address: str) -> str | None:
+        """Why this server cannot hold a working account named ``address`` (a lower-case
+        ``local@domain``), as a sentence for the API's 422, or None when it can: names it reserves
+        for itself (Cyrus: ``anyone``, ``anybody``, ``anonymous``), addresses too long for its
+        logins. Server-specific, so it lives here; no I/O (the mailbox service asks before
+        :meth:`provision`, so nothing is left to undo)."""
+        ...
+
     async def provision(self, address: str) -> None:
         """Create the account ``address`` with the Inbox and :data:`SPECIAL_USE_FOLDERS`.
 

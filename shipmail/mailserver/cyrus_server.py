@@ -21,6 +21,15 @@
   delivery script sets it with the ``vnd.cyrus.jmapquery`` test ``{"hasAttachment":true}``
   (:meth:`CyrusMailServer.delivery_sieve`).
 
+* Names (:meth:`CyrusMailServer.address_problem`): Cyrus turns the login names ``anyone``,
+  ``anybody`` and ``anonymous`` (any case, any domain) into its global identifiers
+  (``canonify_userid`` and ``is_userid_anonymous`` in imap/global.c): ``CREATE`` of
+  ``user/anyone@...`` and ``user/anonymous@...`` answers ``NO Invalid mailbox name``, and
+  ``anybody@...`` is created but its owner can never log in (measured on 3.6.1). The unix
+  authorisation module copies a userid into an 81-byte buffer (``mycanonifyid`` in
+  lib/auth_unix.c), so ``local@domain`` of more than 80 bytes is created but refused at every
+  IMAP and JMAP Basic login (``Invalid user``). Both are refused before provisioning.
+
 Errors follow :mod:`.base`: ``MailServerUnavailable`` (connection refused, timeout, lost
 connection), ``AccountExists``, ``AccountNotFound``, ``DeliveryRefused``, ``MailServerError``;
 ``ValueError`` for an address Cyrus cannot hold (:func:`.cyrus_admin.split_address`).
@@ -63,6 +72,12 @@ def make_jwt(secret: bytes, address: str, now: float | None = None) -> str:
     issued = int(time.time() if now is None else now) - 1
     return jwt.encode({"alg": "HS256", "typ": "JWT"}, {"sub": address, "iat": issued}, OctKey.import_key(secret))
 
+
+#: Login names Cyrus reserves for its global identifiers (imap/global.c ``canonify_userid``):
+#: ``anybody`` is an alias of ``anyone``.
+RESERVED_LOCAL_PARTS = frozenset({"anyone", "anybody", "anonymous"})
+#: Longest ``local@domain`` (bytes) a login can have (lib/auth_unix.c: an 81-byte buffer).
+MAX_ADDRESS_LENGTH = 80
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -202,6 +217,19 @@ class CyrusMailServer:
                 return work(conn)
 
         return await asyncio.to_thread(in_thread)
+
+    def address_problem(self, address: str) -> str | None:
+        """Why Cyrus cannot hold ``address`` (see the module docstring, "Names"), or None."""
+        local, _, _ = address.rpartition("@")
+        if local.lower() in RESERVED_LOCAL_PARTS:
+            return f"the local part {local!r} is reserved by the mail server"
+        if len(address.encode()) > MAX_ADDRESS_LENGTH:
+            return f"the address is longer than the mail server's logins allow ({MAX_ADDRESS_LENGTH} characters)"
+        try:
+            cyrus_admin.split_address(address)
+        except ValueError:
+            return "the mail server cannot hold this address"
+        return None
 
     async def provision(self, address: str) -> None:
         """Create ``address`` with Inbox, Drafts, Sent, Trash, Junk, Archive (see base)."""

@@ -77,7 +77,8 @@ def test_generate_password(client: TestClient, key: str, domain: dict[str, Any],
         ({"password": "CorrectHorse9", "generate_password": True}, "body"),
         ({"password": None}, "body"),
         ({"generate_password": False, "password": None}, "generate_password"),
-        ({"display_name": "x" * 129}, "display_name"),
+        ({"display_name": "x" * 201}, "display_name"),
+        ({"display_name": "Ann\r\nBcc: x@evil.example"}, "display_name"),
     ],
 )
 def test_invalid_input_is_422(
