@@ -146,6 +146,27 @@ async def test_jmap_access_shape() -> None:
         await server.aclose()
 
 
+async def test_address_problem_names_what_cyrus_cannot_hold() -> None:
+    """The names Cyrus reserves and the addresses too long for its logins (measured against the
+    real server in tests/integration/test_hostile_cyrus.py); everything else is fine."""
+    server = CyrusMailServer(
+        host="127.0.0.1", imap_port=1, jmap_port=18080, admin_user="admin", admin_password="x", jwt_secret=b"k" * 32
+    )
+    try:
+        for local in ("anyone", "anybody", "anonymous", "ANYONE"):
+            problem = server.address_problem(f"{local}@example.com")
+            assert problem is not None and "reserved" in problem
+        for fine in ("admin", "cyrus", "anyone.x", "anonymous1", "postmaster", "user", "shared"):
+            assert server.address_problem(f"{fine}@example.com") is None, fine
+        longest = "l" * 64 + "@" + "d" * 7 + ".example"
+        assert len(longest) == 80 and server.address_problem(longest) is None
+        problem = server.address_problem("l" + longest)
+        assert problem is not None and "80" in problem
+        assert server.address_problem("a^b@example.com") is not None
+    finally:
+        await server.aclose()
+
+
 @pytest.fixture
 def private_dir() -> Iterator[Path]:
     """A 0700 directory, like pytest's tmp_path base: user cyrus cannot enter it."""
