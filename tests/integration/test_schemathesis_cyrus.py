@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ from tests.integration.schemathesis_support import Seeded, seed_rules, seeded_ap
 #: Per operation (and phase). SHIPMAIL_SCHEMATHESIS_EXAMPLES raises it for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("SHIPMAIL_SCHEMATHESIS_EXAMPLES", "12"))
 STRONG_PASSWORD = "Vq7-Lantern-Meadow-42"
+#: A number of one digit more than Python turns into an int (``ValueError``).
+HUGE = "9" * (sys.get_int_max_str_digits() + 1)
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -239,7 +242,11 @@ def _download_query(draw: st.DrawFn, generated: Any) -> Any:
     query: dict[str, Any] = {"blob_id": blob}
     name = draw(
         st.one_of(
-            st.none(), st.sampled_from(["report.pdf", "ciële.txt", 'a b"c;d.txt', "日本.bin"]), st.text(max_size=30)
+            st.none(),
+            st.sampled_from(["report.pdf", "ciële.txt", 'a b"c;d.txt', "日本.bin"]),
+            # Dot segments: only the Content-Disposition file name, never a URL path (issue 8).
+            st.sampled_from([".", "..", "../x", "x/..", "a/../b", "/"]),
+            st.text(max_size=30),
         )
     )
     if name is not None:
@@ -386,15 +393,36 @@ def _auto_reply_body(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+#: Local parts Cyrus reserves (422 before it is asked, issue 8).
+RESERVED_LOCAL_PARTS = ["anyone", "Anonymous", "ANYBODY", "anonymous"]
+#: Passwords of the documented lengths beyond zxcvbn's 72 characters, up to four UTF-8 bytes each.
+LONG_PASSWORDS = [
+    ("Zq8-Lantern-Meadow-" * 7)[:128],
+    "Aa9" + ("日本語のパスワード" * 14)[:125],
+    "Aa9Ünï" + "😀🔑" * 61,
+]
+
+
 @st.composite
 def _mailbox_body(draw: st.DrawFn) -> dict[str, Any]:
     body: dict[str, Any] = {
         "domain_id": _current[-1].domain_id,
-        "address": draw(st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True)),
-        "generate_password": True,
+        "address": draw(
+            st.one_of(
+                st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True),
+                st.sampled_from(RESERVED_LOCAL_PARTS),
+            )
+        ),
     }
     if draw(st.booleans()):
-        body["display_name"] = draw(st.text(max_size=20))
+        body["generate_password"] = True
+    else:
+        body["password"] = draw(st.sampled_from([STRONG_PASSWORD, *LONG_PASSWORDS]))
+    if draw(st.booleans()):
+        # Control characters (CR/LF: 422) included, the longest name and one beyond.
+        body["display_name"] = draw(
+            st.one_of(st.text(max_size=20), st.sampled_from(["Ann\r\nBcc: x", "Ü" * 200, "x" * 201]))
+        )
     return body
 
 
@@ -423,7 +451,9 @@ def before_generate_body(context: Any, strategy: Any) -> Any:
     label = f"{op.method.upper()} {op.path}"
     ours: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
         "POST /mailboxes": _mailbox_body,
-        "PATCH /mailboxes/{id}/password": lambda: st.just({"password": STRONG_PASSWORD}),
+        "PATCH /mailboxes/{id}/password": lambda: st.sampled_from([STRONG_PASSWORD, *LONG_PASSWORDS]).map(
+            lambda password: {"password": password}
+        ),
         "POST /domains": lambda: st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]\.(example|test|org)", fullmatch=True).map(
             lambda name: {"name": name}
         ),
@@ -453,6 +483,11 @@ _RANGES = [
     "bytes=abc",
     "items=0-1",
     "bytes=0-99999999999999999999",
+    # Positions of more digits than Python turns into an int (issue 8): 416, the end, ignored.
+    f"bytes={HUGE}-",
+    f"bytes=0-{HUGE}",
+    f"bytes=-{HUGE}",
+    f"bytes={HUGE}-3",
 ]
 
 
@@ -616,6 +651,7 @@ def _fill(value: Any, s: Seeded) -> Any:
         "projects": s.folders["Projects"],
         "reports": s.folders["Reports"],
         "empty_blob": next(b for b, _, size in s.attachments if size == 0),
+        "domain": s.domain_id,
     }
     if isinstance(value, str):
         return _PLACEHOLDER.sub(lambda m: table[m[1]], value)
@@ -901,6 +937,41 @@ _HOSTILE: list[Any] = [
         id="sandbox-largest",
     ),
     pytest.param(_inbound(received_at="0001-01-01T00:00:00+01:00"), id="sandbox-received-at-underflow"),
+    # Issue 8.
+    *[
+        pytest.param(
+            _get(_ATTACHMENTS, query={"blob_id": "<<blob>>", "name": name}),
+            id=f"download-name-{name}",
+        )
+        for name in (".", "..", "../x", "x/..", "a/../b")
+    ],
+    *[
+        pytest.param(_get(_ATTACHMENTS, query={"blob_id": "<<blob>>"}, headers={"Range": r}), id=f"download-{label}")
+        for r, label in ((f"bytes={HUGE}-", "range-huge-first"), (f"bytes=0-{HUGE}", "range-huge-last"))
+    ],
+    *[
+        pytest.param(
+            {"method": "PATCH", "path": f"{_M}/password", "body": {"password": password}},
+            id=f"password-{len(password)}-chars-{len(password.encode())}-bytes",
+        )
+        for password in LONG_PASSWORDS
+    ],
+    pytest.param(
+        {"method": "PATCH", "path": _M, "body": {"display_name": "Ann\r\nBcc: x@evil.example"}}, id="display-name-crlf"
+    ),
+    pytest.param({"method": "PATCH", "path": _M, "body": {"display_name": "Ü" * 201}}, id="display-name-too-long"),
+    *[
+        pytest.param(
+            {
+                "method": "POST",
+                "path": "/mailboxes",
+                "path_parameters": {},
+                "body": {"domain_id": "<<domain>>", "address": local, "generate_password": True},
+            },
+            id=f"create-reserved-{local}",
+        )
+        for local in RESERVED_LOCAL_PARTS
+    ],
     pytest.param(_inbound(received_at="9999-12-31T23:59:59-01:00"), id="sandbox-received-at-overflow"),
 ]
 

@@ -16,6 +16,7 @@ minute.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from tests.unit.conftest import auth, make_key, verify_domain
 
 MAX_EXAMPLES = 12
 STRONG_PASSWORD = "Vq7-Lantern-Meadow-42"
+#: An integer of one digit more than Python turns into an int (``ValueError`` in ``json.loads``).
+HUGE = b"9" * (sys.get_int_max_str_digits() + 1)
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -201,15 +204,39 @@ def _path_parameters(draw: st.DrawFn, generated: Any, method: str, path: str) ->
     return params
 
 
+#: Local parts the mail server reserves (the fake refuses them as Cyrus does): 422, never 500.
+RESERVED_LOCAL_PARTS = ["anyone", "Anonymous", "ANYBODY", "anonymous"]
+#: Passwords of the documented lengths zxcvbn does not take whole (over 72 characters), up to four
+#: UTF-8 bytes per character.
+LONG_PASSWORDS = [
+    ("Zq8-Lantern-Meadow-" * 7)[:128],
+    ("Zq8-Lantern-Meadow-" * 4)[:73],
+    "Aa9" + ("日本語のパスワード" * 14)[:125],
+    "Aa9Ünï" + "😀🔑" * 61,
+    "a" * 72 + "Zq8-Lantern-Meadow",  # easy to guess in its first 72 characters: 422
+]
+
+
 @st.composite
 def _mailbox_body(draw: st.DrawFn) -> dict[str, Any]:
     body: dict[str, Any] = {
         "domain_id": _current[-1].domain_id,
-        "address": draw(st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True)),
-        "generate_password": True,
+        "address": draw(
+            st.one_of(
+                st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True),
+                st.sampled_from(RESERVED_LOCAL_PARTS),
+            )
+        ),
     }
     if draw(st.booleans()):
-        body["display_name"] = draw(st.text(max_size=20))
+        body["generate_password"] = True
+    else:
+        body["password"] = draw(st.sampled_from([STRONG_PASSWORD, *LONG_PASSWORDS]))
+    if draw(st.booleans()):
+        # Any text, control characters (CR/LF: 422) included, up to the limit and one beyond.
+        body["display_name"] = draw(
+            st.one_of(st.text(max_size=20), st.sampled_from(["Ann\r\nBcc: x", "Ü" * 200, "x" * 201]))
+        )
     return body
 
 
@@ -228,7 +255,11 @@ def before_generate_body(context: Any, strategy: Any) -> Any:
     if label == "POST /mailboxes":
         return st.one_of(_mailbox_body(), strategy)
     if label == "PATCH /mailboxes/{id}/password":
-        return st.one_of(st.just({"password": STRONG_PASSWORD}), strategy)
+        passwords = st.sampled_from([STRONG_PASSWORD, *LONG_PASSWORDS])
+        return st.one_of(passwords.map(lambda password: {"password": password}), strategy)
+    if label == "PATCH /mailboxes/{id}":
+        names = st.one_of(st.text(max_size=210), st.sampled_from(["Ann\r\nBcc: x", "a\u2028b", "Ü" * 200, None]))
+        return st.one_of(names.map(lambda name: {"display_name": name}), strategy)
     if label == "POST /domains":
         names = st.from_regex(r"[a-z][a-z0-9-]{0,20}[a-z0-9]\.(example|test|org)", fullmatch=True)
         return st.one_of(names.map(lambda name: {"name": name}), strategy)
@@ -302,6 +333,55 @@ def test_every_operation_was_called(seeded: Seeded) -> None:
             id="nul-domain-id-body",
         ),
         pytest.param("PATCH", "/mailboxes/{mailbox}", b'{"display_name": "a\\u0000b"}', True, id="nul-display-name"),
+        # Issue 8: integers beyond Python's int-string limit (4,300 digits) in bodies and queries.
+        *[
+            pytest.param(method, path, b'{"threshold": ' + HUGE + b"}", False, id=f"huge-integer-{label}")
+            for method, path, label in [
+                ("PATCH", "/mailboxes/{mailbox}/spam-filter", "spam-filter"),
+                ("POST", "/mailboxes", "create-mailbox"),
+                ("PUT", "/mailboxes/{mailbox}/rules", "rules"),
+                ("POST", "/mailboxes/{mailbox}/sandbox/inbound", "sandbox"),
+            ]
+        ],
+        pytest.param(
+            "PATCH", "/mailboxes/{mailbox}/spam-filter", b'{"threshold": -' + HUGE + b"}", False, id="huge-negative"
+        ),
+        pytest.param(
+            "PATCH", "/mailboxes/{mailbox}/spam-filter", b'{"threshold": 1e99999}', False, id="float-infinity"
+        ),
+        pytest.param("PATCH", "/mailboxes/{mailbox}/spam-filter", b'{"threshold": NaN}', False, id="nan"),
+        pytest.param("GET", "/mailboxes?limit=" + HUGE.decode(), None, False, id="huge-limit"),
+        pytest.param("GET", "/domains?limit=-" + HUGE.decode(), None, False, id="huge-negative-limit"),
+        pytest.param(
+            "POST", "/domains", json.dumps({f"k{i}": i for i in range(100_000)}).encode(), False, id="100k-unknown-keys"
+        ),
+        *[
+            pytest.param(
+                "POST",
+                "/mailboxes",
+                json.dumps({"domain_id": "{domain}", "address": local, "generate_password": True}).encode(),
+                False,
+                id=f"reserved-{local}",
+            )
+            for local in RESERVED_LOCAL_PARTS
+        ],
+        *[
+            pytest.param(
+                "PATCH",
+                "/mailboxes/{mailbox}/password",
+                json.dumps({"password": password}).encode(),
+                False,
+                id=f"password-{len(password)}-{len(password.encode())}-bytes",
+            )
+            for password in LONG_PASSWORDS
+        ],
+        pytest.param(
+            "PATCH",
+            "/mailboxes/{mailbox}",
+            b'{"display_name": "Ann\\r\\nBcc: x@evil.example"}',
+            False,
+            id="display-crlf",
+        ),
     ],
 )
 def test_hostile_inputs_never_answer_5xx(
@@ -309,6 +389,8 @@ def test_hostile_inputs_never_answer_5xx(
 ) -> None:
     """Inputs the generator is unlikely to produce; each must answer a 4xx envelope, never a 5xx."""
     url = "/v1" + path.replace("{mailbox}", seeded.mailbox_id)
+    if body is not None:
+        body = body.replace(b"{domain}", seeded.domain_id.encode())
     headers = {**auth(seeded.key), "Content-Type": "application/json"}
     with schemathesis_asgi.get_client(seeded.app) as client:  # type: ignore[arg-type]
         response = client.request(method, url, data=body, headers=headers)
