@@ -15,8 +15,12 @@ domain, including a failed admin login, which libsasl forwards as ``admin`` with
 ``lookup(address)`` gives the argon2id hash or None; the password is checked with argon2-cffi. For
 an unknown address a dummy hash is verified too, so the answer time does not reveal which addresses
 exist. A request over 8 KiB (libsasl's own limit), a read slower than ``read_timeout``, a malformed
-field, a lookup that raises: all answer ``NO`` and the daemon keeps serving. Passwords are never
-logged, kept or put in an exception message.
+field, a lookup that raises: all answer ``NO`` and the daemon keeps serving. A password is checked
+whole, whatever its length: the API's longest (128 characters, at most 512 UTF-8 bytes, see
+:mod:`shipmail.mailboxes.passwords`) fits the request limit many times over, argon2 has no length
+limit, and nothing here truncates (measured over IMAP and JMAP Basic against Cyrus in
+tests/integration/test_hostile_cyrus.py: changing the 128th character is refused). Passwords are
+never logged, kept or put in an exception message.
 
 Exception tree::
 
