@@ -27,6 +27,7 @@ from shipmail.mailboxes.models import Mailbox
 from tests.fakes import FakeJmap, FakeMailServer
 from tests.unit.conftest import auth, make_key, verify_domain
 
+PRAGMAS = ("journal_mode", "busy_timeout", "foreign_keys")
 INSERT_ORG = "INSERT INTO organizations (id, name, created_at) VALUES ('o', 'o', '2026-01-01 00:00:00')"
 
 
@@ -63,7 +64,7 @@ async def test_every_sqlite_connection_has_wal_a_busy_timeout_and_foreign_keys(t
     key lookup and the login checker) set up every new connection the same way."""
     url = f"sqlite:///{tmp_path / 'x.db'}"
     upgrade(url)
-    pragmas = ("journal_mode", "busy_timeout", "foreign_keys")
+    pragmas = PRAGMAS
     expected = {"journal_mode": "wal", "busy_timeout": db_engine.SQLITE_BUSY_TIMEOUT_MS, "foreign_keys": 1}
     sync = create_sync_engine(url)
     try:
@@ -77,6 +78,37 @@ async def test_every_sqlite_connection_has_wal_a_busy_timeout_and_foreign_keys(t
             assert {p: (await aconn.exec_driver_sql(f"PRAGMA {p}")).scalar() for p in pragmas} == expected
     finally:
         await db.dispose()
+
+
+def test_the_key_lookup_and_the_login_checker_set_up_their_connections(
+    settings: Settings, mail: FakeMailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The synchronous engines of the API key lookup (:func:`shipmail.app.create_app`) and of the
+    login checker (:func:`shipmail.mailboxes.logins.password_lookup`) get the same set-up."""
+    from shipmail.mailboxes.logins import password_lookup
+
+    seen: list[tuple[object, ...]] = []
+    original = db_engine._sqlite_pragmas
+
+    def recording(dbapi_conn: Any, record: Any) -> None:
+        original(dbapi_conn, record)
+        if isinstance(dbapi_conn, sqlite3.Connection):  # the sync engines only
+            cur = dbapi_conn.cursor()
+            seen.append(tuple(cur.execute(f"PRAGMA {p}").fetchone()[0] for p in PRAGMAS))
+            cur.close()
+
+    monkeypatch.setattr(db_engine, "_sqlite_pragmas", recording)
+    lookup, close = password_lookup(settings.database_url)
+    try:
+        assert lookup("nobody@example.com") is None
+    finally:
+        close()
+    assert seen == [("wal", db_engine.SQLITE_BUSY_TIMEOUT_MS, 1)]
+    seen.clear()
+    app = create_app(settings, mail_server=mail, jmap_transport=httpx.MockTransport(FakeJmap()))
+    with TestClient(app) as client:
+        assert client.get("/v1/domains", headers=auth(make_key(settings))).status_code == 200
+    assert seen == [("wal", db_engine.SQLITE_BUSY_TIMEOUT_MS, 1)]
 
 
 @pytest.fixture
