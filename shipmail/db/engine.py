@@ -35,7 +35,9 @@ logger = logging.getLogger("shipmail.db.engine")
 
 #: Milliseconds a SQLite connection waits for another connection's write lock (in this process or
 #: another worker) before the statement fails with "database is locked" (then 503, Retry-After).
-SQLITE_BUSY_TIMEOUT_MS = 5000
+#: The longest a request holds the lock is a script change: up to three JMAP requests of at most
+#: ``SHIPMAIL_JMAP_TIMEOUT`` (2 s by default) each, so a few queued changes of one mailbox must fit.
+SQLITE_BUSY_TIMEOUT_MS = 15000
 #: ``Retry-After`` (seconds) of the 503 answered when the database lock could not be had in time.
 LOCK_RETRY_AFTER = 1
 #: Files SQLite keeps next to the database file (WAL, its shared-memory index, rollback journal).
