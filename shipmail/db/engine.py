@@ -1,21 +1,50 @@
-"""Engines and sessions for the configured database URL.
+"""Engines, sessions and write transactions for the configured database URL.
 
 ``SHIPMAIL_DATABASE_URL`` is given in its synchronous SQLAlchemy form; the API uses the async
-variant of the same database, migrations and the login checker (authd) the sync one.
+variant of the same database, migrations, the CLI, the API key lookup and the login checker
+(authd) the sync one. Every engine made here, sync or async, sets up each new SQLite connection
+the same way (:func:`_sqlite_pragmas`): foreign keys on, a busy timeout of
+:data:`SQLITE_BUSY_TIMEOUT_MS` (a writer waits for another's lock instead of failing at once), WAL
+journal (readers never wait for the writer). The SQLite file and its ``-wal``/``-shm`` files are
+private to the service's user (0600, :func:`secure_sqlite_files`).
+
+Writes that read a row and change it (settings, suspension, deletes) run in a write transaction
+begun BEFORE the read (:func:`begin_write`), so they are serialised on every backend and across
+processes. A lock that cannot be had in time answers 503 with ``Retry-After``
+(:meth:`Database.session`), never 500.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-T = TypeVar("T")
+from shipmail.http.errors import ServiceUnavailable
+
+logger = logging.getLogger("shipmail.db.engine")
+
+#: Milliseconds a SQLite connection waits for another connection's write lock (in this process or
+#: another worker) before the statement fails with "database is locked" (then 503, Retry-After).
+#: The longest a request holds the lock is a script change: up to three JMAP requests of at most
+#: ``SHIPMAIL_JMAP_TIMEOUT`` (2 s by default) each, so a few queued changes of one mailbox must fit.
+SQLITE_BUSY_TIMEOUT_MS = 15000
+#: ``Retry-After`` (seconds) of the 503 answered when the database lock could not be had in time.
+LOCK_RETRY_AFTER = 1
+#: Files SQLite keeps next to the database file (WAL, its shared-memory index, rollback journal).
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+#: PostgreSQL SQLSTATEs meaning "could not get the lock now": lock_not_available, deadlock_detected,
+#: serialization_failure. A retry of the whole request can succeed.
+_PG_LOCK_STATES = frozenset({"55P03", "40P01", "40001"})
 
 
 def sync_url(url: str) -> str:
@@ -37,17 +66,57 @@ def async_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Set up a new SQLite connection (sqlite3 or aiosqlite): foreign keys, the busy timeout (set
+    first: switching the journal mode may itself wait for a lock), WAL."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite ``url``; None for another database, ``:memory:`` or a
+    ``file:`` URI."""
+    u = make_url(url)
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return None
+    if u.database.startswith("file:") or str(u.query.get("uri", "")).lower() == "true":
+        return None
+    return Path(u.database)
+
+
+def secure_sqlite_files(url: str) -> None:
+    """Make a SQLite database private to this user: create its file with mode 0600 if it does not
+    exist yet (its directory must), and set 0600 on it and on its ``-wal``, ``-shm`` and
+    ``-journal`` files where they are looser (files left by an older version). SQLite creates the
+    ``-wal`` and ``-shm`` files later with the main file's mode, so they are 0600 too. A file this
+    user may not change is logged and left as it is. Nothing to do for other databases."""
+    path = sqlite_path(url)
+    if path is None or not path.parent.is_dir():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        logger.warning("could not create %s: %s", path, exc)
+        return
+    for file in [path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)]:
+        try:
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("could not make %s private (mode 0600): %s", file, exc)
+
+
 def create_sync_engine(url: str) -> Engine:
-    """A pooled synchronous engine (migrations, CLI, authd)."""
+    """A pooled synchronous engine (migrations, CLI, the API key lookup, the login checker)."""
     engine = sa.create_engine(sync_url(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        secure_sqlite_files(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -58,8 +127,56 @@ def create_async_db_engine(url: str) -> AsyncEngine:
     # A local SQLite file needs no liveness ping per checkout; a network database does.
     engine = create_async_engine(async_url(url), pool_pre_ping=not is_sqlite)
     if engine.dialect.name == "sqlite":
+        secure_sqlite_files(url)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Begin ``session``'s write transaction now, before it reads what it is going to change, so
+    that read-then-write changes of the same data are serialised, across processes too.
+
+    - SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock at once (waiting up to
+      :data:`SQLITE_BUSY_TIMEOUT_MS` for another writer, in any process). Every read after it
+      sees the last committed state and nobody else writes until this transaction ends. Without
+      it, the sqlite3 driver begins a transaction only at the first INSERT/UPDATE/DELETE: rows
+      read before that may be stale by the time they are written back.
+    - PostgreSQL: the session's transaction starts (if it had not); the rows to change are then
+      locked with ``SELECT ... FOR UPDATE``
+      (:func:`shipmail.db.repository.get_owned` with ``for_update=True``, which calls this).
+
+    Idempotent: a session already holding the write lock keeps its transaction (on SQLite a
+    transaction the driver opened for an INSERT/UPDATE/DELETE holds it already). Reads done in
+    the session before this call were outside the transaction: read the row again afterwards
+    (``for_update=True`` refreshes it). The lock is released by the session's commit or
+    rollback. Errors: "database is locked" after the busy timeout (503 through
+    :meth:`Database.session`).
+    """
+    conn = await session.connection()
+    if conn.dialect.name != "sqlite":
+        return
+    raw = await conn.get_raw_connection()
+    if raw.driver_connection is not None and raw.driver_connection.in_transaction:
+        return
+    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not give a lock or a connection in time: SQLite
+    ``SQLITE_BUSY``/``SQLITE_LOCKED`` ("database is locked"), PostgreSQL lock_not_available,
+    deadlock_detected or serialization_failure, or the connection pool's checkout timeout. The
+    same request can succeed when retried."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    if isinstance(orig, sqlite3.OperationalError):
+        return "locked" in str(orig)
+    return getattr(orig, "sqlstate", None) in _PG_LOCK_STATES
 
 
 class Database:
@@ -75,12 +192,20 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session; the caller commits. Rolled back if the block raises."""
+        """A session; the caller commits. Rolled back if the block raises; a lock or connection
+        that could not be had in time (:func:`is_lock_timeout`) is raised as 503
+        :class:`~shipmail.http.errors.ServiceUnavailable` with ``Retry-After``."""
         async with self._sessions() as session:
             try:
                 yield session
-            except BaseException:
+            except BaseException as exc:
                 await session.rollback()
+                if is_lock_timeout(exc):
+                    reason = getattr(exc, "orig", None) or type(exc).__name__
+                    logger.warning("database lock not available in time: %s", reason)
+                    raise ServiceUnavailable(
+                        "The database is busy with other changes; retry shortly.", retry_after=LOCK_RETRY_AFTER
+                    ) from None
                 raise
 
     async def ping(self) -> bool:

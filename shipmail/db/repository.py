@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail.db.engine import begin_write
 from shipmail.db.types import UTCDateTime
 
 T = TypeVar("T", bound=SQLModel)
@@ -22,14 +23,20 @@ T = TypeVar("T", bound=SQLModel)
 async def get_owned(
     session: AsyncSession, model: type[T], organization_id: str, object_id: str, *, for_update: bool = False
 ) -> T | None:
-    """The ``model`` row ``object_id`` if it belongs to ``organization_id``, else None
-    (``for_update``: lock it until the transaction ends)."""
+    """The ``model`` row ``object_id`` if it belongs to ``organization_id``, else None.
+
+    ``for_update``: read it for a change, inside the write transaction (begun here if it was not:
+    :func:`shipmail.db.engine.begin_write`) and locked until that transaction ends (SQLite: the
+    database's write lock; PostgreSQL: ``SELECT ... FOR UPDATE``), so concurrent changes of the
+    row are serialised; the object is refreshed from that read even if the session had loaded it
+    before."""
     stmt = select(model).where(
         col(model.id) == object_id,  # type: ignore[attr-defined]
         col(model.organization_id) == organization_id,  # type: ignore[attr-defined]
     )
     if for_update:
-        stmt = stmt.with_for_update()
+        await begin_write(session)
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.exec(stmt)).first()
 
 

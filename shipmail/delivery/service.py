@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
+from shipmail.db.engine import begin_write
 from shipmail.delivery.script import ScriptOptions, build_script
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Request
@@ -61,9 +62,11 @@ async def update_and_install(
     """Change ``row``'s delivery settings (the ones given, already checked) and its active script
     together, and commit ``session``.
 
-    ``row`` was read and locked in ``session`` by the caller (``for_update=True``, inside this
-    write transaction). The row is changed and flushed, its new script installed, then the
-    transaction committed:
+    ``row`` was read and locked in ``session`` by the caller, inside this write transaction
+    (:func:`shipmail.mailboxes.service.get` with ``for_update=True``: SQLite ``BEGIN IMMEDIATE``,
+    PostgreSQL ``FOR UPDATE``), so the script is built from the row as committed and no other
+    change of it can be installed in between. The row is changed and flushed, its new script
+    installed, then the transaction committed:
     - the server refuses the script -> the error propagates and the caller's session rolls back;
       the old script stays active;
     - the commit fails after the install -> the script of the previous settings is reinstalled.
@@ -136,8 +139,10 @@ async def activate(svc: Services, row: Mailbox, script: str) -> None:
 
 async def reinstall_all(svc: Services) -> tuple[int, list[str]]:
     """Rebuild and reinstall every mailbox's script from the database (after an upgrade changed
-    what scripts contain; outside any request: its own sessions). Each row is read on its own, so
-    one that cannot be read or installed fails alone. Returns (scripts installed, ids of the
+    what scripts contain; outside any request: its own sessions). Each row is read and locked in
+    a write transaction of its own while its script is installed (a settings change through the
+    API meanwhile waits, so the last script installed is the one of the committed row), and one
+    that cannot be read or installed fails alone. Returns (scripts installed, ids of the
     mailboxes that failed)."""
     async with svc.db.session() as session:
         mailbox_ids = list((await session.exec(select(col(Mailbox.id)).order_by(col(Mailbox.id)))).all())
@@ -145,10 +150,12 @@ async def reinstall_all(svc: Services) -> tuple[int, list[str]]:
     for mailbox_id in mailbox_ids:
         try:
             async with svc.db.session() as session:
-                row = await session.get(Mailbox, mailbox_id)
-            if row is None:  # deleted meanwhile
-                continue
-            await install(svc, row)
+                await begin_write(session)
+                row = await session.get(Mailbox, mailbox_id, with_for_update=True, populate_existing=True)
+                if row is None:  # deleted meanwhile
+                    continue
+                await install(svc, row)
+                await session.commit()
             installed += 1
         except Exception as exc:
             logger.warning("could not reinstall the script of %s: %s", mailbox_id, exc)

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
 from shipmail.db import repository
+from shipmail.db.engine import begin_write
 from shipmail.domains.models import Domain
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
@@ -79,7 +80,9 @@ async def create(session: AsyncSession, organization_id: str, name: str) -> Doma
 
 async def get(session: AsyncSession, organization_id: str, domain_id: str, *, for_update: bool = False) -> Domain:
     """The organisation's domain ``domain_id`` read in ``session``; 404 ``not_found`` for an
-    unknown id or another organisation's. ``for_update`` locks the row until the transaction ends."""
+    unknown id or another organisation's. ``for_update`` reads it inside the write transaction
+    (begun if it was not) and locks it until the transaction ends (SQLite ``BEGIN IMMEDIATE``,
+    PostgreSQL ``FOR UPDATE``)."""
     domain = await repository.get_owned(session, Domain, organization_id, domain_id, for_update=for_update)
     if domain is None:
         raise NotFound(f"No domain with id {domain_id!r}.")
@@ -105,7 +108,8 @@ async def list_page(
 
 async def delete(session: AsyncSession, organization_id: str, domain_id: str) -> None:
     """Delete the domain (the row locked, then committed in ``session``); 404 as :func:`get`, 409
-    while it still has mailboxes (delete those first)."""
+    while it still has mailboxes (delete those first). The mailboxes are counted inside the write
+    transaction, so a mailbox being created on the domain either counts or is refused (422)."""
     domain = await get(session, organization_id, domain_id, for_update=True)
     count = (
         await session.exec(select(func.count()).select_from(Mailbox).where(col(Mailbox.domain_id) == domain.id))
@@ -117,7 +121,9 @@ async def delete(session: AsyncSession, organization_id: str, domain_id: str) ->
 
 
 async def mark_verified(session: AsyncSession, name: str) -> Domain | None:
-    """Operator override: mark the domain ``name`` verified (None when there is no such domain)."""
+    """Operator override: mark the domain ``name`` verified (None when there is no such domain);
+    read and changed in one write transaction."""
+    await begin_write(session)
     domain = (await session.exec(select(Domain).where(col(Domain.name) == normalize_domain_name(name)))).first()
     if domain is None:
         return None

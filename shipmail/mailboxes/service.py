@@ -4,15 +4,20 @@ Source: Shipmail ``POST/GET /v1/mailboxes``, ``GET/PATCH/DELETE /v1/mailboxes/{i
 ``PATCH /v1/mailboxes/{id}/password``. Suspension is in :mod:`shipmail.mailboxes.suspension`.
 
 Every function works in the caller's ``session`` (the request's unit of work, opened by the
-route); a write reads and locks its row in that session (``for_update``) and commits it.
+route); a write reads and locks its row in that session (``for_update``: inside the write
+transaction, :func:`shipmail.db.engine.begin_write`) and commits it.
 
 Consistency across the two stores:
-- create: the row is written (flushed, not committed), then the account is provisioned, its
-  system folders read and its delivery script installed, then the row is committed. A failed
-  provisioning rolls the row back; a failure after it (set-up or commit) deprovisions the account.
-- delete: the row is deleted (not committed), the account is deprovisioned, then the commit. A
-  failed deprovisioning rolls back (both stay); an account already gone counts as deprovisioned,
-  so a retried DELETE completes.
+- create: the checks read the database (no lock), then the account is provisioned, its system
+  folders read and its delivery script installed, with no database lock held (these mail server
+  calls are the slow part); only then a short write transaction checks the domain again and
+  inserts the row. A failed provisioning leaves nothing; a failure after it (set-up, the insert,
+  the commit) deprovisions the account.
+- delete: the row is read (no lock), the account deprovisioned, then the row deleted in a short
+  write transaction. A failed deprovisioning changes nothing (both stay); an account already gone
+  counts as deprovisioned, so a retried DELETE completes. (Until mailboxes have a ``deleting``
+  state, a change of the mailbox that runs between the two answers an error from the mail
+  server; the row is deleted all the same.)
 - password reset: the new hash is flushed, the server told (:meth:`MailServer.set_password`;
   nothing to do for Cyrus, whose logins are checked against this database), then committed; 503
   from the server rolls the row back.
@@ -66,7 +71,9 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 async def get(session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False) -> Mailbox:
     """The organisation's mailbox ``mailbox_id`` (the REST ``{id}``) read in the request's
     ``session``; 404 ``not_found`` for an unknown id or another organisation's. ``for_update``
-    locks the row until the transaction ends (PostgreSQL ``FOR UPDATE``)."""
+    reads it inside the write transaction (begun if it was not) and locks it until the
+    transaction ends (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``): concurrent changes
+    of one mailbox are serialised, in every process."""
     mailbox = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=for_update)
     if mailbox is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
@@ -85,9 +92,9 @@ async def create(
 ) -> Mailbox:
     """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
     one that is never shown. After provisioning, the system folders' ids are stored on the row
-    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); if
-    that or the commit fails,
-    the account is removed again.
+    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); no
+    database lock is held during these mail server calls. The row is inserted last, in a short
+    write transaction; if anything after the provisioning fails, the account is removed again.
 
     422: unknown/unverified domain, invalid address, an address the mail server reserves or
     cannot hold (``reserved_address``, :meth:`MailServer.address_problem`, asked before anything
@@ -105,16 +112,7 @@ async def create(
     password_hash = await passwords.hash_password_async(secret)
     del secret
 
-    domain = await repository.get_owned(session, Domain, organization_id, domain_id)
-    if domain is None:
-        raise ValidationFailed(
-            f"No domain with id {domain_id!r}.", details=[detail("domain_id", "not_found", "unknown domain")]
-        )
-    if domain.status != "verified":
-        raise ValidationFailed(
-            f"The domain {domain.name} is not verified yet.",
-            details=[detail("domain_id", "domain_not_verified", "domain not verified")],
-        )
+    domain = await _usable_domain(session, organization_id, domain_id)
     address = f"{local_part.lower()}@{domain.name}"
     problem = svc.mail.address_problem(address)
     if problem is not None:
@@ -124,6 +122,9 @@ async def create(
         )
     if (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == address))).first():
         raise Conflict(f"The mailbox {address} already exists.")
+    # The checks are done: end their transaction (and give its connection back) before the slow
+    # mail server calls; the row is written in a transaction of its own afterwards.
+    await session.commit()
     now = utc.now()
     mailbox = Mailbox(
         id=new_id("mbx"),
@@ -136,11 +137,6 @@ async def create(
         created_at=now,
         updated_at=now,
     )
-    session.add(mailbox)
-    try:
-        await session.flush()
-    except sa.exc.IntegrityError:
-        raise Conflict(f"The mailbox {address} already exists.") from None
 
     try:
         await svc.mail.provision(address)
@@ -152,8 +148,13 @@ async def create(
     try:
         mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
         await delivery.install(svc, mailbox)
+        # Locked: a concurrent domain delete either sees this mailbox or has deleted the domain.
+        await _usable_domain(session, organization_id, domain_id, for_update=True)
         session.add(mailbox)
-        await session.commit()
+        try:
+            await session.commit()
+        except sa.exc.IntegrityError:
+            raise Conflict(f"The mailbox {address} already exists.") from None
     except BaseException:
         logger.warning("set-up failed after provisioning %s; removing the account", mailbox.id)
         svc.jmap.forget(address)
@@ -163,6 +164,24 @@ async def create(
             logger.exception("could not remove the account of %s after a failed write", mailbox.id)
         raise
     return mailbox
+
+
+async def _usable_domain(
+    session: AsyncSession, organization_id: str, domain_id: str, *, for_update: bool = False
+) -> Domain:
+    """The organisation's verified domain ``domain_id`` (``for_update``: locked, in the write
+    transaction); 422 ``domain_id`` otherwise."""
+    domain = await repository.get_owned(session, Domain, organization_id, domain_id, for_update=for_update)
+    if domain is None:
+        raise ValidationFailed(
+            f"No domain with id {domain_id!r}.", details=[detail("domain_id", "not_found", "unknown domain")]
+        )
+    if domain.status != "verified":
+        raise ValidationFailed(
+            f"The domain {domain.name} is not verified yet.",
+            details=[detail("domain_id", "domain_not_verified", "domain not verified")],
+        )
+    return domain
 
 
 async def list_page(
@@ -220,10 +239,10 @@ async def reset_password(
 
 async def delete(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> None:
     """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards.
-    404 as :func:`get`; 503 mail server unavailable (both stay)."""
-    mailbox = await get(session, organization_id, mailbox_id, for_update=True)
-    await session.delete(mailbox)
-    await session.flush()
+    The account is removed first, with no database lock held (the slow part), then the row in a
+    short write transaction. 404 as :func:`get`; 503 mail server unavailable (both stay)."""
+    mailbox = await get(session, organization_id, mailbox_id)
+    await session.commit()  # end the read's transaction before the slow mail server call
     try:
         await svc.mail.deprovision(mailbox.address)
     except AccountNotFound:
@@ -231,4 +250,7 @@ async def delete(svc: Services, session: AsyncSession, organization_id: str, mai
     except MailServerUnavailable as exc:
         raise _unavailable(exc) from None
     svc.jmap.forget(mailbox.address)
-    await session.commit()
+    row = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=True)
+    if row is not None:  # else a concurrent DELETE removed it first: gone either way
+        await session.delete(row)
+        await session.commit()

@@ -33,7 +33,8 @@ Consistency across the two stores (as :func:`shipmail.mailboxes.service.create`)
 request's session: the row is locked and changed (not committed), the server is changed, then the
 commit. A failed server change rolls the row back (503 when unreachable); a failed commit
 undoes the server change. Concurrent calls on one mailbox are serialised by the row lock
-(PostgreSQL) or the write lock (SQLite), taken BEFORE the row is read, so the decision and the
+(PostgreSQL ``FOR UPDATE``) or the write lock (SQLite ``BEGIN IMMEDIATE``), taken BEFORE the row
+is read (:func:`shipmail.mailboxes.service.get` with ``for_update``), so the decision and the
 server change always match the committed state.
 """
 
@@ -41,8 +42,6 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
@@ -53,20 +52,6 @@ from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.mailboxes.suspension")
-
-
-async def _lock_and_get(session: AsyncSession, organization_id: str, mailbox_id: str) -> Mailbox:
-    """Take the write lock on the row, then read it (404 for unknown or foreign ids).
-
-    A no-op ``UPDATE`` comes first: on SQLite a plain ``SELECT`` takes no lock (a concurrent
-    writer could commit between our read and our write); the ``UPDATE`` waits for it instead.
-    On PostgreSQL it locks the row like ``SELECT ... FOR UPDATE``."""
-    await session.exec(
-        sa.update(Mailbox)
-        .where(col(Mailbox.id) == mailbox_id, col(Mailbox.organization_id) == organization_id)
-        .values(suspended_at=col(Mailbox.suspended_at))
-    )
-    return await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
 
 
 async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
@@ -87,7 +72,7 @@ async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
 
 
 async def _set(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, suspended: bool) -> Mailbox:
-    row = await _lock_and_get(session, organization_id, mailbox_id)
+    row = await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
     changed = (row.suspended_at is None) == suspended
     if changed:
         now = utc.now()

@@ -7,10 +7,13 @@ The rules are :class:`~shipmail.rules.schemas.MailboxRule` models from the reque
 shows.
 
 Costs: GET is one database read and ONE JMAP request (Mailbox/get, for the folders a rule may
-target). PUT, in the request's write transaction: the row read once and locked, one Mailbox/get
-(checks the custom targets), then :func:`shipmail.delivery.service.update_and_install` (the row is
-changed, the new script uploaded and activated, then committed: a script the server refuses
-leaves the old script active and the row unchanged): three JMAP requests in all.
+target). PUT, in the request's write transaction, begun before the row is read: the row read
+once and locked (:func:`shipmail.mailboxes.service.get` with ``for_update``: SQLite
+``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``; concurrent changes of the mailbox's script wait
+for each other, in every process), one Mailbox/get (checks the custom targets), then
+:func:`shipmail.delivery.service.update_and_install` (the row is changed, the new script uploaded
+and activated, then committed: a script the server refuses leaves the old script active and the
+row unchanged): three JMAP requests in all.
 """
 
 from __future__ import annotations

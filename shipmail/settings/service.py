@@ -3,9 +3,11 @@
 
 Both live on the mailbox row (``auto_reply``: :class:`~shipmail.settings.schemas.AutoReply` as
 JSON, ``spam_filter_threshold``: integer) and in the mailbox's one delivery script
-(:mod:`shipmail.settings.sieve`). Every change runs in the request's write transaction: the row is
-read once and locked, then :func:`shipmail.delivery.service.update_and_install` changes the row
-and the active script together, or neither.
+(:mod:`shipmail.settings.sieve`). Every change runs in the request's write transaction, begun
+before the row is read: the row is read once and locked (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
+``FOR UPDATE``: concurrent changes of the mailbox's script wait for each other, in every
+process), then :func:`shipmail.delivery.service.update_and_install` changes the row and the
+active script together, or neither.
 
 Auto-reply semantics: a request states the whole setting; fields left out are cleared (so an old
 date window never lingers into a new auto-reply). ``body`` is required when ``enabled``; the

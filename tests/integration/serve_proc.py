@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -68,7 +68,14 @@ def _argv(pid: int) -> list[str] | None:
 class ServeProcess:
     """One ``shipmail serve`` data directory; the command can be started and stopped repeatedly."""
 
-    def __init__(self, prefix: str = "shipmail-serve-", extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str = "shipmail-serve-",
+        extra_env: dict[str, str] | None = None,
+        serve_args: Sequence[str] = (),
+    ) -> None:
+        #: Extra arguments of ``shipmail serve`` (e.g. ``("--workers", "2")``).
+        self.serve_args = tuple(serve_args)
         self.data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         os.chmod(self.data_dir, 0o755)
         self.port, self.jmap_port, self.lmtp_port, self.imap_port = distinct_free_ports(4)
@@ -107,7 +114,7 @@ class ServeProcess:
             log.write(f"\n===== shipmail serve ({time.strftime('%H:%M:%S')}) =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [str(SHIPMAIL), "serve"],
+                [str(SHIPMAIL), "serve", *self.serve_args],
                 env=self.env,
                 cwd=str(REPO),
                 stdin=subprocess.DEVNULL,
