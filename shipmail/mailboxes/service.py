@@ -214,6 +214,8 @@ async def create(
         await _abandon(svc, session, mailbox_id, address, account_made=True)
         if isinstance(exc, sa.orm.exc.StaleDataError):  # the reconciliation rolled it back meanwhile
             raise ServiceUnavailable("The creation of the mailbox was interrupted; retry it.") from None
+        if isinstance(exc, MailServerUnavailable):
+            raise _unavailable(exc) from None
         raise
     return mailbox
 
