@@ -42,7 +42,7 @@ def run(api: ApiEnv, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> 
     return api.client.portal.call(go)
 
 
-def create(api: ApiEnv, domain_id: str, local: str) -> Any:
+def create(api: ApiEnv, domain_id: object, local: str) -> Any:
     return api.client.post(
         "/v1/mailboxes", json={"domain_id": domain_id, "address": local, "generate_password": True}, headers=api.auth()
     )
