@@ -222,7 +222,13 @@ async def _inspect_account(svc: Services, row: Mailbox) -> list[Difference]:
     for role in SYSTEM_ROLES:
         if role not in roles:
             found.append(
-                Difference(Kind.FOLDER_MISSING, row.address, row.id, f"the {role} folder is missing", role=role)
+                Difference(
+                    Kind.FOLDER_MISSING,
+                    row.address,
+                    row.id,
+                    f"the {role} folder ({FOLDER_NAMES.get(role, role)}) is missing",
+                    role=role,
+                )
             )
     stored: dict[str, str] = json.loads(row.folder_ids) if row.folder_ids else {}
     for role, stored_id in sorted(stored.items()):
@@ -367,11 +373,11 @@ async def _recreate_account(svc: Services, d: Difference, _purge: bool, _dir: Pa
         svc.jmap.forget(row.address)
         row.folder_ids = json.dumps(await fetch_system_folders(svc, row.address))
         await delivery.install(svc, row)
-        suspended = ""
+        restored = "system folders and delivery script"
         if row.suspended_at is not None:
             await svc.mail.set_suspended(row.address, True)
-            suspended = ", suspension"
-        return f"account made again, empty (its old mail is gone), with its folders, delivery script{suspended}"
+            restored = "system folders, delivery script and suspension"
+        return f"account made again, empty (its old mail is gone), with its {restored}"
 
     return await _with_claimed_row(svc, d, work)
 
