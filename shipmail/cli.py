@@ -244,6 +244,7 @@ def doctor(repair: bool, purge_orphans: bool) -> None:
     from shipmail.doctor import service as doctor_service
     from shipmail.http.errors import ShipmailError
     from shipmail.mailserver.base import MailServerError
+    from shipmail.mailserver.cyrus import CyrusError
 
     if purge_orphans and not repair:
         raise click.UsageError("--purge-orphans works only with --repair")
@@ -273,7 +274,7 @@ def doctor(repair: bool, purge_orphans: bool) -> None:
 
     try:
         status = asyncio.run(go())
-    except (MailServerError, ShipmailError, OSError) as exc:
+    except (MailServerError, ShipmailError, CyrusError, OSError) as exc:
         text = exc.message if isinstance(exc, ShipmailError) else f"{type(exc).__name__}: {exc}"
         click.echo(f"shipmail doctor: cannot check: {text} (is `shipmail serve` running?)", err=True)
         sys.exit(DOCTOR_CANNOT_CHECK)

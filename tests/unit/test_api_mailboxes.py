@@ -252,6 +252,13 @@ def test_database_gone_after_provisioning_leaves_an_intent_the_reconciliation_ro
     assert again.status_code == 409
     assert again.json()["error"]["message"] == "The mailbox hello@example.com is being created; retry in a moment."
     assert client.get(f"/v1/mailboxes/{row.id}", headers=auth(key)).status_code == 409
+    from shipmail.mailboxes.logins import password_lookup
+
+    lookup, close = password_lookup(settings.database_url)
+    try:
+        assert lookup("hello@example.com") is None  # no login into a half-made mailbox
+    finally:
+        close()
     (outcome,) = _reconcile(client)
     assert (outcome.mailbox_id, outcome.state, outcome.action) == (row.id, "provisioning", "rolled back")
     assert _rows(settings) == []
