@@ -121,10 +121,10 @@ async def create(
     password: str | None,
 ) -> Mailbox:
     """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
-    one that is never shown. After provisioning, the system folders' ids are stored on the row
-    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); if
-    that or the commit fails,
-    the account is removed again.
+    one that is never shown. The row is committed ``provisioning`` first; after provisioning, the
+    system folders' ids are stored on the row, the delivery script is put on the server
+    (:func:`shipmail.delivery.service.install`) and the row is committed ``active``; if any step
+    fails, the account is removed again and the row deleted (see the module docstring).
 
     422: unknown/unverified domain, invalid address, weak password. 409: the address exists, is
     being created or deleted (a stale intent is resolved first: :mod:`.reconcile`), or has an
@@ -193,9 +193,11 @@ async def create(
             f"The mailbox {address} already exists on the mail server, in an account no mailbox owns; "
             "the operator can release it with `shipmail doctor --repair`."
         ) from None
-    except MailServerUnreachable as exc:
+    except (MailServerUnreachable, ValueError) as exc:  # nothing was asked of the server
         await _abandon(svc, session, mailbox_id, address, account_made=False)
-        raise _unavailable(exc) from None
+        if isinstance(exc, MailServerUnreachable):
+            raise _unavailable(exc) from None
+        raise
     except BaseException as exc:
         await _abandon(svc, session, mailbox_id, address, account_made=True)
         if isinstance(exc, MailServerUnavailable):
@@ -255,7 +257,7 @@ async def _abandon(svc: Services, session: AsyncSession, mailbox_id: str, addres
                 logger.warning("the create of %s was already resolved by the reconciliation", mailbox_id)
                 return
             if account_made:
-                with contextlib.suppress(AccountNotFound):
+                with contextlib.suppress(AccountNotFound, ValueError):  # ValueError: it cannot have one
                     await svc.mail.deprovision(address)
             await reconcile.delete_row(undo, mailbox_id, MailboxState.PROVISIONING)
             await undo.commit()

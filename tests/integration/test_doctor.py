@@ -114,6 +114,9 @@ def test_doctor_finds_and_repairs_every_kind_of_difference(
     edited = create(api, dom["id"], "edited").json()
     row_like = type("Row", (), {"id": edited["id"], "address": edited["address"]})()
     run(api, delivery.activate, svc, row_like, "keep;\n")
+    silent = create(api, dom["id"], "silent").json()
+    off = jmap(api, silent["address"], [["SieveScript/set", {"onSuccessActivateScript": None}, "s"]], SIEVE_USING)
+    assert off[0][0] == "SieveScript/set", off
     foldless = create(api, dom["id"], "foldless").json()
     admin_delete_folder(api, "user/foldless/Sent@doctor.example")
     admin_delete_folder(api, "user/foldless/Junk@doctor.example")
@@ -143,7 +146,7 @@ def test_doctor_finds_and_repairs_every_kind_of_difference(
     )
     assert api.client.get(f"/v1/mailboxes/{doomed['id']}", headers=api.auth()).status_code == 409
     listed = {m["address"] for m in api.client.get("/v1/mailboxes", headers=api.auth()).json()["data"]}
-    assert listed == {"lost@doctor.example", "edited@doctor.example", "foldless@doctor.example"}
+    assert listed == {f"{local}@doctor.example" for local in ("lost", "edited", "silent", "foldless")}
 
     report = ours(api)
     assert found(report) == {
@@ -153,12 +156,13 @@ def test_doctor_finds_and_repairs_every_kind_of_difference(
         ("stuck-provisioning", "halfmade@doctor.example", None),
         ("stuck-deleting", "doomed@doctor.example", None),
         ("script-differs", "edited@doctor.example", None),
+        ("script-missing", "silent@doctor.example", None),
         ("folder-missing", "foldless@doctor.example", "sent"),
         ("folder-id-stale", "foldless@doctor.example", "junk"),
     }, "\n".join(map(str, report))
     keeper = next(d for d in report if d.address == "keeper@doctor.example")
     assert keeper.messages == 1 and "it holds 1 message(s)" in str(keeper)
-    assert doctor.Report(report).summary().startswith("8 difference(s)")
+    assert doctor.Report(report).summary().startswith("9 difference(s)")
     assert all("\n" not in str(d) for d in report)
 
     # --repair: everything but the account holding mail, which is kept without --purge-orphans.
@@ -194,6 +198,10 @@ def test_doctor_finds_and_repairs_every_kind_of_difference(
         ScriptOptions(server=svc.mail.delivery_sieve(), address=edited["address"], spam_threshold=5)
     )
     assert active_script(api, edited["address"]) == expected
+    expected = build_script(
+        ScriptOptions(server=svc.mail.delivery_sieve(), address=silent["address"], spam_threshold=5)
+    )
+    assert active_script(api, silent["address"]) == expected
     roles = {
         f["role"] for f in api.client.get(f"/v1/mailboxes/{foldless['id']}/folders", headers=api.auth()).json()["data"]
     }

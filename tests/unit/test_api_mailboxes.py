@@ -299,6 +299,10 @@ def test_unreachable_mail_server_leaves_the_mailbox_as_it_was(
     mail.fail_next = MailServerUnreachable("refused")
     assert _create(client, key, domain["id"], address="other").status_code == 503
     assert [r.address for r in _rows(settings)] == ["hello@example.com"]
+    # Nor does an address the server refuses to hold before it is asked (ValueError).
+    mail.fail_next = ValueError("not a usable mailbox address")
+    assert _create(client, key, domain["id"], address="third").status_code >= 400
+    assert [r.address for r in _rows(settings)] == ["hello@example.com"]
 
 
 def test_reconciliation_finishes_a_delete(
