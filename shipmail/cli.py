@@ -7,6 +7,7 @@
     shipmail keys revoke KEY_ID
     shipmail domains verify NAME
     shipmail mailboxes resync-sieve             reinstall every mailbox's delivery script
+    shipmail doctor [--repair [--purge-orphans]] differences between the database and the mail server
     shipmail openapi [--write]                  print (or write openapi/openapi.json)
 
 Every command reads the same ``SHIPMAIL_*`` environment as the service (:mod:`shipmail.config`).
@@ -19,15 +20,19 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from shipmail.config import Settings
 from shipmail.db.engine import Database
 from shipmail.db.migrate import upgrade
+
+if TYPE_CHECKING:
+    from shipmail.runtime import Services
 
 T = TypeVar("T")
 
@@ -49,6 +54,46 @@ def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
             await db.dispose()
 
     return asyncio.run(go())
+
+
+@asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[Services]:
+    """The services of a command that works on the running mail server (the Cyrus instance under
+    the data dir) outside the API: database, mail server, JMAP client; all closed afterwards."""
+    from shipmail.app import default_mail_server
+    from shipmail.http.cursors import CursorCodec
+    from shipmail.jmap.client import JmapClient
+    from shipmail.runtime import Services
+
+    db = Database(settings.database_url)
+    mail = default_mail_server(settings)
+    transport = mail.jmap_transport()
+    http = None
+    if transport is not None:
+        import httpx
+
+        http = httpx.AsyncClient(transport=transport, timeout=settings.jmap_timeout)
+    jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
+    try:
+        yield Services(settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key))
+    finally:
+        await jmap.aclose()
+        await mail.aclose()
+        await db.dispose()
+
+
+def _reconcile_at_startup(settings: Settings) -> None:
+    """Complete or roll back the mailbox creates and deletes a crash left unfinished
+    (:func:`shipmail.mailboxes.reconcile.reconcile_at_startup`: bounded in time, never fails the
+    start); ``serve`` calls it once the mail server is up and before the API answers."""
+    from shipmail.mailboxes.reconcile import reconcile_at_startup
+
+    async def go() -> None:
+        async with _services(settings) as svc:
+            for outcome in await reconcile_at_startup(svc):
+                logging.getLogger("shipmail.serve").info("start-up reconciliation: %s", outcome)
+
+    asyncio.run(go())
 
 
 @click.group()
@@ -165,36 +210,75 @@ def mailboxes() -> None:
 def mailboxes_resync_sieve() -> None:
     """Rebuild every mailbox's delivery script from the database and install it on the running
     mail server (after an upgrade that changed what scripts contain)."""
-    from shipmail.app import default_mail_server
     from shipmail.delivery.service import reinstall_all
-    from shipmail.http.cursors import CursorCodec
-    from shipmail.jmap.client import JmapClient
-    from shipmail.runtime import Services
 
     settings = _settings()
 
     async def go() -> tuple[int, list[str]]:
-        db = Database(settings.database_url)
-        mail = default_mail_server(settings)
-        transport = mail.jmap_transport()
-        http = None
-        if transport is not None:
-            import httpx
-
-            http = httpx.AsyncClient(transport=transport, timeout=settings.jmap_timeout)
-        jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
-        svc = Services(settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key))
-        try:
+        async with _services(settings) as svc:
             return await reinstall_all(svc)
-        finally:
-            await jmap.aclose()
-            await mail.aclose()
-            await db.dispose()
 
     installed, failed = asyncio.run(go())
     click.echo(f"reinstalled {installed} script(s)")
     if failed:
         raise click.ClickException(f"{len(failed)} mailbox(es) failed: {' '.join(failed)}")
+
+
+#: ``shipmail doctor`` exit statuses besides 0 (no differences left).
+DOCTOR_DIFFERENCES = 1
+DOCTOR_CANNOT_CHECK = 3
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Fix every difference found, then check again.")
+@click.option(
+    "--purge-orphans",
+    is_flag=True,
+    help="With --repair: also remove accounts without a mailbox that hold mail, after saving it "
+    "under $SHIPMAIL_DATA_DIR/orphans/.",
+)
+def doctor(repair: bool, purge_orphans: bool) -> None:
+    """List every difference between the database and the mail server, one per line (exit 1 when
+    there is any, 3 when the check cannot run); with --repair fix them and check again (exit 0
+    when none is left). Needs the mail server running (`shipmail serve`)."""
+    from shipmail.doctor import service as doctor_service
+    from shipmail.http.errors import ShipmailError
+    from shipmail.mailserver.base import MailServerError
+    from shipmail.mailserver.cyrus import CyrusError
+
+    if purge_orphans and not repair:
+        raise click.UsageError("--purge-orphans works only with --repair")
+    settings = _settings()
+
+    async def go() -> int:
+        async with _services(settings) as svc:
+            report = await doctor_service.check(svc)
+            for difference in report.differences:
+                click.echo(str(difference))
+            click.echo(report.summary())
+            if not repair or not report.differences:
+                return DOCTOR_DIFFERENCES if report.differences else 0
+            actions = await doctor_service.repair(
+                svc, report.differences, purge_orphans=purge_orphans, orphans_dir=settings.data_dir / "orphans"
+            )
+            click.echo("")
+            for action in actions:
+                click.echo(str(action))
+            after = await doctor_service.check(svc)
+            click.echo("")
+            click.echo("after repair:")
+            for difference in after.differences:
+                click.echo(str(difference))
+            click.echo(after.summary())
+            return DOCTOR_DIFFERENCES if after.differences else 0
+
+    try:
+        status = asyncio.run(go())
+    except (MailServerError, ShipmailError, CyrusError, OSError) as exc:
+        text = exc.message if isinstance(exc, ShipmailError) else f"{type(exc).__name__}: {exc}"
+        click.echo(f"shipmail doctor: cannot check: {text} (is `shipmail serve` running?)", err=True)
+        sys.exit(DOCTOR_CANNOT_CHECK)
+    sys.exit(status)
 
 
 @main.command()
@@ -245,6 +329,7 @@ def serve(workers: int) -> None:
             settings.imap_port,
             settings.lmtp_port,
         )
+        _reconcile_at_startup(settings)
         if workers > 1 and settings.ratelimit_storage.startswith("memory"):
             log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
         uvicorn.run(

@@ -67,6 +67,9 @@ class FakeMailServer:
     async def exists(self, address: str) -> bool:
         return address in self.accounts
 
+    async def list_accounts(self) -> list[str]:
+        return sorted(self.accounts)
+
     async def set_password(self, address: str, password_hash: str) -> None:
         self.calls.append(("set_password", address))
         self._maybe_fail()

@@ -39,7 +39,7 @@ async def _mailbox(ctx: Context[Any, Any]) -> MailboxRow:
     scope=Scope.MAILBOXES_READ,
     tier=Tier.READ,
     response=MailboxFolders,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def list_folders(ctx: Context[None, None]) -> MailboxFolders:

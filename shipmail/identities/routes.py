@@ -22,7 +22,7 @@ operations: list[Operation] = []
     scope=Scope.MAILBOXES_READ,
     tier=Tier.READ,
     response=MailboxIdentities,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def list_identities(ctx: Context[None, None]) -> MailboxIdentities:

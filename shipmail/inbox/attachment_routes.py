@@ -41,7 +41,7 @@ class UpstreamStreamingResponse(StreamingResponse):
     scope=ApiScope.MESSAGES_READ,
     tier=Tier.READ,
     query=AttachmentQuery,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
     responses={
         "200": {

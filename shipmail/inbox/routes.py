@@ -51,7 +51,7 @@ def _action(row: Mailbox, message_id: str) -> InboxMessageAction:
     tier=Tier.READ,
     query=InboxListQuery,
     response=InboxMessages,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
@@ -75,7 +75,7 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     scope=Scope.MESSAGES_READ,
     tier=Tier.READ,
     response=InboxFullMessage,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
@@ -96,7 +96,7 @@ async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
     tier=Tier.WRITE,
     body=UpdateInboxMessageRequest,
     response=InboxMessageAction,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def update_message(ctx: Context[UpdateInboxMessageRequest, None]) -> InboxMessageAction:
@@ -168,7 +168,7 @@ async def delete_message(ctx: Context[None, None]) -> None:
     tier=Tier.READ,
     query=InboxListQuery,
     response=InboxThreads,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
@@ -188,7 +188,7 @@ async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
     scope=Scope.MESSAGES_READ,
     tier=Tier.READ,
     response=InboxThread,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def get_thread(ctx: Context[None, None]) -> InboxThread:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from jmapc.methods import MailboxGet
+from jmapc.methods import EmailQuery, MailboxGet
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.http.errors import ServiceUnavailable
@@ -33,6 +33,16 @@ async def fetch_system_folders(svc: Services, address: str) -> dict[str, str]:
     if missing:
         raise ServiceUnavailable(f"The mailbox account lacks its system folders ({', '.join(missing)}).")
     return roles
+
+
+async def count_messages(svc: Services, address: str) -> int:
+    """How many messages ``address``'s account holds, in all its folders (ONE JMAP request:
+    ``Email/query`` with ``calculateTotal`` and ``limit: 0``, RFC 8621 section 4.4). Errors:
+    :meth:`shipmail.jmap.client.JmapClient.call`'s (404 ``not_found`` without an account)."""
+    request = Request()
+    call = request.add(EmailQuery(limit=0, calculate_total=True))
+    results = await svc.jmap.call(address, request)
+    return int(results.get(call, what="message count").get("total") or 0)
 
 
 async def system_folders(svc: Services, session: AsyncSession, row: Mailbox) -> dict[str, str]:

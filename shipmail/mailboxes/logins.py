@@ -1,7 +1,8 @@
 """Password lookups for the mail server's login checker (:mod:`shipmail.mailserver.authd`).
 
 Runs in authd's worker threads, so it uses a synchronous engine of its own. Only argon2id hashes
-are read; a suspended mailbox has no usable password.
+are read; a suspended mailbox, and one being created or deleted (``mailboxes.state``), has no usable
+password.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from shipmail.db.engine import create_sync_engine
-from shipmail.mailboxes.models import Mailbox
+from shipmail.mailboxes.models import Mailbox, MailboxState
 
 
 def password_lookup(database_url: str) -> tuple[Callable[[str], str | None], Callable[[], None]]:
-    """``(lookup, close)``: ``lookup(address)`` gives the argon2id hash of an active mailbox."""
+    """``(lookup, close)``: ``lookup(address)`` gives the argon2id hash of a usable mailbox (not
+    suspended, state ``active``), else None."""
     engine = create_sync_engine(database_url)
     stmt = select(Mailbox.password_hash).where(
-        col(Mailbox.address) == sa.bindparam("address"), col(Mailbox.suspended_at).is_(None)
+        col(Mailbox.address) == sa.bindparam("address"),
+        col(Mailbox.suspended_at).is_(None),
+        col(Mailbox.state) == MailboxState.ACTIVE.value,
     )
 
     def lookup(address: str) -> str | None:

@@ -1,8 +1,17 @@
-"""The ``mailboxes`` table. ``password_hash`` is an argon2id PHC string: no plain-text password is stored."""
+"""The ``mailboxes`` table. ``password_hash`` is an argon2id PHC string: no plain-text password is stored.
+
+``state`` records a write that spans the database and the mail server BEFORE the mail server is
+touched (see :mod:`shipmail.mailboxes.service` and :mod:`shipmail.mailboxes.reconcile`):
+``provisioning`` (the row is committed, the account is being made) -> ``active``; ``active`` ->
+``deleting`` (committed, the account is being removed) -> the row is deleted. Only ``active``
+mailboxes are usable; a row left in another state by a crash is completed or rolled back by the
+reconciliation.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -10,6 +19,14 @@ from sqlmodel import Field, SQLModel
 from shipmail.db.types import PydanticJSON, timestamp_field
 from shipmail.rules.schemas import RULES, MailboxRule
 from shipmail.settings.schemas import AUTO_REPLY, THRESHOLD_DEFAULT, AutoReply
+
+
+class MailboxState(StrEnum):
+    """The ``mailboxes.state`` values (``active`` for every row made before the column existed)."""
+
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    DELETING = "deleting"
 
 
 class Mailbox(SQLModel, table=True):
@@ -34,6 +51,13 @@ class Mailbox(SQLModel, table=True):
     #: JSON list of the inbox rules (PUT /rules; shipmail.rules.schemas.MailboxRule), the source of truth.
     rules: list[MailboxRule] = Field(
         default_factory=list, sa_column=sa.Column("rules", PydanticJSON(RULES, list), nullable=True)
+    )
+    #: :class:`MailboxState`: ``provisioning`` / ``deleting`` while a create / delete is under way.
+    state: str = Field(
+        default=MailboxState.ACTIVE.value,
+        max_length=16,
+        index=True,
+        sa_column_kwargs={"server_default": MailboxState.ACTIVE.value},
     )
     suspended_at: datetime | None = timestamp_field(nullable=True)
     created_at: datetime = timestamp_field()

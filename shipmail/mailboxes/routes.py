@@ -41,7 +41,7 @@ operations: list[Operation] = []
 async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     """Create a mailbox on a verified domain: a real account on the mail server with the six
     special-use folders. 422 for an unverified domain, an invalid address or a weak password; 409
-    for an address that exists."""
+    for an address that exists or whose mailbox is being created or deleted (retry in a moment)."""
     row = await mailboxes.create(
         ctx.services,
         ctx.session,
@@ -88,11 +88,12 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
     scope=Scope.MAILBOXES_READ,
     tier=Tier.READ,
     response=Mailbox,
-    errors=(401, 403, 404, 429),
+    errors=(401, 403, 404, 409, 429),
     tags=("Mailboxes",),
 )
 async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
-    """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike."""
+    """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike; 409
+    while it is being created or deleted (every operation on one mailbox answers so then)."""
     return Mailbox.of(await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"]))
 
 
@@ -106,7 +107,7 @@ async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     tier=Tier.WRITE,
     body=UpdateMailboxRequest,
     response=Mailbox,
-    errors=(401, 403, 404, 422, 429),
+    errors=(401, 403, 404, 409, 422, 429),
     tags=("Mailboxes",),
 )
 async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
@@ -129,11 +130,13 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
     scope=Scope.MAILBOXES_WRITE,
     tier=Tier.WRITE,
     status_code=204,
-    errors=(401, 403, 404, 429, 503),
+    errors=(401, 403, 404, 409, 429, 503),
     tags=("Mailboxes",),
 )
 async def delete_mailbox(ctx: Context[None, None]) -> None:
-    """Delete the mailbox, its account and all its mail; delivery to the address is refused."""
+    """Delete the mailbox, its account and all its mail; delivery to the address is refused. 503:
+    the mail server is unavailable; if it was reached, the mailbox stays "being deleted" (409 on
+    every other operation) and retrying the DELETE finishes it."""
     await mailboxes.delete(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])
 
 
@@ -147,7 +150,7 @@ async def delete_mailbox(ctx: Context[None, None]) -> None:
     tier=Tier.WRITE,
     body=ResetMailboxPasswordRequest,
     response=Mailbox,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mailbox:
@@ -167,7 +170,7 @@ async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mai
     scope=Scope.MAILBOXES_WRITE,
     tier=Tier.WRITE,
     response=Mailbox,
-    errors=(401, 403, 404, 429, 503),
+    errors=(401, 403, 404, 409, 429, 503),
     tags=("Mailboxes",),
 )
 async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
@@ -189,7 +192,7 @@ async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
     scope=Scope.MAILBOXES_WRITE,
     tier=Tier.WRITE,
     response=Mailbox,
-    errors=(401, 403, 404, 429, 503),
+    errors=(401, 403, 404, 409, 429, 503),
     tags=("Mailboxes",),
 )
 async def resume_mailbox(ctx: Context[None, None]) -> Mailbox:

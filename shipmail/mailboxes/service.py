@@ -4,30 +4,44 @@ Source: Shipmail ``POST/GET /v1/mailboxes``, ``GET/PATCH/DELETE /v1/mailboxes/{i
 ``PATCH /v1/mailboxes/{id}/password``. Suspension is in :mod:`shipmail.mailboxes.suspension`.
 
 Every function works in the caller's ``session`` (the request's unit of work, opened by the
-route); a write reads and locks its row in that session (``for_update``: inside the write
-transaction, :func:`shipmail.db.engine.begin_write`) and commits it.
+route); a write reads and locks its row in that session (``for_update``: SQLite ``BEGIN
+IMMEDIATE``, PostgreSQL ``FOR UPDATE``) and commits it. No database lock is held while the mail
+server works: create and delete commit their intent first and finish in a short transaction.
 
-Consistency across the two stores:
-- create: the checks read the database (no lock), then the account is provisioned, its system
-  folders read and its delivery script installed, with no database lock held (these mail server
-  calls are the slow part); only then a short write transaction checks the domain again and
-  inserts the row. A failed provisioning leaves nothing; a failure after it (set-up, the insert,
-  the commit) deprovisions the account.
-- delete: the row is read (no lock), the account deprovisioned, then the row deleted in a short
-  write transaction. A failed deprovisioning changes nothing (both stay); an account already gone
-  counts as deprovisioned, so a retried DELETE completes. (Until mailboxes have a ``deleting``
-  state, a change of the mailbox that runs between the two answers an error from the mail
-  server; the row is deleted all the same.)
+Consistency across the two stores: a write that spans both records its intent in
+``mailboxes.state`` and COMMITS it before the mail server is touched, so a crash at any point
+leaves a row that says what was under way; :mod:`shipmail.mailboxes.reconcile` completes or rolls
+it back (at start-up, ``shipmail doctor --repair``, or a create of the same address once the
+intent is stale).
+
+- create: the row is committed in state ``provisioning`` (the address is taken from then on), the
+  account is provisioned, its system folders read and its delivery script installed, then the
+  row is committed ``active``. Any failure undoes it: the account is removed (when this create
+  may have made it) and the row deleted; if that undo cannot be done (the mail server or the
+  database is down), the row stays ``provisioning`` for the reconciliation.
+- delete: the row is committed in state ``deleting``, the account is deprovisioned (one already
+  gone counts as deprovisioned), then the row is deleted. When the mail server could not be
+  reached at all, the row goes back to ``active`` (503, nothing changed); when it was reached but
+  did not answer, the outcome is unknown: the row stays ``deleting`` (503) and the delete is
+  finished by a retried DELETE or by the reconciliation.
 - password reset: the new hash is flushed, the server told (:meth:`MailServer.set_password`;
   nothing to do for Cyrus, whose logins are checked against this database), then committed; 503
   from the server rolls the row back.
+
+A mailbox in ``provisioning`` or ``deleting`` is not usable: :func:`get` (every read and write of
+one mailbox goes through it) answers 409 ``conflict`` "The mailbox ... is being created/deleted;
+retry in a moment", lists leave it out, its owner cannot log in, and creating its address answers
+the same 409 (until the intent is stale: see :data:`shipmail.mailboxes.reconcile.STALE_AFTER`).
+409 rather than 404: the address and the id are taken, and the answer will change by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -40,11 +54,17 @@ from shipmail.domains.models import Domain
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
 from shipmail.ids import new_id
-from shipmail.mailboxes import passwords
+from shipmail.mailboxes import passwords, reconcile
 from shipmail.mailboxes.accounts import fetch_system_folders
-from shipmail.mailboxes.models import Mailbox
+from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.mailboxes.schemas import LOCAL_PART_PATTERN
-from shipmail.mailserver.base import AccountExists, AccountNotFound, MailServerUnavailable
+from shipmail.mailserver.base import (
+    AccountExists,
+    AccountNotFound,
+    MailServerError,
+    MailServerUnavailable,
+    MailServerUnreachable,
+)
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.mailboxes.service")
@@ -68,15 +88,29 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("The mail server is unavailable; retry shortly.")
 
 
-async def get(session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False) -> Mailbox:
-    """The organisation's mailbox ``mailbox_id`` (the REST ``{id}``) read in the request's
-    ``session``; 404 ``not_found`` for an unknown id or another organisation's. ``for_update``
-    reads it inside the write transaction (begun if it was not) and locks it until the
-    transaction ends (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``): concurrent changes
-    of one mailbox are serialised, in every process."""
+def half_made(state: str, address: str) -> Conflict:
+    """The 409 for an address or a mailbox whose create or delete is under way."""
+    doing = "created" if state == MailboxState.PROVISIONING else "deleted"
+    return Conflict(f"The mailbox {address} is being {doing}; retry in a moment.")
+
+
+async def _get_any(session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool) -> Mailbox:
     mailbox = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=for_update)
     if mailbox is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
+    return mailbox
+
+
+async def get(session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool = False) -> Mailbox:
+    """The organisation's usable (``active``) mailbox ``mailbox_id`` (the REST ``{id}``) read in the
+    request's ``session``; 404 ``not_found`` for an unknown id or another organisation's, 409
+    ``conflict`` while it is being created or deleted (:func:`half_made`). ``for_update`` reads
+    it inside the write transaction (begun if it was not) and locks it until the transaction ends
+    (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE``): concurrent changes of one mailbox are
+    serialised, in every process."""
+    mailbox = await _get_any(session, organization_id, mailbox_id, for_update=for_update)
+    if mailbox.state != MailboxState.ACTIVE:
+        raise half_made(mailbox.state, mailbox.address)
     return mailbox
 
 
@@ -91,15 +125,18 @@ async def create(
     password: str | None,
 ) -> Mailbox:
     """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
-    one that is never shown. After provisioning, the system folders' ids are stored on the row
-    and the delivery script is put on the server (:func:`shipmail.delivery.service.install`); no
-    database lock is held during these mail server calls. The row is inserted last, in a short
-    write transaction; if anything after the provisioning fails, the account is removed again.
+    one that is never shown. The row is committed ``provisioning`` first; after provisioning, the
+    system folders' ids are stored on the row, the delivery script is put on the server
+    (:func:`shipmail.delivery.service.install`) and the row is committed ``active``; if any step
+    fails, the account is removed again and the row deleted (see the module docstring).
 
     422: unknown/unverified domain, invalid address, an address the mail server reserves or
     cannot hold (``reserved_address``, :meth:`MailServer.address_problem`, asked before anything
-    is written), weak password. 409: the address exists.
-    503: the mail server is unavailable (nothing is left behind).
+    is written), weak password. 409: the address exists, is
+    being created or deleted (a stale intent is resolved first: :mod:`.reconcile`), or has an
+    account on the mail server that no mailbox owns (``shipmail doctor`` reports it). 503: the
+    mail server is unavailable (nothing is left behind, or a ``provisioning`` row that the
+    reconciliation resolves).
     """
     if not LOCAL_PART.match(local_part) or ".." in local_part or len(local_part) > 64:
         raise ValidationFailed(
@@ -112,66 +149,7 @@ async def create(
     password_hash = await passwords.hash_password_async(secret)
     del secret
 
-    domain = await _usable_domain(session, organization_id, domain_id)
-    address = f"{local_part.lower()}@{domain.name}"
-    problem = svc.mail.address_problem(address)
-    if problem is not None:
-        raise ValidationFailed(
-            f"The address {address} cannot be used: {problem}.",
-            details=[detail("address", "reserved_address", problem)],
-        )
-    if (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == address))).first():
-        raise Conflict(f"The mailbox {address} already exists.")
-    # The checks are done: end their transaction (and give its connection back) before the slow
-    # mail server calls; the row is written in a transaction of its own afterwards.
-    await session.commit()
-    now = utc.now()
-    mailbox = Mailbox(
-        id=new_id("mbx"),
-        organization_id=organization_id,
-        domain_id=domain.id,
-        local_part=local_part.lower(),
-        address=address,
-        display_name=display_name,
-        password_hash=password_hash,
-        created_at=now,
-        updated_at=now,
-    )
-
-    try:
-        await svc.mail.provision(address)
-    except AccountExists:
-        raise Conflict(f"The mailbox {address} already exists on the mail server.") from None
-    except MailServerUnavailable as exc:
-        raise _unavailable(exc) from None
-
-    try:
-        mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
-        await delivery.install(svc, mailbox)
-        # Locked: a concurrent domain delete either sees this mailbox or has deleted the domain.
-        await _usable_domain(session, organization_id, domain_id, for_update=True)
-        session.add(mailbox)
-        try:
-            await session.commit()
-        except sa.exc.IntegrityError:
-            raise Conflict(f"The mailbox {address} already exists.") from None
-    except BaseException:
-        logger.warning("set-up failed after provisioning %s; removing the account", mailbox.id)
-        svc.jmap.forget(address)
-        try:
-            await svc.mail.deprovision(address)
-        except Exception:
-            logger.exception("could not remove the account of %s after a failed write", mailbox.id)
-        raise
-    return mailbox
-
-
-async def _usable_domain(
-    session: AsyncSession, organization_id: str, domain_id: str, *, for_update: bool = False
-) -> Domain:
-    """The organisation's verified domain ``domain_id`` (``for_update``: locked, in the write
-    transaction); 422 ``domain_id`` otherwise."""
-    domain = await repository.get_owned(session, Domain, organization_id, domain_id, for_update=for_update)
+    domain = await repository.get_owned(session, Domain, organization_id, domain_id)
     if domain is None:
         raise ValidationFailed(
             f"No domain with id {domain_id!r}.", details=[detail("domain_id", "not_found", "unknown domain")]
@@ -181,15 +159,131 @@ async def _usable_domain(
             f"The domain {domain.name} is not verified yet.",
             details=[detail("domain_id", "domain_not_verified", "domain not verified")],
         )
-    return domain
+    address = f"{local_part.lower()}@{domain.name}"
+    problem = svc.mail.address_problem(address)
+    if problem is not None:
+        raise ValidationFailed(
+            f"The address {address} cannot be used: {problem}.",
+            details=[detail("address", "reserved_address", problem)],
+        )
+    domain_row_id = domain.id
+    existing = (await session.exec(select(Mailbox).where(col(Mailbox.address) == address))).first()
+    if existing is not None:
+        if existing.state == MailboxState.ACTIVE:
+            raise Conflict(f"The mailbox {address} already exists.")
+        if not reconcile.is_stale(existing.updated_at):
+            raise half_made(existing.state, address)
+        await _resolve_abandoned(svc, session, existing)
+
+    # The intent: committed before the mail server is touched.
+    now = utc.now()
+    mailbox_id = new_id("mbx")
+    mailbox = Mailbox(
+        id=mailbox_id,
+        organization_id=organization_id,
+        domain_id=domain_row_id,
+        local_part=local_part.lower(),
+        address=address,
+        display_name=display_name,
+        password_hash=password_hash,
+        state=MailboxState.PROVISIONING.value,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(mailbox)
+    try:
+        await session.commit()
+    except sa.exc.IntegrityError:
+        await session.rollback()
+        raise await _taken(session, address) from None
+
+    try:
+        await svc.mail.provision(address)
+    except AccountExists:
+        await _abandon(svc, session, mailbox_id, address, account_made=False)
+        raise Conflict(
+            f"The mailbox {address} already exists on the mail server, in an account no mailbox owns; "
+            "the operator can release it with `shipmail doctor --repair`."
+        ) from None
+    except (MailServerUnreachable, ValueError) as exc:  # nothing was asked of the server
+        await _abandon(svc, session, mailbox_id, address, account_made=False)
+        if isinstance(exc, MailServerUnreachable):
+            raise _unavailable(exc) from None
+        raise
+    except BaseException as exc:
+        await _abandon(svc, session, mailbox_id, address, account_made=True)
+        if isinstance(exc, MailServerUnavailable):
+            raise _unavailable(exc) from None
+        raise
+
+    try:
+        mailbox.folder_ids = json.dumps(await fetch_system_folders(svc, address))
+        await delivery.install(svc, mailbox)
+        mailbox.state = MailboxState.ACTIVE.value
+        mailbox.updated_at = utc.now()
+        session.add(mailbox)
+        await session.commit()
+    except BaseException as exc:
+        logger.warning("set-up failed after provisioning %s; removing the account", mailbox_id)
+        await _abandon(svc, session, mailbox_id, address, account_made=True)
+        if isinstance(exc, sa.orm.exc.StaleDataError):  # the reconciliation rolled it back meanwhile
+            raise ServiceUnavailable("The creation of the mailbox was interrupted; retry it.") from None
+        if isinstance(exc, MailServerUnavailable):
+            raise _unavailable(exc) from None
+        raise
+    return mailbox
+
+
+async def _taken(session: AsyncSession, address: str) -> Conflict:
+    """The 409 for an address another create or delete holds (a concurrent insert won)."""
+    other = (await session.exec(select(Mailbox.state).where(col(Mailbox.address) == address))).first()
+    if other is not None and other != MailboxState.ACTIVE:
+        return half_made(other, address)
+    return Conflict(f"The mailbox {address} already exists.")
+
+
+async def _resolve_abandoned(svc: Services, session: AsyncSession, row: Mailbox) -> None:
+    """Resolve the stale intent ``row`` holding an address before creating it again (503 when the
+    mail server cannot be reached; then the row stays as it was)."""
+    row_id, state, address = row.id, MailboxState(row.state), row.address
+    await session.rollback()  # end this read before the reconciliation writes in its own session
+    logger.warning("mailbox %s was left %s; resolving it before %s is created again", row_id, state.value, address)
+    try:
+        await reconcile.resolve(svc, row_id, state)
+    except MailServerUnavailable as exc:
+        raise _unavailable(exc) from None
+
+
+async def _abandon(svc: Services, session: AsyncSession, mailbox_id: str, address: str, *, account_made: bool) -> None:
+    """Undo a create whose intent row ``mailbox_id`` is committed: remove the account if this
+    create may have made it (``account_made``), then delete the row, in a session of its own and
+    only while the row is still this create's (:func:`shipmail.mailboxes.reconcile.claim`: the
+    reconciliation may have taken it over). Never raises: what cannot be undone now stays in
+    ``provisioning`` for the reconciliation (logged)."""
+    with contextlib.suppress(Exception):
+        await session.rollback()
+    svc.jmap.forget(address)
+    try:
+        async with svc.db.session() as undo:
+            if not await reconcile.claim(undo, mailbox_id, MailboxState.PROVISIONING):
+                logger.warning("the create of %s was already resolved by the reconciliation", mailbox_id)
+                return
+            if account_made:
+                with contextlib.suppress(AccountNotFound, ValueError):  # ValueError: it cannot have one
+                    await svc.mail.deprovision(address)
+            await reconcile.delete_row(undo, mailbox_id, MailboxState.PROVISIONING)
+            await undo.commit()
+    except Exception:
+        logger.exception("could not undo the create of %s; it stays provisioning for the reconciliation", mailbox_id)
 
 
 async def list_page(
     svc: Services, session: AsyncSession, organization_id: str, domain_id: str | None, cursor: str | None, limit: int
 ) -> tuple[list[Mailbox], str | None, bool]:
-    """A page of the organisation's mailboxes (optionally of one domain) in creation order:
-    ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other filters."""
-    where = [col(Mailbox.organization_id) == organization_id]
+    """A page of the organisation's usable (``active``) mailboxes (optionally of one domain) in
+    creation order: ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other
+    filters."""
+    where = [col(Mailbox.organization_id) == organization_id, col(Mailbox.state) == MailboxState.ACTIVE.value]
     if domain_id is not None:
         where.append(col(Mailbox.domain_id) == domain_id)
     return await cursor_page(
@@ -239,18 +333,49 @@ async def reset_password(
 
 async def delete(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> None:
     """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards.
-    The account is removed first, with no database lock held (the slow part), then the row in a
-    short write transaction. 404 as :func:`get`; 503 mail server unavailable (both stay)."""
-    mailbox = await get(session, organization_id, mailbox_id)
-    await session.commit()  # end the read's transaction before the slow mail server call
+
+    The row is committed ``deleting`` first (see the module docstring); a mailbox already in
+    ``deleting`` (an earlier DELETE answered 503) is finished. 404 as :func:`get`; 409 while it
+    is being created; 503 when the mail server is unavailable: unreachable, nothing changed; no
+    answer, the mailbox stays ``deleting`` (409 on reads) until a retried DELETE or the
+    reconciliation finishes it.
+    """
+    mailbox = await _get_any(session, organization_id, mailbox_id, for_update=True)
+    if mailbox.state == MailboxState.PROVISIONING:
+        raise half_made(mailbox.state, mailbox.address)
+    address, before = mailbox.address, mailbox.updated_at
+    if mailbox.state == MailboxState.ACTIVE:
+        mailbox.state = MailboxState.DELETING.value
+        mailbox.updated_at = utc.now()
+        session.add(mailbox)
+        await session.commit()  # the intent, before the mail server is touched
     try:
-        await svc.mail.deprovision(mailbox.address)
+        await svc.mail.deprovision(address)
     except AccountNotFound:
-        logger.info("account of %s was already gone", mailbox.id)
-    except MailServerUnavailable as exc:
+        logger.info("account of %s was already gone", mailbox_id)
+    except MailServerUnreachable as exc:  # nothing was done: back to active
+        await _undo_delete(session, mailbox_id, before)
         raise _unavailable(exc) from None
-    svc.jmap.forget(mailbox.address)
-    row = await repository.get_owned(session, Mailbox, organization_id, mailbox_id, for_update=True)
-    if row is not None:  # else a concurrent DELETE removed it first: gone either way
-        await session.delete(row)
-        await session.commit()
+    except MailServerUnavailable as exc:
+        logger.warning("mail server did not answer while deleting %s: %s", mailbox_id, type(exc).__name__)
+        raise ServiceUnavailable(
+            f"The mail server did not answer; the mailbox {address} is being deleted: retry the DELETE to finish it."
+        ) from None
+    except MailServerError:  # the server refused: the account is still there
+        await _undo_delete(session, mailbox_id, before)
+        raise
+    svc.jmap.forget(address)
+    await reconcile.delete_row(session, mailbox_id, MailboxState.DELETING)
+    await session.commit()
+
+
+async def _undo_delete(session: AsyncSession, mailbox_id: str, updated_at: datetime) -> None:
+    """Put a ``deleting`` row back to ``active`` (with its previous ``updated_at``) after a delete
+    that certainly did not reach the account."""
+    await session.rollback()
+    await session.exec(
+        sa.update(Mailbox)
+        .where(col(Mailbox.id) == mailbox_id, col(Mailbox.state) == MailboxState.DELETING.value)
+        .values(state=MailboxState.ACTIVE.value, updated_at=updated_at)
+    )
+    await session.commit()

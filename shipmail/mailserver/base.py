@@ -3,7 +3,9 @@
 Exception tree::
 
     MailServerError                  any failure talking to the mail server
-     +-- MailServerUnavailable       it cannot be reached or timed out (-> 503)
+     +-- MailServerUnavailable       it cannot be reached or timed out (-> 503): the operation
+     |    |                          may or may not have taken effect
+     |    +-- MailServerUnreachable  no connection was made: the operation did NOT take effect
      +-- AccountExists               provisioning an address that already has an account
      +-- AccountNotFound             acting on an address that has no account
      +-- DeliveryRefused             the server refused a delivery for some recipients
@@ -36,6 +38,11 @@ class MailServerError(Exception):
 
 class MailServerUnavailable(MailServerError):
     """The mail server could not be reached, or did not answer in time."""
+
+
+class MailServerUnreachable(MailServerUnavailable):
+    """No connection to the mail server could be made (refused, unresolvable, connect timeout), so
+    nothing was asked of it: the operation certainly did not take effect."""
 
 
 class AccountExists(MailServerError):
@@ -140,6 +147,11 @@ class MailServer(Protocol):
 
     async def exists(self, address: str) -> bool:
         """Whether an account for ``address`` exists."""
+        ...
+
+    async def list_accounts(self) -> list[str]:
+        """The address of every account on the server, sorted (what ``shipmail doctor`` compares
+        with the database). Accounts whose name is not a ``local@domain`` address are left out."""
         ...
 
     async def set_password(self, address: str, password_hash: str) -> None:

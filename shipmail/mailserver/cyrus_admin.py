@@ -7,7 +7,9 @@ sub-folders are ``user/first.last/Sent@example.com``. A special-use folder is ma
 right for the admin first (``SETACL <name> admin x``), then ``DELETE`` removes every folder.
 
 Errors: :class:`~shipmail.mailserver.base.MailServerUnavailable` for connection failures and
-timeouts (``OSError``, including ``TimeoutError``, and imaplib's ``abort``);
+timeouts (``OSError``, including ``TimeoutError``, and imaplib's ``abort``), its subclass
+:class:`~shipmail.mailserver.base.MailServerUnreachable` when not even the connection (and the
+greeting) succeeded, so no command was sent;
 :class:`~shipmail.mailserver.base.AccountExists` / :class:`AccountNotFound`;
 :class:`~shipmail.mailserver.base.MailServerError` for any other ``NO``/``BAD``; ``ValueError``
 for an address that cannot be a Cyrus account name (see :func:`split_address`).
@@ -28,6 +30,7 @@ from .base import (
     AccountNotFound,
     MailServerError,
     MailServerUnavailable,
+    MailServerUnreachable,
 )
 
 logger = logging.getLogger("shipmail.mailserver.cyrus_admin")
@@ -87,7 +90,7 @@ class AdminConnection:
         try:
             conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise MailServerUnavailable(f"IMAP {self.host}:{self.port}: {exc}") from exc
+            raise MailServerUnreachable(f"IMAP {self.host}:{self.port}: {exc}") from exc
         healthy = True
         try:
             try:
@@ -131,6 +134,57 @@ def account_exists(conn: imaplib.IMAP4, address: str) -> bool:
     if status != "OK":
         raise MailServerError(f"LIST failed: {_text(list(data))}")
     return any(item is not None for item in data)
+
+
+#: One untagged LIST answer: ``(<flags>) "<separator>" <name>`` (RFC 3501 section 7.2.2).
+_LIST_LINE = re.compile(r'^\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$')
+
+
+def _list_name(item: object) -> tuple[str, str] | None:
+    """``(flags, name)`` of one untagged LIST answer as imaplib returns it: a line
+    ``(<flags>) "<sep>" <name>`` (the name an atom or a quoted string) or, for a name sent as a
+    literal, a tuple ``(b'(<flags>) "<sep>" {n}', b'<name>')``; None for anything else."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes) and isinstance(item[1], bytes):
+        head, name = item[0].decode(errors="replace"), item[1].decode(errors="replace")
+        flags = head.partition(")")[0].lstrip("(")
+        return flags, name
+    if not isinstance(item, bytes):
+        return None
+    line = item.decode(errors="replace")
+    match = _LIST_LINE.match(line)
+    if match is None:
+        return None
+    flags, name = match.group("flags"), match.group("name")
+    if name.startswith('"') and name.endswith('"') and len(name) >= 2:
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return flags, name
+
+
+def list_accounts(conn: imaplib.IMAP4) -> list[str]:
+    """Every account's address, sorted: ``LIST "" "user/%"`` as the admin answers one
+    ``user/local@domain`` per account (``virtdomains: userid`` puts the domain last) plus a
+    ``\\Noselect`` ``user/local`` for the folders below it, which is skipped; so is a name that
+    is not a usable address (:func:`split_address`), logged. Measured on Cyrus 3.6.1: every
+    domain's accounts are listed to the global admin."""
+    status, data = conn.list('""', quote("user/%"))
+    if status != "OK":
+        raise MailServerError(f"LIST user/%: {status} {_text(list(data))}")
+    found: set[str] = set()
+    for item in data:
+        parsed = _list_name(item)
+        if parsed is None:
+            continue
+        flags, name = parsed
+        if "\\noselect" in flags.lower() or not name.startswith("user/"):
+            continue
+        address = name.removeprefix("user/")
+        try:
+            split_address(address)
+        except ValueError:
+            logger.warning("account %r is not a local@domain address; left out", name)
+            continue
+        found.add(address)
+    return sorted(found)
 
 
 def _delete(conn: imaplib.IMAP4, admin_user: str, name: str) -> tuple[str, list[object]]:

@@ -1,6 +1,6 @@
 """The :class:`~shipmail.mailserver.base.MailServer` for the private Cyrus IMAP 3.6 instance.
 
-* Provisioning (provision, deprovision, exists) runs over IMAP as the Cyrus admin, with
+* Provisioning (provision, deprovision, exists, list_accounts) runs over IMAP as the Cyrus admin, with
   :mod:`imaplib` in a worker thread (:func:`asyncio.to_thread`); every network step is bounded by
   ``timeout`` seconds (socket timeout). See :mod:`.cyrus_admin` for the names and commands.
 * JMAP access is a Bearer JWT (HS256) with exactly ``{"sub": address, "iat": <unix seconds>}``,
@@ -250,6 +250,11 @@ class CyrusMailServer:
         except ValueError:
             return False
         return await self._run(lambda conn: cyrus_admin.account_exists(conn, address))
+
+    async def list_accounts(self) -> list[str]:
+        """Every account's address, sorted (``LIST "" "user/%"`` as the admin; see
+        :func:`.cyrus_admin.list_accounts`)."""
+        return await self._run(cyrus_admin.list_accounts)
 
     async def set_password(self, address: str, password_hash: str) -> None:
         """Nothing to do: Cyrus asks :mod:`~shipmail.mailserver.authd`, which reads our database,

@@ -28,7 +28,7 @@ operations: list[Operation] = []
     scope=Scope.MAILBOX_RULES_READ,
     tier=Tier.READ,
     response=MailboxRules,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def get_rules(ctx: Context[None, None]) -> MailboxRules:
@@ -47,7 +47,7 @@ async def get_rules(ctx: Context[None, None]) -> MailboxRules:
     tier=Tier.WRITE,
     body=UpdateMailboxRulesRequest,
     response=MailboxRules,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def update_rules(ctx: Context[UpdateMailboxRulesRequest, None]) -> MailboxRules:

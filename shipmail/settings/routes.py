@@ -23,7 +23,7 @@ operations: list[Operation] = []
     tier=Tier.WRITE,
     body=UpdateAutoReplyRequest,
     response=Mailbox,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def update_auto_reply(ctx: Context[UpdateAutoReplyRequest, None]) -> Mailbox:
@@ -51,7 +51,7 @@ async def update_auto_reply(ctx: Context[UpdateAutoReplyRequest, None]) -> Mailb
     tier=Tier.WRITE,
     body=UpdateSpamFilterRequest,
     response=Mailbox,
-    errors=(401, 403, 404, 422, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=("Mailboxes",),
 )
 async def update_spam_filter(ctx: Context[UpdateSpamFilterRequest, None]) -> Mailbox:

@@ -23,6 +23,7 @@ from shipmail.mailserver.base import (
     AccountNotFound,
     MailServerError,
     MailServerUnavailable,
+    MailServerUnreachable,
 )
 from shipmail.mailserver.cyrus import CyrusInstance, CyrusStartError
 from shipmail.mailserver.cyrus_server import CyrusMailServer, make_jwt
@@ -161,6 +162,19 @@ async def test_deprovision_removes_the_account(cyrus: CyrusFixture) -> None:
     assert result["ids"] == []
 
 
+async def test_list_accounts_sees_every_domain(cyrus: CyrusFixture) -> None:
+    addresses = [new_address("one.example"), new_address("two.example"), "x@one.example"]
+    for address in addresses:
+        await cyrus.server.provision(address)
+    listed = await cyrus.server.list_accounts()
+    assert set(addresses) <= set(listed) and listed == sorted(listed)
+    # Folders below an account are not accounts.
+    assert not [a for a in listed if "/" in a]
+    await cyrus.server.deprovision(addresses[0])
+    after = await cyrus.server.list_accounts()
+    assert addresses[0] not in after and set(addresses[1:]) <= set(after)
+
+
 async def test_jmap_session_and_bearer_tokens(cyrus: CyrusFixture) -> None:
     address = new_address()
     await cyrus.server.provision(address)
@@ -253,10 +267,12 @@ async def test_closed_port_is_unavailable_quickly() -> None:
     )
     try:
         started = time.monotonic()
-        with pytest.raises(MailServerUnavailable):
+        with pytest.raises(MailServerUnreachable):  # nothing was asked: certainly not done
             await server.provision("a@example.com")
-        with pytest.raises(MailServerUnavailable):
+        with pytest.raises(MailServerUnreachable):
             await server.exists("a@example.com")
+        with pytest.raises(MailServerUnreachable):
+            await server.list_accounts()
         assert await server.ping() is False
         assert time.monotonic() - started < 2
     finally:

@@ -220,3 +220,31 @@ def test_syslog_window_leaves_an_existing_listener_alone(private_dir: Path) -> N
     with SyslogWindow(path) as window:
         assert not window.active and window.lines() == []
     assert path.read_text() == "someone else's"
+
+
+class _Listing:
+    """An imaplib connection that answers LIST with canned data (as imaplib returns it)."""
+
+    def __init__(self, data: list[object]) -> None:
+        self.data = data
+        self.asked: list[tuple[str, str]] = []
+
+    def list(self, directory: str, pattern: str) -> tuple[str, list[object]]:
+        self.asked.append((directory, pattern))
+        return "OK", self.data
+
+
+def test_list_accounts_parses_every_form_of_a_list_answer() -> None:
+    conn = _Listing(
+        [
+            b'(\\HasNoChildren) "/" user/b.c@x.example',
+            b'(\\Noselect \\HasChildren) "/" user/b.c',
+            b'(\\HasChildren) "/" "user/a@x.example"',
+            (b'(\\HasNoChildren) "/" {18}', b"user/lit@y.example"),
+            b'(\\HasNoChildren) "/" user/nodomain',
+            b'(\\HasNoChildren) "/" shared',
+            None,
+        ]
+    )
+    assert cyrus_admin.list_accounts(conn) == ["a@x.example", "b.c@x.example", "lit@y.example"]  # type: ignore[arg-type]
+    assert conn.asked == [('""', '"user/%"')]

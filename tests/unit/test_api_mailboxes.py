@@ -197,6 +197,43 @@ def test_failed_write_after_provisioning_removes_account(
     from sqlmodel.ext.asyncio.session import AsyncSession
 
     original = AsyncSession.commit
+    failures: list[bool] = []
+
+    async def failing_commit(self: AsyncSession) -> None:
+        # The commit that makes the row active fails once; the undo's own commit works.
+        if ("provision", "hello@example.com") in mail.calls and not failures:
+            failures.append(True)
+            raise RuntimeError("database went away")
+        await original(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", failing_commit)
+    r = _create(client, key, domain["id"])
+    assert r.status_code == 500 and failures
+    assert mail.accounts == set()
+    assert mail.calls[-1] == ("deprovision", "hello@example.com")
+    monkeypatch.setattr(AsyncSession, "commit", original)
+    assert _rows(settings) == []
+    assert _create(client, key, domain["id"]).status_code == 201
+
+
+def _reconcile(client: TestClient) -> list[Any]:
+    from shipmail.mailboxes.reconcile import reconcile
+
+    assert client.portal is not None
+    return client.portal.call(reconcile, client.app.state.services)  # type: ignore[attr-defined]
+
+
+def test_database_gone_after_provisioning_leaves_an_intent_the_reconciliation_rolls_back(
+    client: TestClient,
+    key: str,
+    domain: dict[str, Any],
+    mail: FakeMailServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    original = AsyncSession.commit
 
     async def failing_commit(self: AsyncSession) -> None:
         if ("provision", "hello@example.com") in mail.calls:
@@ -205,22 +242,104 @@ def test_failed_write_after_provisioning_removes_account(
 
     monkeypatch.setattr(AsyncSession, "commit", failing_commit)
     r = _create(client, key, domain["id"])
-    assert r.status_code == 500
-    assert mail.accounts == set()
-    assert mail.calls[-1] == ("deprovision", "hello@example.com")
     monkeypatch.setattr(AsyncSession, "commit", original)
+    assert r.status_code == 500
+    # The undo removed the account but could not delete the row: it stays provisioning, unusable.
+    assert mail.accounts == set()
+    (row,) = _rows(settings)
+    assert row.state == "provisioning"
+    assert client.get("/v1/mailboxes", headers=auth(key)).json()["data"] == []
+    again = _create(client, key, domain["id"])
+    assert again.status_code == 409
+    assert again.json()["error"]["message"] == "The mailbox hello@example.com is being created; retry in a moment."
+    assert client.get(f"/v1/mailboxes/{row.id}", headers=auth(key)).status_code == 409
+    from shipmail.mailboxes.logins import password_lookup
+
+    lookup, close = password_lookup(settings.database_url)
+    try:
+        assert lookup("hello@example.com") is None  # no login into a half-made mailbox
+    finally:
+        close()
+    (outcome,) = _reconcile(client)
+    assert (outcome.mailbox_id, outcome.state, outcome.action) == (row.id, "provisioning", "rolled back")
     assert _rows(settings) == []
+    assert _create(client, key, domain["id"]).status_code == 201
 
 
 def test_failed_deprovisioning_keeps_everything(
     client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
 ) -> None:
     mbx = _create(client, key, domain["id"]).json()
-    mail.fail_next = MailServerUnavailable("down")
+    mail.fail_next = MailServerUnavailable("no answer")
     r = client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key))
-    assert r.status_code == 503
-    assert len(_rows(settings)) == 1 and mail.accounts == {"hello@example.com"}
+    assert r.status_code == 503 and "retry the DELETE" in r.json()["error"]["message"]
+    # The outcome is unknown: the mailbox stays, marked deleting, unusable until the delete ends.
+    (row,) = _rows(settings)
+    assert row.state == "deleting" and mail.accounts == {"hello@example.com"}
+    got = client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key))
+    assert got.status_code == 409 and "is being deleted" in got.json()["error"]["message"]
+    assert _create(client, key, domain["id"]).status_code == 409
     # An account that is already gone does not block the delete.
     mail.accounts.clear()
     assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 204
     assert _rows(settings) == []
+
+
+def test_unreachable_mail_server_leaves_the_mailbox_as_it_was(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    from shipmail.mailserver.base import MailServerUnreachable
+
+    mbx = _create(client, key, domain["id"]).json()
+    mail.fail_next = MailServerUnreachable("refused")
+    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 503
+    (row,) = _rows(settings)
+    assert row.state == "active" and mail.accounts == {"hello@example.com"}
+    assert client.get(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).json() == mbx
+    # A create that cannot reach the server leaves no row either.
+    mail.fail_next = MailServerUnreachable("refused")
+    assert _create(client, key, domain["id"], address="other").status_code == 503
+    assert [r.address for r in _rows(settings)] == ["hello@example.com"]
+    # Nor does an address the server refuses to hold before it is asked (ValueError).
+    mail.fail_next = ValueError("not a usable mailbox address")
+    assert _create(client, key, domain["id"], address="third").status_code >= 400
+    assert [r.address for r in _rows(settings)] == ["hello@example.com"]
+
+
+def test_reconciliation_finishes_a_delete(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    mbx = _create(client, key, domain["id"]).json()
+    mail.fail_next = MailServerUnavailable("no answer")
+    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 503
+    (outcome,) = _reconcile(client)
+    assert (outcome.state, outcome.action) == ("deleting", "deleted")
+    assert _rows(settings) == [] and mail.accounts == set()
+    assert _create(client, key, domain["id"]).status_code == 201
+
+
+def test_a_stale_intent_is_resolved_by_a_create_of_its_address(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from shipmail import utc
+    from shipmail.mailboxes.reconcile import STALE_AFTER
+
+    mbx = _create(client, key, domain["id"]).json()
+    mail.fail_next = MailServerUnavailable("no answer")
+    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 503
+    assert _create(client, key, domain["id"]).status_code == 409  # a fresh intent: wait for it
+
+    async def age(s: Any) -> None:
+        then = utc.now() - STALE_AFTER - timedelta(seconds=1)
+        await s.exec(sa.update(Mailbox).where(Mailbox.id == mbx["id"]).values(updated_at=then))
+        await s.commit()
+
+    run_db(settings, age)
+    r = _create(client, key, domain["id"])
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != mbx["id"] and mail.accounts == {"hello@example.com"}
+    assert [row.id for row in _rows(settings)] == [r.json()["id"]]

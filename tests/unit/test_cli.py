@@ -286,3 +286,12 @@ def test_settings_repr_shows_no_secret(data_dir: Path) -> None:
         assert "hush-hush" not in text and "password@" not in text
         assert "postgresql://app:***@db.example:5432/shipmail" in text and "redis://:***@127.0.0.1:6379/0" in text
     assert settings.database_url.startswith("postgresql://app:db-password@")  # the value itself is intact
+
+
+def test_doctor_without_a_mail_server_cannot_check(runner: CliRunner, data_dir: Path) -> None:
+    # No Cyrus instance under the data dir: the check cannot run (exit 3), and says why.
+    result = run(runner, "doctor", ok=False)
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "shipmail doctor: cannot check" in result.stderr and "shipmail serve" in result.stderr
+    usage = run(runner, "doctor", "--purge-orphans", ok=False)
+    assert usage.exit_code == 2 and "--purge-orphans works only with --repair" in usage.stderr
