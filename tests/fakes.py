@@ -13,6 +13,7 @@ from shipmail.mailserver.base import (
     DeliveryRefused,
     DeliverySieve,
     JmapAccess,
+    MailHealth,
     MailServerUnavailable,
 )
 
@@ -31,6 +32,8 @@ class FakeMailServer:
         self.delivered: list[tuple[list[str], bytes, str]] = []
         #: Accounts whose delivery is blocked (:meth:`set_suspended`).
         self.suspended: set[str] = set()
+        #: Parts :meth:`health` reports down (``jmap``, ``imap``, ``lmtp``, ``login_checker``).
+        self.down: set[str] = set()
 
     def _maybe_fail(self) -> None:
         if not self.up:
@@ -89,6 +92,12 @@ class FakeMailServer:
 
     async def ping(self) -> bool:
         return self.up
+
+    async def health(self) -> MailHealth:
+        def up(part: str) -> bool:
+            return self.up and part not in self.down
+
+        return MailHealth(jmap=up("jmap"), imap=up("imap"), lmtp=up("lmtp"), login_checker=up("login_checker"))
 
     def jmap_transport(self) -> None:
         return None
