@@ -411,7 +411,9 @@ def run_until_signalled(daemon: AuthDaemon) -> None:
     try:
         daemon.start()
         try:
-            stopping.wait()
+            # A timed wait: the signal may land on another thread, which wakes no untimed wait.
+            while not stopping.wait(0.5):
+                pass
         finally:
             daemon.stop()
     finally:

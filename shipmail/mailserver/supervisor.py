@@ -17,6 +17,8 @@ Components:
 * :class:`ChildProcess`: a subprocess in a process group of its own (the login checker; the API,
   whose uvicorn parent supervises several workers itself), with an optional health probe. Its
   group is ended as a whole, so workers orphaned by a killed uvicorn parent go with it.
+* :class:`OneShot`: a step run once, in its place in the start-up order (say, a reconciliation
+  once the mail server is up and before the API answers); not watched.
 
 The API's listening socket is bound once by ``serve`` (:func:`bind_listener`) and handed to each
 API process generation: a restart never races for the port, and connections arriving meanwhile
@@ -123,6 +125,8 @@ class Supervisor:
             self._started.append(component)
             logger.info("%s is up", component.name)
         for component in self._started:
+            if not getattr(component, "watched", True):
+                continue
             thread = threading.Thread(target=self._watch, args=(component,), name=f"watch {component.name}")
             thread.start()
             self._threads.append(thread)
@@ -210,7 +214,8 @@ class CyrusComponent:
     :meth:`check`: the master's pid (remembered at start) must be alive (a cheap ``/proc`` read
     every call), and JMAP, IMAP and LMTP must answer (:meth:`CyrusInstance.probe`, each bounded
     by ``probe_timeout`` seconds) every ``probe_interval`` seconds. :meth:`stop` ends the master
-    and every child (orphans of a killed master included) and removes the stale pid file.
+    and every child (orphans of a killed master included; SIGKILL for whatever is left after
+    ``stop_timeout`` seconds) and removes the stale pid file.
     """
 
     name = "Cyrus"
@@ -222,9 +227,11 @@ class CyrusComponent:
         start_timeout: float = 30.0,
         probe_interval: float = 2.0,
         probe_timeout: float = 1.0,
+        stop_timeout: float = 5.0,
     ) -> None:
         self.instance = instance
         self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self._pid: int | None = None
@@ -253,7 +260,7 @@ class CyrusComponent:
 
     def stop(self) -> None:
         self._pid = None
-        self.instance.stop()
+        self.instance.stop(self.stop_timeout)
 
 
 @dataclass
@@ -331,6 +338,25 @@ class ChildProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5.0)
         self.process = None
+
+
+@dataclass
+class OneShot:
+    """``run()`` once when the supervisor starts, between the components before and after it; a
+    failure (an exception) fails the start. Never watched nor restarted."""
+
+    name: str
+    run: Callable[[], None]
+    watched = False
+
+    def start(self) -> None:
+        self.run()
+
+    def check(self) -> Problem | None:
+        return None
+
+    def stop(self) -> None:
+        return None
 
 
 # --------------------------------------------------------------------- the API's socket

@@ -14,7 +14,7 @@ import pytest
 
 from shipmail.mailserver import procs
 from shipmail.mailserver.procs import Backoff
-from shipmail.mailserver.supervisor import ChildProcess, Problem, Supervisor, SupervisorError
+from shipmail.mailserver.supervisor import ChildProcess, OneShot, Problem, Supervisor, SupervisorError
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 # Starts a grandchild in the same process group, then sleeps: like uvicorn's parent and a worker.
@@ -177,6 +177,16 @@ def test_stop_ends_the_components_in_reverse_order() -> None:
     supervisor.wait()
     supervisor.stop()
     assert log == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+
+
+def test_a_one_shot_step_runs_once_in_its_place() -> None:
+    log: list[str] = []
+    step = OneShot("reconcile", lambda: log.append("run reconcile"))
+    supervisor = Supervisor([Flaky("cyrus", log), step, Flaky("api", log)], interval=0.02)
+    supervisor.start()
+    assert [t.name for t in supervisor._threads] == ["watch cyrus", "watch api"]
+    supervisor.stop()
+    assert log == ["start cyrus", "run reconcile", "start api", "stop api", "stop cyrus"]
 
 
 def test_a_child_that_exits_while_starting_fails_its_start() -> None:
