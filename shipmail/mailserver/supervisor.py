@@ -96,10 +96,13 @@ class Supervisor:
         backoff: Callable[[], procs.Backoff] = procs.Backoff,
     ) -> None:
         self.components = list(components)
+        self._stopping = threading.Event()
+        for component in self.components:
+            if isinstance(getattr(component, "abort", None), threading.Event):
+                component.abort = self._stopping  # type: ignore[attr-defined]  # a start gives up at stop
         self.interval = interval
         self.grace = grace
         self._backoff = backoff
-        self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started: list[Component] = []
         #: Restarts done per component name (read by tests and the log).
@@ -111,16 +114,19 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every component in order and begin watching them. If one cannot start, the ones
-        already started are stopped and :class:`SupervisorError` is raised."""
+        already started are stopped and :class:`SupervisorError` is raised (unless a stop was
+        requested meanwhile: then it just returns)."""
         for component in self.components:
             if self._stopping.is_set():
                 break
             try:
                 component.start()
             except Exception as exc:
-                logger.error("%s did not start: %s", component.name, exc)
                 self._started.append(component)  # stop() ends what it left running
                 self._stop_components()
+                if self._stopping.is_set():
+                    return  # asked to stop while starting: not a failure
+                logger.error("%s did not start: %s", component.name, exc)
                 raise SupervisorError(f"{component.name} did not start: {exc}") from exc
             self._started.append(component)
             logger.info("%s is up", component.name)
@@ -239,6 +245,8 @@ class CyrusComponent:
         self._last: Problem | None = None
 
     def start(self) -> None:
+        if not self.instance.is_running():
+            self.instance.stop()  # orphans of a master that died unwatched would hold the ports
         self.instance.start(self.start_timeout)
         self._pid = self.instance.master_pid()
         if self._pid is None:
@@ -268,9 +276,10 @@ class ChildProcess:
     """A subprocess running ``argv`` in a process group of its own (``pass_fds`` are inherited).
 
     ``ready(timeout)`` (optional) must become true within ``start_timeout`` seconds for
-    :meth:`start` to succeed; ``probe(timeout)`` (optional) is its health check, run every
-    ``probe_interval`` seconds with ``probe_timeout``. :meth:`stop` sends SIGTERM (and SIGCONT,
-    so a stopped process can act on it) to the whole group, and SIGKILL after ``stop_timeout``.
+    :meth:`start` to succeed (setting ``abort`` gives up sooner: the supervisor sets it when it
+    stops); ``probe(timeout)`` (optional) is its health check, run every ``probe_interval``
+    seconds with ``probe_timeout``. :meth:`stop` sends SIGTERM (and SIGCONT, so a stopped process
+    can act on it) to the whole group, and SIGKILL after ``stop_timeout``.
     """
 
     name: str
@@ -282,6 +291,7 @@ class ChildProcess:
     stop_timeout: float = 10.0
     probe_interval: float = 2.0
     probe_timeout: float = 1.0
+    abort: threading.Event = field(default_factory=threading.Event)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _probed_at: float = field(default=0.0, init=False)
     _last: Problem | None = field(default=None, init=False)
@@ -299,6 +309,9 @@ class ChildProcess:
             code = self.process.poll()
             if code is not None:
                 raise SupervisorError(f"{self.name} exited with status {code} while starting")
+            if self.abort.is_set():
+                self.stop()
+                raise SupervisorError(f"{self.name}: start abandoned (stopping)")
             if time.monotonic() >= deadline:
                 self.stop()
                 raise SupervisorError(f"{self.name} was not ready within {self.start_timeout:.0f} s")

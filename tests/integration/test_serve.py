@@ -208,3 +208,21 @@ def test_status_reports_each_component_and_serve_restarts_what_stops_answering(s
     wait_for(lambda: serve.api_pid() not in (None, api), "a new API process", within=30)
     serve.wait_status(200, within=30 - (time.monotonic() - restarted))
     stop_cleanly(serve)
+
+
+def test_a_killed_serve_takes_its_children_along_and_starts_again(serve: ServeProcess) -> None:
+    """kill -9 of serve itself: the API and the login checker end with it (the parent-death signal),
+    Cyrus (a daemon) stays, and a new serve on the same data directory takes over."""
+    serve.start()
+    api, checker, master = serve.api_pid(), serve.login_checker_pid(), serve.cyrus_master_pid()
+    assert None not in (api, checker, master)
+    assert serve.proc is not None
+    os.kill(serve.proc.pid, signal.SIGKILL)
+    serve.proc.wait(10)
+    wait_for(lambda: not pid_alive(api or 0) and not pid_alive(checker or 0), "the children ending", within=15)
+    wait_for(lambda: port_is_free(serve.port), "the API port being free", within=15)
+    assert pid_alive(master or 0)
+    serve.start()
+    assert serve.cyrus_master_pid() == master  # the running instance was taken over
+    assert serve.wait_status(200, within=5)["login_checker"] == "up"
+    stop_cleanly(serve)

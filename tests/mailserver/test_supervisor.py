@@ -195,3 +195,14 @@ def test_a_child_that_exits_while_starting_fails_its_start() -> None:
         child.start()
     child.stop()
     assert child.process is None
+
+
+def test_a_stop_during_a_start_abandons_the_start() -> None:
+    child = ChildProcess("never ready", SLEEPER, ready=lambda _t: False, start_timeout=600, stop_timeout=5)
+    supervisor = Supervisor([child])
+    timer = threading.Timer(0.3, supervisor.request_stop)
+    timer.start()
+    supervisor.start()  # returns (no SupervisorError): the stop was asked for
+    timer.join()
+    assert child.process is None
+    supervisor.stop()
