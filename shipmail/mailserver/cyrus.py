@@ -8,10 +8,11 @@ Typical use::
 
     instance = CyrusInstance(settings.cyrus_dir, jmap_port=18080, lmtp_port=18024,
                              imap_port=18143, authd_socket=None, outbox_dir=settings.outbox_dir)
-    instance.prepare()          # idempotent
+    instance.prepare()          # idempotent; makes our own 0700 parent dirs traversable
     instance.start()            # returns once JMAP, IMAP and LMTP answer
+    instance.probe("imap")      # None while the service answers (see also .supervisor)
     ...
-    instance.stop()             # leaves no process behind
+    instance.stop()             # leaves no process behind, orphans of a dead master included
 
 Logins of mailbox users are checked by :class:`shipmail.mailserver.authd.AuthDaemon`, which the
 caller runs on :attr:`CyrusInstance.authd_socket`. Cyrus logs through syslog(3) only (``/dev/log``);
@@ -660,17 +661,6 @@ class CyrusInstance:
             if left:
                 raise CyrusError(f"Cyrus processes {left} did not end")
         self.layout.pid_file.unlink(missing_ok=True)
-
-    def health(self, timeout: float = 1.0) -> str | None:
-        """None when the master runs and JMAP, IMAP and LMTP each answer within ``timeout``
-        seconds (:meth:`probe`); else what is wrong (the first problem found)."""
-        if not self.is_running():
-            return "the Cyrus master is not running"
-        for name in ("jmap", "imap", "lmtp"):
-            problem = self.probe(name, timeout)
-            if problem is not None:
-                return problem
-        return None
 
     def __enter__(self) -> CyrusInstance:
         self.prepare()
