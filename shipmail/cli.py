@@ -1,6 +1,7 @@
 """The ``shipmail`` command: operator tasks on the database ``scripts/serve`` uses.
 
-    shipmail serve                              Cyrus + login checker + the API (foreground)
+    shipmail serve [--workers N]                Cyrus + login checker + the API (foreground),
+                                                each restarted when it dies
     shipmail migrate                            apply database migrations
     shipmail keys create --org NAME [--scope S ...] [--name LABEL] [--expires-in-days N]
     shipmail keys list --org NAME
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -300,53 +302,131 @@ def openapi(write: bool) -> None:
 @main.command()
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="uvicorn workers.")
 def serve(workers: int) -> None:
-    """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM."""
-    import uvicorn
+    """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM.
 
-    from shipmail.mailboxes.logins import password_lookup
-    from shipmail.mailserver.authd import AuthDaemon
-    from shipmail.mailserver.cyrus import CyrusInstance
+    This process only supervises (:mod:`shipmail.mailserver.supervisor`): the login checker and
+    the API run as child processes (``serve-login-checker``, ``serve-api``), Cyrus's master as a
+    daemon; each is restarted when it dies or stops answering.
+    """
+    from shipmail.mailserver import authd
+    from shipmail.mailserver.cyrus import CyrusError, CyrusInstance
+    from shipmail.mailserver.supervisor import (
+        ChildProcess,
+        CyrusComponent,
+        OneShot,
+        Supervisor,
+        SupervisorError,
+        bind_listener,
+        http_answers,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("shipmail.serve")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per JMAP request otherwise
-    # uvicorn handles SIGTERM, then restores the previous handler and re-sends the signal: make that
-    # previous handler an exit that unwinds, so the finally block below stops Cyrus and authd.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     settings = Settings.from_env()
     upgrade(settings.database_url)
     instance = CyrusInstance.from_settings(settings)
-    instance.prepare()
-    lookup, close_lookup = password_lookup(settings.database_url)
-    authd = AuthDaemon(instance.authd_socket, lookup)
-    authd.start()
     try:
-        instance.start()
+        instance.prepare()  # logs each directory it makes traversable for user cyrus
+    except CyrusError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        listener = bind_listener(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    if workers > 1 and settings.ratelimit_storage.startswith("memory"):
+        log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
+    me = [sys.executable, "-m", "shipmail.cli"]
+    parent = str(os.getpid())
+    supervisor = Supervisor(
+        [
+            ChildProcess(
+                "login checker",
+                [*me, "serve-login-checker", "--parent", parent],
+                ready=lambda timeout: authd.probe(instance.authd_socket, timeout),
+                probe=lambda timeout: authd.probe(instance.authd_socket, timeout),
+            ),
+            CyrusComponent(instance),
+            OneShot("start-up reconciliation", lambda: _reconcile_at_startup(settings)),
+            ChildProcess(
+                "API",
+                [*me, "serve-api", "--fd", str(listener.fileno()), "--workers", str(workers), "--parent", parent],
+                pass_fds=(listener.fileno(),),
+                ready=http_answers(settings.host, settings.port, "/v1/openapi.json"),
+            ),
+        ]
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: supervisor.request_stop())
+    try:
+        supervisor.start()
         log.info(
-            "Cyrus up: JMAP %s, IMAP %s:%d, LMTP 127.0.0.1:%d",
+            "serving on http://%s:%d (JMAP %s, IMAP %s:%d, LMTP 127.0.0.1:%d)",
+            settings.host,
+            settings.port,
             instance.jmap_session_url,
             settings.mailserver_host,
             settings.imap_port,
             settings.lmtp_port,
         )
-        _reconcile_at_startup(settings)
-        if workers > 1 and settings.ratelimit_storage.startswith("memory"):
-            log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
-        uvicorn.run(
-            "shipmail.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level="info",
-            proxy_headers=False,
-            server_header=False,
-        )
+        supervisor.wait()
+    except SupervisorError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         log.info("stopping")
-        authd.stop()
-        instance.stop()
+        supervisor.stop()
+        listener.close()
+
+
+@main.command("serve-login-checker", hidden=True)
+@click.option("--parent", type=int, default=None, help="Pid of the serve process (end with it).")
+def serve_login_checker(parent: int | None) -> None:
+    """The login checker process of ``serve``: answers Cyrus's password checks (saslauthd
+    protocol) on the instance's socket until SIGTERM/SIGINT."""
+    from shipmail.mailboxes.logins import password_lookup
+    from shipmail.mailserver import procs
+    from shipmail.mailserver.authd import AuthDaemon, run_until_signalled
+    from shipmail.mailserver.cyrus import CyrusInstance
+
+    procs.die_with_parent(signal.SIGTERM, parent)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    lookup, close_lookup = password_lookup(settings.database_url)
+    try:
+        run_until_signalled(AuthDaemon(CyrusInstance.from_settings(settings).authd_socket, lookup))
+    finally:
         close_lookup()
+
+
+@main.command("serve-api", hidden=True)
+@click.option("--fd", type=int, required=True, help="The listening socket, inherited from serve.")
+@click.option("--workers", type=click.IntRange(min=1), default=1)
+@click.option("--parent", type=int, default=None, help="Pid of the serve process (end with it).")
+def serve_api(fd: int, workers: int, parent: int | None) -> None:
+    """The API process of ``serve``: uvicorn on the inherited socket, in this process for one
+    worker, else uvicorn's own supervisor (which restarts dead workers) with ``workers`` workers."""
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from shipmail.mailserver import procs
+
+    procs.die_with_parent(signal.SIGTERM, parent)
+    sock = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        "shipmail.app:create_app",
+        factory=True,
+        workers=workers,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per JMAP request otherwise
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":  # pragma: no cover

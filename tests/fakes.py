@@ -13,6 +13,7 @@ from shipmail.mailserver.base import (
     DeliveryRefused,
     DeliverySieve,
     JmapAccess,
+    MailHealth,
     MailServerError,
     MailServerUnavailable,
 )
@@ -35,6 +36,8 @@ class FakeMailServer:
         #: Local parts this server reserves (:meth:`address_problem`); provisioning one fails as
         #: on Cyrus ("Invalid mailbox name").
         self.reserved: set[str] = {"anyone", "anybody", "anonymous"}
+        #: Parts :meth:`health` reports down (``jmap``, ``imap``, ``lmtp``, ``login_checker``).
+        self.down: set[str] = set()
 
     def _maybe_fail(self) -> None:
         if not self.up:
@@ -103,6 +106,12 @@ class FakeMailServer:
 
     async def ping(self) -> bool:
         return self.up
+
+    async def health(self) -> MailHealth:
+        def up(part: str) -> bool:
+            return self.up and part not in self.down
+
+        return MailHealth(jmap=up("jmap"), imap=up("imap"), lmtp=up("lmtp"), login_checker=up("login_checker"))
 
     def jmap_transport(self) -> None:
         return None

@@ -22,6 +22,15 @@ limit, and nothing here truncates (measured over IMAP and JMAP Basic against Cyr
 tests/integration/test_hostile_cyrus.py: changing the 128th character is refused). Passwords are
 never logged, kept or put in an exception message.
 
+Health: a request with service :data:`HEALTH_SERVICE` and an empty login and password is answered
+without a password check: ``NO healthy`` when the lookup works (it is asked about
+:data:`HEALTH_ADDRESS`), ``NO unhealthy`` when it raises. Both start with ``NO``: a health request
+logs nobody in. :func:`probe` / :func:`probe_async` send one (``shipmail serve`` and
+``GET /v1/status`` use them).
+
+Process: ``shipmail serve`` runs the daemon in a process of its own (:func:`run_until_signalled`),
+restarted when it dies or stops answering probes (:mod:`.supervisor`).
+
 Exception tree::
 
     AuthDaemonError         the socket cannot be served (in use by a live daemon, bind failure)
@@ -29,12 +38,14 @@ Exception tree::
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import grp
 import logging
 import os
 import secrets
+import signal
 import socket
 import struct
 import threading
@@ -49,6 +60,13 @@ logger = logging.getLogger("shipmail.mailserver.authd")
 MAX_REQUEST_BYTES = 8 * 1024
 #: How long one connection may take to send its request, in seconds.
 DEFAULT_READ_TIMEOUT = 5.0
+
+#: The ``service`` field of a health request (login and password empty).
+HEALTH_SERVICE = "shipmail-health"
+#: The address a health request looks up (``.invalid`` is reserved, RFC 2606: no mailbox has it).
+HEALTH_ADDRESS = "health-probe@shipmail.invalid"
+HEALTHY = "NO healthy"
+UNHEALTHY = "NO unhealthy"
 
 Lookup = Callable[[str], str | None]
 
@@ -268,8 +286,22 @@ class AuthDaemon:
             except OSError as exc:
                 logger.warning("authd: reading request failed (%s)", type(exc).__name__)
                 return
-            verdict = self.check(*request)
+            login, password, service, _realm = request
+            if service == HEALTH_SERVICE.encode() and not login and not password:
+                verdict = self.health()
+            else:
+                verdict = self.check(*request)
             self._send(conn, verdict)
+
+    def health(self) -> str:
+        """The answer to a health request: :data:`HEALTHY` when the lookup answers (about
+        :data:`HEALTH_ADDRESS`), :data:`UNHEALTHY` when it raises; never raises."""
+        try:
+            self._lookup(HEALTH_ADDRESS)
+        except Exception as exc:
+            logger.error("authd: health check: lookup failed: %s", type(exc).__name__)
+            return UNHEALTHY
+        return HEALTHY
 
     @staticmethod
     def _send(conn: socket.socket, text: str) -> None:
@@ -321,3 +353,73 @@ class AuthDaemon:
         except Exception as exc:
             logger.error("authd: verify failed: %s", type(exc).__name__)
             return False
+
+
+def _health_request() -> bytes:
+    return encode_request("", "", HEALTH_SERVICE, "")
+
+
+def _decode_reply(data: bytes) -> str | None:
+    if len(data) < 2:
+        return None
+    (length,) = struct.unpack(">H", data[:2])
+    body = data[2 : 2 + length]
+    return body.decode("ascii", "replace") if len(body) == length else None
+
+
+def probe(socket_path: Path, timeout: float = 1.0) -> bool:
+    """Whether a login checker answers a health request on ``socket_path`` with :data:`HEALTHY`
+    within ``timeout`` seconds (blocking); never raises."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(_health_request())
+            data = b""
+            while len(data) < 2 + len(HEALTHY):
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return False
+    return _decode_reply(data) == HEALTHY
+
+
+async def probe_async(socket_path: Path, timeout: float = 1.0) -> bool:
+    """:func:`probe` for an event loop (no thread); never raises."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(str(socket_path))
+            try:
+                writer.write(_health_request())
+                await writer.drain()
+                data = await reader.read(64)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return _decode_reply(data) == HEALTHY
+
+
+def run_until_signalled(daemon: AuthDaemon) -> None:
+    """Serve ``daemon`` in this process until SIGTERM or SIGINT, then stop it (the login checker
+    process of ``shipmail serve``). Raises :class:`AuthDaemonError` if it cannot start."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("authd: signal %d, stopping", signum)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.start()
+        try:
+            # A timed wait: the signal may land on another thread, which wakes no untimed wait.
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            daemon.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

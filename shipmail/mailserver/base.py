@@ -111,6 +111,22 @@ class DeliverySieve:
     requires: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class MailHealth:
+    """Which parts of the mail server answer (``GET /v1/status``): ``jmap`` (the JMAP/HTTP
+    service), ``imap`` (where owners log in and the admin provisions), ``lmtp`` (inbound
+    delivery) and ``login_checker`` (what checks owners' passwords, see :mod:`.authd`)."""
+
+    jmap: bool
+    imap: bool
+    lmtp: bool
+    login_checker: bool
+
+    @property
+    def all_up(self) -> bool:
+        return self.jmap and self.imap and self.lmtp and self.login_checker
+
+
 class MailServer(Protocol):
     """Account provisioning and access for one mail server.
 
@@ -199,7 +215,12 @@ class MailServer(Protocol):
         ...
 
     async def ping(self) -> bool:
-        """Whether the server answers (used by ``GET /v1/status``); never raises."""
+        """Whether the server's JMAP service answers; never raises."""
+        ...
+
+    async def health(self) -> MailHealth:
+        """Which of its parts answer, each probed within the server's timeout (at most about a
+        second: ``GET /v1/status`` calls it); never raises."""
         ...
 
     async def aclose(self) -> None:

@@ -8,10 +8,11 @@ Typical use::
 
     instance = CyrusInstance(settings.cyrus_dir, jmap_port=18080, lmtp_port=18024,
                              imap_port=18143, authd_socket=None, outbox_dir=settings.outbox_dir)
-    instance.prepare()          # idempotent
+    instance.prepare()          # idempotent; makes our own 0700 parent dirs traversable
     instance.start()            # returns once JMAP, IMAP and LMTP answer
+    instance.probe("imap")      # None while the service answers (see also .supervisor)
     ...
-    instance.stop()             # leaves no process behind
+    instance.stop()             # leaves no process behind, orphans of a dead master included
 
 Logins of mailbox users are checked by :class:`shipmail.mailserver.authd.AuthDaemon`, which the
 caller runs on :attr:`CyrusInstance.authd_socket`. Cyrus logs through syslog(3) only (``/dev/log``);
@@ -122,28 +123,78 @@ def _user_ids(user: str) -> tuple[int, set[int]]:
     return entry.pw_uid, gids
 
 
+def _may_enter(st: os.stat_result, uid: int, gids: set[int]) -> bool:
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
 def untraversable_parent(path: Path, user: str = CYRUS_USER) -> Path | None:
     """The first ancestor of ``path`` that ``user`` may not enter (no ``x`` bit), or None.
 
     Only existing ancestors are checked (POSIX mode bits; ACLs are ignored).
     """
     uid, gids = _user_ids(user)
-    if uid == 0:
-        return None
     for parent in reversed(path.parents):
         try:
             st = parent.stat()
         except FileNotFoundError:
             return None
-        if st.st_uid == uid:
-            allowed = st.st_mode & stat.S_IXUSR
-        elif st.st_gid in gids:
-            allowed = st.st_mode & stat.S_IXGRP
-        else:
-            allowed = st.st_mode & stat.S_IXOTH
-        if not allowed:
+        if not _may_enter(st, uid, gids):
             return parent
     return None
+
+
+def make_traversable(path: Path, user: str = CYRUS_USER, group: str = CYRUS_GROUP) -> list[str]:
+    """Let ``user`` enter every existing directory on the way to ``path`` (its ancestors and
+    ``path`` itself); returns one sentence per directory changed (empty: nothing to do).
+
+    A directory this process owns gets the search (``x``) bit only, never read: for ``group``
+    (after a ``chgrp`` to it) when its group had no rights at all, else for others. A directory in
+    the way that this process does NOT own raises :class:`CyrusSetupError` naming it, before
+    anything is changed. Mode bits only (ACLs are ignored).
+    """
+    uid, gids = _user_ids(user)
+    me = os.geteuid()
+    blocked: list[tuple[Path, os.stat_result]] = []
+    for directory in [*reversed(path.parents), path]:
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            break
+        if not _may_enter(st, uid, gids):
+            if st.st_uid != me:
+                owner = _owner_name(st.st_uid)
+                raise CyrusSetupError(
+                    f"user {user} cannot enter {directory} (needed to reach {path}; mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}, owner {owner}) and it is not ours to change: "
+                    f"make it traversable (chmod o+x {directory}) or choose another directory"
+                )
+            blocked.append((directory, st))
+    changes = []
+    gid = grp.getgrnam(group).gr_gid
+    for directory, st in blocked:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o070 == 0 and gid in gids:
+            os.chown(directory, -1, gid)
+            os.chmod(directory, mode | stat.S_IXGRP)
+            how = f"group {group}, mode {mode | stat.S_IXGRP:04o}: its members may enter it, not list it"
+        else:
+            os.chmod(directory, mode | stat.S_IXOTH)
+            how = f"mode {mode | stat.S_IXOTH:04o}: others may enter it, not list it"
+        changes.append(f"made {directory} traversable for user {user} ({how})")
+    return changes
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _probe_host(host: str) -> str:
@@ -151,11 +202,16 @@ def _probe_host(host: str) -> str:
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host.strip("[]"))
 
 
-def _greeting(host: str, port: int, timeout: float) -> bytes:
-    """The first line a TCP server sends, b"" if none; raises OSError if unreachable."""
+def _greeting(host: str, port: int, timeout: float, goodbye: bytes = b"") -> bytes:
+    """The first line a TCP server sends, b"" if none; then ``goodbye`` is sent (a polite end of
+    the session). Raises OSError if unreachable or silent for ``timeout`` seconds."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
-        return sock.recv(512).split(b"\r\n", 1)[0]
+        line = sock.recv(512).split(b"\r\n", 1)[0]
+        if goodbye and line:
+            with contextlib.suppress(OSError):
+                sock.sendall(goodbye)
+        return line
 
 
 def _http_status(host: str, port: int, path: str, timeout: float) -> int:
@@ -279,25 +335,26 @@ class CyrusInstance:
 
     # ----------------------------------------------------------------- prepare
 
-    def prepare(self) -> None:
+    def prepare(self) -> list[str]:
         """Create or refresh the instance directory; safe to call on every start.
 
-        Creates the sub-folders, (re)writes imapd.conf, cyrus.conf and the sendmail wrapper, keeps
-        an existing admin password and JWT key (creating them the first time), sets the admin's
-        sasldb entry, and chowns everything to cyrus:mail. Raises :class:`CyrusNotInstalled`,
-        :class:`CyrusSetupError` (not root; a parent directory user cyrus cannot enter; a failed
-        saslpasswd2).
+        First makes the directories on the way to the instance, the outbox and the authd socket
+        traversable for user cyrus where this process owns them (:func:`make_traversable`: a
+        ``mktemp -d`` data dir is mode 0700); returns those changes, one sentence each (also
+        logged). Then creates the sub-folders, (re)writes imapd.conf, cyrus.conf and the sendmail
+        wrapper, keeps an existing admin password and JWT key (creating them the first time), sets
+        the admin's sasldb entry, and chowns everything to cyrus:mail. Raises
+        :class:`CyrusNotInstalled`, :class:`CyrusSetupError` (not root; a directory on the way
+        that user cyrus cannot enter and that this process does not own; a failed saslpasswd2).
         """
         check_installed()
         if os.geteuid() != 0:
             raise CyrusSetupError("preparing the Cyrus instance needs root (chown to cyrus:mail)")
-        for path in (self.directory, self.outbox_dir, self.authd_socket.parent):
-            blocked = untraversable_parent(path)
-            if blocked is not None:
-                raise CyrusSetupError(
-                    f"user {CYRUS_USER} cannot enter {blocked} (needed to reach {path}): "
-                    "make it traversable (chmod o+x) or choose another directory"
-                )
+        changes: list[str] = []
+        for path in (self.directory.parent, self.outbox_dir.parent, self.authd_socket.parent.parent):
+            for change in make_traversable(path):
+                logger.warning("%s", change)
+                changes.append(change)
         layout = self.layout
         for directory in layout.directories():
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -332,6 +389,7 @@ class CyrusInstance:
         self._set_admin_sasldb(password)
         self._chown_tree()
         logger.info("prepared Cyrus instance in %s", self.directory)
+        return changes
 
     @staticmethod
     def _write(path: Path, text: str, mode: int) -> None:
@@ -416,7 +474,8 @@ class CyrusInstance:
         bin_prefix = str(self.layout.bin) + "/"
         return conf in argv or any(arg.startswith(bin_prefix) for arg in argv)
 
-    def _is_our_master(self, argv: list[str]) -> bool:
+    def is_master(self, argv: list[str]) -> bool:
+        """Whether ``argv`` is this instance's master (``master -C <our imapd.conf> ...``)."""
         return bool(argv) and argv[0].endswith("master") and str(self.layout.imapd_conf) in argv
 
     def processes(self) -> list[int]:
@@ -425,7 +484,7 @@ class CyrusInstance:
 
     def master_pid(self) -> int | None:
         """The pid of this instance's running master, or None."""
-        pids = procs.find(self._is_our_master)
+        pids = procs.find(self.is_master)
         return pids[0] if pids else None
 
     def is_running(self) -> bool:
@@ -525,27 +584,29 @@ class CyrusInstance:
                 if entry.is_file():
                     entry.unlink(missing_ok=True)
 
-    def _probe(self, name: str) -> str | None:
-        """None when service ``name`` answers as expected, else what went wrong."""
+    def probe(self, name: str, timeout: float = 1.0) -> str | None:
+        """None when service ``name`` (``jmap``: ``GET /jmap/`` answers 401; ``imap``: greets
+        ``* OK``; ``lmtp``: greets ``220``) answers within ``timeout`` seconds, else what went
+        wrong. Blocking; never raises."""
         host = self.connect_host
         try:
             if name == "jmap":
-                status = _http_status(host, self.jmap_port, "/jmap/", 1.0)
-                return None if status == 401 else f"GET /jmap/ answered {status}, expected 401"
+                status = _http_status(host, self.jmap_port, "/jmap/", timeout)
+                return None if status == 401 else f"jmap: GET /jmap/ answered {status}, expected 401"
             if name == "imap":
-                line = _greeting(host, self.imap_port, 1.0)
-                return None if line.startswith(b"* OK") else f"imap greeted {line[:80]!r}"
-            line = _greeting("127.0.0.1", self.lmtp_port, 1.0)
-            return None if line.startswith(b"220") else f"lmtp greeted {line[:80]!r}"
-        except OSError as exc:
-            return f"{name}: {exc}"
+                line = _greeting(host, self.imap_port, timeout, b"a LOGOUT\r\n")
+                return None if line.startswith(b"* OK") else f"imap: greeted {line[:80]!r}"
+            line = _greeting("127.0.0.1", self.lmtp_port, timeout, b"QUIT\r\n")
+            return None if line.startswith(b"220") else f"lmtp: greeted {line[:80]!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{name}: {str(exc) or type(exc).__name__}"
 
     def _wait_ready(self, deadline: float) -> None:
         pending = ["jmap", "imap", "lmtp"]
         last_error = "no answer yet"
         while True:
             for name in list(pending):
-                problem = self._probe(name)
+                problem = self.probe(name)
                 if problem is None:
                     pending.remove(name)
                 else:
@@ -570,19 +631,29 @@ class CyrusInstance:
             return f"({self.layout.log_file} is empty; Cyrus itself logs through syslog)"
         return f"last lines of {self.layout.log_file}:\n{tail}"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM master, wait for it and every child to end (SIGKILL after ``timeout`` s).
+    def stop(self, timeout: float = 10.0, orphan_timeout: float = 3.0) -> None:
+        """End every process of this instance; no-op when nothing runs.
 
-        Leaves no process of this instance behind; no-op when nothing runs.
+        Every process first gets SIGCONT (a stopped process cannot act on SIGTERM). A live master
+        gets SIGTERM and its children follow within 1-2 s; whatever is left after ``timeout``
+        seconds is killed (SIGKILL). Orphans of a dead master (its httpd children go on serving
+        JMAP, and hold the listening sockets) get SIGTERM and, after ``orphan_timeout`` seconds,
+        SIGKILL. Removes the pid file. Raises :class:`CyrusError` if a process survives SIGKILL.
         """
         master = self.master_pid()
         pids = self.processes()
+        procs.signal_all(pids, signal.SIGCONT, self._is_ours)
         if master is not None:
             logger.info("stopping Cyrus master %s for %s", master, self.directory)
-            procs.signal_all([master], signal.SIGTERM, self._is_our_master)
-        # Children follow master within 1-2 s; then anything left (and any new orphan) is ended.
-        left = procs.wait_gone(pids, timeout)
+            procs.signal_all([master], signal.SIGTERM, self.is_master)
+            left = procs.wait_gone(pids, timeout)
+        else:
+            left = pids
         left = sorted(set(left) | set(self.processes()))
+        if left and master is None:
+            logger.warning("ending the orphaned Cyrus processes %s (their master is gone)", left)
+            procs.signal_all(left, signal.SIGTERM, self._is_ours)
+            left = sorted(set(procs.wait_gone(left, orphan_timeout)) | set(self.processes()))
         if left:
             logger.warning("killing leftover Cyrus processes %s", left)
             procs.signal_all(left, signal.SIGKILL, self._is_ours)

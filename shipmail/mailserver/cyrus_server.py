@@ -51,8 +51,8 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from . import cyrus_admin
-from .base import DeliveryRefused, DeliverySieve, JmapAccess, MailServerUnavailable, SieveTest
+from . import authd, cyrus_admin
+from .base import DeliveryRefused, DeliverySieve, JmapAccess, MailHealth, MailServerUnavailable, SieveTest
 
 if TYPE_CHECKING:
     import imaplib
@@ -78,6 +78,30 @@ def make_jwt(secret: bytes, address: str, now: float | None = None) -> str:
 RESERVED_LOCAL_PARTS = frozenset({"anyone", "anybody", "anonymous"})
 #: Longest ``local@domain`` (bytes) a login can have (lib/auth_unix.c: an 81-byte buffer).
 MAX_ADDRESS_LENGTH = 80
+
+#: Longest wait of each :meth:`CyrusMailServer.health` probe, in seconds.
+HEALTH_TIMEOUT = 1.0
+
+
+async def _greets(host: str, port: int | None, expect: bytes, goodbye: bytes, timeout: float) -> bool:
+    """Whether the TCP server on ``host:port`` sends a first line starting with ``expect`` within
+    ``timeout`` seconds; then ``goodbye`` is sent (a polite end). Never raises."""
+    if port is None:
+        return False
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                line = await reader.readline()
+                if line:
+                    writer.write(goodbye)
+                    await writer.drain()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return line.startswith(expect)
+
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -161,7 +185,8 @@ class CyrusMailServer:
     network step. ``jwt_secret`` is the raw HS256 key (:attr:`CyrusInstance.jwt_secret`).
     ``lmtp_port`` (on ``lmtp_host``, default 127.0.0.1) is where :meth:`deliver` speaks LMTP
     (None: delivery raises MailServerUnavailable); ``lmtp_timeout`` (seconds) bounds the message
-    transfer and Cyrus's replies to it.
+    transfer and Cyrus's replies to it. ``authd_socket`` is where the login checker answers
+    (:mod:`.authd`); :meth:`health` probes it.
     """
 
     #: Cyrus 3.6 offers Sieve over JMAP under its own URN (RFC 9661's is urn:ietf:params:jmap:sieve).
@@ -181,8 +206,10 @@ class CyrusMailServer:
         lmtp_host: str = "127.0.0.1",
         lmtp_timeout: float = 30.0,
         jmap_socket: Path | None = None,
+        authd_socket: Path | None = None,
     ) -> None:
         self._admin = cyrus_admin.AdminConnection(host, imap_port, admin_user, admin_password, timeout)
+        self._authd_socket = authd_socket
         self._jwt_secret = jwt_secret
         self._timeout = timeout
         url_host = f"[{host}]" if ":" in host else host
@@ -206,6 +233,7 @@ class CyrusMailServer:
             timeout=timeout,
             lmtp_port=instance.lmtp_port,
             jmap_socket=instance.jmap_socket,
+            authd_socket=instance.authd_socket,
         )
 
     def __repr__(self) -> str:
@@ -316,6 +344,33 @@ class CyrusMailServer:
         except Exception:  # any failure means "down"
             return False
         return response.status_code in (200, 401)
+
+    async def health(self) -> MailHealth:
+        """Probes, all at once, each bounded by :data:`HEALTH_TIMEOUT` (or ``timeout`` if less):
+        JMAP (``GET /jmap/`` answers 401), IMAP (greets ``* OK``), LMTP (greets ``220``) and the
+        login checker (answers a health request, :func:`.authd.probe_async`; down when no socket
+        is configured). Never raises."""
+        limit = min(HEALTH_TIMEOUT, self._timeout)
+
+        async def jmap() -> bool:
+            try:
+                async with asyncio.timeout(limit):
+                    return await self.ping()
+            except TimeoutError:
+                return False
+
+        async def login_checker() -> bool:
+            if self._authd_socket is None:
+                return False
+            return await authd.probe_async(self._authd_socket, limit)
+
+        results = await asyncio.gather(
+            jmap(),
+            _greets(self._admin.host, self._admin.port, b"* OK", b"a LOGOUT\r\n", limit),
+            _greets(self._lmtp_host, self._lmtp_port, b"220", b"QUIT\r\n", limit),
+            login_checker(),
+        )
+        return MailHealth(jmap=results[0], imap=results[1], lmtp=results[2], login_checker=results[3])
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client."""

@@ -1,12 +1,15 @@
 """Run the real ``shipmail serve`` command as a subprocess, for end-to-end tests.
 
-:class:`ServeProcess` owns one fresh data directory (``mkdtemp`` under /tmp, mode 0755: user
-cyrus must traverse it) and four free ports. ``start()`` launches ``.venv/bin/shipmail serve`` in a
-new session (its own process group) and waits for ``GET /v1/status`` to answer 200; ``stop()``
-sends SIGTERM to the command and waits for it; ``cli()`` runs another ``shipmail`` command with
-the same environment. ``close()`` (always call it, e.g. from a fixture's teardown) kills whatever
-is left, including a daemonised Cyrus master (found by the data directory in its command line),
-and removes the directory.
+:class:`ServeProcess` owns one fresh data directory (``mkdtemp`` under /tmp, mode 0700 as
+``mktemp -d`` gives: ``serve`` makes it traversable for user cyrus) and four free ports.
+``start()`` launches ``.venv/bin/shipmail serve`` in a new session (its own process group) and
+waits for ``GET /v1/status`` to answer 200; ``stop()`` sends SIGTERM to the command and waits for
+it; ``cli()`` runs another ``shipmail`` command with the same environment. The processes ``serve``
+supervises are found with :meth:`ServeProcess.api_pid`, :meth:`login_checker_pid`,
+:meth:`cyrus_master_pid` and :meth:`cyrus_children`. ``close()`` (always call it, e.g. from a
+fixture's teardown) kills whatever is left: the command, every process descended from it (each in
+its own process group), the daemonised Cyrus master and its children (found by the data
+directory in their command lines); then it removes the directory.
 
 Used by test_serve.py and test_sdk.py; scripts/bench has its own copy of the few lines it needs.
 """
@@ -21,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -65,19 +68,42 @@ def _argv(pid: int) -> list[str] | None:
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
+def _processes() -> dict[int, list[str]]:
+    """Every live process (other than this one): pid -> argv."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            argv = _argv(int(entry.name))
+            if argv:
+                found[int(entry.name)] = argv
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _ppid(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _pgid(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[2]) if len(fields) > 2 else 0
+
+
 class ServeProcess:
     """One ``shipmail serve`` data directory; the command can be started and stopped repeatedly."""
 
     def __init__(
-        self,
-        prefix: str = "shipmail-serve-",
-        extra_env: dict[str, str] | None = None,
-        serve_args: Sequence[str] = (),
+        self, prefix: str = "shipmail-serve-", extra_env: dict[str, str] | None = None, workers: int = 1
     ) -> None:
-        #: Extra arguments of ``shipmail serve`` (e.g. ``("--workers", "2")``).
-        self.serve_args = tuple(serve_args)
         self.data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-        os.chmod(self.data_dir, 0o755)
+        self.workers = workers
         self.port, self.jmap_port, self.lmtp_port, self.imap_port = distinct_free_ports(4)
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,7 +140,7 @@ class ServeProcess:
             log.write(f"\n===== shipmail serve ({time.strftime('%H:%M:%S')}) =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [str(SHIPMAIL), "serve", *self.serve_args],
+                [str(SHIPMAIL), "serve", "--workers", str(self.workers)],
                 env=self.env,
                 cwd=str(REPO),
                 stdin=subprocess.DEVNULL,
@@ -167,12 +193,86 @@ class ServeProcess:
                 found.append((int(entry.name), " ".join(argv)))
         return found
 
+    def status(self, timeout: float = 10.0) -> tuple[int, dict[str, str]]:
+        """``GET /v1/status``: (HTTP status, component -> "up"/"down"); (0, {}) when the API does
+        not answer at all."""
+        try:
+            r = httpx.get(f"{self.base_url}/v1/status", timeout=timeout)
+        except httpx.HTTPError:
+            return 0, {}
+        body = r.json()
+        return r.status_code, {name: part["status"] for name, part in body.get("components", {}).items()}
+
+    def wait_status(self, code: int, within: float) -> dict[str, str]:
+        """Poll ``GET /v1/status`` until it answers ``code``; its components. Fails after ``within``
+        seconds with the last answer and the command's output."""
+        deadline = time.monotonic() + within
+        while True:
+            got, parts = self.status(timeout=max(0.5, deadline - time.monotonic()))
+            if got == code:
+                return parts
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"/v1/status not {code} within {within} s: {got} {parts}\n{self.output(60)}")
+            time.sleep(0.05)
+
+    # ----------------------------------------------------------------- the supervised processes
+
+    def children(self) -> dict[int, list[str]]:
+        """The live direct children of the command: pid -> argv."""
+        if self.proc is None:
+            return {}
+        return {pid: argv for pid, argv in _processes().items() if _ppid(pid) == self.proc.pid}
+
+    def _child(self, subcommand: str) -> int | None:
+        found = [pid for pid, argv in self.children().items() if subcommand in argv]
+        assert len(found) <= 1, f"several {subcommand} processes: {found}"
+        return found[0] if found else None
+
+    def api_pid(self) -> int | None:
+        """The API process (the uvicorn server, or uvicorn's supervisor with several workers)."""
+        return self._child("serve-api")
+
+    def api_workers(self) -> list[int]:
+        """With several workers: uvicorn's worker processes (children of :meth:`api_pid`)."""
+        parent = self.api_pid()
+        return [] if parent is None else [pid for pid in _processes() if _ppid(pid) == parent]
+
+    def login_checker_pid(self) -> int | None:
+        return self._child("serve-login-checker")
+
+    def cyrus_master_pid(self) -> int | None:
+        conf = str(self.data_dir / "cyrus" / "etc" / "imapd.conf")
+        found = [pid for pid, argv in _processes().items() if argv[0].endswith("/master") and conf in argv]
+        return found[0] if found else None
+
+    def cyrus_children(self, program: str) -> list[int]:
+        """Pids of the instance's ``program`` processes (``httpd``, ``imapd``, ``lmtpd``...)."""
+        conf = str(self.data_dir / "cyrus" / "etc" / "imapd.conf")
+        return sorted(pid for pid, argv in _processes().items() if argv[0].endswith("/" + program) and conf in argv)
+
+    def descendants(self) -> list[int]:
+        """Every live process below the command (children, grandchildren...)."""
+        if self.proc is None:
+            return []
+        parents = {pid: _ppid(pid) for pid in _processes()}
+        found: list[int] = []
+        frontier = {self.proc.pid}
+        while frontier:
+            below = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+            found.extend(sorted(below))
+            frontier = below
+        return found
+
     def kill(self) -> None:
-        """End everything this object started: the command's process group, then any process of
+        """End everything this object started: the command's process group and the process groups
+        of its descendants (the API and the login checker have their own), then any process of
         its Cyrus instance (master daemonises into its own session), each by pid."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            groups = {self.proc.pid} | {_pgid(pid) for pid in self.descendants()}
+            for group in groups:
+                if group > 1:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
         for _ in range(3):
@@ -231,10 +331,12 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_running(prefix: str = "shipmail-serve-") -> Iterator[ServeProcess]:
+def serve_running(
+    prefix: str = "shipmail-serve-", extra_env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[ServeProcess]:
     """A started :class:`ServeProcess`; everything is killed and removed afterwards. The command's
     output is printed at teardown (pytest shows it when the test fails)."""
-    serve = ServeProcess(prefix)
+    serve = ServeProcess(prefix, extra_env, workers)
     try:
         serve.start()
         yield serve

@@ -111,7 +111,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         }
         if backend != "sqlite":
             env["SHIPMAIL_DATABASE_URL"] = url
-        serve = ServeProcess(f"shipmail-races-{backend}-", extra_env=env, serve_args=("--workers", "2"))
+        serve = ServeProcess(f"shipmail-races-{backend}-", extra_env=env, workers=2)
         server: CyrusMailServer | None = None
         try:
             serve.start(timeout=60)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import grp
 import json
 import os
+import pwd
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from shipmail.mailserver import cyrus, cyrus_admin
-from shipmail.mailserver.cyrus import CyrusInstance, CyrusSetupError, untraversable_parent
+from shipmail.mailserver.cyrus import CyrusInstance, CyrusSetupError, make_traversable, untraversable_parent
 from shipmail.mailserver.cyrus_config import CyrusLayout, render_cyrus_conf, render_imapd_conf
 from shipmail.mailserver.cyrus_server import CyrusMailServer, make_jwt
 from shipmail.mailserver.syslog_capture import SyslogWindow
@@ -182,14 +185,69 @@ def test_untraversable_parent_is_found(private_dir: Path) -> None:
     assert untraversable_parent(private_dir / "cyrus") is None
 
 
-@pytest.mark.skipif(
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, directories of another user)")
+needs_cyrus = pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/usr/lib/cyrus/bin/master").exists(), reason="needs root and the Cyrus packages"
 )
-def test_prepare_refuses_an_untraversable_directory(private_dir: Path) -> None:
+
+
+@needs_root
+def test_make_traversable_opens_our_private_directories_to_group_mail(private_dir: Path) -> None:
+    inner = private_dir / "data"
+    inner.mkdir(mode=0o700)
+    os.chmod(inner, 0o700)
+    changes = make_traversable(inner / "cyrus")
+    assert [c.split(" traversable")[0] for c in changes] == [f"made {private_dir}", f"made {inner}"]
+    for directory in (private_dir, inner):
+        st = directory.stat()
+        assert (stat.S_IMODE(st.st_mode), grp.getgrgid(st.st_gid).gr_name) == (0o710, "mail")
+    assert untraversable_parent(inner / "cyrus" / "x") is None
+    assert make_traversable(inner / "cyrus") == []  # nothing left to do
+
+
+@needs_root
+def test_make_traversable_adds_only_o_x_when_the_group_has_rights(private_dir: Path) -> None:
+    os.chmod(private_dir, 0o750)  # group root may read it: keep that group, open search to others
+    (change,) = make_traversable(private_dir / "cyrus")
+    assert "others may enter it, not list it" in change
+    st = private_dir.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o751, 0)
+
+
+@needs_root
+def test_make_traversable_refuses_a_directory_of_another_user(private_dir: Path) -> None:
+    theirs = private_dir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, pwd.getpwnam("nobody").pw_uid, -1)
+    os.chmod(theirs, 0o700)
+    with pytest.raises(CyrusSetupError) as refused:
+        make_traversable(theirs / "data" / "cyrus")
+    message = str(refused.value)
+    assert f"cannot enter {theirs} " in message and "owner nobody" in message and "not ours" in message
+    # Nothing was changed, not even our own directory above it.
+    assert stat.S_IMODE(private_dir.stat().st_mode) == 0o700
+
+
+@needs_cyrus
+def test_prepare_makes_a_mktemp_data_dir_usable(private_dir: Path) -> None:
     instance = CyrusInstance(
         private_dir / "cyrus", jmap_port=1, lmtp_port=2, imap_port=3, outbox_dir=private_dir / "outbox"
     )
-    with pytest.raises(CyrusSetupError, match=str(private_dir)):
+    changes = instance.prepare()
+    assert len(changes) == 1 and changes[0].startswith(f"made {private_dir} traversable for user cyrus")
+    assert untraversable_parent(instance.directory / "etc") is None
+    assert instance.prepare() == []
+
+
+@needs_cyrus
+def test_prepare_refuses_when_a_directory_of_another_user_is_in_the_way(private_dir: Path) -> None:
+    theirs = private_dir / "home"
+    theirs.mkdir()
+    os.chmod(private_dir, 0o755)
+    os.chown(theirs, pwd.getpwnam("nobody").pw_uid, -1)
+    os.chmod(theirs, 0o700)
+    instance = CyrusInstance(theirs / "cyrus", jmap_port=1, lmtp_port=2, imap_port=3, outbox_dir=theirs / "outbox")
+    with pytest.raises(CyrusSetupError, match=f"cannot enter {theirs} "):
         instance.prepare()
     with pytest.raises(CyrusSetupError, match="prepare"):
         instance.start()

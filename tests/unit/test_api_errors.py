@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from shipmail.config import Settings
+from shipmail.mailserver.base import MailHealth
+from shipmail.status.routes import CACHE_SECONDS
+from tests.fakes import FakeMailServer
 from tests.unit.conftest import auth, make_key
 
 
@@ -94,17 +99,53 @@ def test_every_response_has_a_request_id(client: TestClient, settings: Settings)
         seen.add(rid)
 
 
-def test_status_reports_components(client: TestClient, mail: object) -> None:
+ALL_UP = {name: {"status": "up"} for name in ("database", "jmap", "imap", "lmtp", "login_checker")}
+
+
+def status_until(client: TestClient, code: int) -> Any:
+    """``GET /v1/status`` until it answers ``code`` (results are reused for up to half a second)."""
+    deadline = time.monotonic() + 5
+    while True:
+        r = client.get("/v1/status")
+        if r.status_code == code or time.monotonic() > deadline:
+            return r
+        time.sleep(0.05)
+
+
+def test_status_reports_components(client: TestClient, mail: FakeMailServer) -> None:
     r = client.get("/v1/status")
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "operational"
-    assert body["components"] == {"database": {"status": "up"}, "mail_server": {"status": "up"}}
+    assert body["components"] == ALL_UP
     assert r.headers["cache-control"] == "no-store"
-    mail.up = False  # type: ignore[attr-defined]
-    r = client.get("/v1/status")
-    assert r.status_code == 503
-    assert r.json()["components"]["mail_server"] == {"status": "down"}
+    assert "retry-after" not in r.headers
+    for part in ("jmap", "imap", "lmtp", "login_checker"):
+        mail.down = {part}
+        r = status_until(client, 503)
+        assert r.status_code == 503, part
+        assert r.json()["status"] == "degraded"
+        assert r.json()["components"] == {**ALL_UP, part: {"status": "down"}}
+        assert int(r.headers["retry-after"]) > 0
+        mail.down = set()
+        assert status_until(client, 200).json()["components"] == ALL_UP
+
+
+def test_status_probes_at_most_once_per_cache_period(client: TestClient, mail: FakeMailServer) -> None:
+    probes = 0
+    real = mail.health
+
+    async def counting() -> MailHealth:
+        nonlocal probes
+        probes += 1
+        return await real()
+
+    mail.health = counting  # type: ignore[method-assign]
+    began = time.monotonic()
+    for _ in range(40):
+        assert client.get("/v1/status").status_code == 200
+    rounds_allowed = 1 + int((time.monotonic() - began) / CACHE_SECONDS)
+    assert 1 <= probes <= rounds_allowed, (probes, rounds_allowed)
 
 
 def test_status_503_when_database_is_down(tmp_path: object, mail: object) -> None:
