@@ -101,8 +101,10 @@ def test_kill_9_mid_create_is_rolled_back_at_start_up(serve: ServeProcess) -> No
         request.start()
         wait_for("the provisioning row", lambda: mailbox_states(serve).get("crash@crash.example") == "provisioning")
         wait_for("the account", lambda: account_exists(serve, "crash@crash.example"))
-        assert serve.proc is not None
-        os.kill(serve.proc.pid, signal.SIGKILL)
+        api = serve.api_pid()
+        assert api is not None and serve.proc is not None
+        os.kill(api, signal.SIGKILL)  # the API process (uvicorn, one worker) dies mid-create,
+        os.kill(serve.proc.pid, signal.SIGKILL)  # and its supervisor too, before it restarts it
         serve.proc.wait(15)
     finally:
         for pid in frozen:
