@@ -10,11 +10,14 @@ Paging the message list
     The list is sorted newest first, ``(receivedAt desc, id desc)``: a total order (Cyrus sorts by
     id when asked; receivedAt has whole seconds). The first page fixes the ``before`` cutoff (the
     snapshot); the cursor then carries the last message's ``(receivedAt, id)`` and the next page
-    asks for ``receivedAt <= last`` and drops what sorts at or before the last message. The ``k``
-    messages of the last page's final second are fetched again for that (usually 1), so a page
+    asks for ``receivedAt <= last`` starting right after that message (JMAP ``anchor`` with
+    ``anchorOffset`` 1, RFC 8620 section 5.5: Cyrus skips what sorts at or before it, nothing is
+    fetched twice). When that message has left the list meanwhile (``anchorNotFound``: read under
+    ``not_keyword=$seen``, moved, deleted) the page is placed by its ``(receivedAt, id)`` instead:
+    the ``k`` messages of its second up to it are fetched again and dropped. Either way a page
     neither repeats nor skips mail, even when earlier messages are read, moved or deleted while the
-    client pages (``not_keyword=$seen`` while marking mail read) or new mail arrives. ``total`` is
-    what the walk listed before plus what is left: the snapshot's count, stable while paging.
+    client pages or new mail arrives. ``total`` is what the walk listed before plus what is left:
+    the snapshot's count, stable while paging.
 
 Paging the thread list
     Threads (Email/query ``collapseThreads``) are paged by position under the fixed snapshot: mail
@@ -24,7 +27,7 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -313,8 +316,33 @@ def _check_folder(results: Results, listing: _Listing, call: Call | None) -> Non
 # ----------------------------------------------------------------------------- message list
 
 
+async def _page(
+    svc: Services,
+    row: Mailbox,
+    listing: _Listing,
+    before: datetime,
+    *,
+    limit: int,
+    position: int,
+    anchor: str | None,
+) -> tuple[Results, Call | None, Call, Call]:
+    """ONE JMAP request: the folder check, Email/query (``before``, newest first, ``limit`` from
+    ``position``, or from just after ``anchor``) and Email/get of its ids; the results and calls."""
+    request = Request()
+    folder = _folder_check(request, listing)
+    method = jemail.query(
+        _filter(listing.conditions, before), jemail.NEWEST_FIRST, position=position, limit=limit, calculate_total=True
+    )
+    if anchor is not None:
+        method = replace(method, position=None, anchor=anchor, anchor_offset=1)
+    query = request.add(method)
+    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    return await svc.jmap.call(row.address, request), folder, query, get
+
+
 async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> InboxMessages:
-    """One page of ``row``'s messages matching ``q``, newest first. One JMAP request.
+    """One page of ``row``'s messages matching ``q``, newest first. One JMAP request (two when
+    the previous page's last message has left the list since).
 
     422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
     folders = await system_folders(svc, session, row)
@@ -339,31 +367,39 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
         snapshot = _snapshot(q)
         page_before = snapshot
 
-    skip = max(0, refetch - MAX_REFETCH)
-    request = Request()
-    folder = _folder_check(request, listing)
-    query = request.add(
-        jemail.query(
-            _filter(listing.conditions, page_before),
-            jemail.NEWEST_FIRST,
-            position=skip,
-            limit=q.limit + refetch - skip,
-            calculate_total=True,
+    anchored = last is not None
+    skip = 0
+    if last is not None:
+        # The page right after the previous page's last message (RFC 8620 section 5.5 anchor):
+        # Cyrus places it; nothing is fetched twice.
+        results, folder, query, get = await _page(
+            svc, row, listing, page_before, limit=q.limit, anchor=last[1], position=0
         )
-    )
-    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
-    results = await svc.jmap.call(row.address, request)
-    _check_folder(results, listing, folder)
+        _check_folder(results, listing, folder)
+        anchored = results.error_type(query) != "anchorNotFound"
+    if not anchored:
+        # The first page, or the previous page's last message left the list (read, moved or
+        # deleted): place the page by that message's (receivedAt, id), fetching the messages of
+        # its second up to it again, to be dropped (at most MAX_REFETCH; beyond, by position).
+        skip = max(0, refetch - MAX_REFETCH)
+        results, folder, query, get = await _page(
+            svc, row, listing, page_before, limit=q.limit + refetch - skip, anchor=None, position=skip
+        )
+        _check_folder(results, listing, folder)
     found = results.get(query, what="message search")
     listed = results.get(get, what="message list").get("list") or []
     emails = _in_order(listed, found.get("ids") or [])
 
-    # Drop what sorts at or before the previous page's last message (its second's earlier mail).
-    dropped = skip
     kept = emails
-    if last is not None:
-        kept = [e for e in emails if not (e["receivedAt"] == last[0] and e["id"] >= last[1])]
-        dropped += len(emails) - len(kept)
+    if anchored and last is not None:
+        # What sorts at or before the anchor: its second's mail up to it (``receivedAt <= last``).
+        dropped = int(found.get("position") or 0)
+    else:
+        # Drop what sorts at or before the previous page's last message (its second's earlier mail).
+        dropped = skip
+        if last is not None:
+            kept = [e for e in emails if not (e["receivedAt"] == last[0] and e["id"] >= last[1])]
+            dropped += len(emails) - len(kept)
     page = kept[: q.limit]
     remaining = int(found.get("total") or 0) - dropped  # from this page on
     has_more = remaining > len(page)
@@ -374,7 +410,9 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
     next_cursor = None
     if has_more and page:
         tail = page[-1]
-        same = skip if last is not None and last[0] == tail["receivedAt"] else 0
+        # Messages of the tail's second up to it (for a page placed without the anchor).
+        before_window = dropped if anchored else skip
+        same = before_window if last is not None and last[0] == tail["receivedAt"] else 0
         for e in emails:
             if e["receivedAt"] == tail["receivedAt"]:
                 same += 1
