@@ -142,6 +142,30 @@ def _ppid(pid: int) -> int:
     return int(_stat(pid)[1])
 
 
+def process_tree(root: int, exclude: Sequence[int] = ()) -> list[int]:
+    """``root`` and its descendants, less ``exclude``."""
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in tree:
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    if _ppid(int(entry.name)) in tree:
+                        tree.add(int(entry.name))
+                        grew = True
+    return sorted(tree - set(exclude))
+
+
+def tree_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds of ``pids`` (those still alive)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += cpu_seconds(pid)
+    return total
+
+
 class Stack:
     """The throwaway data directory and ``shipmail serve``; see the module doc."""
 
@@ -282,26 +306,11 @@ class Stack:
         """``shipmail serve`` and its descendants that are not Cyrus (uvicorn's workers)."""
         if self.serve is None:
             return []
-        cyrus = set(self.instance_processes())
-        tree = {self.serve.pid}
-        grew = True
-        while grew:
-            grew = False
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit() and int(entry.name) not in tree:
-                    with contextlib.suppress(OSError, IndexError, ValueError):
-                        if _ppid(int(entry.name)) in tree:
-                            tree.add(int(entry.name))
-                            grew = True
-        return sorted(tree - cyrus)
+        return process_tree(self.serve.pid, self.instance_processes())
 
     def api_cpu(self) -> float:
         """CPU seconds of the API process(es)."""
-        total = 0.0
-        for pid in self.api_pids():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                total += cpu_seconds(pid)
-        return total
+        return tree_cpu(self.api_pids())
 
     def stop(self) -> list[str]:
         """SIGTERM serve, then kill whatever is left; returns notes on what needed killing."""
@@ -478,6 +487,8 @@ class Target:
     request: bytes
     port: int | None = None
     unix: str | None = None
+    #: CPU seconds of the server answering it (default: the stack's API processes).
+    server_cpu: Callable[[], float] | None = field(default=None, compare=False)
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.unix is not None:
@@ -604,13 +615,14 @@ class Bench:
     def measure(self, target: Target, concurrency: int, seconds: float) -> Round:
         """``concurrency`` keep-alive connections sending ``target`` for ``seconds``."""
         latencies: list[float] = []
-        api0, cyrus0 = self.stack.api_cpu(), self.stack.cyrus_cpu()
+        api_cpu = target.server_cpu or self.stack.api_cpu
+        api0, cyrus0 = api_cpu(), self.stack.cyrus_cpu()
         began = time.perf_counter()
         done, errors = asyncio.run(_load(target, concurrency, seconds, latencies))
         took = time.perf_counter() - began
         if errors:
             raise RuntimeError(f"{errors} of {done} responses were not 200: {target.request[:120]!r}")
-        api, cyrus = self.stack.api_cpu() - api0, max(0.0, self.stack.cyrus_cpu() - cyrus0)
+        api, cyrus = api_cpu() - api0, max(0.0, self.stack.cyrus_cpu() - cyrus0)
         return Round(done, took, api, cyrus, latencies)
 
     def compare(
