@@ -3,7 +3,8 @@
 ``attachment``: a 50 MiB attachment (random bytes, base64 in a multipart/mixed message delivered
 over LMTP) downloaded, in alternating rounds, through the API
 (``GET /v1/mailboxes/{id}/inbox/attachments?blob_id=...&name=...``) and straight from Cyrus's
-JMAP ``downloadUrl`` (Bearer JWT). Prints the throughput of each and their ratio API/direct, the
+JMAP ``downloadUrl`` (Bearer JWT) over the same Unix socket the API downloads through. Prints
+the throughput of each and their ratio API/direct, the
 time to the first body byte, CPU per download, and the bench app's resident memory: before, and
 its peak during each API download (VmRSS sampled every 2 ms, and VmHWM after resetting it with
 ``/proc/<pid>/clear_refs``), and how long the first byte took against the API's
@@ -22,14 +23,13 @@ import hashlib
 import os
 import re
 import socket
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
-from bench_harness import Bench, case, cpu_seconds, http_json
+from bench_harness import Bench, case, http_json, spread
 
 SIZE = 50 * 1024 * 1024
 NAME = "random-50MiB.bin"
@@ -63,12 +63,13 @@ class Download:
     digest: str | None = None
 
 
-def download(port: int, target: str, headers: dict[str, str], *, verify: bool = False) -> Download:
-    """``GET target`` on 127.0.0.1:``port`` on a fresh connection, body read into one reused
-    1 MiB buffer and thrown away (hashed when ``verify``)."""
+def download(where: int | str, target: str, headers: dict[str, str], *, verify: bool = False) -> Download:
+    """``GET target`` on a fresh connection to 127.0.0.1:``where`` (a port) or the Unix socket
+    ``where`` (a path), body read into one reused 1 MiB buffer and thrown away (hashed when
+    ``verify``)."""
     lines = [
         f"GET {target} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
+        f"Host: 127.0.0.1:{where}" if isinstance(where, int) else "Host: localhost",
         "Connection: close",
         "Accept-Encoding: identity",
         *(f"{k}: {v}" for k, v in headers.items()),
@@ -77,7 +78,13 @@ def download(port: int, target: str, headers: dict[str, str], *, verify: bool = 
     view = memoryview(buffer)
     sha1 = hashlib.sha1() if verify else None
     began = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+    if isinstance(where, int):
+        sock = socket.create_connection(("127.0.0.1", where), timeout=60)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(60)
+        sock.connect(where)
+    with sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -152,7 +159,7 @@ class RssSampler:
 @dataclass
 class Target:
     label: str
-    port: int
+    where: int | str  # TCP port or Unix socket path
     target: str
     headers: dict[str, str]
     downloads: list[Download] = field(default_factory=list)
@@ -170,23 +177,22 @@ class Target:
 
     def row(self) -> str:
         n = len(self.downloads)
-        secs = [d.seconds for d in self.downloads]
+        rates = [d.nbytes / d.seconds / 1e6 for d in self.downloads]
         first = [1000 * d.first_byte for d in self.downloads]
         return (
-            f"    {self.label:36} {self.mb_per_s:6.0f} MB/s  per download {min(secs):.2f}..{max(secs):.2f} s "
-            f"(median {statistics.median(secs):.2f} s)  n={n}\n"
-            f"    {'':36} first byte after {statistics.median(first):.0f} ms "
-            f"(median; {min(first):.0f}..{max(first):.0f}), "
-            f"then {self.body_mb_per_s:.0f} MB/s\n"
-            f"    {'':36} CPU per download: API process {self.app_cpu / n:.3f} s, Cyrus {self.cyrus_cpu / n:.3f} s"
+            f"    {self.label:36} {spread(rates)} MB/s per download, median (min..max) over {n}\n"
+            f"    {'':36} first byte after {spread(first)} ms, then {self.body_mb_per_s:.0f} MB/s\n"
+            f"    {'':36} CPU per download: API {self.app_cpu / n:.3f} s, Cyrus {self.cyrus_cpu / n:.3f} s"
         )
 
 
 @case("attachment", "a 50 MiB attachment downloaded via the API vs straight from Cyrus's JMAP downloadUrl")
 def attachment_download(bench: Bench) -> None:
     stack = bench.stack
-    assert stack.app is not None
-    pid = stack.app.pid
+    if stack.workers != 1:
+        raise RuntimeError("the attachment case samples one API process's memory: run it with one worker")
+    assert stack.serve is not None
+    pid = stack.serve.pid  # one worker: uvicorn serves in serve's own process
     began = time.monotonic()
     data = os.urandom(SIZE)
     expected = hashlib.sha1(data).hexdigest()
@@ -230,8 +236,8 @@ def attachment_download(bench: Bench) -> None:
             {"Authorization": f"Bearer {stack.key}"},
         ),
         Target(
-            "direct GET Cyrus downloadUrl",
-            stack.jmap_port,
+            "direct GET downloadUrl (Unix socket)",
+            stack.jmap_socket,
             f"{direct_url.path}?{direct_url.query}",
             {"Authorization": stack.cyrus_bearer()},
         ),
@@ -240,7 +246,7 @@ def attachment_download(bench: Bench) -> None:
 
     rss_start = _kib(pid, "VmRSS")
     for p in paths:  # warm-up, checking the bytes
-        got = download(p.port, p.target, p.headers, verify=True)
+        got = download(p.where, p.target, p.headers, verify=True)
         if got.status != 200 or got.digest != expected or got.nbytes != SIZE:
             raise RuntimeError(
                 f"{p.label}: status {got.status}, {got.nbytes} bytes, sha1 {got.digest} (want {expected})"
@@ -250,16 +256,16 @@ def attachment_download(bench: Bench) -> None:
     growth: list[tuple[int, int, int]] = []  # (RSS before, sampled peak, VmHWM after) per API download, KiB
     for n in range(bench.rounds):
         for p in paths if n % 2 == 0 else paths[::-1]:
-            app0, cyrus0 = cpu_seconds(pid), stack.cyrus_cpu()
+            app0, cyrus0 = stack.api_cpu(), stack.cyrus_cpu()
             if p is api:
                 before = _kib(pid, "VmRSS")
                 hwm_ok = _reset_hwm(pid) and hwm_ok
                 with RssSampler(pid) as sampler:
-                    got = download(p.port, p.target, p.headers)
+                    got = download(p.where, p.target, p.headers)
                 growth.append((before, sampler.peak_kib, _kib(pid, "VmHWM")))
             else:
-                got = download(p.port, p.target, p.headers)
-            p.app_cpu += cpu_seconds(pid) - app0
+                got = download(p.where, p.target, p.headers)
+            p.app_cpu += stack.api_cpu() - app0
             p.cyrus_cpu += max(0.0, stack.cyrus_cpu() - cyrus0)
             if got.status != 200 or got.nbytes != SIZE:
                 raise RuntimeError(f"{p.label}: status {got.status}, {got.nbytes} bytes")

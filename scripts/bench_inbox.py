@@ -1,50 +1,54 @@
-"""Inbox benchmark case (registered with scripts/bench_harness.py).
+"""Mail read benchmark cases (registered with scripts/bench_harness.py).
 
-``inbox``: what the API adds on top of Cyrus for a message list. The bench mailbox is first seeded
-over LMTP with 250 generated messages (plain text, replies, encoded subjects, some with a small
-attachment). Then, in alternating rounds, the same client sends
+The bench mailbox is seeded once (first case that needs it) over LMTP with 250 generated
+messages (plain text, replies, encoded subjects, some with a small attachment). Every API figure
+is compared with the JMAP request the API sends for it (built with the same builders as
+:mod:`shipmail.inbox.service` and :mod:`shipmail.folders.service`), sent straight to Cyrus with a
+Bearer JWT over the SAME Unix socket the API uses; each case checks that both answer the same.
 
-* API: ``GET /v1/mailboxes/{id}/inbox/messages?limit=50`` (Bearer key) to the bench app, and
-* direct: the JMAP request that call makes, sent straight to Cyrus with a Bearer JWT: Email/query
-  (``before`` the current second, sort ``receivedAt desc, id desc``, limit 50, calculateTotal)
-  and Email/get of its ids by back-reference with the list properties
-  (:data:`shipmail.jmap.email.LIST_PROPERTIES`), as :func:`shipmail.inbox.service.list_messages`
-  builds it (checked: both answer the same 50 ids in the same order).
+``inbox``: ``GET /v1/mailboxes/{id}/inbox/messages?limit=50`` vs its Email/query (``before`` the
+next second, sort ``receivedAt desc, id desc``, limit 50, calculateTotal) + Email/get
+(:data:`~shipmail.jmap.email.LIST_PROPERTIES`) by back-reference; on 1 connection, then on 4.
+Goals (issue 10): p50 <= 1.15x direct and API CPU <= 1.5 ms/request on 1 connection; throughput
+>= 0.8x direct on 4.
 
-Both run first on one connection (sequential requests), then on 4 connections. Prints p50/p95
-latency of each, their ratio API/direct, and the CPU per request of the API process and of Cyrus.
+``reads``: message get (Email/get of FULL_PROPERTIES with body values), thread get (Thread/get +
+Email/get of its members) and folder list (Mailbox/get of every folder), each vs its JMAP request;
+1 connection. Goal: API CPU <= 1 ms/request, below Cyrus's for the same request.
 
-The sequential rounds also send the direct request from a client that re-arms ``TCP_QUICKACK``
-after every read (a diagnostic, not a third contender): Cyrus's httpd writes a response in 4 KiB
-pieces without ``TCP_NODELAY``, so on a keep-alive connection the tail of any answer over 4 KiB
-waits for the client's delayed ACK (~40 ms on Linux); the difference to the plain direct client is
-that stall, which the API's own httpx client pays on every such JMAP response as well.
+``growth``: how cost grows with the mailbox: a second mailbox filled to 100, 1,000 and 10,000
+messages in bulk (uploaded and imported 100 per ``Email/import`` over the Unix socket: many share
+a received-at second, as after a burst of deliveries; Cyrus's search indexer is waited for), and
+at each size the first page of the list, the page after 5 cursors (``limit=16``: the 6th page,
+which exists at 100 messages too),
+``search_text``, a thread get and the folder list through the API (API and Cyrus CPU per
+request, p50), the first page and the 6th also straight to Cyrus; then 200 custom folders (one
+Mailbox/set) and the folder list again. Goal: the API's share flat in mailbox size.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import random
-import re
-import socket
 import time
-import urllib.request
-from dataclasses import dataclass
+import urllib.parse
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime
-from urllib.parse import urljoin, urlsplit
+from typing import Any
 
-from bench_harness import Bench, _load, case, cpu_seconds, http_json
-from jmapc.methods import EmailGet
+from bench_harness import Bench, Contender, Stack, case, http_json
+from jmapc.methods import EmailGet, MailboxGet, MailboxSet, ThreadGet
 
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
+from shipmail.jmap import mailbox as jmailbox
+from shipmail.jmap import thread as jthread
 from shipmail.jmap.request import Request
 
 SEED_MESSAGES = 250
+CRLF = "\r\n"
 LIMIT = 50
 CONCURRENCY = 4
 
@@ -101,9 +105,9 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
             subject = f"Résumé {subject} ✓"
         date = datetime.fromtimestamp(now - (count - i) * 3600, UTC)
         head = [
-            f"From: {Header(name, 'utf-8').encode()} <{sender}@example.org>",
+            f"From: {Header(name, 'utf-8').encode(linesep=CRLF)} <{sender}@example.org>",
             f"To: Bench <{address}>",
-            f"Subject: {Header(subject, 'utf-8').encode()}",
+            f"Subject: {Header(subject, 'utf-8').encode(linesep=CRLF)}",
             f"Date: {format_datetime(date)}",
             f"Message-ID: {msgid}",
             *extra,
@@ -128,129 +132,11 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
     return messages
 
 
-# --------------------------------------------------------------------------- measuring
+# --------------------------------------------------------------------------- JMAP requests the API sends
 
 
-@dataclass
-class Run:
-    """All rounds of one path: latencies and CPU."""
-
-    label: str
-    latencies: list[float]
-    requests: int = 0
-    seconds: float = 0.0
-    app_cpu: float = 0.0
-    cyrus_cpu: float = 0.0
-
-    def pct(self, q: float) -> float:
-        lat = sorted(self.latencies)
-        return 1000 * lat[min(len(lat) - 1, int(len(lat) * q))]
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def row(self) -> str:
-        return (
-            f"    {self.label:44} p50 {self.pct(0.5):6.2f} ms  p95 {self.pct(0.95):6.2f} ms  "
-            f"{self.rps:6.0f} req/s  n={self.requests:<5d}  CPU/req: API {1000 * self.app_cpu / self.requests:5.2f} ms"
-            f", Cyrus {1000 * self.cyrus_cpu / self.requests:5.2f} ms"
-        )
-
-
-_HEAD_END = b"\r\n\r\n"
-_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
-
-
-def _quickack_load(port: int, request: bytes, seconds: float, latencies: list[float]) -> tuple[int, int]:
-    """Sequential keep-alive requests on one blocking socket that re-arms TCP_QUICKACK after every
-    read, so that the client never delays an ACK (a diagnostic: see the module doc)."""
-    done = errors = 0
-    deadline = time.perf_counter() + seconds
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def recv() -> bytes:
-            chunk = sock.recv(1 << 16)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-            if not chunk:
-                raise RuntimeError("connection closed mid-response")
-            return chunk
-
-        while time.perf_counter() < deadline:
-            began = time.perf_counter()
-            sock.sendall(request)
-            data = b""
-            while _HEAD_END not in data:
-                data += recv()
-            head, _, body = data.partition(_HEAD_END)
-            match = _LENGTH.search(head)
-            if match is None:
-                raise RuntimeError(f"response without Content-Length: {head[:200]!r}")
-            need = int(match.group(1))
-            while len(body) < need:
-                body += recv()
-            latencies.append(time.perf_counter() - began)
-            done += 1
-            errors += head[9:12] != b"200"
-    return done, errors
-
-
-@dataclass(frozen=True)
-class Target:
-    port: int
-    request: bytes
-    quickack: bool = False  # measure with :func:`_quickack_load` (sequential only)
-
-
-def _round(bench: Bench, run: Run, target: Target, concurrency: int, seconds: float) -> None:
-    stack = bench.stack
-    assert stack.app is not None
-    latencies: list[float] = []
-    app0, cyrus0 = cpu_seconds(stack.app.pid), stack.cyrus_cpu()
-    began = time.perf_counter()
-    if target.quickack:
-        done, errors = _quickack_load(target.port, target.request, seconds, latencies)
-    else:
-        done, errors = asyncio.run(_load("127.0.0.1", target.port, target.request, concurrency, seconds, latencies))
-    took = time.perf_counter() - began
-    if errors:
-        raise RuntimeError(f"{run.label}: {errors} of {done} responses were not 200")
-    run.app_cpu += cpu_seconds(stack.app.pid) - app0
-    run.cyrus_cpu += max(0.0, stack.cyrus_cpu() - cyrus0)
-    run.latencies += latencies
-    run.requests += done
-    run.seconds += took
-
-
-def alternate(bench: Bench, paths: dict[str, Target], *, concurrency: int, seconds: float, rounds: int) -> list[Run]:
-    """Warm each path up, then ``rounds`` rounds of ``seconds`` each, the order reversed every other round."""
-    for label, target in paths.items():
-        _round(bench, Run(label, []), target, concurrency, min(0.5, seconds))
-    runs = {label: Run(label, []) for label in paths}
-    for n in range(rounds):
-        order = list(paths.items()) if n % 2 == 0 else list(reversed(paths.items()))
-        for label, target in order:
-            _round(bench, runs[label], target, concurrency, seconds)
-    return list(runs.values())
-
-
-def jmap_post(stack_jmap_url: str, api_url: str, bearer: str, body: bytes) -> bytes:
-    """A keep-alive ``POST`` of a JMAP request body to Cyrus's apiUrl, as raw bytes."""
-    url = urlsplit(urljoin(stack_jmap_url, api_url))
-    head = [
-        f"POST {url.path} HTTP/1.1",
-        f"Host: {url.netloc}",
-        f"Authorization: {bearer}",
-        "Accept: application/json",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def list_request(account_id: str) -> dict[str, object]:
-    """The JMAP request body of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
+def list_request(account_id: str, *, limit: int = LIMIT, position: int = 0) -> dict[str, Any]:
+    """The JMAP request of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
     :func:`shipmail.inbox.service.list_messages` builds it."""
     ceiling = datetime.fromtimestamp(int(time.time()) + 1, UTC)
     request = Request()
@@ -258,8 +144,8 @@ def list_request(account_id: str) -> dict[str, object]:
         jemail.query(
             {"before": jemail.received_before(ceiling)},
             jemail.NEWEST_FIRST,
-            position=0,
-            limit=LIMIT,
+            position=position,
+            limit=limit,
             calculate_total=True,
         )
     )
@@ -267,87 +153,198 @@ def list_request(account_id: str) -> dict[str, object]:
     return request.body(account_id)
 
 
-@case("inbox", "GET .../inbox/messages?limit=50 via the API vs the same Email/query+Email/get straight to Cyrus")
+def message_request(account_id: str, email_id: str) -> dict[str, Any]:
+    """``GET .../inbox/messages/{id}``'s request (:func:`shipmail.inbox.service.get_message`)."""
+    request = Request()
+    request.add(jemail.full_get([email_id]))
+    return request.body(account_id)
+
+
+def thread_request(account_id: str, thread_id: str) -> dict[str, Any]:
+    """``GET .../inbox/threads/{id}``'s request (:func:`shipmail.inbox.service.get_thread`)."""
+    request = Request()
+    thread = request.add(ThreadGet(ids=[thread_id]))
+    request.add(jemail.full_get(request.ref(thread, jthread.EMAIL_IDS)))
+    return request.body(account_id)
+
+
+def folders_request(account_id: str) -> dict[str, Any]:
+    """``GET .../folders``'s request (:func:`shipmail.folders.service.list_folders`)."""
+    request = Request()
+    request.add(MailboxGet(ids=None, properties=jmailbox.PROPERTIES))
+    return request.body(account_id)
+
+
+# --------------------------------------------------------------------------- seeding
+
+_seeded: set[str] = set()
+
+
+def seed(stack: Stack, address: str, count: int, *, start: int = 0, bulk: bool = False) -> None:
+    """Messages ``start..count`` of the generated set into ``address``'s Inbox, delivered over
+    LMTP one transaction each (or, ``bulk``, uploaded and imported 100 per Email/import); then
+    wait for Cyrus's search indexer."""
+    began = time.monotonic()
+    messages = seed_messages(address, count)[start:]
+    if bulk:
+        stack.import_messages(messages, address)
+    else:
+        stack.deliver(messages, address)
+    took = time.monotonic() - began
+    waited = stack.wait_cyrus_idle(timeout=600)
+    how = "uploaded + Email/import, 100 a request" if bulk else "delivered over LMTP"
+    print(
+        f"  {len(messages)} messages ({sum(map(len, messages)) / 1e6:.1f} MB) to {address}: {how} in {took:.1f} s "
+        f"({1000 * took / len(messages):.1f} ms each); Cyrus idle (search index done) {waited:.1f} s later",
+        flush=True,
+    )
+
+
+def ensure_seeded(stack: Stack) -> None:
+    if stack.address not in _seeded:
+        seed(stack, stack.address, SEED_MESSAGES)
+        _seeded.add(stack.address)
+
+
+def _api_get(stack: Stack, path: str) -> dict[str, Any]:
+    status, body = http_json("GET", stack.app_url + path, stack.key)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {body}")
+    assert isinstance(body, dict)
+    return body
+
+
+def _same_list(listed: dict[str, Any], answer: dict[str, Any]) -> None:
+    query = answer["methodResponses"][0][1]
+    api_ids = [m["id"] for m in listed["data"]]
+    direct_ids = [ids.to_wire(ids.EMAIL, i) for i in query["ids"]]
+    if api_ids != direct_ids:
+        raise RuntimeError("the API and the direct JMAP request do not list the same messages")
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@case("inbox", "GET .../inbox/messages?limit=50 via the API vs its Email/query+Email/get straight to Cyrus")
 def inbox_list(bench: Bench) -> None:
     stack = bench.stack
-    began = time.monotonic()
-    messages = seed_messages(stack.address)
-    stack.deliver(messages)
-    delivered = time.monotonic() - began
-    waited = stack.wait_cyrus_idle()
-    print(
-        f"  seeded {len(messages)} messages ({sum(map(len, messages)) / 1e6:.1f} MB) over LMTP in "
-        f"{delivered:.1f} s; Cyrus idle {waited:.1f} s later"
-    )
-
+    ensure_seeded(stack)
     api_path = f"/v1/mailboxes/{stack.mailbox_id}/inbox/messages?limit={LIMIT}"
-    status, listed = http_json("GET", stack.app_url + api_path, stack.key)
-    assert status == 200, listed
-    session = stack.cyrus_session()
-    bearer = stack.cyrus_bearer()
-    account_id = stack.address
-    body = json.dumps(list_request(account_id)).encode()
-    direct = jmap_post(stack.jmap_url, str(session["apiUrl"]), bearer, body)
-
-    # Same request, same answer: the 50 ids in the same order, and the same total.
-    request = urllib.request.Request(
-        urljoin(stack.jmap_url, str(session["apiUrl"])),
-        data=body,
-        headers={"Authorization": bearer, "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:
-        answer = json.loads(response.read())
-    query, got = answer["methodResponses"][0][1], answer["methodResponses"][1][1]
-    api_ids = [m["id"] for m in listed["data"]]  # type: ignore[index]
-    direct_ids = [ids.to_wire(ids.EMAIL, i) for i in query["ids"]]
-    if api_ids != direct_ids or listed["pagination"]["total"] != query["total"]:  # type: ignore[index]
-        raise RuntimeError("the API and the direct JMAP request do not list the same messages")
-    api_bytes, direct_bytes = len(json.dumps(listed)), len(json.dumps(answer))
+    body = list_request(stack.address)
+    listed = _api_get(stack, api_path)
+    answer = stack.jmap_call(body)
+    _same_list(listed, answer)
     print(
-        f"  both list the same {len(api_ids)} of {query['total']} messages; response bodies: API "
-        f"{api_bytes / 1024:.0f} KiB, Cyrus {direct_bytes / 1024:.0f} KiB; {len(got['list'])} Emails"
+        f"  both list the same {len(listed['data'])} messages; response bodies: API "
+        f"{len(json.dumps(listed)) / 1024:.0f} KiB, Cyrus {len(json.dumps(answer)) / 1024:.0f} KiB"
     )
-
-    api_label, direct_label = f"API    GET .../inbox/messages?limit={LIMIT}", "direct POST /jmap/ Email/query+Email/get"
-    quickack_label = "direct, client re-arms TCP_QUICKACK"
-    paths = {
-        api_label: Target(stack.app_port, bench.request_bytes(api_path)),
-        direct_label: Target(stack.jmap_port, direct),
+    targets = {
+        f"API    GET .../inbox/messages?limit={LIMIT}": bench.api(api_path),
+        "direct JMAP (Unix socket)": bench.direct(body),
     }
-    sequential = max(0.5, bench.seconds / 2)
-    for concurrency, seconds in ((1, sequential), (CONCURRENCY, max(0.5, bench.seconds / 3))):
-        chosen = dict(paths)
-        if concurrency == 1:
-            chosen[quickack_label] = Target(stack.jmap_port, direct, quickack=True)
-        runs = {
-            r.label: r for r in alternate(bench, chosen, concurrency=concurrency, seconds=seconds, rounds=bench.rounds)
-        }
-        api, cyrus = runs[api_label], runs[direct_label]
+    for concurrency in (1, CONCURRENCY):
+        print(f"  {concurrency} connection(s):")
+        api, direct = bench.compare(targets, concurrency=concurrency)
+        bench.table([api, direct])
+        print(bench.ratio(api, direct))
+
+
+@case("reads", "message get, thread get, folder list via the API vs the same JMAP request straight to Cyrus")
+def reads(bench: Bench) -> None:
+    stack = bench.stack
+    ensure_seeded(stack)
+    base = f"/v1/mailboxes/{stack.mailbox_id}"
+    listed = _api_get(stack, f"{base}/inbox/messages?limit=100")["data"]
+    # A reply with an attachment when there is one (a thread of two, bodies and attachments).
+    pick = next((m for m in listed if m["has_attachment"] and m["subject"].startswith("Re")), listed[0])
+    email_id, thread_id = ids.from_wire(ids.EMAIL, pick["id"]), ids.from_wire(ids.THREAD, pick["thread_id"])
+    cases = {
+        "message get": (f"{base}/inbox/messages/{pick['id']}", message_request(stack.address, email_id)),
+        "thread get": (f"{base}/inbox/threads/{pick['thread_id']}", thread_request(stack.address, thread_id)),
+        "folder list": (f"{base}/folders", folders_request(stack.address)),
+    }
+    for name, (path, body) in cases.items():
+        _api_get(stack, path)
+        stack.jmap_call(body)
+        print(f"  {name}: GET {path.replace(base, '/v1/mailboxes/{id}')}")
+        api, direct = bench.compare({f"API    {name}": bench.api(path), "direct JMAP": bench.direct(body)})
+        bench.table([api, direct])
+        print(bench.ratio(api, direct))
+
+
+GROWTH_SIZES = (100, 1_000, 10_000)
+#: Page size of the deep-page figure: the 6th page exists at 100 messages too.
+PAGE_LIMIT = 16
+GROWTH_FOLDERS = 200
+
+
+def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, size: int) -> dict[str, Contender]:
+    base = f"/v1/mailboxes/{mailbox_id}"
+    first = f"{base}/inbox/messages?limit={LIMIT}"
+    path = paged = f"{base}/inbox/messages?limit={PAGE_LIMIT}"
+    for _ in range(5):  # follow 5 cursors: the 6th page
+        cursor = _api_get(stack, path)["pagination"]["next_cursor"]
+        path = f"{paged}&cursor={urllib.parse.quote(cursor)}"
+    page6 = path
+    newest = _api_get(stack, first)["data"]
+    thread = next((m for m in newest if m["subject"].startswith("Re")), newest[0])["thread_id"]
+    targets = {
+        "API list, first page": bench.api(first),
+        "direct list, first page": bench.direct(list_request(address), address),
+        f"API list limit={PAGE_LIMIT}, page 6": bench.api(page6),
+        f"direct list, page 6 (position {5 * PAGE_LIMIT})": bench.direct(
+            list_request(address, limit=PAGE_LIMIT, position=5 * PAGE_LIMIT), address
+        ),
+        "API search_text=invoice": bench.api(f"{first}&search_text=invoice"),
+        "API thread get": bench.api(f"{base}/inbox/threads/{thread}"),
+        "API folder list": bench.api(f"{base}/folders"),
+    }
+    contenders = bench.compare(targets, seconds=max(0.5, bench.seconds / 2))
+    print(f"  {size} messages:")
+    bench.table(contenders)
+    return {c.label: c for c in contenders}
+
+
+@case("growth", "list pages, search, thread get, folder list at 100 / 1,000 / 10,000 messages and 200 folders")
+def growth(bench: Bench) -> None:
+    stack = bench.stack
+    mailbox_id, address = stack.create_mailbox("growth")
+    by_size: dict[int, dict[str, Contender]] = {}
+    have = 0
+    for size in GROWTH_SIZES:
+        seed(stack, address, size, start=have, bulk=True)
+        have = size
+        by_size[size] = _growth_round(bench, stack, mailbox_id, address, size)
+    small, large = by_size[GROWTH_SIZES[0]], by_size[GROWTH_SIZES[-1]]
+    print(f"  growth {GROWTH_SIZES[0]} -> {GROWTH_SIZES[-1]} messages (medians):")
+    for label in small:
+        a, b = small[label], large[label]
         print(
-            f"  {'sequential (1 connection)' if concurrency == 1 else f'{concurrency} connections'}, "
-            f"{bench.rounds} rounds x {seconds:g} s per path, order reversed every other round:"
+            f"    {label:36} p50 x{b.median('p50') / a.median('p50'):.2f}  "
+            f"API CPU {a.median('api_ms'):.2f} -> {b.median('api_ms'):.2f} ms  "
+            f"Cyrus CPU {a.median('cyrus_ms'):.2f} -> {b.median('cyrus_ms'):.2f} ms"
         )
-        for run in runs.values():
-            print(run.row())
-        print(
-            f"    ratio API/direct: p50 {api.pct(0.5) / cyrus.pct(0.5):.2f}x"
-            f"  p95 {api.pct(0.95) / cyrus.pct(0.95):.2f}x"
-            f"  throughput {api.rps / cyrus.rps:.3f}"
-        )
-        print(
-            f"    the API adds {api.pct(0.5) - cyrus.pct(0.5):.2f} ms at p50; its process burns "
-            f"{1000 * api.app_cpu / api.requests:.2f} ms CPU per request (Cyrus "
-            f"{1000 * api.cyrus_cpu / api.requests:.2f} ms for the same request via the API, "
-            f"{1000 * cyrus.cyrus_cpu / cyrus.requests:.2f} ms direct)"
-        )
-        if quickack_label in runs:
-            quick = runs[quickack_label]
-            stall = cyrus.pct(0.5) - quick.pct(0.5)
-            print(
-                f"    {stall:.1f} ms of the direct p50 is TCP waiting, not work: "
-                f"Cyrus writes its {direct_bytes // 1024} KiB "
-                f"answer in 4 KiB writes with Nagle on, so the tail waits for the client's delayed ACK"
-                if stall > 10
-                else f"    no delayed-ACK stall seen (direct p50 {stall:+.1f} ms vs a client that never delays ACKs)"
-            )
-    print(f"  case took {time.monotonic() - began:.1f} s")
+    # 200 custom folders, created in one Mailbox/set (setup, not measured).
+    request = Request()
+    request.add(MailboxSet(create={f"f{i}": {"name": f"Growth folder {i:03d}"} for i in range(GROWTH_FOLDERS)}))
+    answer = stack.jmap_call(request.body(address), address)
+    created = answer["methodResponses"][0][1].get("created") or {}
+    if len(created) != GROWTH_FOLDERS:
+        raise RuntimeError(f"created {len(created)} of {GROWTH_FOLDERS} folders: {answer}")
+    path = f"/v1/mailboxes/{mailbox_id}/folders"
+    listed = _api_get(stack, path)["data"]
+    (api, direct) = bench.compare(
+        {
+            f"API folder list ({len(listed)} folders)": bench.api(path),
+            "direct Mailbox/get": bench.direct(folders_request(address), address),
+        },
+        seconds=max(0.5, bench.seconds / 2),
+    )
+    bench.table([api, direct])
+    before = large["API folder list"]
+    print(
+        f"    folder list 6 -> {len(listed)} folders: p50 x{api.median('p50') / before.median('p50'):.2f}, "
+        f"API CPU {before.median('api_ms'):.2f} -> {api.median('api_ms'):.2f} ms, "
+        f"Cyrus CPU {before.median('cyrus_ms'):.2f} -> {api.median('cyrus_ms'):.2f} ms"
+    )
+    print(bench.ratio(api, direct))

@@ -125,8 +125,8 @@ def create_app(
     )
     document = build_document(OPERATIONS)
 
-    # The key lookup runs in authlib's worker thread (see shipmail.auth.bearer): one SELECT on a
-    # synchronous engine of its own.
+    # The key lookup runs in authlib's worker thread (see shipmail.auth.bearer) for a key not in
+    # BearerAuth's cache (KEY_CACHE_SECONDS): one SELECT on a synchronous engine of its own.
     key_engine = create_sync_engine(settings.database_url)
 
     def lookup(key: str) -> Principal | None:

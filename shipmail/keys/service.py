@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
-from shipmail.auth.bearer import Principal
+from shipmail.auth.bearer import Principal, forget_key
 from shipmail.auth.keys import display_prefix, generate_key, key_digest
 from shipmail.auth.scopes import Scope
 from shipmail.ids import new_id
@@ -68,7 +68,11 @@ async def list_keys(session: AsyncSession, organization_id: str) -> list[ApiKey]
 
 
 async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
-    """Revoke the key ``key_id`` (idempotent); None when there is no such key."""
+    """Revoke the key ``key_id`` (idempotent); None when there is no such key.
+
+    The key stops working at once in this process (its cached lookups are dropped:
+    :func:`shipmail.auth.bearer.forget_key`) and within
+    :data:`~shipmail.auth.bearer.KEY_CACHE_SECONDS` in every other (other workers)."""
     record = await session.get(ApiKey, key_id)
     if record is None:
         return None
@@ -76,6 +80,7 @@ async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:
         record.revoked_at = utc.now()
         session.add(record)
         await session.commit()
+    forget_key(key_id)
     return record
 
 
@@ -84,9 +89,9 @@ def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | 
     for an unknown key; revoked and expired keys are returned as they are (authlib's validator
     refuses them).
 
-    Runs on every authenticated request, inside authlib's validator in a worker thread
-    (:mod:`shipmail.auth.bearer`), so it is one Core ``SELECT`` of five columns on a plain
-    synchronous connection (no ORM session)."""
+    Runs for every key not in the key cache (:class:`shipmail.auth.bearer.KeyCache`), inside
+    authlib's validator in a worker thread, so it is one Core ``SELECT`` of five columns on a
+    plain synchronous connection (no ORM session)."""
     digest = key_digest(secret_key, key)
     stmt = sa.select(
         col(ApiKey.id),

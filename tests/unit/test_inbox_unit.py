@@ -243,6 +243,8 @@ class CyrusLikeStore:
     def __init__(self, emails: list[dict[str, Any]]) -> None:
         self.emails = {e["id"]: e for e in emails}
         self.requests = 0
+        self.anchor_misses = 0  # Email/query calls answered anchorNotFound
+        self.fetched = 0  # Emails returned by Email/get
 
     def _match(self, e: dict[str, Any], f: dict[str, Any]) -> bool:
         if f.get("operator") == "AND":
@@ -259,14 +261,26 @@ class CyrusLikeStore:
             if name == "Email/query":
                 found = [e for e in self.emails.values() if self._match(e, args["filter"])]
                 found.sort(key=lambda e: (e["receivedAt"], e["id"]), reverse=True)
+                order = [e["id"] for e in found]
                 pos, limit = args.get("position", 0), args.get("limit")
-                ids = [e["id"] for e in found][pos : None if limit is None else pos + limit]
+                if "anchor" in args:  # RFC 8620 section 5.5: position ignored
+                    if args["anchor"] not in order:
+                        by_id[cid] = {}
+                        out.append(("error", {"type": "anchorNotFound"}, cid))
+                        self.anchor_misses += 1
+                        continue
+                    pos = max(0, order.index(args["anchor"]) + args.get("anchorOffset", 0))
+                ids = order[pos : None if limit is None else pos + limit]
                 res = {"ids": ids, "total": len(found), "position": pos}
             elif name == "Email/get":
                 ref = args["#ids"]
                 assert ref["path"] == "/ids"
+                if "ids" not in by_id[ref["resultOf"]]:
+                    out.append(("error", {"type": "invalidResultReference"}, cid))
+                    continue
                 wanted = by_id[ref["resultOf"]]["ids"]
                 res = {"list": [dict(self.emails[i]) for i in wanted if i in self.emails], "notFound": []}
+                self.fetched += len(res["list"])
             else:
                 raise AssertionError(name)
             by_id[cid] = res
@@ -352,7 +366,27 @@ def test_keyset_paging_never_repeats_or_skips(seed: int, monkeypatch: pytest.Mon
     ordered = sorted(emails, key=lambda e: (e["receivedAt"], e["id"]), reverse=True)
     assert seen == [e["id"] for e in ordered]
     assert set(totals) == {len(emails)}
-    assert store.requests == len(totals)
+    assert store.requests == len(totals) and store.anchor_misses == 0
+    assert store.fetched == len(emails)  # every page placed by its anchor: nothing fetched twice
+
+
+def test_a_page_whose_anchor_left_the_list_is_placed_by_received_at() -> None:
+    """Under not_keyword=$seen, reading the last listed message removes the anchor: the next page
+    falls back to (receivedAt, id) placement in a second request and still skips nothing."""
+    emails = [email_at(n, n // 3) for n in range(9)]  # three per second
+    store = CyrusLikeStore(emails)
+    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"))
+    import asyncio
+
+    first = asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), InboxListQuery(limit=4, not_keyword="$seen")))
+    for m in first.data:
+        store.emails[m.id.removeprefix("eml_")]["keywords"] = {"$seen": True}
+    query = InboxListQuery(limit=4, not_keyword="$seen", cursor=first.pagination.next_cursor)
+    second = asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), query))
+    ordered = [e["id"] for e in sorted(emails, key=lambda e: (e["receivedAt"], e["id"]), reverse=True)]
+    assert [m.id.removeprefix("eml_") for m in first.data + second.data] == ordered[:8]
+    assert store.anchor_misses == 1 and store.requests == 3
+    assert second.pagination.total == 9 and second.pagination.has_more
 
 
 def test_cursor_checks() -> None:
