@@ -206,7 +206,8 @@ class Stack:
 
         return str(CyrusLayout(self.data_dir / "cyrus").jmap_socket)
 
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own session, output appended to the stack's log."""
         with self.log_path.open("ab") as log:
             return subprocess.Popen(
                 argv,
@@ -241,7 +242,7 @@ class Stack:
         """Start ``shipmail serve --workers N`` (extra ``SHIPMAIL_*`` settings in ``env``) and
         wait until every worker could answer (``/v1/status`` 200)."""
         self.workers = workers
-        self.serve = self._spawn([str(SHIPMAIL), "serve", "--workers", str(workers)], {**self.env, **env})
+        self.serve = self.spawn([str(SHIPMAIL), "serve", "--workers", str(workers)], {**self.env, **env})
         self._wait_http(self.serve, self.app_url + "/v1/status", "shipmail serve")
         if workers > 1:  # each worker imports the app on its own: wait until all are up
             deadline = time.monotonic() + 60

@@ -27,7 +27,6 @@ from collections.abc import Iterator
 
 from bench_harness import (
     PYTHON,
-    REPO,
     Bench,
     Contender,
     Stack,
@@ -51,16 +50,7 @@ class ApiServer:
         env = {**stack.env, "SHIPMAIL_RATELIMIT_STORAGE": storage, "SHIPMAIL_PORT": str(self.port)}
         argv = [str(PYTHON), "-m", "uvicorn", "shipmail.app:create_app", "--factory", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port), "--workers", str(workers), "--log-level", "info", "--no-server-header"]
-        with stack.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=str(REPO),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = stack.spawn(argv, env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
