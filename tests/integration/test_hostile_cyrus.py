@@ -136,20 +136,7 @@ async def test_the_reserved_names_are_unusable_on_cyrus(cyrus: CyrusFixture, aut
             await cyrus.server.provision(f"{local}@{domain}")
     for local, logs_in in (("anybody", False), ("anybody1", True)):
         address = f"{local}@{domain}"
-        await cyrus.server.provision(address)
-        try:
-            authd_registry.set_password(address, "Right-Password-1")
-            conn = imaplib.IMAP4(cyrus.instance.connect_host, cyrus.instance.imap_port, timeout=15)
-            try:
-                conn.login(address, "Right-Password-1")
-                ok = True
-            except imaplib.IMAP4.error:
-                ok = False
-            finally:
-                conn.shutdown()
-            assert ok is logs_in, address
-        finally:
-            await cyrus.server.deprovision(address)
+        assert await _provisioned_owner_logs_in(cyrus, authd_registry, address) is logs_in, address
 
 
 async def test_addresses_longer_than_80_bytes_cannot_log_in_on_cyrus(
@@ -161,20 +148,7 @@ async def test_addresses_longer_than_80_bytes_cannot_log_in_on_cyrus(
         domain = f"{secrets.token_hex(6)}.example"  # 20 characters: the local part stays within 64
         address = "l" * (length - 1 - len(domain)) + "@" + domain
         assert len(address) == length
-        await cyrus.server.provision(address)
-        try:
-            authd_registry.set_password(address, "Right-Password-1")
-            conn = imaplib.IMAP4(cyrus.instance.connect_host, cyrus.instance.imap_port, timeout=15)
-            try:
-                conn.login(address, "Right-Password-1")
-                ok = True
-            except imaplib.IMAP4.error:
-                ok = False
-            finally:
-                conn.shutdown()
-            assert ok is logs_in, length
-        finally:
-            await cyrus.server.deprovision(address)
+        assert await _provisioned_owner_logs_in(cyrus, authd_registry, address) is logs_in, length
 
 
 def test_the_longest_address_is_created_and_one_more_is_422(api: ApiEnv) -> None:
@@ -332,3 +306,21 @@ def test_integer_beyond_the_int_string_limit_is_422(api: ApiEnv) -> None:
     assert r.status_code == 422, r.text[:300]
     assert r.json()["error"]["details"][0]["code"] == "json_invalid"
     assert api.client.get(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).json() == mbx
+
+
+async def _provisioned_owner_logs_in(cyrus: CyrusFixture, authd_registry: AuthRegistry, address: str) -> bool:
+    """Provision ``address`` on Cyrus, give it a password, and whether its owner can then log in
+    over IMAP; the account is removed again."""
+    await cyrus.server.provision(address)
+    try:
+        authd_registry.set_password(address, "Right-Password-1")
+        conn = imaplib.IMAP4(cyrus.instance.connect_host, cyrus.instance.imap_port, timeout=15)
+        try:
+            conn.login(address, "Right-Password-1")
+            return True
+        except imaplib.IMAP4.error:
+            return False
+        finally:
+            conn.shutdown()
+    finally:
+        await cyrus.server.deprovision(address)
