@@ -45,7 +45,8 @@ class Rows:
         self.rows[key] = replace(self.rows[key], revoked_at=utc.now())
 
 
-def request(key: str) -> ResourceRequest:
+def starlette_request(key: str) -> Request:
+    """A ``GET /v1/domains`` carrying ``Bearer <key>``."""
     scope = {
         "type": "http",
         "method": "GET",
@@ -55,7 +56,11 @@ def request(key: str) -> ResourceRequest:
         "server": ("testserver", 80),
         "headers": [(b"authorization", f"Bearer {key}".encode())],
     }
-    return ResourceRequest(Request(scope))
+    return Request(scope)
+
+
+def request(key: str) -> ResourceRequest:
+    return ResourceRequest(starlette_request(key))
 
 
 @pytest.fixture
@@ -146,15 +151,6 @@ def test_ttl_zero_disables_the_cache(rows: Rows, clock: Clock) -> None:
 
 
 async def test_authenticate_looks_a_key_up_once(auth: BearerAuth, rows: Rows) -> None:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/v1/domains",
-        "query_string": b"",
-        "scheme": "http",
-        "server": ("testserver", 80),
-        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
-    }
-    first = await auth.authenticate(Request(scope), Scope.DOMAINS_READ)
-    second = await auth.authenticate(Request(scope), Scope.DOMAINS_READ)
+    first = await auth.authenticate(starlette_request(KEY), Scope.DOMAINS_READ)
+    second = await auth.authenticate(starlette_request(KEY), Scope.DOMAINS_READ)
     assert first == second and rows.lookups == [KEY]
