@@ -266,12 +266,22 @@ def test_database_gone_after_provisioning_leaves_an_intent_the_reconciliation_ro
     assert _create(client, key, domain["id"]).status_code == 201
 
 
-def test_failed_deprovisioning_keeps_everything(
-    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
-) -> None:
+def _left_deleting(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer
+) -> tuple[dict[str, Any], Any]:
+    """A new mailbox whose DELETE the mail server does not answer (503): left ``deleting``.
+    Returns the mailbox and the DELETE's response."""
     mbx = _create(client, key, domain["id"]).json()
     mail.fail_next = MailServerUnavailable("no answer")
     r = client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key))
+    assert r.status_code == 503, r.text
+    return mbx, r
+
+
+def test_failed_deprovisioning_keeps_everything(
+    client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
+) -> None:
+    mbx, r = _left_deleting(client, key, domain, mail)
     assert r.status_code == 503 and "retry the DELETE" in r.json()["error"]["message"]
     # The outcome is unknown: the mailbox stays, marked deleting, unusable until the delete ends.
     (row,) = _rows(settings)
@@ -309,9 +319,7 @@ def test_unreachable_mail_server_leaves_the_mailbox_as_it_was(
 def test_reconciliation_finishes_a_delete(
     client: TestClient, key: str, domain: dict[str, Any], mail: FakeMailServer, settings: Settings
 ) -> None:
-    mbx = _create(client, key, domain["id"]).json()
-    mail.fail_next = MailServerUnavailable("no answer")
-    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 503
+    _left_deleting(client, key, domain, mail)
     (outcome,) = _reconcile(client)
     assert (outcome.state, outcome.action) == ("deleting", "deleted")
     assert _rows(settings) == [] and mail.accounts == set()
@@ -328,9 +336,7 @@ def test_a_stale_intent_is_resolved_by_a_create_of_its_address(
     from shipmail import utc
     from shipmail.mailboxes.reconcile import STALE_AFTER
 
-    mbx = _create(client, key, domain["id"]).json()
-    mail.fail_next = MailServerUnavailable("no answer")
-    assert client.delete(f"/v1/mailboxes/{mbx['id']}", headers=auth(key)).status_code == 503
+    mbx, _ = _left_deleting(client, key, domain, mail)
     assert _create(client, key, domain["id"]).status_code == 409  # a fresh intent: wait for it
 
     async def age(s: Any) -> None:
