@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.sql.base import ExecutableOption
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,7 +22,13 @@ T = TypeVar("T", bound=SQLModel)
 
 
 async def get_owned(
-    session: AsyncSession, model: type[T], organization_id: str, object_id: str, *, for_update: bool = False
+    session: AsyncSession,
+    model: type[T],
+    organization_id: str,
+    object_id: str,
+    *,
+    for_update: bool = False,
+    options: Sequence[ExecutableOption] = (),
 ) -> T | None:
     """The ``model`` row ``object_id`` if it belongs to ``organization_id``, else None.
 
@@ -29,11 +36,13 @@ async def get_owned(
     :func:`shipmail.db.engine.begin_write`) and locked until that transaction ends (SQLite: the
     database's write lock; PostgreSQL: ``SELECT ... FOR UPDATE``), so concurrent changes of the
     row are serialised; the object is refreshed from that read even if the session had loaded it
-    before."""
+    before. ``options``: loader options of the query (``defer`` a column, ...)."""
     stmt = select(model).where(
         col(model.id) == object_id,  # type: ignore[attr-defined]
         col(model.organization_id) == organization_id,  # type: ignore[attr-defined]
     )
+    if options:
+        stmt = stmt.options(*options)
     if for_update:
         await begin_write(session)
         stmt = stmt.with_for_update().execution_options(populate_existing=True)

@@ -130,5 +130,5 @@ async def delete_folder(ctx: Context[None, None]) -> None:
     then the folders are destroyed, children first (Mailbox/set, RFC 8621 sections 2.5 and 4.6).
     No message is ever deleted; a failure part-way leaves the moved messages in Trash and a
     repeated DELETE completes. 409: a system folder. 404: unknown mailbox or folder."""
-    row = await _mailbox(ctx)
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"], with_rules=True)  # the rule guard
     await service.delete_folder(ctx.services, ctx.session, row, ctx.path["folder_id"])

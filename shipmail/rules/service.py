@@ -97,7 +97,7 @@ def resolve_targets(rules: list[MailboxRule], folders: list[Folder]) -> list[Mai
 async def get_rules(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> MailboxRules:
     """The mailbox's rules (as saved) and target folders (404 for an unknown mailbox or another
     organisation's). One database read, one JMAP request."""
-    row = await mailboxes.get(session, organization_id, mailbox_id)
+    row = await mailboxes.get(session, organization_id, mailbox_id, with_rules=True)
     folders = await folder_service.list_folders(svc, row)
     return MailboxRules(mailbox_id=row.id, address=row.address, rules=row.rules, folders=rule_folders(folders))
 
