@@ -1030,7 +1030,7 @@ def test_the_checks_reject_nonconforming_responses(seeded: Seeded) -> None:
         case.validate_response(forged, checks=CHECKS, headers=auth(seeded.key))
 
     download = schema[_ATTACHMENTS]["GET"].Case(
-        path_parameters={"id": seeded.mailbox_id}, query={"blob_id": seeded.attachments[0][0]}
+        path_parameters={"id": seeded.mailbox_id}, query={"blob_id": _first_nonempty(seeded)[0]}
     )
     response = download.call(app=seeded.app, headers=auth(seeded.key))
     assert response.status_code == 200 and response.content
