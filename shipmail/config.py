@@ -23,8 +23,8 @@
 | ``SHIPMAIL_DKIM_ED25519_SELECTOR`` | ``shipmail-ed25519`` | selector of the second (Ed25519-SHA256) key |
 | ``SHIPMAIL_DNS_RESOLVER`` | unset (the system's) | ``host:port`` (``[v6]:port``) of the resolver the DNS checks ask |
 | ``SHIPMAIL_DNS_TIMEOUT`` | 2.0 | seconds one DNS check waits for one lookup |
-| ``SHIPMAIL_RATELIMIT_VERIFICATION`` | ``1/minute`` | per domain limit of ``verifyDomain`` and of ``getDomainDnsRecords`` |
-| ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | a domain's DNS is re-checked in the background this long after its last check |
+| ``SHIPMAIL_RATELIMIT_VERIFICATION`` | ``1/minute`` | per domain limit of ``verifyDomain``, ``getDomainDnsRecords`` |
+| ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | background re-check of a domain this long after its last check |
 | ``SHIPMAIL_DOMAIN_RECHECK_BATCH`` | 20 | most domains one background re-check run looks at |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
