@@ -140,7 +140,7 @@ def zone_txt(zone_address: str) -> Callable[..., bytes | None]:
             answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
-        return b"".join(answer[0].strings)  # type: ignore[attr-defined]
+        return b"".join(answer[0].strings)
 
     return get_txt
 
