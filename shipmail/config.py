@@ -26,6 +26,8 @@
 | ``SHIPMAIL_RATELIMIT_VERIFICATION`` | ``1/minute`` | per domain limit of ``verifyDomain``, ``getDomainDnsRecords`` |
 | ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | background re-check of a domain this long after its last check |
 | ``SHIPMAIL_DOMAIN_RECHECK_BATCH`` | 20 | most domains one background re-check run looks at |
+| ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
+| ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -130,6 +132,10 @@ class Settings(BaseSettings):
     ratelimit_verification: str = "1/minute"
     domain_recheck_seconds: int = Field(3600, ge=1)
     domain_recheck_batch: int = Field(20, ge=1, le=1000)
+    #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
+    jobs_worker: bool = True
+    #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ encrypted with the service secret, which migrations do not read). Domains that w
 ``verified`` (by the operator) keep their status, marked ``verified_by = operator``.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0013
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
