@@ -121,17 +121,19 @@ class Settings(BaseSettings):
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
     #: Unset: this machine's fully qualified name (``socket.getfqdn()``).
-    mx_host: str = Field("", validate_default=True)
+    mx_host: str = Field(default="", validate_default=True)
     #: Unset: ``mx_host``.
-    outbound_host: str = Field("", validate_default=True)
+    outbound_host: str = Field(default="", validate_default=True)
     spf_include: str | None = None
-    dkim_selector: str = Field("shipmail", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-    dkim_ed25519_selector: str = Field("shipmail-ed25519", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+    dkim_selector: str = Field(default="shipmail", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+    dkim_ed25519_selector: str = Field(
+        default="shipmail-ed25519", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    )
     dns_resolver: str | None = None
-    dns_timeout: float = Field(2.0, gt=0, le=30)
+    dns_timeout: float = Field(default=2.0, gt=0, le=30)
     ratelimit_verification: str = "1/minute"
-    domain_recheck_seconds: int = Field(3600, ge=1)
-    domain_recheck_batch: int = Field(20, ge=1, le=1000)
+    domain_recheck_seconds: int = Field(default=3600, ge=1)
+    domain_recheck_batch: int = Field(default=20, ge=1, le=1000)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).

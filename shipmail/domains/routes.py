@@ -45,9 +45,7 @@ _NOT_SUPPORTED = {
 )
 async def create_domain(ctx: Context[CreateDomainRequest, None]) -> Domain:
     """Add a domain; it starts ``pending`` until verified. 409 when the name is already registered."""
-    return Domain.of(
-        await domains.create(ctx.session, ctx.organization_id, ctx.body.name, secret=ctx.services.settings.secret_key)
-    )
+    return Domain.of(await domains.create(ctx.session, ctx.services.settings, ctx.organization_id, ctx.body.name))
 
 
 @operation(

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail import utc
+from shipmail import jobs, utc
 from shipmail.config import Settings
 from shipmail.db import repository
 from shipmail.db.engine import begin_write
@@ -36,6 +36,26 @@ from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.domains")
+
+#: The periodic background re-check (:mod:`shipmail.domains.tasks`): its job kind and key.
+RECHECK_KIND = "domains.recheck"
+RECHECK_KEY = "domains.recheck"
+#: Longest pause between two re-check runs, in seconds.
+RECHECK_MAX_PERIOD = 60.0
+
+
+def recheck_period(settings: Settings) -> float:
+    """Seconds between two re-check runs: a minute, or the re-check interval when shorter."""
+    return min(RECHECK_MAX_PERIOD, float(settings.domain_recheck_seconds))
+
+
+async def ensure_recheck_scheduled(session: AsyncSession, settings: Settings) -> None:
+    """Enqueue the periodic re-check in ``session`` (first run one period from now) unless it is
+    queued or running already; the caller commits. Creating and verifying a domain call this, so
+    a deployment with domains always has the job."""
+    await jobs.enqueue(
+        session, RECHECK_KIND, key=RECHECK_KEY, run_at=utc.now() + timedelta(seconds=recheck_period(settings))
+    )
 
 
 class NotSupported(ShipmailError):
@@ -80,10 +100,11 @@ def normalize_domain_name(name: str) -> str:
     return ascii_name
 
 
-async def create(session: AsyncSession, organization_id: str, name: str, *, secret: bytes) -> Domain:
+async def create(session: AsyncSession, settings: Settings, organization_id: str, name: str) -> Domain:
     """A new ``pending`` domain with its ownership token and DKIM keys (private keys encrypted
-    with ``secret``), committed in ``session``. 422 for an invalid name (detail
-    ``name``/``invalid_domain``), 409 when the name is already taken (by any organisation)."""
+    with the service secret), committed in ``session`` with the periodic re-check scheduled. 422
+    for an invalid name (detail ``name``/``invalid_domain``), 409 when the name is already taken
+    (by any organisation)."""
     try:
         normalized = normalize_domain_name(name)
     except ValueError as exc:
@@ -104,8 +125,9 @@ async def create(session: AsyncSession, organization_id: str, name: str, *, secr
         updated_at=now,
     )
     # RSA key generation takes ~0.1-0.4 s of CPU: off the event loop.
-    await asyncio.to_thread(dkim.ensure_keys, domain, secret)
+    await asyncio.to_thread(dkim.ensure_keys, domain, settings.secret_key)
     session.add(domain)
+    await ensure_recheck_scheduled(session, settings)
     try:
         await session.commit()
     except sa.exc.IntegrityError:
@@ -208,6 +230,7 @@ async def verify(session: AsyncSession, settings: Settings, organization_id: str
     session.add(domain)
     if event is not None:
         _emit(session, event, domain, {"records": {r.key: r.status for r in result.records}})
+    await ensure_recheck_scheduled(session, settings)
     await session.commit()
     return result.verification(domain)
 

@@ -336,3 +336,53 @@ def test_search_and_register_are_not_supported(client: TestClient, settings: Set
         assert error["request_id"] == r.headers["X-Request-Id"]
     assert client.get("/v1/domains", headers=auth(key)).json()["data"] == []
     assert client.post("/v1/domains/search", json={}).status_code == 401
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ratelimit_verification": "1000/minute", "jobs_worker": False}])
+def test_periodic_recheck_job_degrades_and_reschedules(client: TestClient, settings: Settings, zone: Zone) -> None:
+    """The app's worker is off here: the test's worker is the one that claims the job."""
+    import asyncio
+    from datetime import timedelta
+
+    from shipmail import jobs, utc
+    from shipmail.db.engine import Database
+    from shipmail.runtime import Services
+    from shipmail.tasks import HANDLERS
+
+    key = make_key(settings)
+    dom = create(client, key)
+    publish(zone, "example.com", records(client, key, dom["id"]))
+    assert verify(client, key, dom["id"])["status"] == "verified"
+    zone.remove("example.com", "MX")
+    # Run as a worker would, with a 1 s re-check interval (the app's own worker waits a minute).
+    later = settings.model_copy(update={"domain_recheck_seconds": 1})
+
+    async def go() -> tuple[int, jobs.Job | None, jobs.Job | None]:
+        db = Database(settings.database_url)
+        services = Services(settings=later, db=db, mail=None, jmap=None, cursors=None)  # type: ignore[arg-type]
+        try:
+            async with db.session() as s:
+                job = await jobs.find(s, domains.RECHECK_KEY)
+                assert job is not None and job.kind == "domains.recheck" and job.state == jobs.QUEUED
+                assert job.run_at > utc.now() + timedelta(seconds=30)  # created by the create/verify above
+                job.run_at = utc.now()
+                s.add(job)
+                await s.commit()
+            await asyncio.sleep(1.1)
+            ran = await jobs.Worker(services, HANDLERS).run_due()
+            async with db.session() as s:
+                after = await jobs.find(s, domains.RECHECK_KEY)
+            # Creating another domain does not add a second re-check job.
+            async with db.session() as s:
+                await domains.ensure_recheck_scheduled(s, later)
+                await s.commit()
+                again = await jobs.find(s, domains.RECHECK_KEY)
+            return ran, after, again
+        finally:
+            await db.dispose()
+
+    ran, after, again = asyncio.run(go())
+    assert ran == 1
+    assert after is not None and after.state == jobs.QUEUED and after.last_error == "periodic: 1 domain(s) checked"
+    assert again is not None and again.id == after.id
+    assert client.get(f"/v1/domains/{dom['id']}", headers=auth(key)).json()["status"] == "degraded"
