@@ -16,7 +16,7 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
-| ``SHIPMAIL_MX_HOST`` | this machine's FQDN | host customers' MX records point at |
+| ``SHIPMAIL_MX_HOST`` | this machine's host name | host customers' MX records point at |
 | ``SHIPMAIL_OUTBOUND_HOST`` | the MX host | host that sends mail out: the SPF record asks for ``a:<it>`` |
 | ``SHIPMAIL_SPF_INCLUDE`` | unset | when set, the SPF record asks for ``include:<it>`` instead of ``a:`` |
 | ``SHIPMAIL_DKIM_SELECTOR`` | ``shipmail`` | DKIM selector of the RSA-SHA256 key of each domain |
@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
-    #: Unset: this machine's fully qualified name (``socket.getfqdn()``).
+    #: Unset: this machine's host name (``socket.gethostname()``, no DNS lookup): set it in production.
     mx_host: str = Field(default="", validate_default=True)
     #: Unset: ``mx_host``.
     outbound_host: str = Field(default="", validate_default=True)
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     @field_validator("mx_host")
     @classmethod
     def _default_mx_host(cls, value: str) -> str:
-        return (value or socket.getfqdn()).rstrip(".").lower()
+        return (value or socket.gethostname()).rstrip(".").lower()
 
     @field_validator("outbound_host")
     @classmethod

@@ -179,7 +179,7 @@ async def delete(session: AsyncSession, organization_id: str, domain_id: str) ->
 
 async def mark_verified(session: AsyncSession, name: str) -> Domain | None:
     """Operator override: mark the domain ``name`` verified (None when there is no such domain);
-    read and changed in one write transaction."""
+    read and changed in one write transaction; ``domain.verified`` is emitted when it was not."""
     await begin_write(session)
     domain = (await session.exec(select(Domain).where(col(Domain.name) == normalize_domain_name(name)))).first()
     if domain is None:
@@ -189,6 +189,7 @@ async def mark_verified(session: AsyncSession, name: str) -> Domain | None:
         domain.status = "verified"
         domain.verified_by = "operator"
         domain.verified_at = now
+        _emit(session, "domain.verified", domain, {"verified_by": "operator"})
     domain.verified_at = domain.verified_at or now
     domain.updated_at = now
     session.add(domain)
