@@ -20,7 +20,6 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlmodel import col, select
@@ -88,6 +87,8 @@ def sign(message: bytes, *, domain: str, selector: str, private_key_pem: bytes) 
         privkey = base64.b64encode(seed)
     else:
         raise ValueError(f"unsupported DKIM key type {type(key).__name__}")
+    import dkim as dkimpy  # here: dkimpy imports dnspython (~0.3 s), only signing needs it
+
     header = dkimpy.sign(
         message,
         selector.encode("ascii"),

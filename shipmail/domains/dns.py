@@ -15,16 +15,15 @@ TXT records split over several character-strings are joined without separator (R
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
-from dns.rdtypes.ANY.MX import MX
-from dns.rdtypes.ANY.TXT import TXT
+from typing import TYPE_CHECKING
 
 from shipmail.config import resolver_address
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+# dnspython is imported where it is used: it costs ~0.3 s of CPU at import, which every process
+# of the service (CLI, workers) would pay at start for a check that few requests make.
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,9 @@ class Resolver:
         self.timeout = timeout
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._config_error: str | None = None
+        import dns.asyncresolver
+        import dns.resolver
+
         try:
             if address:
                 host, port = resolver_address(address)
@@ -70,7 +72,11 @@ class Resolver:
     def describe(self) -> str:
         return f"the DNS resolver {self.address}" if self.address else "the system's DNS resolver"
 
-    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> tuple[list[object], str | None]:
+    async def _query(self, name: str, rdtype: str) -> tuple[list[object], str | None]:
+        import dns.exception
+        import dns.name
+        import dns.resolver
+
         if self._resolver is None:
             return [], self._config_error
         try:
@@ -91,13 +97,17 @@ class Resolver:
 
     async def txt(self, name: str) -> Lookup:
         """The TXT records of ``name``, each one string (its character-strings joined)."""
-        records, error = await self._query(name, dns.rdatatype.TXT)
+        from dns.rdtypes.ANY.TXT import TXT
+
+        records, error = await self._query(name, "TXT")
         values = [b"".join(r.strings).decode("utf-8", errors="replace") for r in records if isinstance(r, TXT)]
         return Lookup(values, error)
 
     async def mx(self, name: str) -> tuple[list[MxValue], str | None]:
         """The MX records of ``name``, lowest preference first."""
-        records, error = await self._query(name, dns.rdatatype.MX)
+        from dns.rdtypes.ANY.MX import MX
+
+        records, error = await self._query(name, "MX")
         values = [
             MxValue(int(r.preference), r.exchange.to_text(omit_final_dot=True).lower())
             for r in records
