@@ -16,6 +16,7 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_IMPORT_PRIVATE_HOSTS`` | ``false`` | IMAP import sources may be loopback/private addresses |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: Whether an IMAP import source may be a loopback/private/link-local address (off: an API
+    #: caller cannot make the service connect to hosts inside its own network).
+    import_private_hosts: bool = False
 
     @field_validator("*", mode="before")
     @classmethod
