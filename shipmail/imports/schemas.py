@@ -55,7 +55,9 @@ class ImapSource(Request):
     host: str | None = Field(
         default=None, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.-]+$", description="IMAP server host name."
     )
-    port: Literal[143, 993] = Field(default=993, description="143 (STARTTLS when offered) or 993 (TLS).")
+    port: int = Field(
+        default=993, ge=1, le=65535, description="993 (TLS) by default; 143 or any other port: STARTTLS when offered."
+    )
 
 
 class FilesSource(Request):

@@ -91,6 +91,7 @@ logger = logging.getLogger("shipmail.imports")
 
 JOB_RUN = "imports.run"
 JOB_UNDO = "imports.undo"
+JOB_PURGE = "imports.purge_staged"
 #: Messages per Email/import request.
 BATCH = 25
 #: Uploads in flight at once.
@@ -106,6 +107,8 @@ FILE_TTL = timedelta(hours=24)
 DEDUP_PAGE = 1024
 #: Attempts of a run that meets an unavailable mail server before it fails.
 MAX_ATTEMPTS = 5
+#: First delay (seconds) before such a run is tried again (doubling with each attempt).
+RETRY_SECONDS = 10
 RANGES = {"12m": timedelta(days=365), "3m": timedelta(days=92), "1m": timedelta(days=31)}
 
 
@@ -128,7 +131,10 @@ def upload_path(mailbox_id: str, file_id: str) -> str:
 async def stage_upload(
     session: AsyncSession, settings: Settings, mailbox: Mailbox, file_name: str, size_bytes: int
 ) -> tuple[ImportFile, str]:
-    """A staged file waiting for its bytes, and its presigned upload URL (PUT)."""
+    """A staged file waiting for its bytes, and its presigned upload URL (PUT). The periodic
+    sweep of unused staged files (job ``imports.purge_staged``) is enqueued with it."""
+    from shipmail import jobs
+
     now = utc.now()
     row = ImportFile(
         id=new_id("impf"),
@@ -141,6 +147,7 @@ async def stage_upload(
         expires_at=now + FILE_TTL,
     )
     session.add(row)
+    await jobs.enqueue(session, JOB_PURGE, key=JOB_PURGE, run_at=now + FILE_TTL)
     await session.commit()
     expires = int(now.timestamp()) + UPLOAD_URL_SECONDS
     return row, sign(settings.secret_key, "PUT", upload_path(mailbox.id, row.id), expires)
@@ -724,7 +731,7 @@ async def run(svc: Services, import_id: str, *, attempt: int = 1) -> None:
         return
     except ServiceUnavailable as exc:
         if attempt < MAX_ATTEMPTS:
-            raise jobs.Retry(after=min(300, 10 * 2**attempt), reason=exc.message) from None
+            raise jobs.Retry(after=min(300, RETRY_SECONDS * 2**attempt), reason=exc.message) from None
         await _end(svc, import_id, FAILED, error="The mailbox's mail server was unavailable: " + exc.message)
         return
     except (ImapSourceError, _Failed) as exc:
