@@ -17,6 +17,8 @@
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
 | ``SHIPMAIL_IMPORT_PRIVATE_HOSTS`` | ``false`` | IMAP import sources may be loopback/private addresses |
+| ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
+| ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -87,6 +89,10 @@ class Settings(BaseSettings):
     #: Whether an IMAP import source may be a loopback/private/link-local address (off: an API
     #: caller cannot make the service connect to hosts inside its own network).
     import_private_hosts: bool = False
+    #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
+    jobs_worker: bool = True
+    #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("*", mode="before")
     @classmethod

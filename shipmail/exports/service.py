@@ -38,7 +38,7 @@ from jmapc.methods import EmailGet, MailboxGet
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail import utc
+from shipmail import jobs, utc
 from shipmail.config import Settings
 from shipmail.db import repository
 from shipmail.exports import archive
@@ -104,8 +104,6 @@ def download_url(settings: Settings, row: MailboxExport) -> tuple[str | None, da
 
 async def create(session: AsyncSession, mailbox: Mailbox) -> tuple[MailboxExport, bool]:
     """The mailbox's active export, or a new one queued with its job; (export, created)."""
-    from shipmail import jobs
-
     existing = (
         await session.exec(
             select(MailboxExport)
@@ -156,8 +154,6 @@ async def _update(svc: Services, export_id: str, **values: Any) -> MailboxExport
 async def run(svc: Services, export_id: str) -> None:
     """Write the export ``export_id`` (see the module docstring). Idempotent: a repeated run of a
     pending or processing export starts over; a finished one is left alone."""
-    from shipmail import jobs
-
     async with svc.db.session() as session:
         row = await session.get(MailboxExport, export_id)
         if row is None or row.status not in ACTIVE:
@@ -210,8 +206,6 @@ async def run(svc: Services, export_id: str) -> None:
 async def expire(svc: Services, export_id: str) -> None:
     """Delete the file of ``export_id`` and mark it expired (job ``exports.expire``; early runs
     reschedule themselves through the job queue)."""
-    from shipmail import jobs
-
     async with svc.db.session() as session:
         row = await session.get(MailboxExport, export_id)
         if row is None:

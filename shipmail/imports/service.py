@@ -52,7 +52,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request as HttpRequest
 
-from shipmail import utc
+from shipmail import jobs, utc
 from shipmail.config import Settings
 from shipmail.db import repository
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ShipmailError, ValidationFailed, detail
@@ -133,8 +133,6 @@ async def stage_upload(
 ) -> tuple[ImportFile, str]:
     """A staged file waiting for its bytes, and its presigned upload URL (PUT). The periodic
     sweep of unused staged files (job ``imports.purge_staged``) is enqueued with it."""
-    from shipmail import jobs
-
     now = utc.now()
     row = ImportFile(
         id=new_id("impf"),
@@ -203,8 +201,6 @@ async def create(
     """Queue an import (see the module docstring). 409 while another import of the mailbox is
     queued or running; 422 for files that are not this mailbox's uploaded, unused staged files,
     or an IMAP source without a usable host."""
-    from shipmail import jobs
-
     running = (
         await session.exec(
             select(MailboxImport).where(MailboxImport.mailbox_id == mailbox.id, col(MailboxImport.status).in_(ACTIVE))
@@ -340,8 +336,6 @@ async def cancel(
 
 async def undo(session: AsyncSession, organization_id: str, mailbox_id: str, import_id: str) -> MailboxImport:
     """Queue the undo of a finished import. 409 while it runs (cancel first) or once undone."""
-    from shipmail import jobs
-
     row = await repository.get_owned(session, MailboxImport, organization_id, import_id, for_update=True)
     if row is None or row.mailbox_id != mailbox_id:
         raise NotFound(f"No import with id {import_id!r}.")
@@ -703,8 +697,6 @@ async def _in_thread(iterator: Iterator[SourceMessage]) -> AsyncIterator[SourceM
 
 async def run(svc: Services, import_id: str, *, attempt: int = 1) -> None:
     """Run (or resume) the import ``import_id`` (job ``imports.run``)."""
-    from shipmail import jobs
-
     async with svc.db.session() as session:
         row = await session.get(MailboxImport, import_id)
         if row is None or row.status not in ACTIVE:

@@ -76,7 +76,11 @@ def emails(api: ApiEnv, address: str) -> list[dict[str, Any]]:
             address,
             [
                 ["Email/query", {"sort": [{"property": "id"}], "position": position, "limit": 500}, "q"],
-                ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}, "properties": props}, "g"],
+                [
+                    "Email/get",
+                    {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}, "properties": props},
+                    "g",
+                ],
             ],
         )
         ids = responses[0][1]["ids"]
@@ -123,7 +127,9 @@ def wait(api: ApiEnv, url: str, done: set[str], timeout: float = 240) -> dict[st
 
 def upload(api: ApiEnv, mbx: dict[str, Any], name: str, data: bytes) -> str:
     r = api.client.post(
-        f"/v1/mailboxes/{mbx['id']}/imports/files", json={"file_name": name, "size_bytes": len(data)}, headers=api.auth()
+        f"/v1/mailboxes/{mbx['id']}/imports/files",
+        json={"file_name": name, "size_bytes": len(data)},
+        headers=api.auth(),
     )
     assert r.status_code == 201, r.text
     staged = r.json()
@@ -172,7 +178,16 @@ def fill_from_corpus(api: ApiEnv, mbx: dict[str, Any]) -> dict[str, str]:
     lists = create_folder(api, mbx, "Lists")
     boxes = folders(api, address)
     roles = {m["role"]: m["id"] for m in boxes.values() if m.get("role")}
-    targets = [roles["inbox"], projects[4:], year[4:], deep[4:], lists[4:], roles["archive"], roles["sent"], roles["trash"]]
+    targets = [
+        roles["inbox"],
+        projects[4:],
+        year[4:],
+        deep[4:],
+        lists[4:],
+        roles["archive"],
+        roles["sent"],
+        roles["trash"],
+    ]
     delivered: dict[str, str] = {}
     for name, raw in corpus_messages():
         if not raw.strip():
@@ -266,7 +281,9 @@ def test_export_then_import_round_trips_the_corpus(api: ApiEnv) -> None:
     assert described(target["address"], dst_boxes) == described(source["address"], src_boxes)
 
     # The same ZIP again: everything is a duplicate, nothing is added.
-    again = run_import(api, target, [upload(api, target, "export.zip", full.content)], include_spam=True, include_trash=True)
+    again = run_import(
+        api, target, [upload(api, target, "export.zip", full.content)], include_spam=True, include_trash=True
+    )
     assert again["counts"]["imported"] == 0
     assert again["counts"]["duplicates_skipped"] == len(before)
 
@@ -391,7 +408,10 @@ def test_single_eml_and_bad_requests(api: ApiEnv) -> None:
     assert api.client.put(staged["upload_url"], content=b"x" * 11).status_code == 413
     assert api.client.put(staged["upload_url"], content=b"x" * 9).status_code == 422
     assert not import_service.file_path(api.settings, staged["file_id"]).exists()
-    assert api.client.put(staged["upload_url"].replace("signature=", "signature=0"), content=b"x").status_code in (404, 422)
+    assert api.client.put(staged["upload_url"].replace("signature=", "signature=0"), content=b"x").status_code in (
+        404,
+        422,
+    )
     # Another organisation sees nothing.
     stranger = api.new_key(org="globex")
     r = api.client.get(f"/v1/mailboxes/{mbx['id']}/imports/{result['id']}", headers=api.auth(stranger))
@@ -414,7 +434,8 @@ def test_failed_export_leaves_no_file_and_says_why(api: ApiEnv, monkeypatch: pyt
         calls["n"] += 1
         if calls["n"] == 2:
             raise ServiceUnavailable("The mail server is unavailable; retry shortly.")
-        return await real(*args, **kwargs)
+        answer: httpx.Response = await real(*args, **kwargs)
+        return answer
 
     monkeypatch.setattr(svc.jmap, "open_blob", flaky)
     done = export(api, mbx)

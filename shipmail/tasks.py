@@ -1,0 +1,14 @@
+"""Every background job kind and its handler (:mod:`shipmail.jobs`), as ``routes.py`` lists the
+operations: each feature with background work exposes ``handlers: dict[str, Handler]`` (kinds
+named ``<feature>.<what>``) and is added here."""
+
+from __future__ import annotations
+
+from shipmail.exports import tasks as exports
+from shipmail.imports import tasks as imports
+from shipmail.jobs import Handler
+
+HANDLERS: dict[str, Handler] = {
+    **exports.handlers,
+    **imports.handlers,
+}
