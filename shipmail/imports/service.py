@@ -554,6 +554,7 @@ class _Run:
         if await self.status() != RUNNING:
             raise _Stop()
         plan: list[tuple[SourceMessage, bytes, list[str], str]] = []
+        batch_seen: set[tuple[tuple[str, ...], str, int]] = set()
         for message in messages:
             source = "/".join(message.folders[0][0]) if message.folders else "Inbox"
             if self.only is not None and not any("/".join(p) in self.only for p, _ in message.folders):
@@ -591,10 +592,14 @@ class _Run:
                 known = await self.known_in(target)
                 if mid is not None and (mid, len(raw)) in known:
                     duplicate = True
+            if mid is not None and (tuple(targets), mid, len(raw)) in batch_seen:
+                duplicate = True  # a second copy in the same batch
             if duplicate:
                 self.counts["duplicates_skipped"] += 1
                 self.report(source, None, None)["duplicates"] += 1
                 continue
+            if mid is not None:
+                batch_seen.add((tuple(targets), mid, len(raw)))
             plan.append((message, raw, targets, source))
         blob_ids = await self._upload([raw for _, raw, _, _ in plan])
         await self._save(pending_blobs=blob_ids)
