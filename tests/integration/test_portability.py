@@ -481,3 +481,110 @@ def test_failed_export_leaves_no_file_and_says_why(api: ApiEnv, monkeypatch: pyt
     assert gone["status"] == "expired" and gone["download_url"] is None
     assert not export_service.file_path(api.settings, finished["id"]).exists()
     assert api.client.get(finished["download_url"]).status_code == 404
+
+
+@pytest.fixture
+def private_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let IMAP sources be 127.0.0.1 (our own Cyrus), for the app the ``api`` fixture builds next."""
+    monkeypatch.setenv("SHIPMAIL_IMPORT_PRIVATE_HOSTS", "true")
+
+
+def imap_source(api: ApiEnv, address: str, password: str = "CorrectHorse9") -> dict[str, Any]:
+    return {
+        "type": "imap",
+        "provider": "imap",
+        "email": address,
+        "password": password,
+        "host": "127.0.0.1",
+        "port": api.cyrus.instance.imap_port,
+    }
+
+
+def test_imap_source_pulls_every_folder_and_resumes(
+    private_hosts: None, api: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = new_mailbox(api, "imapsrc")
+    work = create_folder(api, source, "Work")
+    clients = create_folder(api, source, "Clients", work)
+    mids = []
+    for i in range(14):
+        raw, mid = unique(corpus_bytes("plain_emails/basic_email.eml"), f"imap{i}")
+        assert api.lmtp(source["address"], raw) == {}
+        mids.append(mid)
+    boxes = folders(api, source["address"])
+    roles = {m["role"]: m["id"] for m in boxes.values() if m.get("role")}
+    spread = [roles["inbox"], work[4:], clients[4:], roles["sent"], roles["junk"]]
+    update = {
+        e["id"]: {"mailboxIds": {spread[i % len(spread)]: True}, "keywords": {"$seen": True} if i % 2 else {}}
+        for i, e in enumerate(sorted(emails(api, source["address"]), key=lambda e: e["id"]))
+    }
+    assert not jmap(api, source["address"], [["Email/set", {"update": update}, "u"]])[0][1].get("notUpdated")
+    expected = {
+        (e["messageId"][0], path_of(boxes, next(iter(e["mailboxIds"]))), "$seen" in e["keywords"], e["receivedAt"])
+        for e in emails(api, source["address"])
+        if roles["junk"] not in e["mailboxIds"]  # Junk is left out by default
+    }
+
+    # Fail the third batch once: the job is retried and resumes after the last stored batch.
+    monkeypatch.setattr(import_service, "BATCH", 3)
+    monkeypatch.setattr(import_service, "RETRY_SECONDS", 0)
+    real_upload = import_service._Run._upload
+    calls = {"n": 0}
+
+    async def flaky(self: Any, raws: list[bytes]) -> list[str]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ServiceUnavailable("The mail server is unavailable; retry shortly.")
+        return await real_upload(self, raws)
+
+    monkeypatch.setattr(import_service._Run, "_upload", flaky)
+    target = new_mailbox(api, "imapdst")
+    body = {"source": imap_source(api, source["address"])}
+    r = api.client.post(f"/v1/mailboxes/{target['id']}/imports", json=body, headers=api.auth())
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["kind"] == "imap" and created["source_address"] == source["address"]
+    assert "CorrectHorse9" not in r.text
+    stored = stored_secret(api, created["id"])
+    assert stored is None or (stored and "CorrectHorse9" not in stored)
+    result = wait(api, f"/v1/mailboxes/{target['id']}/imports/{created['id']}", {"completed", "failed"})
+    assert result["status"] == "completed", result
+    assert calls["n"] > 3  # the failed batch was retried
+    assert result["counts"]["imported"] == len(expected) and result["counts"]["duplicates_skipped"] == 0
+    assert stored_secret(api, created["id"]) is None  # the password is gone once the import ends
+
+    dst_boxes = folders(api, target["address"])
+    got = {
+        (e["messageId"][0], path_of(dst_boxes, next(iter(e["mailboxIds"]))), "$seen" in e["keywords"], e["receivedAt"])
+        for e in emails(api, target["address"])
+    }
+    assert got == expected
+
+    # A wrong password fails the import and says why.
+    body = {"source": imap_source(api, source["address"], "WrongHorse99")}
+    r = api.client.post(f"/v1/mailboxes/{target['id']}/imports", json=body, headers=api.auth())
+    assert r.status_code == 201, r.text
+    failed = wait(api, f"/v1/mailboxes/{target['id']}/imports/{r.json()['id']}", {"completed", "failed"})
+    assert failed["status"] == "failed" and "login" in failed["error"]
+
+
+def test_imap_source_refuses_private_hosts_by_default(api: ApiEnv) -> None:
+    mbx = new_mailbox(api, "privhost")
+    body = {"source": imap_source(api, mbx["address"])}
+    r = api.client.post(f"/v1/mailboxes/{mbx['id']}/imports", json=body, headers=api.auth())
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["code"] == "private_host"
+
+
+def stored_secret(api: ApiEnv, import_id: str) -> str | None:
+    svc = api.client.app.state.services  # type: ignore[attr-defined]
+
+    async def read() -> str | None:
+        from shipmail.imports.models import MailboxImport
+
+        async with svc.db.session() as session:
+            row = await session.get(MailboxImport, import_id)
+            assert row is not None
+            return row.secret
+
+    result: str | None = api.client.portal.call(read)  # type: ignore[union-attr]
+    return result
