@@ -43,12 +43,12 @@ def segment(name: str) -> str:
     text = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
     if text.startswith("."):
         text = "%2E" + text[1:]
-    return text or "%00"
+    return text or "%"  # "%" alone cannot come from a name: every "%" of one is encoded
 
 
 def unsegment(text: str) -> str:
     """The folder name :func:`segment` encoded as ``text``."""
-    return "" if text == "%00" else unquote(text)
+    return "" if text == "%" else unquote(text)
 
 
 def folder_dir(path: list[str]) -> str:

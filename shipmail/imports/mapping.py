@@ -73,15 +73,15 @@ def _norm(name: str) -> str:
 def role_by_name(path: list[str]) -> tuple[str | None, int]:
     """(role, how many leading path names it consumed) for a path whose start is a system folder
     by name; (None, 0) otherwise. The longest match wins (``[Gmail]/Sent Mail`` over ``[Gmail]``)."""
+    if len(path) > 1 and _norm(path[0]) == "inbox":
+        below, used = role_by_name(path[1:])
+        if below is not None and below != "inbox":
+            return below, used + 1
     for length in range(min(len(path), 2), 0, -1):
         joined = _norm("/".join(path[:length]))
         for role, names in ROLE_NAMES.items():
             if joined in names:
                 return role, length
-    if len(path) > 1 and _norm(path[0]) == "inbox":
-        below, used = role_by_name(path[1:])
-        if below is not None and below != "inbox":
-            return below, used + 1
     return None, 0
 
 

@@ -5,7 +5,8 @@ Each reader yields :class:`SourceMessage` in a stable order, so a run can resume
 (the ``position`` of the last message handled). Only one message's bytes are in memory at once.
 
 * mbox (RFC 4155; what Python's ``mailbox`` module, Thunderbird and Google Takeout write): a
-  message starts at a ``From `` line at the start of the file or after a blank line; ``>From ``
+  message starts at the first ``From `` line, then at each ``From `` line that follows a blank
+  line and carries a time and a year (an unquoted "From here" in a body does not); ``>From ``
   quoting is undone (mboxrd: one ``>`` removed from ``>+From `` lines; for mboxo files, which
   quote only ``From ``, this is the same); the blank line before the next ``From `` belongs to the
   format, not the message. The received date is the ``From `` line's date (asctime), else the
@@ -44,6 +45,9 @@ from shipmail.exports import archive
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 
 _FROM_QUOTED = re.compile(rb"^>(>*From )")
+#: A ``From `` line that separates messages: a sender, then a time and a year (asctime, with or
+#: without a zone: Python's mailbox, Thunderbird, Google Takeout).
+_SEPARATOR = re.compile(rb"^From \S*\s.*\b\d{1,2}:\d\d(:\d\d)?\b.*\b\d{4}\b")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _MOZ_EXPUNGED = 0x0008
 
@@ -75,7 +79,7 @@ def _header_block(raw: bytes) -> bytes:
 
 def header_value(raw: bytes, name: bytes) -> bytes | None:
     """The first ``name`` header's unfolded value in ``raw`` (CRLF message), or None."""
-    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb"[ \t]*:(.*(?:\r\n[ \t].*)*)")
+    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb"[ \t]*:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)")
     match = pattern.search(_header_block(raw))
     return re.sub(rb"\r\n[ \t]", b" ", match.group(1)).strip() if match else None
 
@@ -192,7 +196,7 @@ def read_mbox(stream: IO[bytes], folder: list[str], start: int = 0) -> Iterator[
     previous_blank = True
     folders: list[tuple[list[str], str | None]] = [(folder, None)]
     for line in stream:
-        if line.startswith(b"From ") and previous_blank:
+        if line.startswith(b"From ") and (from_line is None or (previous_blank and _SEPARATOR.match(line))):
             if from_line is not None:
                 yield _mbox_message(position, folders, lines, from_line, size)
                 position += 1

@@ -576,7 +576,7 @@ def test_imap_source_refuses_private_hosts_by_default(api: ApiEnv) -> None:
 
 
 def stored_secret(api: ApiEnv, import_id: str) -> str | None:
-    svc = api.client.app.state.services  # type: ignore[attr-defined]
+    svc: Any = api.client.app.state.services  # type: ignore[attr-defined]
 
     async def read() -> str | None:
         from shipmail.imports.models import MailboxImport
@@ -584,7 +584,8 @@ def stored_secret(api: ApiEnv, import_id: str) -> str | None:
         async with svc.db.session() as session:
             row = await session.get(MailboxImport, import_id)
             assert row is not None
-            return row.secret
+            secret: str | None = row.secret
+            return secret
 
     result: str | None = api.client.portal.call(read)  # type: ignore[union-attr]
     return result
