@@ -23,17 +23,19 @@ completed export.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 from jmapc.methods import EmailGet, MailboxGet
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,6 +64,9 @@ DOWNLOAD_URL_SECONDS = 300
 PAGE = 256
 #: Progress is committed after this many messages (and at the end).
 PROGRESS_EVERY = 50
+#: Small messages downloaded ahead of the one being written, and the largest size that counts as small.
+PREFETCH = 8
+PREFETCH_MAX_BYTES = 256 * 1024
 #: Properties of each exported message.
 MESSAGE_PROPERTIES = ["id", "blobId", "keywords", "receivedAt", "size"]
 
@@ -324,26 +329,31 @@ async def write_archive(
                     results = await svc.jmap.call(address, page)
                     ids = results.get(query, what="message listing").get("ids") or []
                     emails = results.get(got, what="message listing").get("list") or []
-                    for email in emails:
-                        received = _parse_date(email.get("receivedAt"))
-                        name = f"{archive.folder_dir(path)}/{count + 1:06d}.eml"
-                        written = await _copy_message(svc, address, email, zf, name, received, mbox)
-                        if written is None:
-                            continue
-                        count += 1
-                        stats.messages += 1
-                        entry = {
-                            "file": name,
-                            "folder": index,
-                            "email_id": str(email["id"]),
-                            "keywords": sorted(jemail.keywords(email.get("keywords"))),
-                            "received_at": email.get("receivedAt"),
-                            "size": written,
-                        }
-                        entries.write((b"" if first_entry else b",\n") + json.dumps(entry).encode())
-                        first_entry = False
-                        if progress is not None and stats.messages % PROGRESS_EVERY == 0:
-                            await progress(stats.messages, max(total, stats.messages))
+                    prefetched = _Prefetch(svc, address, emails)
+                    try:
+                        for number, email in enumerate(emails):
+                            received = _parse_date(email.get("receivedAt"))
+                            name = f"{archive.folder_dir(path)}/{count + 1:06d}.eml"
+                            chunks = await prefetched.chunks(number)
+                            written = None if chunks is None else await _write_message(chunks, zf, name, received, mbox)
+                            if written is None:
+                                continue
+                            count += 1
+                            stats.messages += 1
+                            entry = {
+                                "file": name,
+                                "folder": index,
+                                "email_id": str(email["id"]),
+                                "keywords": sorted(jemail.keywords(email.get("keywords"))),
+                                "received_at": email.get("receivedAt"),
+                                "size": written,
+                            }
+                            entries.write((b"" if first_entry else b",\n") + json.dumps(entry).encode())
+                            first_entry = False
+                            if progress is not None and stats.messages % PROGRESS_EVERY == 0:
+                                await progress(stats.messages, max(total, stats.messages))
+                    finally:
+                        await prefetched.close()
                     position += len(ids)
                     if len(ids) < PAGE:
                         break
@@ -383,17 +393,71 @@ def _copy_file(source: IO[bytes], out: IO[bytes]) -> None:
         out.write(chunk)
 
 
-async def _copy_message(
-    svc: Services,
-    address: str,
-    email: dict[str, Any],
-    zf: zipfile.ZipFile,
-    name: str,
-    received: datetime | None,
-    mbox: IO[bytes],
-) -> int | None:
-    """Stream one message's blob into the ZIP entry ``name`` and the folder's mbox; the bytes
-    written, or None when the message is gone (deleted since it was listed)."""
+class _Prefetch:
+    """The blobs of one page of messages: up to :data:`PREFETCH` small ones (at most
+    :data:`PREFETCH_MAX_BYTES` each) downloaded ahead, concurrently, into memory (bounded:
+    ``PREFETCH * PREFETCH_MAX_BYTES``); larger ones streamed in their turn. A download of one
+    message is one HTTP round trip to the mail server, so overlapping them is what makes an export
+    fast; only small messages are held whole."""
+
+    def __init__(self, svc: Services, address: str, emails: list[dict[str, Any]]) -> None:
+        self.svc, self.address, self.emails = svc, address, emails
+        self.tasks: dict[int, asyncio.Task[bytes | None]] = {}
+        self.next = 0
+
+    async def close(self) -> None:
+        """Cancel what was fetched ahead and not used (a failure part-way)."""
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+    def _small(self, number: int) -> bool:
+        return int(self.emails[number].get("size") or 0) <= PREFETCH_MAX_BYTES
+
+    def _fill(self, current: int) -> None:
+        self.next = max(self.next, current)
+        while self.next < len(self.emails) and len(self.tasks) < PREFETCH:
+            if self._small(self.next):
+                self.tasks[self.next] = asyncio.ensure_future(self._whole(self.emails[self.next]))
+            self.next += 1
+            if self.next - current > 4 * PREFETCH:
+                break
+
+    async def _whole(self, email: dict[str, Any]) -> bytes | None:
+        upstream = await _open(self.svc, self.address, email)
+        if upstream is None:
+            return None
+        try:
+            return b"".join([chunk async for chunk in stream_blob(upstream)])
+        finally:
+            await upstream.aclose()
+
+    async def chunks(self, number: int) -> list[bytes] | _Stream | None:
+        """Message ``number``'s bytes (a list of chunks, or a stream), None when it is gone."""
+        self._fill(number)
+        task = self.tasks.pop(number, None)
+        try:
+            if task is not None:
+                data = await task
+                return None if data is None else [data]
+            upstream = await _open(self.svc, self.address, self.emails[number])
+            return None if upstream is None else _Stream(upstream)
+        except BaseException:
+            for other in self.tasks.values():
+                other.cancel()
+            raise
+        finally:
+            self._fill(number + 1)
+
+
+class _Stream:
+    def __init__(self, upstream: httpx.Response) -> None:
+        self.upstream = upstream
+
+
+async def _open(svc: Services, address: str, email: dict[str, Any]) -> httpx.Response | None:
+    """Start downloading a message's blob; None when it is gone (404)."""
     size = int(email.get("size") or 0)
     upstream = await svc.jmap.open_blob(address, str(email["blobId"]), content_type="message/rfc822", size=size)
     if upstream.status_code == 404:
@@ -403,6 +467,14 @@ async def _copy_message(
         status = upstream.status_code
         await upstream.aclose()
         raise ServiceUnavailable(f"the download of a message answered {status}")
+    return upstream
+
+
+async def _write_message(
+    chunks: list[bytes] | _Stream, zf: zipfile.ZipFile, name: str, received: datetime | None, mbox: IO[bytes]
+) -> int:
+    """Write one message (its chunks, or streamed) into the ZIP entry ``name`` and the folder's
+    mbox; the bytes written."""
     info = zipfile.ZipInfo(name, date_time=_zip_time(received))
     info.compress_type = zipfile.ZIP_DEFLATED
     quoter = archive.MboxQuoter()
@@ -411,13 +483,21 @@ async def _copy_message(
     written = 0
     try:
         with zf.open(info, "w", force_zip64=True) as out:
-            async for chunk in stream_blob(upstream):
+            source = stream_blob(chunks.upstream) if isinstance(chunks, _Stream) else _each(chunks)
+            async for chunk in source:
                 out.write(chunk)
                 mbox.write(quoter.feed(chunk))
                 written += len(chunk)
     except BaseException:
         mbox.seek(mbox_start)
         mbox.truncate()
+        if isinstance(chunks, _Stream):
+            await chunks.upstream.aclose()
         raise
     mbox.write(quoter.close())
     return written
+
+
+async def _each(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
