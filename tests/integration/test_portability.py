@@ -589,3 +589,36 @@ def stored_secret(api: ApiEnv, import_id: str) -> str | None:
 
     result: str | None = api.client.portal.call(read)  # type: ignore[union-attr]
     return result
+
+
+def test_sdk_export_and_import_methods(api: ApiEnv) -> None:
+    """The official SDK's create_export/get_export, create_import_upload/create_import/list_imports/
+    get_import/cancel_import/undo_import against the server."""
+    from tests.integration.test_folders import load_sdk
+
+    client = load_sdk().client(api)
+    source = new_mailbox(api, "sdksrc")
+    for i in range(3):
+        assert api.lmtp(source["address"], unique(corpus_bytes("plain_emails/basic_email.eml"), f"sdk{i}")[0]) == {}
+    started = client.mailboxes.create_export(source["id"])
+    assert started["object"] == "mailbox_export" and started["status"] in ("pending", "processing")
+    deadline = time.monotonic() + 120
+    while (done := client.mailboxes.get_export(source["id"], started["id"]))["status"] != "completed":
+        assert done["status"] != "failed" and time.monotonic() < deadline, done
+        time.sleep(0.2)
+    data = api.client.get(done["download_url"]).content
+
+    target = new_mailbox(api, "sdkdst")
+    staged = client.mailboxes.create_import_upload(target["id"], {"file_name": "export.zip", "size_bytes": len(data)})
+    assert api.client.put(staged["upload_url"], content=data).status_code == 200
+    created = client.mailboxes.create_import(
+        target["id"], {"source": {"type": "files", "provider": "file", "file_ids": [staged["file_id"]]}}
+    )
+    while (imp := client.mailboxes.get_import(target["id"], created["id"]))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, imp
+        time.sleep(0.2)
+    assert imp["status"] == "completed" and imp["counts"]["imported"] == 3
+    assert [i["id"] for i in client.mailboxes.list_imports(target["id"])["data"]] == [created["id"]]
+    assert client.mailboxes.cancel_import(target["id"], created["id"])["status"] == "completed"
+    assert client.mailboxes.undo_import(target["id"], created["id"])["status"] in ("undo_queued", "undoing", "undone")
+    assert wait(api, f"/v1/mailboxes/{target['id']}/imports/{created['id']}", {"undone"})["counts"]["undone"] == 3
