@@ -9,16 +9,20 @@ import io
 import mailbox
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
+from shipmail.config import Settings
 from shipmail.exports import archive
 from shipmail.http import signed
 from shipmail.imports import mapping, secrets
 from shipmail.imports.imap import decode_utf7
 from shipmail.imports.sources import crlf, message_id, problem_of, read_file, read_mbox
+from tests.unit.conftest import auth, make_key
 
 SECRET = b"k" * 32
 
@@ -142,3 +146,39 @@ def test_source_password_is_sealed() -> None:
     assert "hunter2" not in token
     assert secrets.unseal(SECRET, token) == "hunter2 pässword"
     assert secrets.unseal(b"x" * 32, token) is None
+
+
+def test_upload_body_is_streamed_under_its_own_limit(
+    client: TestClient, settings: Settings, key: str, mbx: dict[str, Any]
+) -> None:
+    """The presigned PUT takes more than SHIPMAIL_MAX_BODY_BYTES (its limit is the declared size),
+    refuses a Content-Length above the declared size before reading, and the JSON operations keep
+    their limit."""
+    size = settings.max_body_bytes + 1000
+    staged = client.post(
+        f"/v1/mailboxes/{mbx['id']}/imports/files",
+        json={"file_name": "big.mbox", "size_bytes": size},
+        headers=auth(key),
+    )
+    assert staged.status_code == 201, staged.text
+    url = staged.json()["upload_url"]
+    too_big = client.put(url, content=b"x" * 10, headers={"Content-Length": str(size + 1)})
+    assert too_big.status_code == 413
+    ok = client.put(url, content=b"From x Thu Jan  1 00:00:00 2026\n" + b"y" * (size - 32))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["size_bytes"] == size
+    assert client.put(url, content=b"again").status_code == 409
+    huge = b'{"file_name": "' + b"a" * settings.max_body_bytes + b'", "size_bytes": 1}'
+    r = client.post(f"/v1/mailboxes/{mbx['id']}/imports/files", content=huge, headers=auth(key))
+    assert r.status_code == 413
+    # Without a valid signature: 404; another mailbox's path with this signature: 404.
+    assert client.put(url.replace("signature=", "signature=f"), content=b"x").status_code in (404, 422)
+    assert client.put(url.replace(mbx["id"], "mbx_other"), content=b"x").status_code == 404
+
+
+def test_export_scope_is_its_own(client: TestClient, settings: Settings, mbx: dict[str, Any]) -> None:
+    writer = make_key(settings, scopes=["mailboxes:write"])
+    exporter = make_key(settings, scopes=["mailboxes:export"])
+    assert client.post(f"/v1/mailboxes/{mbx['id']}/exports", headers=auth(writer)).status_code == 403
+    r = client.get(f"/v1/mailboxes/{mbx['id']}/exports/mbexp_{'0' * 24}", headers=auth(exporter))
+    assert r.status_code == 404
