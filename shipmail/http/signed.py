@@ -27,7 +27,12 @@ class SignedQuery(Query):
     """The query parameters of a presigned URL."""
 
     expires: int = Field(ge=0, le=2**40, description="Unix time (seconds) after which the URL stops working.")
-    signature: str = Field(min_length=64, max_length=64, description="HMAC-SHA256 signature of the URL (hex).")
+    signature: str = Field(
+        min_length=64,
+        max_length=64,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="HMAC-SHA256 signature of the URL (hex).",
+    )
 
 
 def _mac(secret: bytes, method: str, path: str, expires: int) -> str:
@@ -44,4 +49,5 @@ def verify(secret: bytes, method: str, path: str, expires: int, signature: str, 
     """Whether ``signature`` signs ``method path`` until ``expires`` and that time has not passed."""
     if (now if now is not None else time.time()) > expires:
         return False
-    return hmac.compare_digest(_mac(secret, method, path, expires), signature.lower())
+    given = signature.lower().encode("utf-8", "surrogatepass")  # bytes: compare_digest refuses non-ASCII str
+    return hmac.compare_digest(_mac(secret, method, path, expires).encode(), given)

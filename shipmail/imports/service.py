@@ -393,7 +393,6 @@ class _Run:
         self.names: dict[str, str] = {}
         self.targets: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
         self.known: dict[str, set[tuple[str, int]]] = {}
-        self.known_blobs: dict[str, set[str]] = {}
         cutoff = RANGES.get(str(self.options.get("range") or "all"))
         self.cutoff = utc.now() - cutoff if cutoff else None
         wanted = self.options.get("folders")
@@ -468,7 +467,6 @@ class _Run:
         if mailbox_id in self.known:
             return self.known[mailbox_id]
         found: set[tuple[str, int]] = set()
-        blobs: set[str] = set()
         position = 0
         while True:
             request = Request()
@@ -480,20 +478,16 @@ class _Run:
                     position=position,
                 )
             )
-            got = request.add(
-                EmailGet(ids=request.ref(query, "/ids"), properties=["id", "messageId", "size", "blobId"])
-            )
+            got = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=["id", "messageId", "size"]))
             results = await self.svc.jmap.call(self.address, request)
             ids = results.get(query, what="duplicate check").get("ids") or []
             for email in results.get(got, what="duplicate check").get("list") or []:
-                blobs.add(str(email.get("blobId")))
                 for mid in email.get("messageId") or []:
                     found.add((str(mid), int(email.get("size") or 0)))
             position += len(ids)
             if len(ids) < DEDUP_PAGE:
                 break
         self.known[mailbox_id] = found
-        self.known_blobs[mailbox_id] = blobs
         return found
 
     # ---------------------------------------------------------------- state
@@ -819,9 +813,8 @@ async def _end(svc: Services, import_id: str, status: str | None, error: str | N
             row.status = status
             row.error = error
             row.completed_at = utc.now()
-            for entry in row.folders or []:
-                entry["state"] = "completed" if status == COMPLETED else "failed"
-            row.folders = [dict(f) for f in row.folders or []]
+            state = "completed" if status == COMPLETED else "failed"
+            row.folders = [{**f, "state": state} for f in row.folders or []]  # a new value: no in-place change
         row.secret = None
         row.pending_blobs = []
         session.add(row)

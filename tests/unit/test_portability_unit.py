@@ -38,6 +38,8 @@ def test_signed_urls_check_method_path_expiry_and_signature() -> None:
     assert not signed.verify(SECRET, "GET", path, expires + 1, signature, now=1_900_000_000)
     assert not signed.verify(b"other" * 8, "GET", path, expires, signature, now=1_900_000_000)
     assert not signed.verify(SECRET, "GET", path, expires, signature, now=2_000_000_001)
+    assert not signed.verify(SECRET, "GET", path, expires, "é" * 64, now=1_900_000_000)
+    assert not signed.verify(SECRET, "GET", path, expires, "\udc80" * 64, now=1_900_000_000)
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -148,6 +150,7 @@ def test_source_password_is_sealed() -> None:
     assert secrets.unseal(b"x" * 32, token) is None
 
 
+@pytest.mark.usefixtures("db_backend")
 def test_upload_body_is_streamed_under_its_own_limit(
     client: TestClient, settings: Settings, key: str, mbx: dict[str, Any]
 ) -> None:
@@ -176,6 +179,7 @@ def test_upload_body_is_streamed_under_its_own_limit(
     assert client.put(url.replace(mbx["id"], "mbx_other"), content=b"x").status_code == 404
 
 
+@pytest.mark.usefixtures("db_backend")
 def test_export_scope_is_its_own(client: TestClient, settings: Settings, mbx: dict[str, Any]) -> None:
     writer = make_key(settings, scopes=["mailboxes:write"])
     exporter = make_key(settings, scopes=["mailboxes:export"])
