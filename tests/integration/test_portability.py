@@ -622,3 +622,32 @@ def test_sdk_export_and_import_methods(api: ApiEnv) -> None:
     assert client.mailboxes.cancel_import(target["id"], created["id"])["status"] == "completed"
     assert client.mailboxes.undo_import(target["id"], created["id"])["status"] in ("undo_queued", "undoing", "undone")
     assert wait(api, f"/v1/mailboxes/{target['id']}/imports/{created['id']}", {"undone"})["counts"]["undone"] == 3
+
+
+def test_cancel_stops_an_import_and_undo_removes_what_it_added(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(import_service, "BATCH", 2)
+    mbx = new_mailbox(api, "cancel")
+    msgs = [(unique(corpus_bytes("plain_emails/basic_email.eml"), f"c{i}")[0], "RO") for i in range(80)]
+    file_id = upload(api, mbx, "Inbox.mbox", python_mbox(msgs))
+    body = {"source": {"type": "files", "provider": "file", "file_ids": [file_id]}}
+    r = api.client.post(f"/v1/mailboxes/{mbx['id']}/imports", json=body, headers=api.auth())
+    assert r.status_code == 201, r.text
+    url = f"/v1/mailboxes/{mbx['id']}/imports/{r.json()['id']}"
+    # A second import of the same mailbox while this one runs: 409.
+    again = api.client.post(f"/v1/mailboxes/{mbx['id']}/imports", json=body, headers=api.auth())
+    assert again.status_code == 409
+    deadline = time.monotonic() + 60
+    while api.client.get(url, headers=api.auth()).json()["counts"]["imported"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    cancelled = api.client.post(url + "/cancel", headers=api.auth())
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    time.sleep(1.5)  # the job notices before its next batch
+    final = api.client.get(url, headers=api.auth()).json()
+    assert final["status"] == "cancelled" and 2 <= final["counts"]["imported"] < 80
+    assert len(emails(api, mbx["address"])) == final["counts"]["imported"]
+    assert not import_service.file_path(api.settings, file_id).exists()
+    assert undo(api, mbx, final["id"])["counts"]["undone"] == final["counts"]["imported"]
+    assert emails(api, mbx["address"]) == []
+    # Undone already: 409.
+    assert api.client.post(url + "/undo", headers=api.auth()).status_code == 409
