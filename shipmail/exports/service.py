@@ -70,6 +70,11 @@ PREFETCH_MAX_BYTES = 256 * 1024
 #: Properties of each exported message.
 MESSAGE_PROPERTIES = ["id", "blobId", "keywords", "receivedAt", "size"]
 
+#: Attempts of an export that meets an unavailable mail server before it fails.
+MAX_ATTEMPTS = 3
+#: Seconds before such an export is tried again, times the attempt number.
+RETRY_SECONDS = 15
+
 JOB_RUN = "exports.run"
 JOB_EXPIRE = "exports.expire"
 
@@ -156,9 +161,12 @@ async def _update(svc: Services, export_id: str, **values: Any) -> MailboxExport
         return row
 
 
-async def run(svc: Services, export_id: str) -> None:
+async def run(svc: Services, export_id: str, *, attempt: int = MAX_ATTEMPTS) -> None:
     """Write the export ``export_id`` (see the module docstring). Idempotent: a repeated run of a
-    pending or processing export starts over; a finished one is left alone."""
+    pending or processing export starts over; a finished one is left alone. While ``attempt`` is
+    below :data:`MAX_ATTEMPTS`, a mail server that does not answer (a timeout under load) makes
+    the job run again after ``RETRY_SECONDS * attempt`` seconds, from the start; then the export
+    fails with ``source_unavailable``."""
     async with svc.db.session() as session:
         row = await session.get(MailboxExport, export_id)
         if row is None or row.status not in ACTIVE:
@@ -181,12 +189,16 @@ async def run(svc: Services, export_id: str) -> None:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+        if not isinstance(exc, Exception):  # the worker is stopping: run again later, from the start
+            await _update(svc, export_id, status=PENDING, messages_done=0)
+            raise
+        if isinstance(exc, ServiceUnavailable) and attempt < MAX_ATTEMPTS:
+            await _update(svc, export_id, status=PENDING, messages_done=0)
+            raise jobs.Retry(after=RETRY_SECONDS * attempt, reason=exc.message) from None
         code, why = _explain(exc)
         logger.warning("export %s failed: %s", export_id, why)
         await _update(svc, export_id, status=FAILED, error_code=code, error=why, completed_at=utc.now())
-        if isinstance(exc, Exception):
-            return
-        raise
+        return
     done_at = utc.now()
     async with svc.db.session() as session:
         row = await session.get(MailboxExport, export_id)

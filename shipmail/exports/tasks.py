@@ -9,7 +9,7 @@ from shipmail.runtime import Services
 
 
 async def run(job: Job, services: Services) -> None:
-    await service.run(services, str(job.payload["export_id"]))
+    await service.run(services, str(job.payload["export_id"]), attempt=job.attempts)
 
 
 async def expire(job: Job, services: Services) -> None:

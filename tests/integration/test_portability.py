@@ -444,13 +444,15 @@ def test_failed_export_leaves_no_file_and_says_why(api: ApiEnv, monkeypatch: pyt
 
     async def flaky(*args: Any, **kwargs: Any) -> httpx.Response:
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] >= 2:
             raise ServiceUnavailable("The mail server is unavailable; retry shortly.")
         answer: httpx.Response = await real(*args, **kwargs)
         return answer
 
     monkeypatch.setattr(svc.jmap, "open_blob", flaky)
+    monkeypatch.setattr(export_service, "RETRY_SECONDS", 0)
     done = export(api, mbx)
+    assert calls["n"] > export_service.MAX_ATTEMPTS  # retried from the start, then failed
     assert done["status"] == "failed" and done["error_code"] == "source_unavailable" and done["error"]
     assert done["download_url"] is None
     leftovers = list(export_service.exports_dir(api.settings).glob(f"{done['id']}*"))
