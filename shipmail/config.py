@@ -26,6 +26,7 @@
 | ``SHIPMAIL_RATELIMIT_VERIFICATION`` | ``1/minute`` | per domain limit of ``verifyDomain``, ``getDomainDnsRecords`` |
 | ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | background re-check of a domain this long after its last check |
 | ``SHIPMAIL_DOMAIN_RECHECK_BATCH`` | 20 | most domains one background re-check run looks at |
+| ``SHIPMAIL_IMPORT_PRIVATE_HOSTS`` | ``false`` | IMAP import sources may be loopback/private addresses |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
     ratelimit_verification: str = "1/minute"
     domain_recheck_seconds: int = Field(default=3600, ge=1)
     domain_recheck_batch: int = Field(default=20, ge=1, le=1000)
+    #: Whether an IMAP import source may be a loopback/private/link-local address (off: an API
+    #: caller cannot make the service connect to hosts inside its own network).
+    import_private_hosts: bool = False
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).

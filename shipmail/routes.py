@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
+from shipmail.exports import routes as exports
 from shipmail.folders import routes as folders
 from shipmail.http.routing import Operation
 from shipmail.identities import routes as identities
+from shipmail.imports import routes as imports
 from shipmail.inbox import attachment_routes as attachments
 from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
@@ -27,4 +29,6 @@ OPERATIONS: list[Operation] = [
     *inbox.operations,
     *attachments.operations,
     *sandbox.operations,
+    *exports.operations,
+    *imports.operations,
 ]

@@ -5,8 +5,12 @@ named ``<feature>.<what>``) and is added here."""
 from __future__ import annotations
 
 from shipmail.domains import tasks as domains
+from shipmail.exports import tasks as exports
+from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
 
 HANDLERS: dict[str, Handler] = {
     **domains.handlers,
+    **exports.handlers,
+    **imports.handlers,
 }

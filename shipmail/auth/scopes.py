@@ -17,6 +17,8 @@ class Scope(StrEnum):
     DOMAINS_WRITE = "domains:write"
     MAILBOXES_READ = "mailboxes:read"
     MAILBOXES_WRITE = "mailboxes:write"
+    #: Create and read mailbox exports (a copy of all the mail; not implied by mailboxes:write).
+    MAILBOXES_EXPORT = "mailboxes:export"
     MESSAGES_READ = "messages:read"
     MESSAGES_WRITE = "messages:write"
     MAILBOX_RULES_READ = "mailbox_rules:read"

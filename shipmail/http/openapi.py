@@ -113,6 +113,11 @@ def _operation(op: Operation) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
         }
+    if op.raw_body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {op.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+        }
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": op.summary}
     if op.response is not None and op.status_code != 204:

@@ -91,6 +91,9 @@ class Operation:
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
     authenticated: bool = False
+    #: Media type of a body the handler streams itself (:func:`stream_body_to`), for the OpenAPI
+    #: document; the pipeline reads no body for such an operation (``body`` must be None).
+    raw_body: str | None = None
 
 
 class _Empty(pydantic.BaseModel):
@@ -114,13 +117,19 @@ def operation(
     tags: Sequence[str] = (),
     responses: dict[str, Any] | None = None,
     authenticated: bool = False,
+    raw_body: str | None = None,
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
     ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
     success is not a JSON model, such as a download: 200/206/304/416 with their media types).
     ``authenticated`` (with ``scope=None``): any valid API key, whatever its scopes.
+    ``raw_body`` (a media type) declares a body the handler streams itself with
+    :func:`stream_body_to` under its own size limit (an upload); the JSON limit
+    (``SHIPMAIL_MAX_BODY_BYTES``) and parsing stay as they are for every other operation.
     """
+    if raw_body is not None and body is not None:
+        raise ValueError("an operation has a JSON body or a raw body, not both")
 
     def decorate(handler: Handler) -> Handler:
         registry.append(
@@ -141,6 +150,7 @@ def operation(
                 description=inspect.cleandoc(handler.__doc__ or ""),
                 extra_responses=dict(responses or {}),
                 authenticated=authenticated,
+                raw_body=raw_body,
             )
         )
         return handler
@@ -191,6 +201,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def stream_body_to(request: Request, sink: Callable[[bytes], object], limit: int) -> int:
+    """Stream the request body into ``sink`` (called with each chunk as it arrives: memory stays at
+    one network chunk), at most ``limit`` bytes; the byte count. 413 before anything is read when
+    ``Content-Length`` declares more, and as soon as more arrives. For operations declared with
+    ``raw_body`` (uploads); the caller removes what ``sink`` wrote when this raises."""
+    declared = (request.headers.get("content-length") or "").strip()
+    if _DECIMAL.fullmatch(declared) and _exceeds(declared, limit):
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+        if chunk:
+            sink(chunk)
+    return size
 
 
 def _exceeds(digits: str, limit: int) -> bool:

@@ -8,7 +8,8 @@ The methods are jmapc's (``EmailQuery``, ``EmailGet``, ``EmailSet``), built into
 - :func:`query` (Email/query) with its typed JSON filter (:data:`Filter`) and sort
   (:class:`EmailComparator`, :data:`NEWEST_FIRST`), and the Cyrus-specific date bounds
   :func:`received_before` and :func:`received_at_or_after`;
-- decoders of the raw Email JSON (:func:`keywords`, :func:`mailbox_ids`, :func:`find_part`).
+- decoders of the raw Email JSON (:func:`keywords`, :func:`mailbox_ids`, :func:`find_part`);
+- ``Email/import`` (:class:`EmailImport`, :func:`import_entry`), which jmapc lacks.
 
 Responses are read as the raw dicts the server sent, never through jmapc's ``Email`` dataclass:
 decoding a page of 50 Emails with dataclasses_json costs more CPU than the whole HTTP round trip
@@ -17,11 +18,14 @@ decoding a page of 50 Emails with dataclasses_json costs more CPU than the whole
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, ClassVar, Literal, TypedDict, cast
 
 from jmapc import Comparator, EmailQueryFilter
+from jmapc.constants import JMAP_URN_MAIL as URN_MAIL
 from jmapc.methods import EmailGet, EmailQuery
+from jmapc.methods.base import MethodWithAccount
 from jmapc.models import ListOrRef
 
 from shipmail.utc import as_utc, ceil_second
@@ -229,3 +233,39 @@ def find_part(part: dict[str, Any], blob_id: str) -> dict[str, Any] | None:
         if found is not None:
             return found
     return None
+
+
+# ----------------------------------------------------------------------------- Email/import
+
+
+@dataclass
+class EmailImport(MethodWithAccount):
+    """``Email/import`` (RFC 8621 section 4.8), which jmapc lacks: store messages uploaded as blobs.
+
+    ``emails`` maps a creation id to an EmailImport object, raw JSON as the server takes it
+    (:func:`import_entry`). The response has ``created`` (creation id -> ``{id, blobId, threadId,
+    size}``) and ``notCreated`` (creation id -> SetError). Cyrus 3.6 (measured): a message whose
+    bytes are already in the account, in any mailbox, is ``alreadyExists`` with ``existingId``
+    (email ids are derived from the message's bytes); bare LF line ends are ``invalidEmail``
+    ("Message contains bare newlines"), as is text without a header block ("invalid header")."""
+
+    method_namespace: ClassVar[str | None] = "Email"
+    method_type: ClassVar[str | None] = "import"
+    using: ClassVar[set[str]] = {URN_MAIL}
+
+    emails: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def import_entry(
+    blob_id: str, mailbox_ids: list[str], keywords: list[str], received_at: datetime | None
+) -> dict[str, Any]:
+    """One EmailImport object (RFC 8621 section 4.8): the uploaded ``blob_id`` into ``mailbox_ids``
+    with ``keywords``; ``received_at`` (whole seconds, UTC) or the server's current time."""
+    entry: dict[str, Any] = {
+        "blobId": blob_id,
+        "mailboxIds": dict.fromkeys(mailbox_ids, True),
+        "keywords": dict.fromkeys(keywords, True),
+    }
+    if received_at is not None:
+        entry["receivedAt"] = utc_date(received_at)
+    return entry

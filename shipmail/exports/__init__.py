@@ -1,0 +1,1 @@
+"""Mailbox exports: a ZIP of a whole mailbox (``createMailboxExport``, ``getMailboxExport``)."""
