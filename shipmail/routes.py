@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shipmail.app_passwords import routes as app_passwords
 from shipmail.domains import routes as domains
 from shipmail.folders import routes as folders
+from shipmail.forwarding import routes as forwarding
 from shipmail.http.routing import Operation
 from shipmail.identities import routes as identities
 from shipmail.inbox import attachment_routes as attachments
@@ -19,6 +21,8 @@ OPERATIONS: list[Operation] = [
     *domains.operations,
     *mailboxes.operations,
     *mailbox_settings.operations,
+    *app_passwords.operations,
+    *forwarding.operations,
     *folders.operations,
     *rules.operations,
     *identities.operations,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+from shipmail.app_passwords import models as _app_passwords  # noqa: F401  (registers the tables)
 from shipmail.db.engine import create_sync_engine
-from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
+from shipmail.domains import models as _domains  # noqa: F401
+from shipmail.forwarding import models as _forwarding  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
 
