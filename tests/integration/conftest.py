@@ -21,7 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,8 +244,8 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
     from starlette.testclient import TestClient
 
     from shipmail.app import create_app
-    from shipmail.config import Settings
     from shipmail.app_passwords.logins import credential_lookup
+    from shipmail.config import Settings
     from tests.dbfixtures import migrated_database
     from tests.unit.conftest import make_key
 

@@ -37,7 +37,7 @@ def mailbox(api: ApiEnv, domain: str) -> dict[str, Any]:
     return api.new_mailbox(domain, password=PASSWORD)
 
 
-def create(api: ApiEnv, mbx: dict[str, Any], **body: Any) -> httpx.Response:
+def create(api: ApiEnv, mbx: dict[str, Any], **body: Any) -> Any:
     return api.client.post(
         f"/v1/mailboxes/{mbx['id']}/app-passwords", json={"name": "Thunderbird", **body}, headers=api.auth()
     )
@@ -131,12 +131,13 @@ def test_last_used_at_is_written_at_most_once_a_minute(api: ApiEnv) -> None:
 def test_limits_expiry_and_idempotency_key(api: ApiEnv) -> None:
     mbx = mailbox(api, "apppw-limits.example")
     now = datetime.now(UTC)
-    for body, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"expires_at": (now + timedelta(days=366)).isoformat()}, "expires_at"),
         ({"expires_at": (now - timedelta(minutes=1)).isoformat()}, "expires_at"),
         ({"allowed_cidrs": ["10.0.0.0/8"]}, "allowed_cidrs"),
         ({"name": ""}, "name"),
-    ]:
+    ]
+    for body, field in cases:
         r = create(api, mbx, **body)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["error"]["details"][0]["field"] == field

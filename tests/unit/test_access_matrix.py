@@ -41,7 +41,7 @@ def _path(op: Operation, mailbox_id: str, domain_id: str) -> str:
 
 
 def _call(client: TestClient, op: Operation, path: str, key: str) -> Any:
-    body = {} if op.body is not None else None
+    body: dict[str, Any] | None = {} if op.body is not None else None
     return client.request(op.method, path, json=body, headers=auth(key))
 
 
@@ -65,7 +65,9 @@ def world(client: TestClient, settings: Settings) -> dict[str, Any]:
     boxes = {}
     for local in ("a", "b"):
         r = client.post(
-            "/v1/mailboxes", json={"domain_id": dom["id"], "address": local, "generate_password": True}, headers=auth(owner)
+            "/v1/mailboxes",
+            json={"domain_id": dom["id"], "address": local, "generate_password": True},
+            headers=auth(owner),
         )
         assert r.status_code == 201, r.text
         boxes[local] = r.json()["id"]
