@@ -9,6 +9,7 @@ from shipmail.app_passwords import models as _app_passwords  # noqa: F401  (regi
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401
 from shipmail.forwarding import models as _forwarding  # noqa: F401
+from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
 

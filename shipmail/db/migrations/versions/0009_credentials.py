@@ -2,7 +2,7 @@
 limited to some mailboxes (api_keys.mailbox_ids)
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0013
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import shipmail.db.types
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
