@@ -3,7 +3,7 @@
     shipmail serve [--workers N]                Cyrus + login checker + the API (foreground),
                                                 each restarted when it dies
     shipmail migrate                            apply database migrations
-    shipmail keys create --org NAME [--scope S ...] [--name LABEL] [--expires-in-days N]
+    shipmail keys create --org NAME [--scope S ...] [--name LABEL] [--expires-in-days N] [--mailbox MBX ...]
     shipmail keys list --org NAME
     shipmail keys revoke KEY_ID
     shipmail domains verify NAME
@@ -121,7 +121,16 @@ def keys() -> None:
 @click.option("--scope", "scopes", multiple=True, help="Scope to grant (repeatable); default '*'.")
 @click.option("--name", default=None, help="A label for the key.")
 @click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Expire after N days.")
-def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_days: int | None) -> None:
+@click.option(
+    "--mailbox",
+    "mailbox_ids",
+    multiple=True,
+    help="Limit the key to this mailbox (mbx_..., repeatable): it sees no other mailbox and "
+    "cannot create mailboxes or use domains.",
+)
+def keys_create(
+    org: str, scopes: tuple[str, ...], name: str | None, expires_in_days: int | None, mailbox_ids: tuple[str, ...]
+) -> None:
     """Create a key; the key itself is the last line of stdout (shown once)."""
     from shipmail.auth.scopes import parse_scopes
     from shipmail.keys import service as key_service
@@ -135,11 +144,18 @@ def keys_create(org: str, scopes: tuple[str, ...], name: str | None, expires_in_
 
     async def go(session: Any) -> Any:
         org_row = await key_service.ensure_organization(session, org)
-        return await key_service.create_key(session, settings.secret_key, org_row.id, parsed, name, expires)
+        return await key_service.create_key(
+            session, settings.secret_key, org_row.id, parsed, name, expires, mailbox_ids=list(mailbox_ids) or None
+        )
 
-    created = _run(settings, go)
+    try:
+        created = _run(settings, go)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mailbox") from None
     r = created.record
     click.echo(f"id: {r.id}\norganization: {org} ({r.organization_id})\nscopes: {r.scopes}", err=False)
+    if r.mailbox_ids:
+        click.echo(f"mailboxes: {r.mailbox_ids}")
     if r.expires_at:
         click.echo(f"expires_at: {r.expires_at.isoformat()}")
     click.echo(created.secret)
@@ -166,7 +182,8 @@ def keys_list(org: str) -> None:
     now = datetime.now(UTC)
     for r in rows:
         state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
-        click.echo(f"{r.id}\t{r.prefix}...\t{state}\t{r.scopes}\t{r.name or ''}")
+        limit = f"\tmailboxes: {r.mailbox_ids}" if r.mailbox_ids else ""
+        click.echo(f"{r.id}\t{r.prefix}...\t{state}\t{r.scopes}\t{r.name or ''}{limit}")
 
 
 @keys.command("revoke")
@@ -383,7 +400,7 @@ def serve(workers: int) -> None:
 def serve_login_checker(parent: int | None) -> None:
     """The login checker process of ``serve``: answers Cyrus's password checks (saslauthd
     protocol) on the instance's socket until SIGTERM/SIGINT."""
-    from shipmail.mailboxes.logins import password_lookup
+    from shipmail.app_passwords.logins import credential_lookup
     from shipmail.mailserver import procs
     from shipmail.mailserver.authd import AuthDaemon, run_until_signalled
     from shipmail.mailserver.cyrus import CyrusInstance
@@ -391,7 +408,7 @@ def serve_login_checker(parent: int | None) -> None:
     procs.die_with_parent(signal.SIGTERM, parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    lookup, close_lookup = password_lookup(settings.database_url)
+    lookup, close_lookup = credential_lookup(settings.database_url)
     try:
         run_until_signalled(AuthDaemon(CyrusInstance.from_settings(settings).authd_socket, lookup))
     finally:

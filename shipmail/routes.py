@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from shipmail.app_passwords import routes as app_passwords
 from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
 from shipmail.exports import routes as exports
 from shipmail.folders import routes as folders
+from shipmail.forwarding import routes as forwarding
 from shipmail.http.routing import Operation
 from shipmail.identities import routes as identities
 from shipmail.imports import routes as imports
@@ -23,6 +25,8 @@ OPERATIONS: list[Operation] = [
     *domains.operations,
     *mailboxes.operations,
     *mailbox_settings.operations,
+    *app_passwords.operations,
+    *forwarding.operations,
     *folders.operations,
     *rules.operations,
     *identities.operations,

@@ -71,6 +71,10 @@ class Principal(TokenMixin):  # type: ignore[misc]
     scopes: tuple[str, ...]
     expires_at: datetime | None
     revoked_at: datetime | None
+    #: The only mailboxes the key may see (``shipmail keys create --mailbox``), or None for every
+    #: mailbox of the organisation: ``GET /v1/capabilities`` shows it as ``constraints.mailbox_ids``
+    #: (enforced by :func:`shipmail.auth.constraints.check_operation`).
+    mailbox_ids: tuple[str, ...] | None = None
 
     def check_client(self, client: object) -> bool:
         return False  # API keys belong to no OAuth client

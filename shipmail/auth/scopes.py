@@ -23,6 +23,10 @@ class Scope(StrEnum):
     MESSAGES_WRITE = "messages:write"
     MAILBOX_RULES_READ = "mailbox_rules:read"
     MAILBOX_RULES_WRITE = "mailbox_rules:write"
+    MAILBOX_CREDENTIALS_READ = "mailbox_credentials:read"
+    MAILBOX_CREDENTIALS_WRITE = "mailbox_credentials:write"
+    MAILBOX_FORWARDING_READ = "mailbox_forwarding:read"
+    MAILBOX_FORWARDING_WRITE = "mailbox_forwarding:write"
 
 
 def parse_scopes(values: Iterable[str]) -> list[Scope]:

@@ -36,7 +36,7 @@ async def get_capabilities(ctx: Context[None, None]) -> CapabilitiesResponse:
     scopes = sorted(s for s in granted(ctx.principal.scopes) if s in known)
     # Per-mailbox keys (the credentials feature) carry their mailbox ids on the Principal; a key
     # without that attribute, or with None, is not limited.
-    mailbox_ids = getattr(ctx.principal, "mailbox_ids", None)
+    mailbox_ids = ctx.principal.mailbox_ids if ctx.principal is not None else None
     settings = ctx.services.settings
     tiers = {
         Tier.READ: settings.ratelimit_read,

@@ -12,9 +12,13 @@ In the order it runs (each part a section of :func:`shipmail.sieve.script.assemb
            addflag "$HasAttachment";
        }
 
-2. the spam threshold (``mailboxes.spam_filter_threshold``, :func:`shipmail.settings.sieve.spam_section`);
-3. the auto-reply (``mailboxes.auto_reply``, :func:`shipmail.settings.sieve.auto_reply_section`);
-4. the inbox rules (``mailboxes.rules``, :func:`shipmail.rules.sieve.rule_sections`).
+2. the spam threshold (``mailboxes.spam_filter_threshold``, :func:`shipmail.settings.sieve.spam_section`):
+   spam goes to Junk and stops there, so nothing below sees it;
+3. forwarding (``mailboxes.forward_to``, the confirmed destinations,
+   :func:`shipmail.forwarding.sieve.forwarding_section`): ``redirect :copy`` to each, once per
+   message (loop header), before anything that could stop or discard;
+4. the auto-reply (``mailboxes.auto_reply``, :func:`shipmail.settings.sieve.auto_reply_section`);
+5. the inbox rules (``mailboxes.rules``, :func:`shipmail.rules.sieve.rule_sections`).
 
 The script is text built once: every string quoted (:mod:`shipmail.sieve.build`), nothing parsed
 back at run time (the unit tests parse the outputs back with sievelib).
@@ -27,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from shipmail.forwarding.sieve import forwarding_section
 from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import DeliverySieve, SieveTest
 from shipmail.rules.schemas import MailboxRule
@@ -58,13 +63,14 @@ class ScriptOptions:
     spam_threshold: int | None = None
     auto_reply: AutoReply | None = None
     rules: Sequence[MailboxRule] = ()
+    forward_to: Sequence[str] = ()
 
     @classmethod
     def of(cls, server: DeliverySieve, row: Mailbox) -> ScriptOptions:
         """The script of ``row`` (the database is the source of truth). An out-of-range stored
         threshold falls back to the default (logged). A row-like object with only ``id`` and
         ``address`` (some callers of :func:`shipmail.delivery.service.install` pass one) gets the
-        defaults: threshold 5, no auto-reply, no rules."""
+        defaults: threshold 5, no auto-reply, no rules, no forwarding."""
         threshold = getattr(row, "spam_filter_threshold", THRESHOLD_DEFAULT)
         if not isinstance(threshold, int) or not THRESHOLD_MIN <= threshold <= THRESHOLD_MAX:
             logger.error("mailbox %s has spam_filter_threshold %r; using %d", row.id, threshold, THRESHOLD_DEFAULT)
@@ -75,6 +81,7 @@ class ScriptOptions:
             spam_threshold=threshold,
             auto_reply=getattr(row, "auto_reply", None),
             rules=getattr(row, "rules", ()),
+            forward_to=tuple(getattr(row, "forward_to", None) or ()),
         )
 
 
@@ -99,6 +106,9 @@ def build_script(options: ScriptOptions) -> str:
         sections.append(prelude(options.server.has_attachment))
     if options.spam_threshold is not None:
         sections.append(spam_section(options.spam_threshold))
+    forwarding = forwarding_section(options.forward_to, options.address)
+    if forwarding is not None:
+        sections.append(forwarding)
     if options.auto_reply is not None:
         reply = auto_reply_section(options.auto_reply, options.address)
         if reply is not None:

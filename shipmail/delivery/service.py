@@ -58,6 +58,7 @@ async def update_and_install(
     rules: list[MailboxRule] | None = None,
     auto_reply: AutoReply | None = None,
     spam_filter_threshold: int | None = None,
+    forward_to: list[str] | None = None,
 ) -> None:
     """Change ``row``'s delivery settings (the ones given, already checked) and its active script
     together, and commit ``session``.
@@ -79,6 +80,8 @@ async def update_and_install(
         row.auto_reply = auto_reply
     if spam_filter_threshold is not None:
         row.spam_filter_threshold = spam_filter_threshold
+    if forward_to is not None:
+        row.forward_to = forward_to
     row.updated_at = utc.now()
     session.add(row)
     await session.flush()

@@ -4,8 +4,9 @@ Each feature's ``routes.py`` declares its operations with :func:`operation`; a h
 ``async def handler(ctx: Context[Body, Query]) -> BaseModel | Response | None``. For each request
 the endpoint built by :func:`build_routes` (one function, no nested wrappers) does, in order:
 authenticate the Bearer key and check the operation's scope (401/403), count the call against the
-key's rate-limit tier (429; the ``X-RateLimit-*`` headers go on every response after that), read
-and validate the JSON body and the query (413/422), open the request's database session (the unit
+key's rate-limit tier (429; the ``X-RateLimit-*`` headers go on every response after that), apply the key's
+mailbox limit (:func:`shipmail.auth.constraints.check_operation`: 404/403), read and validate the
+JSON body and the query (413/422), open the request's database session (the unit
 of work, ``ctx.session``), call the handler, render its model as JSON (or 204 for ``None``). Every
 :class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
 with the request id and answers 500. The OpenAPI document (:mod:`shipmail.http.openapi`) is
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipmail.auth.bearer import BearerAuth, Principal
+from shipmail.auth.constraints import check_operation
 from shipmail.auth.scopes import Scope
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
 from shipmail.http.ratelimit import RateLimits, Tier, bucket_key
@@ -351,6 +353,7 @@ async def _handle(op: Operation, request: Request, principal: Principal | None, 
     for name, value in request.path_params.items():
         if "\x00" in str(value):
             raise NotFound(f"No object with {name} {str(value)!r}.")
+    check_operation(principal, op.method, op.path, request.path_params)
     body: Any = None
     if op.body is not None:
         body = await _parse_body(request, op.body, max_body)

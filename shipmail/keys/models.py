@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from shipmail.db.types import timestamp_field
@@ -34,3 +35,6 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = timestamp_field()
     expires_at: datetime | None = timestamp_field(nullable=True)
     revoked_at: datetime | None = timestamp_field(nullable=True)
+    #: Space-separated ids of the only mailboxes the key may see (``shipmail keys create
+    #: --mailbox``); NULL: every mailbox of the organisation.
+    mailbox_ids: str | None = Field(default=None, sa_column=sa.Column("mailbox_ids", sa.Text(), nullable=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from shipmail.auth.keys import display_prefix, generate_key, key_digest
 from shipmail.auth.scopes import Scope
 from shipmail.ids import new_id
 from shipmail.keys.models import ApiKey, Organization
+from shipmail.mailboxes.models import Mailbox
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,27 @@ async def create_key(
     scopes: list[Scope],
     name: str | None = None,
     expires_at: datetime | None = None,
+    mailbox_ids: Sequence[str] | None = None,
 ) -> CreatedKey:
-    """A new key for the organisation; only its digest and display prefix are stored."""
+    """A new key for the organisation; only its digest and display prefix are stored.
+    ``mailbox_ids``: the only mailboxes it may see (each must be one of the organisation's:
+    ``ValueError`` naming the first that is not); None: all of them."""
+    if mailbox_ids is not None:
+        mailbox_ids = list(dict.fromkeys(mailbox_ids))
+        if not mailbox_ids:
+            raise ValueError("a key limited to mailboxes needs at least one mailbox")
+        owned = set(
+            (
+                await session.exec(
+                    select(Mailbox.id).where(
+                        col(Mailbox.organization_id) == organization_id, col(Mailbox.id).in_(mailbox_ids)
+                    )
+                )
+            ).all()
+        )
+        for mailbox_id in mailbox_ids:
+            if mailbox_id not in owned:
+                raise ValueError(f"no mailbox {mailbox_id!r} in this organisation")
     key = generate_key()
     record = ApiKey(
         id=new_id("key"),
@@ -55,6 +76,7 @@ async def create_key(
         scopes=" ".join(s.value for s in (scopes or [Scope.ALL])),
         created_at=utc.now(),
         expires_at=expires_at,
+        mailbox_ids=" ".join(mailbox_ids) if mailbox_ids is not None else None,
     )
     session.add(record)
     await session.commit()
@@ -90,8 +112,9 @@ def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | 
     refuses them).
 
     Runs for every key not in the key cache (:class:`shipmail.auth.bearer.KeyCache`), inside
-    authlib's validator in a worker thread, so it is one Core ``SELECT`` of five columns on a
-    plain synchronous connection (no ORM session)."""
+    authlib's validator in a worker thread, so it is one Core ``SELECT`` of six columns on a
+    plain synchronous connection (no ORM session). ``mailbox_ids`` becomes
+    :attr:`Principal.mailbox_ids`."""
     digest = key_digest(secret_key, key)
     stmt = sa.select(
         col(ApiKey.id),
@@ -99,15 +122,17 @@ def principal_for(conn: Connection, secret_key: bytes, key: str) -> Principal | 
         col(ApiKey.scopes),
         col(ApiKey.expires_at),
         col(ApiKey.revoked_at),
+        col(ApiKey.mailbox_ids),
     ).where(col(ApiKey.digest) == digest)
     row = conn.execute(stmt).first()
     if row is None:
         return None
-    key_id, organization_id, scopes, expires_at, revoked_at = row
+    key_id, organization_id, scopes, expires_at, revoked_at, mailbox_ids = row
     return Principal(
         key_id=key_id,
         organization_id=organization_id,
         scopes=tuple(scopes.split()),
         expires_at=expires_at,
         revoked_at=revoked_at,
+        mailbox_ids=tuple(mailbox_ids.split()) if mailbox_ids is not None else None,
     )

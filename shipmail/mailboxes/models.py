@@ -14,11 +14,16 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlmodel import Field, SQLModel
 
 from shipmail.db.types import PydanticJSON, timestamp_field
 from shipmail.rules.schemas import RULES, MailboxRule
 from shipmail.settings.schemas import AUTO_REPLY, THRESHOLD_DEFAULT, AutoReply
+
+#: ``mailboxes.forward_to``: the ACTIVE forwarding destinations (lower-cased addresses), kept in
+#: step with :mod:`shipmail.forwarding` and compiled into the delivery script.
+FORWARD_TO = TypeAdapter(list[str])
 
 
 class MailboxState(StrEnum):
@@ -51,6 +56,10 @@ class Mailbox(SQLModel, table=True):
     #: JSON list of the inbox rules (PUT /rules; shipmail.rules.schemas.MailboxRule), the source of truth.
     rules: list[MailboxRule] = Field(
         default_factory=list, sa_column=sa.Column("rules", PydanticJSON(RULES, list), nullable=True)
+    )
+    #: JSON list of the active forwarding destinations (:data:`FORWARD_TO`); NULL: none.
+    forward_to: list[str] = Field(
+        default_factory=list, sa_column=sa.Column("forward_to", PydanticJSON(FORWARD_TO, list), nullable=True)
     )
     #: :class:`MailboxState`: ``provisioning`` / ``deleting`` while a create / delete is under way.
     state: str = Field(

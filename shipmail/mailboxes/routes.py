@@ -68,10 +68,17 @@ async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     tags=("Mailboxes",),
 )
 async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
-    """The organisation's mailboxes in creation order, optionally of one domain."""
+    """The organisation's mailboxes in creation order, optionally of one domain (for a key limited
+    to some mailboxes, only those)."""
     q = ctx.query
     rows, next_cursor, has_more = await mailboxes.list_page(
-        ctx.services, ctx.session, ctx.organization_id, q.domain_id, q.cursor, q.limit
+        ctx.services,
+        ctx.session,
+        ctx.organization_id,
+        q.domain_id,
+        q.cursor,
+        q.limit,
+        only=ctx.principal.mailbox_ids if ctx.principal is not None else None,
     )
     return MailboxList(
         data=[Mailbox.of(r) for r in rows],

@@ -41,6 +41,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -294,12 +295,20 @@ async def _abandon(svc: Services, session: AsyncSession, mailbox_id: str, addres
 
 
 async def list_page(
-    svc: Services, session: AsyncSession, organization_id: str, domain_id: str | None, cursor: str | None, limit: int
+    svc: Services,
+    session: AsyncSession,
+    organization_id: str,
+    domain_id: str | None,
+    cursor: str | None,
+    limit: int,
+    only: Sequence[str] | None = None,
 ) -> tuple[list[Mailbox], str | None, bool]:
-    """A page of the organisation's usable (``active``) mailboxes (optionally of one domain) in
-    creation order: ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other
-    filters."""
+    """A page of the organisation's usable (``active``) mailboxes (optionally of one domain, and
+    only the ids ``only`` when given: a key limited to some mailboxes) in creation order:
+    ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other filters."""
     where = [col(Mailbox.organization_id) == organization_id, col(Mailbox.state) == MailboxState.ACTIVE.value]
+    if only is not None:
+        where.append(col(Mailbox.id).in_(list(only)))
     if domain_id is not None:
         where.append(col(Mailbox.domain_id) == domain_id)
     return await cursor_page(

@@ -12,8 +12,11 @@ as libsasl's ``saslauthd_verify_password`` sends it):
 
 Rules: the address is ``login@realm`` lower-cased; an empty realm is refused (a login without a
 domain, including a failed admin login, which libsasl forwards as ``admin`` with an empty realm);
-``lookup(address)`` gives the argon2id hash or None; the password is checked with argon2-cffi. For
-an unknown address a dummy hash is verified too, so the answer time does not reveal which addresses
+``lookup(address)`` gives the argon2id hash, or a sequence of :class:`Credential` (every password
+that opens the account: the mailbox password and its app passwords), or None; the password is
+checked with argon2-cffi against each in turn, and the first that matches logs in (its ``used``
+callback, if any, is then called: the app passwords' ``last_used_at``). For an unknown address
+(None or no credential) a dummy hash is verified too, so the answer time does not reveal which addresses
 exist. A request over 8 KiB (libsasl's own limit), a read slower than ``read_timeout``, a malformed
 field, a lookup that raises: all answer ``NO`` and the daemon keeps serving. A password is checked
 whole, whatever its length: the API's longest (128 characters, at most 512 UTF-8 bytes, see
@@ -49,7 +52,8 @@ import signal
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import argon2
@@ -68,7 +72,19 @@ HEALTH_ADDRESS = "health-probe@shipmail.invalid"
 HEALTHY = "NO healthy"
 UNHEALTHY = "NO unhealthy"
 
-Lookup = Callable[[str], str | None]
+
+@dataclass(frozen=True)
+class Credential:
+    """One password that opens an account: its argon2id hash and, optionally, what to call after
+    a login with it succeeded (in the checking worker thread; its errors are logged, not raised)."""
+
+    password_hash: str
+    used: Callable[[], None] | None = None
+
+
+#: ``lookup(address)``: the argon2id hash of the account's one password, or its
+#: :class:`Credential` list, or None for an unknown (or unusable) account.
+Lookup = Callable[[str], "str | Sequence[Credential] | None"]
 
 
 class AuthDaemonError(Exception):
@@ -321,19 +337,31 @@ class AuthDaemon:
             return "NO login must be local@domain"
         address = f"{login_text}@{realm_text}".lower()
         try:
-            password_hash = self._lookup(address)
+            found = self._lookup(address)
         except Exception as exc:  # the lookup's failure must not stop the daemon
             logger.error("authd: lookup failed for %s: %s", address, type(exc).__name__)
             return "NO temporary failure"
-        if password_hash is None:
+        credentials = [Credential(found)] if isinstance(found, str) else list(found or ())
+        if not credentials:
             self._verify(self._dummy(), password)  # same cost as a real check
             logger.info("authd: unknown address %s (service %s)", address, service_text)
             return "NO authentication failure"
-        if self._verify(password_hash, password):
-            logger.info("authd: OK %s (service %s)", address, service_text)
-            return "OK"
+        for index, credential in enumerate(credentials):
+            if self._verify(credential.password_hash, password):
+                logger.info("authd: OK %s (service %s, credential %d)", address, service_text, index)
+                self._used(credential, address)
+                return "OK"
         logger.info("authd: wrong password for %s (service %s)", address, service_text)
         return "NO authentication failure"
+
+    @staticmethod
+    def _used(credential: Credential, address: str) -> None:
+        if credential.used is None:
+            return
+        try:
+            credential.used()
+        except Exception as exc:  # bookkeeping must not refuse a good login
+            logger.error("authd: recording the use of a credential of %s failed: %s", address, type(exc).__name__)
 
     def _dummy(self) -> str:
         """A hash of a random secret, verified for unknown addresses (computed once)."""

@@ -7,6 +7,7 @@ this module is the one place that teaches it:
 - RFC 9042 section 3: ``fileinto :mailboxid <mailboxid> <mailbox>`` (``require "mailboxid"``);
 - RFC 5233: the address parts ``:user`` and ``:detail`` of ``address`` and ``envelope``
   (``require "subaddress"``);
+- RFC 5293: the ``addheader [:last] <field-name> <value>`` action (``require "editheader"``);
 - the mail server's own delivery tests (:class:`~shipmail.mailserver.base.SieveTest`, e.g. Cyrus's
   ``jmapquery``): :func:`register_test`, a test command with one string argument, valid after its
   ``require``.
@@ -74,6 +75,21 @@ def register() -> None:
                     extra = arg.setdefault("extension_values", {})
                     for part, extension in _ADDRESS_PARTS.items():
                         extra.setdefault(part, extension)
+        if getattr(commands, "AddheaderCommand", None) is None:
+            cls = type(
+                "AddheaderCommand",
+                (commands.ActionCommand,),
+                {
+                    "args_definition": [
+                        {"name": "last", "type": ["tag"], "values": [":last"], "required": False},
+                        {"name": "field-name", "type": ["string"], "required": True},
+                        {"name": "value", "type": ["string"], "required": True},
+                    ],
+                    "extension": "editheader",
+                },
+            )
+            commands.add_commands(cls)
+            commands.AddheaderCommand = cls
         _registered = True
 
 

@@ -7,7 +7,7 @@
   left and removes the directory.
 * ``authd_registry``: the object the AuthDaemon asks; by default a dict of address -> argon2id
   hash (``.hashes``, filled with ``.set_password``). Replace ``.lookup`` with any
-  ``(address) -> hash | None`` to check logins against something else (e.g. the app's database);
+  :data:`~shipmail.mailserver.authd.Lookup` to check logins against something else (e.g. the app's database);
   it is restored after each test.
 
 Every test under tests/integration gets the ``integration`` marker. :func:`require` skips a test
@@ -21,7 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ import argon2
 import pytest
 import pytest_asyncio
 
-from shipmail.mailserver.authd import AuthDaemon
+from shipmail.mailserver.authd import AuthDaemon, Lookup
 from shipmail.mailserver.cyrus import CyrusInstance
 from shipmail.mailserver.cyrus_server import CyrusMailServer
 
@@ -93,7 +93,7 @@ class AuthRegistry:
     """What the test AuthDaemon consults: ``lookup(address)`` -> argon2id hash or None."""
 
     hashes: dict[str, str] = field(default_factory=dict)
-    lookup: Callable[[str], str | None] = field(init=False)
+    lookup: Lookup = field(init=False)
 
     def __post_init__(self) -> None:
         self.lookup = self.hashes.get
@@ -244,8 +244,8 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
     from starlette.testclient import TestClient
 
     from shipmail.app import create_app
+    from shipmail.app_passwords.logins import credential_lookup
     from shipmail.config import Settings
-    from shipmail.mailboxes.logins import password_lookup
     from tests.dbfixtures import migrated_database
     from tests.unit.conftest import make_key
 
@@ -259,7 +259,7 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
             lmtp_port=inst.lmtp_port,
             imap_port=inst.imap_port,
         )
-        lookup, close = password_lookup(url)
+        lookup, close = credential_lookup(url)  # as `shipmail serve-login-checker` composes it
         authd_registry.lookup = lookup
         app = create_app(settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
         try:

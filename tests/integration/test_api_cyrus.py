@@ -204,7 +204,14 @@ def test_plain_password_is_stored_nowhere(api: ApiEnv, caplog: pytest.LogCapture
         assert r.status_code == 200
         imap_login(api, mbx["address"], second).logout()
         assert login_fails(api, mbx["address"], first)
-    needles = [p.encode() for p in (first, second)]
+        # An app password (issue 14): shown once, then only its argon2id hash anywhere.
+        r = api.client.post(f"/v1/mailboxes/{mbx['id']}/app-passwords", json={"name": "phone"}, headers=api.auth())
+        assert r.status_code == 201, r.text
+        app_secret = r.json()["secret"]
+        imap_login(api, mbx["address"], app_secret).logout()
+        listed = api.client.get(f"/v1/mailboxes/{mbx['id']}/app-passwords", headers=api.auth())
+        assert app_secret not in listed.text
+    needles = [p.encode() for p in (first, second, app_secret)]
     scanned = 0
     for root in (api.settings.data_dir, api.cyrus.root):
         for path in Path(root).rglob("*"):
@@ -216,4 +223,4 @@ def test_plain_password_is_stored_nowhere(api: ApiEnv, caplog: pytest.LogCapture
     assert scanned > 10
     for record in caplog.records:
         text = record.getMessage() + str(record.args)
-        assert first not in text and second not in text
+        assert first not in text and second not in text and app_secret not in text

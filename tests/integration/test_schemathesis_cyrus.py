@@ -1054,6 +1054,39 @@ def test_the_checks_reject_nonconforming_responses(seeded: Seeded) -> None:
         _check_binary(cut)
 
 
+def test_credentials_and_forwarding_examples_conform(seeded: Seeded) -> None:
+    """Issue 14's operations on the seeded mailbox, each to its success path (after the property
+    test, which may have filled the app-password and forwarding limits: they are emptied first),
+    with the same checks: app passwords (list, create, revoke), forwarding (list, add, remove),
+    the public confirmation page and an unknown token."""
+
+    def call(status: int, method: str, path: str, **request: Any) -> Any:
+        response = _explicit(seeded, method, path, **request)
+        assert response is not None and response.status_code == status, (
+            method,
+            path,
+            None if response is None else (response.status_code, response.content[:300]),
+        )
+        return response.json() if response.content and "json" in (_header(response, "Content-Type") or "") else None
+
+    apps, app = f"{_M}/app-passwords", f"{_M}/app-passwords/{{app_password_id}}"
+    for row in call(200, "GET", apps)["data"]:
+        if row["state"] == "active":
+            call(204, "DELETE", app, path_parameters={"app_password_id": row["id"]})
+    created = call(201, "POST", apps, body={"name": "schemathesis"})
+    call(204, "DELETE", app, path_parameters={"app_password_id": created["id"]})
+    fwds, fwd = f"{_M}/forwarding", f"{_M}/forwarding/{{forwarding_id}}"
+    for row in call(200, "GET", fwds)["data"]:
+        call(204, "DELETE", fwd, path_parameters={"forwarding_id": row["id"]})
+    added = call(200, "POST", fwds, body={"destination": "somewhere@forward.example"})
+    assert added["status"] == "pending"
+    call(204, "DELETE", fwd, path_parameters={"forwarding_id": added["id"]})
+    token = "A" * 43
+    confirmation = "/forwarding-confirmations/{token}"
+    call(200, "GET", confirmation, path_parameters={"token": token})
+    call(404, "POST", confirmation, path_parameters={"token": token})
+
+
 # ----------------------------------------------------------------------------- afterwards
 
 
@@ -1089,6 +1122,13 @@ REACHED = {
     "POST /domains/search": {501},
     "POST /domains/register": {501},
     "GET /capabilities": {200},
+    "GET /mailboxes/{id}/app-passwords": {200},
+    "POST /mailboxes/{id}/app-passwords": {201},
+    "DELETE /mailboxes/{id}/app-passwords/{app_password_id}": {204},
+    "GET /mailboxes/{id}/forwarding": {200},
+    "POST /mailboxes/{id}/forwarding": {200},
+    "DELETE /mailboxes/{id}/forwarding/{forwarding_id}": {204},
+    "GET /forwarding-confirmations/{token}": {200},
 }
 
 

@@ -208,3 +208,34 @@ def test_stop_joins_threads(socket_dir: Path, hashes: dict[str, str]) -> None:
     left = {t.name for t in threading.enumerate()} - before
     assert not [name for name in left if name.startswith("shipmail-authd")]
     assert not os.path.exists(authd.socket_path)
+
+
+def test_a_credential_list_logs_in_with_any_of_them(socket_dir: Path) -> None:
+    """The lookup may answer every password of the account (issue 14: the mailbox password and its
+    app passwords): any of them logs in, the matching one's ``used`` runs, a failing ``used``
+    does not refuse the login, an empty list is an unknown account."""
+    from shipmail.mailserver.authd import Credential
+
+    used: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("database gone")
+
+    accounts = {
+        ADDRESS: [
+            Credential(HASHER.hash(PASSWORD)),
+            Credential(HASHER.hash("app-one"), lambda: used.append("one")),
+            Credential(HASHER.hash("app-two"), boom),
+        ],
+        "empty@example.com": [],
+    }
+    with AuthDaemon(socket_dir / "authd.sock", accounts.get, hasher=HASHER) as authd:
+        local, realm = ADDRESS.split("@")
+        assert login(authd.socket_path, local, PASSWORD, realm) == "OK"
+        assert used == []
+        assert login(authd.socket_path, local, "app-one", realm) == "OK"
+        assert used == ["one"]
+        assert login(authd.socket_path, local, "app-two", realm) == "OK"
+        assert login(authd.socket_path, local, "app-three", realm).startswith("NO")
+        assert login(authd.socket_path, "empty", PASSWORD, "example.com").startswith("NO")
+        assert used == ["one"]

@@ -296,3 +296,38 @@ def test_doctor_without_a_mail_server_cannot_check(runner: CliRunner, data_dir: 
     assert "shipmail doctor: cannot check" in result.stderr and "shipmail serve" in result.stderr
     usage = run(runner, "doctor", "--purge-orphans", ok=False)
     assert usage.exit_code == 2 and "--purge-orphans works only with --repair" in usage.stderr
+
+
+def test_keys_create_limited_to_mailboxes(runner: CliRunner, data_dir: Path) -> None:
+    """``--mailbox`` (issue 14): the key sees only those mailboxes; unknown ids are a usage error."""
+    import httpx
+
+    from tests.fakes import FakeJmap
+
+    _, full = create_key(runner)
+    app = create_app(Settings.from_env(), mail_server=FakeMailServer(), jmap_transport=httpx.MockTransport(FakeJmap()))
+    with TestClient(app, base_url="http://testserver") as client:
+        dom = client.post("/v1/domains", json={"name": "example.com"}, headers=bearer(full)).json()
+        run(runner, "domains", "verify", "example.com")
+        ids = []
+        for local in ("a", "b", "c"):
+            r = client.post(
+                "/v1/mailboxes",
+                json={"domain_id": dom["id"], "address": local, "generate_password": True},
+                headers=bearer(full),
+            )
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        result = run(runner, "keys", "create", "--org", "acme", "--mailbox", ids[0], "--mailbox", ids[2])
+        assert f"mailboxes: {ids[0]} {ids[2]}" in result.stdout
+        key = result.stdout.strip().splitlines()[-1]
+        listed = client.get("/v1/mailboxes", headers=bearer(key)).json()["data"]
+        assert [m["id"] for m in listed] == [ids[0], ids[2]]
+        assert client.get(f"/v1/mailboxes/{ids[1]}", headers=bearer(key)).status_code == 404
+        assert client.get(f"/v1/mailboxes/{ids[2]}", headers=bearer(key)).status_code == 200
+        assert client.get("/v1/domains", headers=bearer(key)).status_code == 403
+    assert "mailboxes: " in run(runner, "keys", "list", "--org", "acme").stdout
+    bad = run(runner, "keys", "create", "--org", "acme", "--mailbox", "mbx_" + "0" * 24, ok=False)
+    assert bad.exit_code == 2 and "no mailbox" in bad.stderr
+    other = run(runner, "keys", "create", "--org", "globex", "--mailbox", ids[0], ok=False)
+    assert other.exit_code == 2

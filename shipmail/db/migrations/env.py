@@ -5,9 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+from shipmail.app_passwords import models as _app_passwords  # noqa: F401  (registers the tables)
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
 from shipmail.exports import models as _exports  # noqa: F401
+from shipmail.forwarding import models as _forwarding  # noqa: F401
 from shipmail.imports import models as _imports  # noqa: F401
 from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
