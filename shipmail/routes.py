@@ -9,6 +9,7 @@ from shipmail.identities import routes as identities
 from shipmail.inbox import attachment_routes as attachments
 from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
+from shipmail.messages import routes as messages
 from shipmail.rules import routes as rules
 from shipmail.sandbox import routes as sandbox
 from shipmail.settings import routes as mailbox_settings
@@ -25,4 +26,5 @@ OPERATIONS: list[Operation] = [
     *inbox.operations,
     *attachments.operations,
     *sandbox.operations,
+    *messages.operations,
 ]

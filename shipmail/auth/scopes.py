@@ -19,6 +19,7 @@ class Scope(StrEnum):
     MAILBOXES_WRITE = "mailboxes:write"
     MESSAGES_READ = "messages:read"
     MESSAGES_WRITE = "messages:write"
+    MESSAGES_SEND = "messages:send"
     MAILBOX_RULES_READ = "mailbox_rules:read"
     MAILBOX_RULES_WRITE = "mailbox_rules:write"
 

@@ -65,6 +65,7 @@ class Tier(StrEnum):
 
     READ = "read"
     WRITE = "write"
+    SEND = "send"
 
 
 def _key_of(request: Request) -> str:

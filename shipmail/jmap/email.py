@@ -17,11 +17,14 @@ decoding a page of 50 Emails with dataclasses_json costs more CPU than the whole
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, ClassVar, Literal, TypedDict, cast
 
 from jmapc import Comparator, EmailQueryFilter
 from jmapc.methods import EmailGet, EmailQuery
+from jmapc.methods.base import MethodWithAccount
+from jmapc.methods.email import EmailBase
 from jmapc.models import ListOrRef
 
 from shipmail.utc import as_utc, ceil_second
@@ -102,6 +105,18 @@ def full_get(ids: ListOrRef[str]) -> EmailGet:
         fetch_html_body_values=True,
         max_body_value_bytes=MAX_BODY_VALUE_BYTES,
     )
+
+
+@dataclass
+class EmailImport(EmailBase, MethodWithAccount):
+    """``Email/import`` (RFC 8621 section 4.8), which jmapc lacks: ``emails`` maps a creation id
+    to ``{"blobId", "mailboxIds", "keywords", "receivedAt"?}`` (the message uploaded as a blob
+    first, CRLF line ends: Cyrus refuses bare LF with ``invalidEmail``). The response's
+    ``created`` maps each creation id to ``{"id", "blobId", "threadId", "size"}``; a later call
+    of the same request refers to the Email as ``#<creation id>``."""
+
+    method_type: ClassVar[str | None] = "import"
+    emails: dict[str, dict[str, Any]] | None = None
 
 
 # ----------------------------------------------------------------------------- query

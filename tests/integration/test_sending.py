@@ -1,0 +1,284 @@
+"""Sending on the real Cyrus: ``POST /v1/messages`` and the replies go through Email/import +
+EmailSubmission/set, Cyrus's sendmail spool and the one outgoing queue; local recipients get the
+mail over LMTP. A sends to B, B replies, the reply is in A's thread; Sent folders, ``$answered``
+and an IMAP login as A agree."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import secrets
+import time
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ApiEnv, imap_login
+from tests.integration.corpus import jmap
+
+
+def mailbox(api: ApiEnv, domain: str, local: str, name: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"password": "CorrectHorse9!x"}
+    if name is not None:
+        body["display_name"] = name
+    return api.new_mailbox(domain, local, **body)
+
+
+def send(api: ApiEnv, body: dict[str, Any], key: str | None = None) -> Any:
+    return api.client.post("/v1/messages", json=body, headers=api.auth(key))
+
+
+def wait_inbox(api: ApiEnv, mailbox_id: str, subject: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The first inbox message of ``mailbox_id`` with ``subject`` (waits for the queue)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.client.get(
+            f"/v1/mailboxes/{mailbox_id}/inbox/messages", params={"folder_role": "inbox"}, headers=api.auth()
+        )
+        assert r.status_code == 200, r.text
+        found = [m for m in r.json()["data"] if m["subject"] == subject]
+        if found:
+            full = api.client.get(f"/v1/mailboxes/{mailbox_id}/inbox/messages/{found[0]['id']}", headers=api.auth())
+            assert full.status_code == 200, full.text
+            return full.json()  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{subject!r} did not arrive in {mailbox_id}"
+        time.sleep(0.1)
+
+
+def wait_status(api: ApiEnv, message_id: str, status: str, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.client.get(f"/v1/messages/{message_id}", headers=api.auth())
+        assert r.status_code == 200, r.text
+        if r.json()["status"] == status:
+            return r.json()  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{message_id} is {r.json()['status']}, not {status}: {r.json()}"
+        time.sleep(0.1)
+
+
+def folder_of(api: ApiEnv, mailbox_id: str, role: str) -> str:
+    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/folders", headers=api.auth())
+    assert r.status_code == 200, r.text
+    return next(f["id"] for f in r.json()["data"] if f.get("role") == role)
+
+
+def messages_in(api: ApiEnv, mailbox_id: str, role: str) -> list[dict[str, Any]]:
+    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/inbox/messages", params={"folder_role": role}, headers=api.auth())
+    assert r.status_code == 200, r.text
+    return r.json()["data"]  # type: ignore[no-any-return]
+
+
+def test_a_sends_to_b_and_b_replies_in_the_same_thread(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"a-{tag}.example", "alice", name="Alice Ångström")
+    b = mailbox(api, f"b-{tag}.example", "bob", name="Bob Builder")
+    subject = f"Quarterly numbers {tag}"
+    r = send(
+        api,
+        {
+            "from": a["address"],
+            "to": [{"address": b["address"], "name": "Bob"}],
+            "subject": subject,
+            "text": "Hello Bob,\nthe numbers are in.\n",
+            "html": "<p>Hello Bob, the numbers are in.</p>",
+            "client_reference": f"ref-{tag}",
+            "metadata": {"campaign": "q4", "n": 3},
+        },
+    )
+    assert r.status_code == 201, r.text
+    sent = r.json()
+    assert sent["object"] == "message" and sent["id"].startswith("msg_")
+    assert sent["mailbox_id"] == a["id"] and sent["from_address"] == a["address"]
+    assert sent["status"] == "queued" and sent["source"] == "api"
+    assert sent["to_addresses"] == [{"address": b["address"], "name": "Bob"}]
+    assert sent["client_reference"] == f"ref-{tag}" and sent["metadata"] == {"campaign": "q4", "n": 3}
+    assert sent["thread_id"].startswith("thr_") and sent["email_id"].startswith("eml_")
+    assert sent["source_rfc_message_id"].endswith(f"@a-{tag}.example>")
+
+    # B's inbox shows it with A's display name.
+    got = wait_inbox(api, b["id"], subject)
+    assert got["from"] == [{"name": "Alice Ångström", "email": a["address"]}]
+    assert got["message_id"] == [sent["source_rfc_message_id"][1:-1]]
+    assert got["body_values"][got["text_body"][0]["part_id"]]["value"].startswith("Hello Bob,")
+    assert wait_status(api, sent["id"], "sent")["last_error"] is None
+
+    # A's Sent holds the original (no $draft), Drafts is empty.
+    a_sent = messages_in(api, a["id"], "sent")
+    assert [m["id"] for m in a_sent] == [sent["email_id"]]
+    assert "$draft" not in a_sent[0]["keywords"] and a_sent[0]["keywords"].get("$seen")
+    assert messages_in(api, a["id"], "drafts") == []
+
+    # B replies to that message.
+    r = api.client.post(
+        f"/v1/mailboxes/{b['id']}/inbox/messages/{got['id']}/reply",
+        json={"to": [a["address"]], "text": "Thanks, Alice."},
+        headers=api.auth(),
+    )
+    assert r.status_code == 201, r.text
+    reply = r.json()
+    assert reply["subject"] == f"Re: {subject}" and reply["from_address"] == b["address"]
+    assert reply["thread_id"] == got["thread_id"]  # B's reply joins B's thread
+
+    back = wait_inbox(api, a["id"], f"Re: {subject}")
+    assert back["thread_id"] == sent["thread_id"]  # and A's
+    assert back["in_reply_to"] == [sent["source_rfc_message_id"][1:-1]]
+    assert back["references"] == [sent["source_rfc_message_id"][1:-1]]
+    assert back["from"] == [{"name": "Bob Builder", "email": b["address"]}]
+    thread = api.client.get(f"/v1/mailboxes/{a['id']}/inbox/threads/{sent['thread_id']}", headers=api.auth())
+    assert [m["subject"] for m in thread.json()["data"]] == [subject, f"Re: {subject}"]
+
+    # B's Sent holds the reply; the replied-to message has $answered.
+    assert [m["id"] for m in messages_in(api, b["id"], "sent")] == [reply["email_id"]]
+    again = api.client.get(f"/v1/mailboxes/{b['id']}/inbox/messages/{got['id']}", headers=api.auth())
+    assert again.json()["keywords"].get("$answered") is True
+    wait_status(api, reply["id"], "sent")
+
+    # An IMAP client logged in as A sees the same Sent folder.
+    conn = imap_login("127.0.0.1", api.cyrus.instance.imap_port, a["address"], "CorrectHorse9!x")
+    try:
+        status, _ = conn.select("Sent", readonly=True)
+        assert status == "OK"
+        status, data = conn.search(None, "ALL")
+        assert data[0].split() == [b"1"]
+        status, fetched = conn.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID BCC)])")
+        raw = b"".join(part[1] for part in fetched if isinstance(part, tuple))
+        flags = b"".join(part[0] for part in fetched if isinstance(part, tuple))
+        assert subject.encode() in raw and sent["source_rfc_message_id"].encode() in raw
+        assert b"\\Draft" not in flags and b"\\Seen" in flags
+        assert conn.select("Drafts", readonly=True)[1] == [b"0"]
+    finally:
+        conn.logout()
+
+    # The message list and get.
+    listed = api.client.get("/v1/messages", params={"client_reference": f"ref-{tag}"}, headers=api.auth())
+    assert [m["id"] for m in listed.json()["data"]] == [sent["id"]]
+    listed = api.client.get("/v1/messages", params={"mailbox_id": b["id"]}, headers=api.auth())
+    assert [m["id"] for m in listed.json()["data"]] == [reply["id"]]
+
+
+def test_thread_reply_and_reply_to_message_follow_up(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"ta-{tag}.example", "a")
+    b = mailbox(api, f"tb-{tag}.example", "b")
+    subject = f"Thread {tag}"
+    first = send(api, {"mailbox_id": a["id"], "to": [b["address"]], "subject": subject, "text": "one"}).json()
+    got = wait_inbox(api, b["id"], subject)
+    # B answers the thread (its newest inbound message).
+    r = api.client.post(
+        f"/v1/mailboxes/{b['id']}/inbox/threads/{got['thread_id']}/reply",
+        json={"to": [a["address"]], "html": "<p>two</p>"},
+        headers=api.auth(),
+    )
+    assert r.status_code == 201, r.text
+    back = wait_inbox(api, a["id"], f"Re: {subject}")
+    assert back["thread_id"] == first["thread_id"]
+    # A follows up on its own first message through /messages/{id}/reply.
+    r = api.client.post(
+        f"/v1/messages/{first['id']}/reply", json={"to": [b["address"]], "text": "three"}, headers=api.auth()
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["thread_id"] == first["thread_id"]
+    # Unknown ids are 404.
+    assert (
+        api.client.post(
+            f"/v1/mailboxes/{b['id']}/inbox/threads/thr_nope/reply",
+            json={"to": [a["address"]], "text": "x"},
+            headers=api.auth(),
+        ).status_code
+        == 404
+    )
+    assert api.client.get("/v1/messages/msg_nope", headers=api.auth()).status_code == 404
+
+
+def test_bcc_is_delivered_but_never_in_a_header(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"ba-{tag}.example", "a")
+    b = mailbox(api, f"bb-{tag}.example", "b")
+    c = mailbox(api, f"bc-{tag}.example", "c")
+    subject = f"Blind {tag}"
+    r = send(api, {"from": a["address"], "to": [b["address"]], "bcc": [c["address"]], "subject": subject, "text": "x"})
+    assert r.status_code == 201, r.text
+    assert r.json()["bcc_addresses"] == [{"address": c["address"], "name": None}]
+    for box in (b, c):
+        got = wait_inbox(api, box["id"], subject)
+        assert got["bcc"] is None
+        assert all(h["name"].lower() != "bcc" for h in got["headers"])
+        assert all(c["address"] not in h["value"] for h in got["headers"] if h["name"].lower() in ("to", "cc"))
+    sent_copy = messages_in(api, a["id"], "sent")[0]
+    full = api.client.get(f"/v1/mailboxes/{a['id']}/inbox/messages/{sent_copy['id']}", headers=api.auth()).json()
+    assert all(h["name"].lower() != "bcc" for h in full["headers"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"subject": "Hi\r\nBcc: victim@example.org"}, "subject"),
+        ({"to": [{"address": "x@example.org", "name": "Evil\nBcc: v@example.org"}]}, "to[0].name"),
+        ({"to": [f"u{i}@example.org" for i in range(30)], "cc": [f"c{i}@example.org" for i in range(21)]}, "to"),
+        ({"text": None}, "text"),
+        ({"from": "nobody@nowhere.example"}, "from"),
+        ({"attachments": [{"filename": "a.bin", "content": "!!notbase64"}]}, "attachments[0].content"),
+    ],
+)
+def test_invalid_sends_answer_422_and_send_nothing(api: ApiEnv, change: dict[str, Any], field: str) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"ia-{tag}.example", "a")
+    body: dict[str, Any] = {"from": a["address"], "to": ["x@example.org"], "subject": "ok", "text": "body"}
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+    r = send(api, body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["type"] == "validation_error"
+    assert any(d["field"] == field for d in r.json()["error"]["details"]), r.json()
+    assert messages_in(api, a["id"], "sent") == [] and messages_in(api, a["id"], "drafts") == []
+    assert api.client.get("/v1/messages", params={"mailbox_id": a["id"]}, headers=api.auth()).json()["data"] == []
+
+
+def test_from_must_be_an_identity_of_mailbox_id_and_suspended_cannot_send(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"sa-{tag}.example", "a")
+    b = mailbox(api, f"sb-{tag}.example", "b")
+    r = send(api, {"mailbox_id": a["id"], "from": b["address"], "to": ["x@example.org"], "subject": "s", "text": "t"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["code"] == "not_an_identity"
+    other = api.new_key(org="other-org")
+    r = send(api, {"mailbox_id": a["id"], "to": ["x@example.org"], "subject": "s", "text": "t"}, key=other)
+    assert r.status_code == 404
+    r = send(api, {"from": a["address"], "to": ["x@example.org"], "subject": "s", "text": "t"}, key=other)
+    assert r.status_code == 422
+    assert api.client.post(f"/v1/mailboxes/{a['id']}/suspend", headers=api.auth()).status_code == 200
+    r = send(api, {"mailbox_id": a["id"], "to": ["x@example.org"], "subject": "s", "text": "t"})
+    assert r.status_code == 409, r.text
+    assert messages_in(api, a["id"], "sent") == []
+
+
+def test_external_recipients_land_in_the_outbox_without_a_relay(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"oa-{tag}.example", "a", name="Outbox Sender")
+    payload = bytes(range(256)) * 10
+    r = send(
+        api,
+        {
+            "from": a["address"],
+            "to": [f"far-{tag}@elsewhere.example"],
+            "subject": f"Out {tag}",
+            "text": "to the world",
+            "attachments": [{"filename": "data.bin", "content": base64.b64encode(payload).decode()}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["attachments"] == [
+        {"filename": "data.bin", "size": 2560, "content_type": "application/octet-stream"}
+    ]
+    done = wait_status(api, r.json()["id"], "sent")
+    assert done["last_error"] is None
+    files = [p for p in api.settings.outbox_dir.glob("*.eml") if f"far-{tag}@".encode() in p.read_bytes()]
+    assert len(files) == 1
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert msg["X-Envelope-From"] == f"<{a['address']}>"
+    assert msg["Subject"] == f"Out {tag}" and msg["From"].addresses[0].display_name == "Outbox Sender"
+    (attachment,) = list(msg.iter_attachments())
+    assert attachment.get_content() == payload
