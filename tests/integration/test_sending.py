@@ -6,17 +6,20 @@ and an IMAP login as A agree."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import email
 import email.policy
 import secrets
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ApiEnv, imap_login
-from tests.integration.corpus import jmap
+from tests.integration.conftest import ApiEnv, AuthRegistry, CyrusFixture, api_env, free_port, imap_login
 
 
 def mailbox(api: ApiEnv, domain: str, local: str, name: str | None = None) -> dict[str, Any]:
@@ -56,12 +59,6 @@ def wait_status(api: ApiEnv, message_id: str, status: str, timeout: float = 15.0
             return r.json()  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, f"{message_id} is {r.json()['status']}, not {status}: {r.json()}"
         time.sleep(0.1)
-
-
-def folder_of(api: ApiEnv, mailbox_id: str, role: str) -> str:
-    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/folders", headers=api.auth())
-    assert r.status_code == 200, r.text
-    return next(f["id"] for f in r.json()["data"] if f.get("role") == role)
 
 
 def messages_in(api: ApiEnv, mailbox_id: str, role: str) -> list[dict[str, Any]]:
@@ -282,3 +279,153 @@ def test_external_recipients_land_in_the_outbox_without_a_relay(api: ApiEnv) -> 
     assert msg["Subject"] == f"Out {tag}" and msg["From"].addresses[0].display_name == "Outbox Sender"
     (attachment,) = list(msg.iter_attachments())
     assert attachment.get_content() == payload
+
+
+# ------------------------------------------------------------------------------------ the relay
+
+
+@dataclass
+class Relay:
+    """An SMTP server (aiosmtpd) the test starts; ``replies`` are the answers to DATA in turn
+    (the last one repeats), ``received`` what it accepted."""
+
+    replies: list[str]
+    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    answered: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self.replies[min(self.answered, len(self.replies) - 1)]
+        self.answered += 1
+        if reply.startswith("250"):
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
+        return reply
+
+
+@contextlib.contextmanager
+def relay_env(
+    api_cyrus: CyrusFixture, registry: AuthRegistry, tmp_path: Path, *replies: str
+) -> Iterator[tuple[ApiEnv, Relay]]:
+    from aiosmtpd.controller import Controller
+
+    relay = Relay(list(replies) or ["250 OK"])
+    port = free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with api_env(
+            api_cyrus, registry, tmp_path, smtp_relay=f"127.0.0.1:{port}", send_retry_base=0.3, send_retry_seconds=8
+        ) as env:
+            yield env, relay
+    finally:
+        controller.stop()
+
+
+def test_external_mail_reaches_the_relay_as_valid_mime(
+    cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    with relay_env(cyrus, authd_registry, tmp_path, "250 OK") as (api, relay):
+        tag = secrets.token_hex(3)
+        a = mailbox(api, f"ra-{tag}.example", "sales", name="Sales Désk")
+        b = mailbox(api, f"rb-{tag}.example", "local")
+        pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
+        png = bytes.fromhex("89504e470d0a1a0a") + secrets.token_bytes(3000)
+        body = {
+            "from": a["address"],
+            "to": [{"address": f"ext-{tag}@far.example", "name": "Ëxternal Person"}, b["address"]],
+            "cc": [f"cc-{tag}@far.example"],
+            "bcc": [f"bcc-{tag}@far.example"],
+            "reply_to": "Replies <replies@ra-" + tag + ".example>",
+            "subject": "Offer №7 — prices inside",
+            "text": "Plain text ✓\nsecond line",
+            "html": "<p>HTML ✓</p>",
+            "headers": [{"name": "X-Campaign", "value": "winter"}],
+            "attachments": [
+                {"filename": "offer.pdf", "content": base64.b64encode(pdf).decode(), "content_type": "application/pdf"},
+                {"filename": "bild ä.png", "content": base64.b64encode(png).decode(), "content_type": "image/png"},
+            ],
+        }
+        r = send(api, body)
+        assert r.status_code == 201, r.text
+        wait_status(api, r.json()["id"], "sent")
+        ((mail_from, rcpts, data),) = relay.received
+        assert mail_from == a["address"]
+        assert sorted(rcpts) == sorted([f"ext-{tag}@far.example", f"cc-{tag}@far.example", f"bcc-{tag}@far.example"])
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        assert msg["From"].addresses[0].display_name == "Sales Désk"
+        assert msg["From"].addresses[0].addr_spec == a["address"]
+        assert [x.addr_spec for x in msg["To"].addresses] == [f"ext-{tag}@far.example", b["address"]]
+        assert msg["To"].addresses[0].display_name == "Ëxternal Person"
+        assert [x.addr_spec for x in msg["Cc"].addresses] == [f"cc-{tag}@far.example"]
+        assert msg["Bcc"] is None and f"bcc-{tag}".encode() not in data
+        assert msg["Reply-To"].addresses[0].addr_spec == f"replies@ra-{tag}.example"
+        assert msg["Subject"] == "Offer №7 — prices inside"
+        assert msg["Message-ID"] == r.json()["source_rfc_message_id"]
+        assert msg["X-Campaign"] == "winter" and msg["MIME-Version"] == "1.0"
+        assert msg.get_content_type() == "multipart/mixed"
+        text = msg.get_body(("plain",))
+        html = msg.get_body(("html",))
+        assert text is not None and html is not None
+        # Text travels in canonical form (CRLF line ends, RFC 2046 section 4.1.1).
+        assert text.get_content().replace("\r\n", "\n").rstrip("\n") == "Plain text ✓\nsecond line"
+        assert html.get_content().replace("\r\n", "\n").rstrip("\n") == "<p>HTML ✓</p>"
+        files = {p.get_filename(): (p.get_content_type(), p.get_content()) for p in msg.iter_attachments()}
+        assert files == {"offer.pdf": ("application/pdf", pdf), "bild ä.png": ("image/png", png)}
+        # The local recipient got it over LMTP, not through the relay.
+        got = wait_inbox(api, b["id"], "Offer №7 — prices inside")
+        assert [x["name"] for x in got["attachments"]] == ["offer.pdf", "bild ä.png"]
+
+
+def test_a_temporary_refusal_is_retried_and_a_permanent_one_fails(
+    cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    with relay_env(cyrus, authd_registry, tmp_path, "451 4.3.0 try later", "250 OK") as (api, relay):
+        tag = secrets.token_hex(3)
+        a = mailbox(api, f"ta-{tag}.example", "a")
+        r = send(api, {"from": a["address"], "to": [f"x-{tag}@far.example"], "subject": "retry", "text": "t"})
+        assert r.status_code == 201, r.text
+        queued = wait_status(api, r.json()["id"], "queued")
+        deadline = time.monotonic() + 10
+        while relay.answered == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = api.client.get(f"/v1/messages/{r.json()['id']}", headers=api.auth()).json()
+        assert seen["status"] in ("queued", "sent"), seen
+        if seen["status"] == "queued":
+            assert "451" in (seen["last_error"] or ""), seen
+        done = wait_status(api, queued["id"], "sent")
+        assert done["last_error"] is None
+        assert relay.answered == 2 and len(relay.received) == 1
+
+    with relay_env(cyrus, authd_registry, tmp_path / "b", "550 5.1.1 no such user") as (api, relay):
+        tag = secrets.token_hex(3)
+        a = mailbox(api, f"pa-{tag}.example", "a")
+        r = send(api, {"from": a["address"], "to": [f"y-{tag}@far.example"], "subject": "perm", "text": "t"})
+        failed = wait_status(api, r.json()["id"], "failed")
+        assert "550" in failed["last_error"]
+        time.sleep(1.0)
+        assert relay.answered == 1  # never tried again
+
+
+def test_vacation_replies_leave_through_the_queue_to_the_relay(
+    cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    with relay_env(cyrus, authd_registry, tmp_path, "250 OK") as (api, relay):
+        tag = secrets.token_hex(3)
+        a = mailbox(api, f"va-{tag}.example", "away")
+        r = api.client.patch(
+            f"/v1/mailboxes/{a['id']}/auto-reply",
+            json={"enabled": True, "body": "I am away."},
+            headers=api.auth(),
+        )
+        assert r.status_code == 200, r.text
+        who = f"friend-{tag}@far.example"
+        raw = (
+            f"From: {who}\r\nTo: {a['address']}\r\nSubject: hello\r\nMessage-ID: <v{tag}@far.example>\r\n\r\nhi\r\n"
+        ).encode()
+        assert api.lmtp(a["address"], raw, sender=who) == {}
+        deadline = time.monotonic() + 10
+        while not relay.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ((mail_from, rcpts, data),) = relay.received
+        assert rcpts == [who] and mail_from in ("", "<>")  # the null sender (aiosmtpd shows "<>")
+        assert b"I am away." in data
