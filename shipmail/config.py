@@ -91,11 +91,11 @@ class Settings(BaseSettings):
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
     smtp_username: str | None = None
-    smtp_password: str | None = Field(None, repr=False)
+    smtp_password: str | None = Field(default=None, repr=False)
     #: Seconds a message refused temporarily (4xx, unreachable relay) is retried before it fails.
-    send_retry_seconds: float = Field(4 * 24 * 3600.0, gt=0)
+    send_retry_seconds: float = Field(default=4 * 24 * 3600.0, gt=0)
     #: First retry delay (seconds) of a temporarily refused message; doubles each attempt, at most 1 h.
-    send_retry_base: float = Field(30.0, gt=0)
+    send_retry_base: float = Field(default=30.0, gt=0)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
