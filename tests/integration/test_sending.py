@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.conftest import ApiEnv, AuthRegistry, CyrusFixture, api_env, free_port, imap_login
 
@@ -429,3 +431,75 @@ def test_vacation_replies_leave_through_the_queue_to_the_relay(
         ((mail_from, rcpts, data),) = relay.received
         assert rcpts == [who] and mail_from in ("", "<>")  # the null sender (aiosmtpd shows "<>")
         assert b"I am away." in data
+
+
+# ----------------------------------------------------------------------------- Unicode round trip
+
+_FORBIDDEN = "\u2028\u2029"
+_UNICODE = st.characters(exclude_categories=("Cs", "Cc"), exclude_characters=_FORBIDDEN)
+_NAMES = st.text(_UNICODE, min_size=1, max_size=60).map(str.strip).filter(bool)
+_BODY = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\r" + _FORBIDDEN), max_size=400)
+
+
+@given(subject=_NAMES, sender_name=_NAMES, recipient_name=_NAMES, filename=_NAMES, body=_BODY)
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+def test_unicode_survives_a_to_b(
+    api: ApiEnv, subject: str, sender_name: str, recipient_name: str, filename: str, body: str
+) -> None:
+    """Arbitrary Unicode subjects, display names, file names and bodies arrive exactly as sent,
+    as B's side of the API decodes them (text in canonical CRLF form compared as lines)."""
+    a, b = _round_trip_pair(api)
+    r = api.client.patch(f"/v1/mailboxes/{a['id']}", json={"display_name": sender_name}, headers=api.auth())
+    assert r.status_code == 200, r.text
+    marker = secrets.token_hex(6)
+    content = secrets.token_bytes(64)
+    r = send(
+        api,
+        {
+            "from": a["address"],
+            "to": [{"address": b["address"], "name": recipient_name}],
+            "subject": subject,
+            "text": body,
+            "headers": [{"name": "X-Marker", "value": marker}],
+            "attachments": [{"filename": filename, "content": base64.b64encode(content).decode()}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    got = _wait_marker(api, b, marker)
+    assert got["subject"] == subject
+    assert got["from"] == [{"name": sender_name, "email": a["address"]}]
+    assert got["to"] == [{"name": recipient_name, "email": b["address"]}]
+    text = got["body_values"][got["text_body"][0]["part_id"]]["value"]
+    assert text.replace("\r\n", "\n").removesuffix("\n") == body.removesuffix("\n")
+    (attachment,) = got["attachments"]
+    assert attachment["name"] == filename
+    download = api.client.get(f"/v1{attachment['download_path']}", headers=api.auth())
+    assert download.status_code == 200 and download.content == content
+
+
+_PAIR: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _round_trip_pair(api: ApiEnv) -> tuple[dict[str, Any], dict[str, Any]]:
+    key = str(api.settings.data_dir)
+    if key not in _PAIR:
+        tag = secrets.token_hex(3)
+        _PAIR[key] = (mailbox(api, f"ua-{tag}.example", "a"), mailbox(api, f"ub-{tag}.example", "b"))
+    return _PAIR[key]
+
+
+def _wait_marker(api: ApiEnv, b: dict[str, Any], marker: str, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = api.client.get(f"/v1/mailboxes/{b['id']}/inbox/messages", params={"limit": 5}, headers=api.auth())
+        for m in r.json()["data"]:
+            full = api.client.get(f"/v1/mailboxes/{b['id']}/inbox/messages/{m['id']}", headers=api.auth()).json()
+            if any(h["name"] == "X-Marker" and h["value"].strip() == marker for h in full["headers"]):
+                return full  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, "the message did not arrive"
+        time.sleep(0.1)
