@@ -1,7 +1,7 @@
 """Building the RFC 5322 message of a send or reply with Python's :mod:`email` package.
 
-``EmailMessage`` with ``policy.SMTP`` (CRLF line ends, which Cyrus's ``Email/import`` needs;
-folded headers; RFC 2047 encoded words for non-ASCII display names and subjects; RFC 2231
+``EmailMessage`` with ``policy.SMTP`` made 7-bit (CRLF line ends, which Cyrus's ``Email/import``
+needs; folded headers; quoted-printable or base64 for non-ASCII text; RFC 2047 encoded words for non-ASCII display names and subjects; RFC 2231
 parameters for non-ASCII file names): ``text/plain``, ``text/html``, or
 ``multipart/alternative`` of both; with attachments, ``multipart/mixed`` around it, each
 attachment base64. ``Bcc`` is never written: blind recipients are envelope recipients only
@@ -26,6 +26,10 @@ from shipmail.http.errors import ValidationFailed, detail
 from shipmail.messages.schemas import MAX_ATTACHMENT_BYTES, MAX_RECIPIENTS, AttachmentInput
 from shipmail.sandbox.schemas import Recipient
 from shipmail.sandbox.service import Party, Problems, check_header_text, header_address, parse_party
+
+#: CRLF, folded headers, and 7-bit only: non-ASCII text goes quoted-printable or base64, so any
+#: relay takes the message unchanged (no 8BITMIME needed; a DKIM signature survives).
+_POLICY = policy.SMTP.clone(cte_type="7bit")
 
 _MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
@@ -128,7 +132,7 @@ def decode_attachments(problems: Problems, items: list[AttachmentInput] | None) 
 
 def build(draft: Draft, *, date: datetime) -> bytes:
     """The message bytes (CRLF) of ``draft``; 422 when the email package refuses a value."""
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     try:
         msg["From"] = header_address(draft.sender)
         msg["To"] = [header_address(p) for p in draft.to]
@@ -161,7 +165,7 @@ def build(draft: Draft, *, date: datetime) -> bytes:
                 filename=attachment.filename,
                 cte="base64",
             )
-        return msg.as_bytes(policy=policy.SMTP)
+        return msg.as_bytes(policy=_POLICY)
     except (ValueError, TypeError, IndexError) as exc:
         raise ValidationFailed(
             f"The message could not be built: {exc}.", details=[detail("body", "unbuildable", str(exc))]
