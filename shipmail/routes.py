@@ -11,7 +11,6 @@ from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
 from shipmail.messages import routes as messages
 from shipmail.rules import routes as rules
-from shipmail.sandbox import routes as sandbox
 from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
 
@@ -25,6 +24,5 @@ OPERATIONS: list[Operation] = [
     *identities.operations,
     *inbox.operations,
     *attachments.operations,
-    *sandbox.operations,
     *messages.operations,
 ]

@@ -1,8 +1,8 @@
 """Building the RFC 5322 message of a send or reply with Python's :mod:`email` package.
 
 ``EmailMessage`` with ``policy.SMTP`` made 7-bit (CRLF line ends, which Cyrus's ``Email/import``
-needs; folded headers; quoted-printable or base64 for non-ASCII text; RFC 2047 encoded words for non-ASCII display names and subjects; RFC 2231
-parameters for non-ASCII file names): ``text/plain``, ``text/html``, or
+needs; folded headers; quoted-printable or base64 for non-ASCII text; RFC 2047 encoded words for
+non-ASCII display names and subjects; RFC 2231 parameters for non-ASCII file names): ``text/plain``, ``text/html``, or
 ``multipart/alternative`` of both; with attachments, ``multipart/mixed`` around it, each
 attachment base64. ``Bcc`` is never written: blind recipients are envelope recipients only
 (Cyrus sends the stored bytes as they are, a ``Bcc`` header included: measured). Header

@@ -15,17 +15,20 @@ from shipmail.db.types import timestamp_field
 
 
 class MessageStatus(StrEnum):
-    """``messages.status`` (the reference's ``Message.status`` values used here)."""
+    """``messages.status`` (the reference's ``Message.status`` values used here; ``delivered``
+    for a sandbox inbound message, the others for sends)."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENT = "sent"
+    DELIVERED = "delivered"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 class OutboundMessage(SQLModel, table=True):
-    """One message sent by a mailbox through the API (``msg_...``).
+    """One message sent by a mailbox through the API (``msg_...``), or injected into it by the
+    sandbox (``source`` ``inbound``).
 
     ``rfc_message_id`` is the ``Message-ID`` header we generated (``<...@sender domain>``);
     ``email_id``/``thread_id`` are the JMAP ids of the copy in the sender's Sent folder. Address
@@ -65,6 +68,7 @@ class OutgoingStatus(StrEnum):
 
     QUEUED = "queued"
     SENT = "sent"
+    DELIVERED = "delivered"
     FAILED = "failed"
 
 

@@ -1,5 +1,7 @@
 """Sending: ``/v1/messages`` (send, list, get) and the replies (``/v1/messages/{id}/reply``,
-``/v1/mailboxes/{id}/inbox/messages/{message_id}/reply``, ``.../inbox/threads/{thread_id}/reply``)."""
+``/v1/mailboxes/{id}/inbox/messages/{message_id}/reply``, ``.../inbox/threads/{thread_id}/reply``);
+and the sandbox's ``POST /v1/mailboxes/{id}/sandbox/inbound``, which answers a ``Message`` too
+(the delivery itself is :mod:`shipmail.sandbox.service`'s)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
 from shipmail.messages import service as messages
 from shipmail.messages.schemas import ListMessagesQuery, Message, MessageList, ReplyToThreadRequest, SendMessageRequest
+from shipmail.sandbox import service as sandbox
+from shipmail.sandbox.schemas import InjectSandboxInboundRequest
 
 operations: list[Operation] = []
 
@@ -162,3 +166,38 @@ async def reply_to_inbox_thread(ctx: Context[ReplyToThreadRequest, None]) -> Mes
     thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
     email_id = await messages.latest_inbound(ctx.services, ctx.session, row, thread_id)
     return await messages.reply(ctx.services, ctx.session, row, email_id, ctx.body)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/sandbox/inbound",
+    operation_id="injectSandboxInbound",
+    summary="Inject a sandbox inbound message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=InjectSandboxInboundRequest,
+    response=Message,
+    status_code=201,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes", "Messages"),
+)
+async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]) -> Message:
+    """Build an RFC 5322 message from the body (text/plain, text/html, or multipart/alternative
+    when both bodies are given; Date from `received_at`; a Message-ID is generated when absent)
+    and deliver it to the mailbox through the mail server's inbound path, so the mailbox's
+    delivery rules run as for mail from the internet. Nothing is sent to the `from`, `to` or `cc`
+    addresses. Answers 201 with the reference's `Message` object (`source` `inbound`, `status`
+    `delivered`, `id` `msg_...`; `email_id` and `thread_id` name the stored copy as the inbox
+    lists it, `eml_...`/`thr_...`; `in_reply_to`/`references` thread it with earlier messages);
+    `GET /messages/{id}` reads it again.
+
+    422: no text nor html, CR/LF/NUL or other control characters in any header value, an invalid
+    address or message id, a header other than List-Unsubscribe, List-Unsubscribe-Post (RFC 8058)
+    and non-reserved X-*. 409: a message with this `message_id` is already in the mailbox, or the
+    mailbox is suspended (`POST /mailboxes/{id}/resume` first). 404:
+    not a mailbox of this organisation. 503: the mail server is unavailable (Retry-After)."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    delivered = await sandbox.inject(ctx.services, row, ctx.body)
+    headers = [{"name": h.name, "value": h.value} for h in ctx.body.headers or []]
+    return await messages.record_inbound(ctx.session, row, delivered, headers)

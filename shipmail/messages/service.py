@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shipmail import ids as public_ids
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
+from shipmail.inbox.schemas import InboxEmailHeader, InboxFullMessage
 from shipmail.jmap import email as jemail
 from shipmail.jmap import identity as jidentity
 from shipmail.jmap import ids
@@ -129,6 +130,43 @@ async def list_page(
         cursor=q.cursor,
         limit=q.limit,
     )
+
+
+async def record_inbound(
+    session: AsyncSession, row: Mailbox, delivered: InboxFullMessage, headers: list[dict[str, str]]
+) -> Message:
+    """Record a message delivered into ``row`` by the sandbox (``source`` ``inbound``, ``status``
+    ``delivered``) from its stored copy ``delivered``, committed; its ``Message``. ``headers``
+    are the custom headers it was delivered with."""
+
+    def parties(raw: list[InboxEmailHeader] | None) -> list[dict[str, Any]]:
+        return [{"address": a.email, "name": a.name} for a in raw or [] if a.email]
+
+    now = utcnow()
+    senders = parties(delivered.from_)
+    message = OutboundMessage(
+        id=public_ids.new_id(PREFIX),
+        organization_id=row.organization_id,
+        mailbox_id=row.id,
+        thread_id=ids.from_wire(ids.THREAD, delivered.thread_id),
+        email_id=ids.from_wire(ids.EMAIL, delivered.id),
+        rfc_message_id=f"<{delivered.message_id[0]}>" if delivered.message_id else "",
+        headers=headers,
+        subject=delivered.subject,
+        from_address=senders[0]["address"] if senders else "",
+        to_addresses=parties(delivered.to),
+        cc_addresses=parties(delivered.cc),
+        bcc_addresses=[],
+        attachments=None,
+        source="inbound",
+        status=MessageStatus.DELIVERED.value,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    await session.commit()
+    await session.refresh(message)
+    return render(message)
 
 
 # ----------------------------------------------------------------------------------- sending
