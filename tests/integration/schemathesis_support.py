@@ -405,6 +405,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
             imap_port=inst.imap_port,
             ratelimit_read=RATELIMIT,
             ratelimit_write=RATELIMIT,
+            ratelimit_send=RATELIMIT,
         )
         lookup, close = password_lookup(url)
         registry.lookup = lookup

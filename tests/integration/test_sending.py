@@ -503,3 +503,39 @@ def _wait_marker(api: ApiEnv, b: dict[str, Any], marker: str, timeout: float = 1
                 return full  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, "the message did not arrive"
         time.sleep(0.1)
+
+
+def test_queued_mail_survives_a_restart_and_leaves_once(
+    cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    """The relay is down: the message stays queued (last_error says why) while the service runs;
+    the service stops; the relay comes up; a new service on the same data sends it, once."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    overrides: dict[str, Any] = {"smtp_relay": f"127.0.0.1:{port}", "send_retry_base": 0.5}
+    tag = secrets.token_hex(3)
+    with api_env(cyrus, authd_registry, tmp_path, **overrides) as api:
+        a = mailbox(api, f"da-{tag}.example", "a")
+        r = send(api, {"from": a["address"], "to": [f"z-{tag}@far.example"], "subject": "durable", "text": "t"})
+        assert r.status_code == 201, r.text
+        message_id = r.json()["id"]
+        deadline = time.monotonic() + 15
+        while True:
+            seen = api.client.get(f"/v1/messages/{message_id}", headers=api.auth()).json()
+            if seen["last_error"]:
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        assert seen["status"] == "queued" and "relay unreachable" in seen["last_error"]
+    relay = Relay(["250 OK"])
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with api_env(cyrus, authd_registry, tmp_path, **overrides) as again:
+            done = wait_status(again, message_id, "sent", timeout=20)
+            assert done["last_error"] is None
+            time.sleep(1.0)
+        assert len(relay.received) == 1 and relay.received[0][1] == [f"z-{tag}@far.example"]
+    finally:
+        controller.stop()

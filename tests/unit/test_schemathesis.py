@@ -149,6 +149,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             # One bucket per tier and key: keep generated traffic clear of 429s.
             ratelimit_read="100000/minute",
             ratelimit_write="100000/minute",
+            ratelimit_send="100000/minute",
         )
         key = make_key(settings, scopes=["*"])
         jmap = GapRecordingJmap()
