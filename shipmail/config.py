@@ -20,6 +20,7 @@
 | ``SHIPMAIL_SMTP_USERNAME`` / ``_PASSWORD`` | unset | AUTH at the relay (after STARTTLS, or loopback) |
 | ``SHIPMAIL_SEND_RETRY_SECONDS`` | 345600 (4 days) | how long a temporary refusal is retried |
 | ``SHIPMAIL_SEND_RETRY_BASE`` | 30.0 | first retry delay in seconds; doubles per attempt (at most 1 h) |
+| ``SHIPMAIL_DAILY_SEND_LIMIT`` / ``_MONTHLY_`` | 500 / 10000 | messages a mailbox may send per UTC day / month |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
@@ -96,6 +97,9 @@ class Settings(BaseSettings):
     send_retry_seconds: float = Field(default=4 * 24 * 3600.0, gt=0)
     #: First retry delay (seconds) of a temporarily refused message; doubles each attempt, at most 1 h.
     send_retry_base: float = Field(default=30.0, gt=0)
+    #: Messages a mailbox may send per UTC day and per UTC month, unless the mailbox says otherwise.
+    daily_send_limit: int = Field(default=500, ge=0)
+    monthly_send_limit: int = Field(default=10000, ge=0)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).

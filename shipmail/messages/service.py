@@ -5,7 +5,9 @@ How a message is sent (measured facts in :mod:`shipmail.jmap.email_submission`)
        bcc), CR/LF and other control characters in names, subject and headers, bodies,
        attachments (base64, at most 20, 3 MB each and together). The sender must be one of the
        mailbox's identities (JMAP ``Identity/get``; Cyrus does not check it, so we do: 422).
-       A suspended mailbox cannot send (409).
+       A suspended mailbox cannot send (409); one over its daily or monthly send limit answers
+       429 (:mod:`shipmail.mailboxes.sending`; the count is taken in the same commit as the row
+       and given back if the mail server does not take the message).
     2. The message is built with Python's ``email`` package (:mod:`shipmail.messages.compose`),
        ``Message-ID`` on the sender's domain, never a ``Bcc`` header.
     3. The ``messages`` row is committed ``queued`` (so the outgoing queue can link the spooled
@@ -43,6 +45,7 @@ from shipmail.jmap import thread as jthread
 from shipmail.jmap.email_submission import EmailSubmissionSet
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Request
+from shipmail.mailboxes import sending
 from shipmail.mailboxes import service as mailboxes
 from shipmail.mailboxes.accounts import system_folders
 from shipmail.mailboxes.models import Mailbox, MailboxState
@@ -397,11 +400,17 @@ async def _submit(
         created_at=now,
         updated_at=now,
     )
+    locked = await mailboxes.get(session, row.organization_id, row.id, for_update=True)
+    sending.take(locked, svc.settings, now)  # 429 over the daily or monthly limit
+    session.add(locked)
     session.add(message)
     await session.commit()
     try:
         email_id, thread_id = await _import_and_submit(svc, row, folders, data, draft, identity_id)
     except BaseException:
+        locked = await mailboxes.get(session, row.organization_id, row.id, for_update=True)
+        sending.give_back(locked, now)
+        session.add(locked)
         await session.delete(message)
         await session.commit()
         raise

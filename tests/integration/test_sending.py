@@ -539,3 +539,48 @@ def test_queued_mail_survives_a_restart_and_leaves_once(
         assert len(relay.received) == 1 and relay.received[0][1] == [f"z-{tag}@far.example"]
     finally:
         controller.stop()
+
+
+# ------------------------------------------------------------------------------------ send limits
+
+
+def test_send_limits_per_mailbox(api: ApiEnv) -> None:
+    tag = secrets.token_hex(3)
+    a = mailbox(api, f"la-{tag}.example", "a")
+    assert (a["daily_send_count"], a["daily_send_limit"]) == (0, api.settings.daily_send_limit)
+    assert (a["monthly_send_count"], a["monthly_send_limit"]) == (0, api.settings.monthly_send_limit)
+    r = api.client.patch(f"/v1/mailboxes/{a['id']}", json={"daily_send_limit": 2}, headers=api.auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["daily_send_limit"] == 2 and r.json()["display_name"] is None
+    body = {"from": a["address"], "to": [f"q-{tag}@far.example"], "subject": "limited", "text": "t"}
+    assert send(api, {**body, "text": None, "html": None}).status_code == 422  # refused sends do not count
+    for _ in range(2):
+        assert send(api, body).status_code == 201
+    r = send(api, body)
+    assert r.status_code == 429, r.text
+    error = r.json()["error"]
+    assert error["type"] == "rate_limit_error" and "daily limit of 2" in error["message"]
+    assert error["details"][0]["field"] == "daily_send_limit" and "resets at" in error["details"][0]["message"]
+    assert error["details"][0]["message"].endswith("T00:00:00Z")
+    assert 0 < int(r.headers["Retry-After"]) <= 86400 and error["retry_after"] == int(r.headers["Retry-After"])
+    shown = api.client.get(f"/v1/mailboxes/{a['id']}", headers=api.auth()).json()
+    assert (shown["daily_send_count"], shown["daily_send_limit"], shown["monthly_send_count"]) == (2, 2, 2)
+    assert len(api.client.get("/v1/messages", params={"mailbox_id": a["id"]}, headers=api.auth()).json()["data"]) == 2
+
+    # Back to the default daily limit; a monthly limit of 3 allows one more.
+    r = api.client.patch(
+        f"/v1/mailboxes/{a['id']}", json={"daily_send_limit": None, "monthly_send_limit": 3}, headers=api.auth()
+    )
+    assert r.json()["daily_send_limit"] == api.settings.daily_send_limit and r.json()["monthly_send_limit"] == 3
+    assert send(api, body).status_code == 201
+    r = send(api, body)
+    assert r.status_code == 429 and "monthly limit of 3" in r.json()["error"]["message"]
+    assert r.json()["error"]["details"][0]["message"].endswith("-01T00:00:00Z")
+    # Replies count too.
+    got = api.client.get("/v1/messages", params={"mailbox_id": a["id"]}, headers=api.auth()).json()["data"][0]
+    r = api.client.post(
+        f"/v1/messages/{got['id']}/reply", json={"to": [f"q-{tag}@far.example"], "text": "x"}, headers=api.auth()
+    )
+    assert r.status_code == 429
+    bad = api.client.patch(f"/v1/mailboxes/{a['id']}", json={"daily_send_limit": -1}, headers=api.auth())
+    assert bad.status_code == 422

@@ -1,4 +1,5 @@
-"""sending: the messages table (sent through the API) and the outgoing queue
+"""sending: the messages table (sent through the API), the outgoing queue, and the mailboxes'
+send limits and counters
 
 Revision ID: 0006
 Revises: 0013
@@ -70,9 +71,26 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_outgoing_message_id"), "outgoing", ["message_id"], unique=False)
     op.create_index(op.f("ix_outgoing_status"), "outgoing", ["status"], unique=False)
+    with op.batch_alter_table("mailboxes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("daily_send_limit", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("monthly_send_limit", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("daily_send_count", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("send_day", text(length=10), nullable=True))
+        batch_op.add_column(sa.Column("monthly_send_count", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("send_month", text(length=7), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("mailboxes", schema=None) as batch_op:
+        for column in (
+            "send_month",
+            "monthly_send_count",
+            "send_day",
+            "daily_send_count",
+            "monthly_send_limit",
+            "daily_send_limit",
+        ):
+            batch_op.drop_column(column)
     op.drop_index(op.f("ix_outgoing_status"), table_name="outgoing")
     op.drop_index(op.f("ix_outgoing_message_id"), table_name="outgoing")
     op.drop_table("outgoing")
