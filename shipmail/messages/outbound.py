@@ -203,10 +203,15 @@ async def wake_spool(session: AsyncSession) -> None:
 
 
 async def ensure_spool_job(svc: Services) -> None:
-    """Make sure the periodic spool job exists (at start; idempotent)."""
-    async with svc.db.session() as session:
-        await jobs.enqueue(session, SPOOL_KIND, key=SPOOL_KEY)
-        await session.commit()
+    """Make sure the periodic spool job exists (at start; idempotent). Never raises: with the
+    database down at start, it is logged, and the next send (:func:`wake_spool`) or start makes
+    the job."""
+    try:
+        async with svc.db.session() as session:
+            await jobs.enqueue(session, SPOOL_KIND, key=SPOOL_KEY)
+            await session.commit()
+    except Exception as exc:
+        logger.warning("could not schedule the outgoing spool job: %s: %s", type(exc).__name__, exc)
 
 
 async def spool_job(job: Job, svc: Services) -> None:
