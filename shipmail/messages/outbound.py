@@ -65,7 +65,7 @@ logger = logging.getLogger("shipmail.messages.outbound")
 SPOOL_KIND = "messages.spool"
 SPOOL_KEY = "messages.spool"
 #: Seconds between two looks at the spool (a send looks at once).
-SPOOL_PERIOD = 0.5
+SPOOL_PERIOD = 2.0
 #: The job that delivers one ``outgoing`` row (payload ``{"id": <outgoing id>}``).
 DELIVER_KIND = "messages.deliver"
 #: Seconds the SMTP relay may take per command.
