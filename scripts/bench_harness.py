@@ -184,6 +184,7 @@ class Stack:
                 "SHIPMAIL_IMAP_PORT": str(imap),
                 "SHIPMAIL_RATELIMIT_READ": "100000000/minute",
                 "SHIPMAIL_RATELIMIT_WRITE": "100000000/minute",
+                "SHIPMAIL_RATELIMIT_SEND": "100000000/minute",
                 "PYTHONUNBUFFERED": "1",
             }
         )

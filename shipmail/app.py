@@ -43,6 +43,7 @@ from shipmail.jmap.client import JmapClient
 from shipmail.jobs import Handler, Worker
 from shipmail.keys import service as key_service
 from shipmail.mailserver.base import MailServer
+from shipmail.messages import outbound
 from shipmail.routes import OPERATIONS
 from shipmail.runtime import Services
 from shipmail.tasks import HANDLERS
@@ -132,6 +133,7 @@ def create_app(
             Tier.READ: settings.ratelimit_read,
             Tier.WRITE: settings.ratelimit_write,
             Tier.VERIFICATION: settings.ratelimit_verification,
+            Tier.SEND: settings.ratelimit_send,
         },
     )
     document = build_document(OPERATIONS)
@@ -165,6 +167,8 @@ def create_app(
         if settings.jobs_worker and handlers:
             worker = Worker(services, handlers, poll_interval=settings.jobs_poll_interval)
             worker.start()
+            if outbound.SPOOL_KIND in handlers:
+                await outbound.ensure_spool_job(services)
         try:
             yield {}
         finally:

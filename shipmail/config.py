@@ -13,9 +13,9 @@
 | ``SHIPMAIL_RATELIMIT_STORAGE`` | ``memory://`` | slowapi/limits storage URI (``redis://...`` for several workers) |
 | ``SHIPMAIL_RATELIMIT_READ`` | ``1000/minute`` | per-key limit of the read tier |
 | ``SHIPMAIL_RATELIMIT_WRITE`` | ``200/minute`` | per-key limit of the write tier |
+| ``SHIPMAIL_RATELIMIT_SEND`` | ``100/minute`` | per-key limit of the send tier (sending and replying) |
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
-| ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
 | ``SHIPMAIL_MX_HOST`` | this machine's host name | host customers' MX records point at |
 | ``SHIPMAIL_OUTBOUND_HOST`` | the MX host | host that sends mail out: the SPF record asks for ``a:<it>`` |
 | ``SHIPMAIL_SPF_INCLUDE`` | unset | when set, the SPF record asks for ``include:<it>`` instead of ``a:`` |
@@ -27,6 +27,11 @@
 | ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | background re-check of a domain this long after its last check |
 | ``SHIPMAIL_DOMAIN_RECHECK_BATCH`` | 20 | most domains one background re-check run looks at |
 | ``SHIPMAIL_IMPORT_PRIVATE_HOSTS`` | ``false`` | IMAP import sources may be loopback/private addresses |
+| ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail to other domains; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_SMTP_USERNAME`` / ``_PASSWORD`` | unset | AUTH at the relay (after STARTTLS, or loopback) |
+| ``SHIPMAIL_SEND_RETRY_SECONDS`` | 345600 (4 days) | how long a temporary refusal is retried |
+| ``SHIPMAIL_SEND_RETRY_BASE`` | 30.0 | first retry delay in seconds; doubles per attempt (at most 1 h) |
+| ``SHIPMAIL_DAILY_SEND_LIMIT`` / ``_MONTHLY_`` | 500 / 10000 | messages a mailbox may send per UTC day / month |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
@@ -118,6 +123,7 @@ class Settings(BaseSettings):
     ratelimit_storage: str = "memory://"
     ratelimit_read: str = "1000/minute"
     ratelimit_write: str = "200/minute"
+    ratelimit_send: str = "100/minute"
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
@@ -138,6 +144,15 @@ class Settings(BaseSettings):
     #: Whether an IMAP import source may be a loopback/private/link-local address (off: an API
     #: caller cannot make the service connect to hosts inside its own network).
     import_private_hosts: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    #: Seconds a message refused temporarily (4xx, unreachable relay) is retried before it fails.
+    send_retry_seconds: float = Field(default=4 * 24 * 3600.0, gt=0)
+    #: First retry delay (seconds) of a temporarily refused message; doubles each attempt, at most 1 h.
+    send_retry_base: float = Field(default=30.0, gt=0)
+    #: Messages a mailbox may send per UTC day and per UTC month, unless the mailbox says otherwise.
+    daily_send_limit: int = Field(default=500, ge=0)
+    monthly_send_limit: int = Field(default=10000, ge=0)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
@@ -209,5 +224,11 @@ class Settings(BaseSettings):
 
     @property
     def outbox_dir(self) -> Path:
-        """Where mail sent by the mail server lands when no SMTP relay is set."""
+        """Where mail leaving for other domains lands when no SMTP relay is set (one ``.eml`` each)."""
         return self.data_dir / "outbox"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the mail server's ``sendmail`` program leaves every message it sends (vacation
+        replies, redirects, EmailSubmission), until the service's outgoing queue takes it."""
+        return self.data_dir / "spool"

@@ -14,8 +14,8 @@ from shipmail.imports import routes as imports
 from shipmail.inbox import attachment_routes as attachments
 from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
+from shipmail.messages import routes as messages
 from shipmail.rules import routes as rules
-from shipmail.sandbox import routes as sandbox
 from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
 
@@ -32,7 +32,7 @@ OPERATIONS: list[Operation] = [
     *identities.operations,
     *inbox.operations,
     *attachments.operations,
-    *sandbox.operations,
     *exports.operations,
     *imports.operations,
+    *messages.operations,
 ]

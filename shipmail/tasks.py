@@ -8,9 +8,11 @@ from shipmail.domains import tasks as domains
 from shipmail.exports import tasks as exports
 from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
+from shipmail.messages import outbound
 
 HANDLERS: dict[str, Handler] = {
     **domains.handlers,
     **exports.handlers,
     **imports.handlers,
+    **outbound.handlers,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class FakeMailServer:
 
     def delivery_sieve(self) -> DeliverySieve:
         return DeliverySieve()
+
+    def sent_mail_spool(self) -> Path | None:
+        return None
 
     async def ping(self) -> bool:
         return self.up

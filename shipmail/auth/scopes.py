@@ -21,6 +21,7 @@ class Scope(StrEnum):
     MAILBOXES_EXPORT = "mailboxes:export"
     MESSAGES_READ = "messages:read"
     MESSAGES_WRITE = "messages:write"
+    MESSAGES_SEND = "messages:send"
     MAILBOX_RULES_READ = "mailbox_rules:read"
     MAILBOX_RULES_WRITE = "mailbox_rules:write"
     MAILBOX_CREDENTIALS_READ = "mailbox_credentials:read"

@@ -68,6 +68,7 @@ class Tier(StrEnum):
     READ = "read"
     WRITE = "write"
     VERIFICATION = "verification"
+    SEND = "send"
 
 
 def bucket_key(tier: Tier, key_id: str, organization_id: str, path: dict[str, str], operation_id: str) -> str:

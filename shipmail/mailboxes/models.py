@@ -10,16 +10,19 @@ reconciliation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlmodel import Field, SQLModel
 
+from shipmail.config import Settings
 from shipmail.db.types import PydanticJSON, timestamp_field
 from shipmail.rules.schemas import RULES, MailboxRule
 from shipmail.settings.schemas import AUTO_REPLY, THRESHOLD_DEFAULT, AutoReply
+from shipmail.utc import as_utc
 
 #: ``mailboxes.forward_to``: the ACTIVE forwarding destinations (lower-cased addresses), kept in
 #: step with :mod:`shipmail.forwarding` and compiled into the delivery script.
@@ -69,5 +72,51 @@ class Mailbox(SQLModel, table=True):
         sa_column_kwargs={"server_default": MailboxState.ACTIVE.value},
     )
     suspended_at: datetime | None = timestamp_field(nullable=True)
+    #: Sending limits of this mailbox (None: the service's defaults, ``SHIPMAIL_DAILY_SEND_LIMIT``
+    #: and ``SHIPMAIL_MONTHLY_SEND_LIMIT``) and its counters: messages sent in the UTC day
+    #: ``send_day`` (``YYYY-MM-DD``) and the UTC month ``send_month`` (``YYYY-MM``); a counter
+    #: of an earlier day or month counts as 0 (see :mod:`shipmail.mailboxes.sending`).
+    daily_send_limit: int | None = Field(default=None)
+    monthly_send_limit: int | None = Field(default=None)
+    daily_send_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    send_day: str | None = Field(default=None, max_length=10)
+    monthly_send_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    send_month: str | None = Field(default=None, max_length=7)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A mailbox's counters as of a moment, its limits and when each window resets."""
+
+    daily_count: int
+    daily_limit: int
+    daily_reset: datetime
+    monthly_count: int
+    monthly_limit: int
+    monthly_reset: datetime
+
+
+def day_of(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+
+
+def month_of(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def usage(row: Mailbox, settings: Settings, now: datetime) -> Usage:
+    """The counters of ``row`` at ``now`` (0 for an earlier day or month) and its limits."""
+    now = as_utc(now)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month_start = day_start.replace(day=1)
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    return Usage(
+        daily_count=row.daily_send_count if row.send_day == day_of(now) else 0,
+        daily_limit=settings.daily_send_limit if row.daily_send_limit is None else row.daily_send_limit,
+        daily_reset=day_start + timedelta(days=1),
+        monthly_count=row.monthly_send_count if row.send_month == month_of(now) else 0,
+        monthly_limit=settings.monthly_send_limit if row.monthly_send_limit is None else row.monthly_send_limit,
+        monthly_reset=next_month,
+    )

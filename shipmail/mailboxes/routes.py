@@ -51,7 +51,7 @@ async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
         display_name=ctx.body.display_name,
         password=ctx.body.password,
     )
-    return Mailbox.of(row)
+    return Mailbox.of(row, ctx.services.settings)
 
 
 @operation(
@@ -81,7 +81,7 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
         only=ctx.principal.mailbox_ids if ctx.principal is not None else None,
     )
     return MailboxList(
-        data=[Mailbox.of(r) for r in rows],
+        data=[Mailbox.of(r, ctx.services.settings) for r in rows],
         pagination=Pagination(next_cursor=next_cursor, has_more=has_more, limit=q.limit),
     )
 
@@ -101,7 +101,7 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
 async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike; 409
     while it is being created or deleted (every operation on one mailbox answers so then)."""
-    return Mailbox.of(await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"]), ctx.services.settings)
 
 
 @operation(
@@ -118,14 +118,16 @@ async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     tags=("Mailboxes",),
 )
 async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
-    """Change the display name (null clears it); fields not sent stay as they are."""
-    if "display_name" in ctx.body.model_fields_set:
-        row = await mailboxes.update_display_name(
-            ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.display_name
-        )
+    """Change the display name (null clears it) and the send limits (`daily_send_limit`,
+    `monthly_send_limit`: messages per UTC day / month; null: the service's defaults); fields not
+    sent stay as they are."""
+    fields = ctx.body.model_fields_set
+    changes = {name: getattr(ctx.body, name) for name in fields}
+    if changes:
+        row = await mailboxes.update(ctx.session, ctx.organization_id, ctx.path["id"], changes)
     else:
         row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
-    return Mailbox.of(row)
+    return Mailbox.of(row, ctx.services.settings)
 
 
 @operation(
@@ -165,7 +167,7 @@ async def reset_password(ctx: Context[ResetMailboxPasswordRequest, None]) -> Mai
     row = await mailboxes.reset_password(
         ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.password
     )
-    return Mailbox.of(row)
+    return Mailbox.of(row, ctx.services.settings)
 
 
 @operation(
@@ -187,7 +189,9 @@ async def suspend_mailbox(ctx: Context[None, None]) -> Mailbox:
     in the mailbox stays, and this API can still list, read and manage it. Idempotent: suspending
     a suspended mailbox keeps its `suspended_at`. Suspension reasons: `manual` (the only one this
     service sets). 503: the mail server is unavailable (nothing changed)."""
-    return Mailbox.of(await suspension.suspend(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(
+        await suspension.suspend(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]), ctx.services.settings
+    )
 
 
 @operation(
@@ -206,4 +210,6 @@ async def resume_mailbox(ctx: Context[None, None]) -> Mailbox:
     """Remove the manual suspension: logins and delivery work again at once, and mail the
     sending servers kept back arrives on their next retry. Idempotent: resuming an active
     mailbox returns it unchanged. 503: the mail server is unavailable (nothing changed)."""
-    return Mailbox.of(await suspension.resume(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]))
+    return Mailbox.of(
+        await suspension.resume(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"]), ctx.services.settings
+    )

@@ -14,8 +14,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from shipmail import utc
+from shipmail.config import Settings
 from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.mailboxes.models import Mailbox as MailboxRow
+from shipmail.mailboxes.models import usage
 from shipmail.settings.schemas import AutoReply
 
 #: A local part the service accepts: letters, digits, ``.``, ``_`` and ``-``, starting and ending
@@ -83,11 +86,27 @@ class CreateMailboxRequest(Request):
         return self
 
 
+#: Largest per-mailbox send limit accepted.
+SEND_LIMIT_MAX = 10_000_000
+
+
 class UpdateMailboxRequest(Request):
     display_name: DisplayName | None = Field(
         default=None,
         description=f"Display name (at most {DISPLAY_NAME_MAX_LENGTH} characters, no control characters or "
         "line breaks), or null to clear.",
+    )
+    daily_send_limit: int | None = Field(
+        default=None,
+        ge=0,
+        le=SEND_LIMIT_MAX,
+        description="Messages the mailbox may send per UTC day; null: the service's default.",
+    )
+    monthly_send_limit: int | None = Field(
+        default=None,
+        ge=0,
+        le=SEND_LIMIT_MAX,
+        description="Messages the mailbox may send per UTC month; null: the service's default.",
     )
 
 
@@ -113,13 +132,19 @@ class Mailbox(Wire):
     suspension_reasons: list[Literal["billing", "manual", "security"]]
     spam_filter_threshold: int = Field(ge=1, le=14)
     auto_reply: AutoReply
+    daily_send_count: int = Field(ge=0, description="Messages sent through the API this UTC day.")
+    daily_send_limit: int = Field(ge=0, description="Messages it may send per UTC day (429 beyond).")
+    monthly_send_count: int = Field(ge=0, description="Messages sent through the API this UTC month.")
+    monthly_send_limit: int = Field(ge=0, description="Messages it may send per UTC month (429 beyond).")
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: MailboxRow) -> Mailbox:
+    def of(cls, row: MailboxRow, settings: Settings) -> Mailbox:
         """The wire form of a ``mailboxes`` row; ``suspension_reasons`` is ``["manual"]`` while
-        suspended (the only reason this service sets)."""
+        suspended (the only reason this service sets); send counters as of now, limits with the
+        service's defaults (``settings``)."""
+        use = usage(row, settings, utc.now())
         return cls(
             id=row.id,
             domain_id=row.domain_id,
@@ -129,6 +154,10 @@ class Mailbox(Wire):
             suspension_reasons=["manual"] if row.suspended_at else [],
             spam_filter_threshold=row.spam_filter_threshold,
             auto_reply=row.auto_reply,
+            daily_send_count=use.daily_count,
+            daily_send_limit=use.daily_limit,
+            monthly_send_count=use.monthly_count,
+            monthly_send_limit=use.monthly_limit,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

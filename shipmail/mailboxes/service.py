@@ -43,6 +43,7 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
@@ -323,13 +324,18 @@ async def list_page(
     )
 
 
-async def update_display_name(
-    session: AsyncSession, organization_id: str, mailbox_id: str, display_name: str | None
-) -> Mailbox:
-    """Set (or with None clear) the display name; the row is locked, changed and committed. 404
-    as :func:`get`."""
+#: Columns :func:`update` may change (``PATCH /v1/mailboxes/{id}``).
+UPDATABLE = frozenset({"display_name", "daily_send_limit", "monthly_send_limit"})
+
+
+async def update(session: AsyncSession, organization_id: str, mailbox_id: str, changes: dict[str, Any]) -> Mailbox:
+    """Set the given :data:`UPDATABLE` columns (None clears: default limits, no display name);
+    the row is locked, changed and committed. 404 as :func:`get`."""
     mailbox = await get(session, organization_id, mailbox_id, for_update=True)
-    mailbox.display_name = display_name
+    for name, value in changes.items():
+        if name not in UPDATABLE:
+            raise ValueError(name)
+        setattr(mailbox, name, value)
     mailbox.updated_at = utc.now()
     session.add(mailbox)
     await session.commit()

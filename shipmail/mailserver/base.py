@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
 #: The special-use folders every new account gets: (folder name, JMAP role, IMAP special-use flag).
@@ -203,6 +205,15 @@ class MailServer(Protocol):
         Raises :class:`DeliveryRefused` when the server refuses some recipients (the others got
         the message) and :class:`MailServerUnavailable` when it cannot be reached or times out.
         """
+        ...
+
+    def sent_mail_spool(self) -> Path | None:
+        """The directory where the server leaves every message it sends (EmailSubmission, Sieve
+        vacation and redirect), one ``.eml`` file each, written atomically (a hidden temporary
+        file renamed into place) with the envelope in two leading headers, ``X-Envelope-From:
+        <sender>`` and ``X-Envelope-To: <rcpt>,`` folded per further ``<rcpt>`` (the format of
+        :func:`shipmail.mailserver.sendmail.store_message`); None when the server sends nothing.
+        The service's outgoing queue takes the files from there (and removes them)."""
         ...
 
     def delivery_sieve(self) -> DeliverySieve:

@@ -7,7 +7,7 @@ files are chowned to ``cyrus:mail`` and Cyrus's ``master`` (started as root) dro
 Typical use::
 
     instance = CyrusInstance(settings.cyrus_dir, jmap_port=18080, lmtp_port=18024,
-                             imap_port=18143, authd_socket=None, outbox_dir=settings.outbox_dir)
+                             imap_port=18143, authd_socket=None, outbox_dir=settings.spool_dir)
     instance.prepare()          # idempotent; makes our own 0700 parent dirs traversable
     instance.start()            # returns once JMAP, IMAP and LMTP answer
     instance.probe("imap")      # None while the service answers (see also .supervisor)
@@ -267,15 +267,17 @@ class CyrusInstance:
     @classmethod
     def from_settings(cls, settings: Settings, *, failed_login_pause: int = 3) -> CyrusInstance:
         """The instance :class:`~shipmail.config.Settings` describe (``cyrus_dir``, ports,
-        ``mailserver_host``, ``outbox_dir``, ``smtp_relay``; default authd socket)."""
+        ``mailserver_host``; default authd socket). Its ``sendmail`` program always writes into
+        ``settings.spool_dir``: the service's outgoing queue takes every message from there and
+        relays it (``smtp_relay``), delivers it locally or keeps it in the outbox
+        (:mod:`shipmail.messages.outbound`), so there is one way out."""
         return cls(
             settings.cyrus_dir,
             host=settings.mailserver_host,
             jmap_port=settings.jmap_port,
             lmtp_port=settings.lmtp_port,
             imap_port=settings.imap_port,
-            outbox_dir=settings.outbox_dir,
-            smtp_relay=settings.smtp_relay,
+            outbox_dir=settings.spool_dir,
             failed_login_pause=failed_login_pause,
         )
 

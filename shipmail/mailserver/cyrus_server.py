@@ -207,6 +207,7 @@ class CyrusMailServer:
         lmtp_timeout: float = 30.0,
         jmap_socket: Path | None = None,
         authd_socket: Path | None = None,
+        spool: Path | None = None,
     ) -> None:
         self._admin = cyrus_admin.AdminConnection(host, imap_port, admin_user, admin_password, timeout)
         self._authd_socket = authd_socket
@@ -219,6 +220,7 @@ class CyrusMailServer:
         self._lmtp_port = lmtp_port
         self._lmtp_timeout = lmtp_timeout
         self._jmap_socket = jmap_socket
+        self._spool = spool
 
     @classmethod
     def from_instance(cls, instance: CyrusInstance, timeout: float = 2.0) -> CyrusMailServer:
@@ -234,6 +236,7 @@ class CyrusMailServer:
             lmtp_port=instance.lmtp_port,
             jmap_socket=instance.jmap_socket,
             authd_socket=instance.authd_socket,
+            spool=None if instance.smtp_relay else instance.outbox_dir,
         )
 
     def __repr__(self) -> str:
@@ -316,6 +319,11 @@ class CyrusMailServer:
             timeout=self._timeout,
             data_timeout=max(self._timeout, self._lmtp_timeout),
         )
+
+    def sent_mail_spool(self) -> Path | None:
+        """The instance's outbox directory, where its ``sendmail`` program
+        (:mod:`shipmail.mailserver.sendmail`) writes; None when it relays by itself."""
+        return self._spool
 
     def delivery_sieve(self) -> DeliverySieve:
         """Cyrus's delivery-script needs: ``$HasAttachment`` through ``jmapquery`` (Cyrus sets the

@@ -100,10 +100,11 @@ class Party:
     name: str | None = None
 
 
-class _Problems:
+class Problems:
     """The field-level problems of one request, reported together (422)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "sandbox message") -> None:
+        self.what = what
         self.details: list[Detail] = []
 
     def add(self, field_name: str, code: str, message: str) -> None:
@@ -111,10 +112,10 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.details:
-            raise ValidationFailed("Invalid sandbox message: " + self.details[0]["message"] + ".", details=self.details)
+            raise ValidationFailed(f"Invalid {self.what}: " + self.details[0]["message"] + ".", details=self.details)
 
 
-def _check_header_text(problems: _Problems, field_name: str, value: str) -> bool:
+def check_header_text(problems: Problems, field_name: str, value: str) -> bool:
     """False (and a problem) when ``value`` holds CR, LF, NUL or another control character."""
     if _CONTROL.search(value):
         problems.add(
@@ -124,20 +125,20 @@ def _check_header_text(problems: _Problems, field_name: str, value: str) -> bool
     return True
 
 
-def parse_party(problems: _Problems, field_name: str, value: Recipient) -> Party | None:
+def parse_party(problems: Problems, field_name: str, value: Recipient) -> Party | None:
     """A ``Recipient``: ``"user@host"``, ``"Name <user@host>"`` or ``{address, name}``; None (and
     a problem named ``field_name``) when it is not an address or holds control characters."""
     name: str | None
     if isinstance(value, RecipientObject):
         address = value.address
         name = value.name
-        ok = _check_header_text(problems, f"{field_name}.address", address)
+        ok = check_header_text(problems, f"{field_name}.address", address)
         if name is not None:
-            ok = _check_header_text(problems, f"{field_name}.name", name) and ok
+            ok = check_header_text(problems, f"{field_name}.name", name) and ok
         if not ok:
             return None
     else:
-        if not _check_header_text(problems, field_name, value):
+        if not check_header_text(problems, field_name, value):
             return None
         match = _NAME_ADDR.match(value)
         if match:
@@ -154,12 +155,12 @@ def parse_party(problems: _Problems, field_name: str, value: Recipient) -> Party
     return Party(address=address, name=name or None)
 
 
-def _header_address(party: Party) -> Address:
+def header_address(party: Party) -> Address:
     local, _, domain = party.address.partition("@")
     return Address(display_name=party.name or "", username=local, domain=domain)
 
 
-def _check_custom_headers(problems: _Problems, headers: list[OutboundHeader]) -> list[tuple[str, str]]:
+def check_custom_headers(problems: Problems, headers: list[OutboundHeader]) -> list[tuple[str, str]]:
     """The allowed custom headers as ``(name, value)`` pairs; a problem for each refused one."""
     seen: dict[str, str] = {}
     out: list[tuple[str, str]] = []
@@ -184,7 +185,7 @@ def _check_custom_headers(problems: _Problems, headers: list[OutboundHeader]) ->
         if lower in seen:
             problems.add(f"{where}.name", "duplicate_header", f"{name} is given twice")
             continue
-        if not _check_header_text(problems, f"{where}.value", value):
+        if not check_header_text(problems, f"{where}.value", value):
             continue
         if not value.strip():
             problems.add(f"{where}.value", "empty", "header values must not be blank")
@@ -226,11 +227,11 @@ def build_message(spec: InjectSandboxInboundRequest, *, recipient: str) -> tuple
     the ``Date`` header (UTC when naive, its own offset kept otherwise; now when absent).
 
     422 on invalid input, every problem at once, ``field`` named as in the JSON request body."""
-    problems = _Problems()
+    problems = Problems()
     sender = parse_party(problems, "from", spec.from_)
     to = [parse_party(problems, f"to[{i}]", r) for i, r in enumerate(spec.to or [])]
     cc = [parse_party(problems, f"cc[{i}]", r) for i, r in enumerate(spec.cc or [])]
-    _check_header_text(problems, "subject", spec.subject)
+    check_header_text(problems, "subject", spec.subject)
     if spec.text is None and spec.html is None:
         problems.add("text", "missing", "at least one of text and html is required")
     for name, body in (("text", spec.text), ("html", spec.html)):
@@ -239,13 +240,13 @@ def build_message(spec: InjectSandboxInboundRequest, *, recipient: str) -> tuple
     ids = [("message_id", spec.message_id), ("in_reply_to", spec.in_reply_to)]
     ids += [(f"references[{i}]", ref) for i, ref in enumerate(spec.references or [])]
     for name, value in ids:
-        if value is None or not _check_header_text(problems, name, value):
+        if value is None or not check_header_text(problems, name, value):
             continue
         if not _MSG_ID.match(value):
             problems.add(name, "invalid_message_id", "a message id is <left@right> (RFC 5322 msg-id, ASCII, no spaces)")
         elif len(value) > MAX_MESSAGE_ID:
             problems.add(name, "too_long", f"message ids are at most {MAX_MESSAGE_ID} characters (one header line)")
-    custom = _check_custom_headers(problems, spec.headers or [])
+    custom = check_custom_headers(problems, spec.headers or [])
     problems.raise_if_any()
     assert sender is not None
 
@@ -257,10 +258,10 @@ def build_message(spec: InjectSandboxInboundRequest, *, recipient: str) -> tuple
 
     msg = EmailMessage(policy=policy.SMTP)
     try:
-        msg["From"] = _header_address(sender)
-        msg["To"] = [_header_address(p) for p in to if p] or recipient
+        msg["From"] = header_address(sender)
+        msg["To"] = [header_address(p) for p in to if p] or recipient
         if cc:
-            msg["Cc"] = [_header_address(p) for p in cc if p]
+            msg["Cc"] = [header_address(p) for p in cc if p]
         msg["Subject"] = spec.subject
         msg["Date"] = format_datetime(when)
         msg["Message-ID"] = message_id

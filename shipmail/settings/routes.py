@@ -38,7 +38,7 @@ async def update_auto_reply(ctx: Context[UpdateAutoReplyRequest, None]) -> Mailb
     row = await service.update_auto_reply(
         ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.auto_reply()
     )
-    return Mailbox.of(row)
+    return Mailbox.of(row, ctx.services.settings)
 
 
 @operation(
@@ -62,4 +62,4 @@ async def update_spam_filter(ctx: Context[UpdateSpamFilterRequest, None]) -> Mai
     row = await service.update_spam_threshold(
         ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.threshold
     )
-    return Mailbox.of(row)
+    return Mailbox.of(row, ctx.services.settings)

@@ -16,6 +16,7 @@ whose precondition (root, the SDK virtualenv) is missing, and fails it instead u
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import shutil
@@ -169,6 +170,12 @@ class ApiEnv:
     cyrus: CyrusFixture
     key: str
 
+    @property
+    def outbox(self) -> Path:
+        """Where mail for other domains lands (no relay set): what the outgoing queue made of the
+        mail Cyrus sent (vacation replies, redirects) and of our sends."""
+        return self.settings.outbox_dir
+
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
 
@@ -238,9 +245,10 @@ class ApiEnv:
         return str(done["created"]["m"]["id"])
 
 
-@pytest.fixture
-def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> Iterator[ApiEnv]:
-    """An :class:`ApiEnv`: logins to Cyrus are checked against this app's database."""
+@contextlib.contextmanager
+def api_env(cyrus: CyrusFixture, registry: AuthRegistry, tmp_path: Path, **overrides: Any) -> Iterator[ApiEnv]:
+    """An :class:`ApiEnv` on a fresh database in ``tmp_path``; ``overrides`` are Settings fields
+    (``smtp_relay=...``). Logins to Cyrus are checked against this app's database."""
     from starlette.testclient import TestClient
 
     from shipmail.app import create_app
@@ -252,18 +260,28 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
     with migrated_database("sqlite", tmp_path) as url:
         inst = cyrus.instance
         settings = Settings.from_env(
-            data_dir=tmp_path,
-            database_url=url,
-            secret_key=b"integration-secret",
-            jmap_port=inst.jmap_port,
-            lmtp_port=inst.lmtp_port,
-            imap_port=inst.imap_port,
+            **{
+                "data_dir": tmp_path,
+                "database_url": url,
+                "secret_key": b"integration-secret",
+                "jmap_port": inst.jmap_port,
+                "lmtp_port": inst.lmtp_port,
+                "imap_port": inst.imap_port,
+                **overrides,
+            }
         )
         lookup, close = credential_lookup(url)  # as `shipmail serve-login-checker` composes it
-        authd_registry.lookup = lookup
+        registry.lookup = lookup
         app = create_app(settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
         try:
             with TestClient(app) as client:
                 yield ApiEnv(client=client, settings=settings, cyrus=cyrus, key=make_key(settings))
         finally:
             close()
+
+
+@pytest.fixture
+def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> Iterator[ApiEnv]:
+    """An :class:`ApiEnv` (:func:`api_env` with the default settings)."""
+    with api_env(cyrus, authd_registry, tmp_path) as env:
+        yield env

@@ -87,6 +87,8 @@ class Seeded:
     #: next_cursor of the first page of the message and thread lists (limit 1, no other filter).
     message_cursor: str
     thread_cursor: str
+    #: Messages sent through the API (``msg_...``) from the seeded mailbox to another domain.
+    sent_message_ids: list[str] = field(default_factory=list)
     #: Status codes seen per operation label (generated and explicit calls), and the operations the
     #: property test called.
     called: dict[str, set[int]] = field(default_factory=dict)
@@ -320,6 +322,12 @@ def seed(api: ApiEnv) -> Seeded:
     message_cursor = _list(api, mailbox_id, "messages", limit=1)["pagination"]["next_cursor"]
     thread_cursor = _list(api, mailbox_id, "threads", limit=1)["pagination"]["next_cursor"]
     assert message_cursor and thread_cursor
+    sent = c.post(
+        "/v1/messages",
+        json={"from": address, "to": ["far@elsewhere.example"], "subject": "Seeded send", "text": "hello"},
+        headers=h,
+    )
+    assert sent.status_code == 201, sent.text
 
     return Seeded(
         app=api.client.app,  # type: ignore[arg-type]
@@ -345,6 +353,7 @@ def seed(api: ApiEnv) -> Seeded:
         message_blob_id=message_blob_id,
         message_cursor=message_cursor,
         thread_cursor=thread_cursor,
+        sent_message_ids=[sent.json()["id"]],
     )
 
 
@@ -401,6 +410,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
             # The domain checks ask a test DNS server (empty zone: every record not_found).
             dns_resolver=resolver,
             dns_timeout=1.0,
+            ratelimit_send=RATELIMIT,
         )
         lookup, close = password_lookup(url)
         registry.lookup = lookup

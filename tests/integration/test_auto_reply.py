@@ -1,31 +1,23 @@
 """Auto-reply end to end on the real Cyrus: ``PATCH /v1/mailboxes/{id}/auto-reply`` installs the
 mailbox's Sieve ``vacation``; mail delivered over LMTP gets its reply through the ``sendmail``
-program, which stores it as an .eml in the instance's outbox (``cyrus.outbox``) or, in relay
-mode, hands it to an SMTP server.
+program, which spools it; the service's outgoing queue (:mod:`shipmail.messages.outbound`) then
+stores it as an .eml in the app's outbox (``api.outbox``; relay mode: test_sending.py).
 
-Cyrus runs the vacation action during the LMTP delivery and waits for the sendmail program, so
-a reply is in the outbox when ``lmtp()`` returns (measured); the helpers still poll briefly, and
-"no reply" checks are made after a later message's reply has arrived."""
+Cyrus runs the vacation action during the LMTP delivery and waits for the sendmail program; the
+queue takes the spool within about half a second, so the helpers poll (5 s), and "no reply"
+checks are made after a later message's reply has arrived."""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import os
 import secrets
-import shutil
-import socketserver
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import hypothesis
 import pytest
 from hypothesis import strategies as st
@@ -34,7 +26,7 @@ from shipmail.settings.schemas import AutoReply
 from shipmail.settings.sieve import reply_condition
 from shipmail.sieve.build import action
 from shipmail.sieve.script import Section, assemble
-from tests.integration.conftest import ApiEnv, free_port
+from tests.integration.conftest import ApiEnv
 from tests.integration.corpus import jmap
 
 SIEVE_USING = ("urn:ietf:params:jmap:core", "https://cyrusimap.org/ns/jmap/sieve")
@@ -156,7 +148,7 @@ def test_reply_from_the_mailbox_once_per_sender(api: ApiEnv) -> None:
     }
     alice, bob = sender(), sender()
     deliver(api, mbx, alice, subject="Quarterly report", msgid="q1@senders.example")
-    (reply,) = wait_replies(api.cyrus.outbox, alice)
+    (reply,) = wait_replies(api.outbox, alice)
     assert reply["X-Envelope-From"] == "<>"  # RFC 5230 section 5.1: null return path
     assert reply["From"].addresses[0].addr_spec == mbx["address"]
     assert reply["To"].addresses[0].addr_spec == alice
@@ -168,8 +160,8 @@ def test_reply_from_the_mailbox_once_per_sender(api: ApiEnv) -> None:
     # Once per sender (per day): the second message from alice gets nothing, bob gets his.
     deliver(api, mbx, alice, subject="Again")
     deliver(api, mbx, bob)
-    assert len(wait_replies(api.cyrus.outbox, bob)) == 1
-    assert len(replies(api.cyrus.outbox, alice)) == 1
+    assert len(wait_replies(api.outbox, bob)) == 1
+    assert len(replies(api.outbox, alice)) == 1
 
 
 def test_subject_and_body_survive_intact(api: ApiEnv) -> None:
@@ -183,7 +175,7 @@ def test_subject_and_body_survive_intact(api: ApiEnv) -> None:
     set_auto_reply(api, mbx, enabled=True, subject=subject, body=body)
     to = sender()
     deliver(api, mbx, to)
-    (reply,) = wait_replies(api.cyrus.outbox, to)
+    (reply,) = wait_replies(api.outbox, to)
     assert subject_of(reply) == subject
     assert text_of(reply) == body.replace("\r\n", "\n").replace("\r", "\n")
     raw_lines = reply.as_bytes().split(b"\n")
@@ -213,11 +205,11 @@ def test_date_window_is_checked_at_delivery(api: ApiEnv) -> None:
         to = sender()
         deliver(api, mbx, to)
         if expected:
-            (reply,) = wait_replies(api.cyrus.outbox, to)
+            (reply,) = wait_replies(api.outbox, to)
             assert text_of(reply) == body["body"]
         else:
             silent.append(to)
-    assert all(replies(api.cyrus.outbox, to) == [] for to in silent)
+    assert all(replies(api.outbox, to) == [] for to in silent)
 
 
 def test_window_opens_to_the_second(api: ApiEnv) -> None:
@@ -229,8 +221,8 @@ def test_window_opens_to_the_second(api: ApiEnv) -> None:
     time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.3)
     late = sender()
     deliver(api, mbx, late)
-    assert len(wait_replies(api.cyrus.outbox, late)) == 1
-    assert replies(api.cyrus.outbox, early) == []
+    assert len(wait_replies(api.outbox, late)) == 1
+    assert replies(api.outbox, early) == []
 
 
 def test_no_reply_to_lists_automatic_mail_or_bounces(api: ApiEnv) -> None:
@@ -260,9 +252,9 @@ def test_no_reply_to_lists_automatic_mail_or_bounces(api: ApiEnv) -> None:
     silent.append(hidden)
     answered = sender()
     deliver(api, mbx, answered, headers="Auto-Submitted: no\r\nPrecedence: first-class\r\n")
-    assert len(wait_replies(api.cyrus.outbox, answered)) == 1
+    assert len(wait_replies(api.outbox, answered)) == 1
     for to in silent:
-        assert replies(api.cyrus.outbox, to) == [], to
+        assert replies(api.outbox, to) == [], to
 
 
 def test_the_scripts_own_rfc3834_checks(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,7 +322,7 @@ def test_disabled_sends_nothing(api: ApiEnv) -> None:
     set_auto_reply(api, mbx, enabled=True, body="away", subject="Away")
     first = sender()
     deliver(api, mbx, first)
-    assert len(wait_replies(api.cyrus.outbox, first)) == 1
+    assert len(wait_replies(api.outbox, first)) == 1
     out = set_auto_reply(api, mbx, enabled=False, body="kept for later")
     assert out["auto_reply"] == {
         "enabled": False,
@@ -343,8 +335,8 @@ def test_disabled_sends_nothing(api: ApiEnv) -> None:
     deliver(api, mbx, a)
     deliver(api, never, b)
     deliver(api, sentinel, c)  # answered: once its reply is out, any reply to a or b would be too
-    assert len(wait_replies(api.cyrus.outbox, c)) == 1
-    assert replies(api.cyrus.outbox, a) == [] and replies(api.cyrus.outbox, b) == []
+    assert len(wait_replies(api.outbox, c)) == 1
+    assert replies(api.outbox, a) == [] and replies(api.outbox, b) == []
 
 
 def test_spam_gets_no_auto_reply(api: ApiEnv) -> None:
@@ -353,8 +345,8 @@ def test_spam_gets_no_auto_reply(api: ApiEnv) -> None:
     spammer, friend = sender(), sender()
     deliver(api, mbx, spammer, headers="X-Spam-Score: 9.1\r\n", msgid="spam@senders.example")
     deliver(api, mbx, friend, headers="X-Spam-Score: 1.0\r\n", msgid="ham@senders.example")
-    assert len(wait_replies(api.cyrus.outbox, friend)) == 1
-    assert replies(api.cyrus.outbox, spammer) == []
+    assert len(wait_replies(api.outbox, friend)) == 1
+    assert replies(api.outbox, spammer) == []
     assert folder_of(api, mbx["address"], "spam@senders.example") == "Junk"
     assert folder_of(api, mbx["address"], "ham@senders.example") == "Inbox"
 
@@ -376,7 +368,7 @@ def test_refused_script_keeps_the_old_script_and_settings(api: ApiEnv, monkeypat
     assert got["auto_reply"]["body"] == "first text"
     to = sender()
     deliver(api, mbx, to)
-    (reply,) = wait_replies(api.cyrus.outbox, to)
+    (reply,) = wait_replies(api.outbox, to)
     assert text_of(reply) == "first text"
 
 
@@ -419,7 +411,7 @@ def test_any_text_is_accepted_by_cyrus_and_arrives_intact(api: ApiEnv, body: str
     set_auto_reply(api, mbx, enabled=True, body=body, subject=subject)
     to = sender()
     deliver(api, mbx, to, subject="Original")
-    (reply,) = wait_replies(api.cyrus.outbox, to)
+    (reply,) = wait_replies(api.outbox, to)
     assert subject_of(reply) == (subject if subject is not None else "Auto: Original")
     assert text_of(reply) == body.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -455,164 +447,10 @@ def test_sdk_update_auto_reply(api: ApiEnv) -> None:
     }
     to = sender()
     deliver(api, mbx, to)
-    (reply,) = wait_replies(api.cyrus.outbox, to)
+    (reply,) = wait_replies(api.outbox, to)
     assert reply["Subject"] == "Out of office" and text_of(reply) == "Back next week."
     with pytest.raises(sdk.error) as refused:
         client.mailboxes.update_auto_reply(mbx["id"], {"enabled": True})
     assert refused.value.status == 422  # type: ignore[attr-defined]
     off = client.mailboxes.update_auto_reply(mbx["id"], {"enabled": False})
     assert off["auto_reply"]["enabled"] is False
-
-
-# --------------------------------------------------------------------------- relay mode
-
-
-@dataclass
-class SmtpSink:
-    """A minimal SMTP server on 127.0.0.1 keeping (mail_from, rcpt_tos, data) of each message."""
-
-    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    port: int = 0
-
-    def __post_init__(self) -> None:
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                def say(line: str) -> None:
-                    self.wfile.write(line.encode() + b"\r\n")
-
-                say("220 sink ESMTP")
-                mail_from, rcpts = "", list[str]()
-                while True:
-                    line = self.rfile.readline()
-                    if not line:
-                        return
-                    verb = line[:4].upper()
-                    if verb in (b"EHLO", b"HELO"):
-                        say("250 sink")
-                    elif verb == b"MAIL":
-                        mail_from, rcpts = line.decode().split(":", 1)[1].strip().split(" ")[0].strip("<>"), []
-                        say("250 ok")
-                    elif verb == b"RCPT":
-                        rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>"))
-                        say("250 ok")
-                    elif verb == b"DATA":
-                        say("354 go")
-                        data = b""
-                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
-                            data += chunk[1:] if chunk.startswith(b"..") else chunk
-                        sink.messages.append((mail_from, rcpts, data))
-                        say("250 queued")
-                    elif verb == b"QUIT":
-                        say("221 bye")
-                        return
-                    else:
-                        say("250 ok")
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    s = SmtpSink()
-    yield s
-    s.close()
-
-
-def test_relay_mode_hands_replies_to_the_smtp_relay(
-    sink: SmtpSink, monkeypatch: pytest.MonkeyPatch, api: ApiEnv
-) -> None:
-    """A second Cyrus instance set up from Settings with SHIPMAIL_SMTP_RELAY: the vacation reply
-    goes to the relay over SMTP and nothing is written to its outbox."""
-    import asyncio
-
-    from shipmail.config import Settings
-    from shipmail.delivery.script import ScriptOptions, build_script
-    from shipmail.mailserver.cyrus import CyrusInstance
-    from shipmail.mailserver.cyrus_server import CyrusMailServer
-
-    monkeypatch.setenv("SHIPMAIL_SMTP_RELAY", f"127.0.0.1:{sink.port}")
-    root = Path(tempfile.mkdtemp(prefix="shipmail-relay-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    settings = Settings.from_env(
-        data_dir=root, secret_key=b"relay-test", jmap_port=free_port(), lmtp_port=free_port(), imap_port=free_port()
-    )
-    assert settings.smtp_relay == f"127.0.0.1:{sink.port}"
-    instance = CyrusInstance.from_settings(settings, failed_login_pause=0)
-    address = "hello@relay.example"
-    try:
-        instance.prepare()
-        instance.start()
-        server = CyrusMailServer.from_instance(instance, timeout=5.0)
-
-        async def setup() -> None:
-            try:
-                await server.provision(address)
-            finally:
-                await server.aclose()
-
-        asyncio.run(setup())
-        script = build_script(
-            ScriptOptions(
-                server=server.delivery_sieve(),
-                address=address,
-                auto_reply=AutoReply(enabled=True, body="Relayed reply."),
-            )
-        )
-        access = server.jmap_access(address)
-        base = access.session_url.rsplit("/jmap/", 1)[0]
-        up = httpx.post(
-            f"{base}/jmap/upload/{address}/",
-            content=script.encode(),
-            timeout=10,
-            headers={"Authorization": access.authorization, "Content-Type": "application/sieve"},
-        )
-        blob = up.json()["blobId"]
-        r = httpx.post(
-            access.session_url,
-            timeout=10,
-            headers={"Authorization": access.authorization},
-            json={
-                "using": list(SIEVE_USING),
-                "methodCalls": [
-                    [
-                        "SieveScript/set",
-                        {
-                            "accountId": address,
-                            "create": {"s": {"name": "relay", "blobId": blob}},
-                            "onSuccessActivateScript": "#s",
-                        },
-                        "c",
-                    ]
-                ],
-            },
-        )
-        assert r.json()["methodResponses"][0][1]["created"], r.text
-        import smtplib
-
-        to = sender()
-        with smtplib.LMTP("127.0.0.1", instance.lmtp_port, timeout=15) as lmtp:
-            assert lmtp.sendmail(to, [address], message(address, to, subject="Via relay")) == {}
-        deadline = time.monotonic() + 5
-        while not sink.messages and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ((mail_from, rcpts, data),) = sink.messages
-        assert mail_from == "" and rcpts == [to]
-        reply = email.message_from_bytes(data, policy=email.policy.default)
-        assert reply["Subject"] == "Auto: Via relay"
-        assert text_of(reply) == "Relayed reply."
-        assert list(settings.outbox_dir.glob("*.eml")) == []
-    finally:
-        instance.stop()
-        left = instance.processes()
-        shutil.rmtree(root, ignore_errors=True)
-        assert left == []

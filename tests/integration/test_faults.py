@@ -429,7 +429,7 @@ def _run_503_scenario(serve: ServeProcess) -> None:
             f"/v1/mailboxes/{mid}/sandbox/inbound", json={"from": "a@sender.example", "subject": "hi", "text": "x"}
         )
         assert r.status_code == 201, r.text
-        email_id = r.json()["id"]
+        email_id = r.json()["email_id"]
         before = {m["id"]: m for m in http.get("/v1/mailboxes").json()["data"]}
 
     calls: list[tuple[str, str, dict[str, Any] | None]] = [

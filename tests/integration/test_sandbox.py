@@ -34,6 +34,29 @@ def inject(api: ApiEnv, mailbox_id: str, body: dict[str, Any], key: str | None =
     return api.client.post(f"/v1/mailboxes/{mailbox_id}/sandbox/inbound", json=body, headers=api.auth(key))
 
 
+def delivered(api: ApiEnv, mbx: dict[str, Any], r: Any) -> dict[str, Any]:
+    """The stored copy (the inbox's full message) of the ``Message`` a sandbox inject answered,
+    after checking that answer's shape (the reference's required keys)."""
+    m = r.json()
+    assert m["object"] == "message" and m["id"].startswith("msg_"), m
+    assert m["source"] == "inbound" and m["status"] == "delivered" and m["mode"] == "live"
+    assert m["mailbox_id"] == mbx["id"] and m["thread_id"].startswith("thr_")
+    for k in ("source_rfc_message_id", "delivered_rfc_message_id", "client_reference", "metadata", "headers"):
+        assert k in m
+    for k in ("subject", "from_address", "to_addresses", "cc_addresses", "bcc_addresses", "attachments"):
+        assert k in m
+    for k in ("rule_disposition", "scheduled_at", "created_at", "updated_at"):
+        assert k in m
+    got = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/messages/{m['email_id']}", headers=api.auth())
+    assert got.status_code == 200, got.text
+    again = api.client.get(f"/v1/messages/{m['id']}", headers=api.auth())
+    assert again.status_code == 200 and again.json() == m
+    full: dict[str, Any] = got.json()
+    assert full["thread_id"] == m["thread_id"] and full["subject"] == m["subject"]
+    assert m["source_rfc_message_id"] == f"<{full['message_id'][0]}>"
+    return full
+
+
 def raw_message(api: ApiEnv, address: str, email_id: str) -> email.message.EmailMessage:
     responses = jmap(api, address, [["Email/get", {"ids": [email_id], "properties": ["blobId"]}, "g"]])
     blob_id = responses[0][1]["list"][0]["blobId"]
@@ -68,7 +91,15 @@ def test_inject_answers_201_with_the_delivered_message(api: ApiEnv) -> None:
     }
     r = inject(api, mbx["id"], body)
     assert r.status_code == 201, r.text
-    m = r.json()
+    msg = r.json()
+    assert msg["from_address"] == "alice@sender.example" and msg["subject"] == body["subject"]
+    assert msg["to_addresses"] == [
+        {"address": "bob@sandbox-shape.example", "name": "Bob Builder"},
+        {"address": "carol@elsewhere.example", "name": None},
+    ]
+    assert msg["cc_addresses"] == [{"address": "dave@elsewhere.example", "name": None}]
+    assert {h["name"] for h in msg["headers"]} == {"X-Campaign", "List-Unsubscribe", "List-Unsubscribe-Post"}
+    m = delivered(api, mbx, r)
     assert m["object"] == "inbox_message_full"
     assert m["id"].startswith("eml_") and m["thread_id"].startswith("thr_")
     assert m["mailbox_id"] == mbx["id"] and m["address"] == mbx["address"]
@@ -106,7 +137,7 @@ def test_single_bodies_and_defaults(api: ApiEnv) -> None:
     mbx = new_mailbox(api, "sandbox-single.example")
     r = inject(api, mbx["id"], {"from": "Plain Sender <plain@sender.example>", "subject": "text only", "text": "hi"})
     assert r.status_code == 201, r.text
-    m = r.json()
+    m = delivered(api, mbx, r)
     assert m["to"] == [{"name": None, "email": mbx["address"]}]  # To defaults to the mailbox
     assert [p["type"] for p in m["text_body"]] == ["text/plain"]
     stored = raw_message(api, mbx["address"], m["id"].removeprefix("eml_"))
@@ -114,7 +145,7 @@ def test_single_bodies_and_defaults(api: ApiEnv) -> None:
 
     r = inject(api, mbx["id"], {"from": "h@sender.example", "subject": "html only", "html": "<h1>hi</h1>"})
     assert r.status_code == 201, r.text
-    stored = raw_message(api, mbx["address"], r.json()["id"].removeprefix("eml_"))
+    stored = raw_message(api, mbx["address"], r.json()["email_id"].removeprefix("eml_"))
     assert stored.get_content_type() == "text/html"
 
 
@@ -131,7 +162,7 @@ def test_in_reply_to_and_references_thread_messages(api: ApiEnv) -> None:
         },
     )
     assert first.status_code == 201, first.text
-    assert first.json()["message_id"] == ["kickoff-1@sender.example"]
+    assert delivered(api, mbx, first)["message_id"] == ["kickoff-1@sender.example"]
     reply = inject(
         api,
         mbx["id"],
@@ -150,7 +181,7 @@ def test_in_reply_to_and_references_thread_messages(api: ApiEnv) -> None:
             "from": "a@sender.example",
             "subject": "Re: Project kickoff",
             "text": "three",
-            "references": ["<kickoff-1@sender.example>", reply.json()["message_id"][0].join("<>")],
+            "references": ["<kickoff-1@sender.example>", reply.json()["source_rfc_message_id"]],
         },
     )
     assert third.status_code == 201, third.text
@@ -160,8 +191,9 @@ def test_in_reply_to_and_references_thread_messages(api: ApiEnv) -> None:
     thread = first.json()["thread_id"]
     assert reply.json()["thread_id"] == thread and third.json()["thread_id"] == thread
     assert other.json()["thread_id"] != thread
-    assert reply.json()["in_reply_to"] == ["kickoff-1@sender.example"]
-    assert reply.json()["references"] == ["kickoff-1@sender.example"]  # defaults to in_reply_to
+    stored_reply = delivered(api, mbx, reply)
+    assert stored_reply["in_reply_to"] == ["kickoff-1@sender.example"]
+    assert stored_reply["references"] == ["kickoff-1@sender.example"]  # defaults to in_reply_to
 
     # The same Message-ID again: Cyrus would drop it silently, so the API says 409.
     again = inject(
@@ -261,7 +293,7 @@ def test_delivery_runs_the_mailbox_sieve_script(api: ApiEnv, monkeypatch: pytest
     responses = jmap(
         api,
         mbx["address"],
-        [["Email/get", {"ids": [r.json()["id"].removeprefix("eml_")], "properties": ["keywords"]}, "g"]],
+        [["Email/get", {"ids": [r.json()["email_id"].removeprefix("eml_")], "properties": ["keywords"]}, "g"]],
     )
     assert responses[0][1]["list"][0]["keywords"].get("$viasieve") is True
 
@@ -322,6 +354,6 @@ def test_official_sdk_inject(api: ApiEnv) -> None:
         )
     assert done.returncode == 0, done.stderr
     m = json.loads(done.stdout)
-    assert m["object"] == "inbox_message_full" and m["subject"] == "from the SDK"
-    assert m["from"] == [{"name": "SDK", "email": "sdk@sender.example"}]
-    assert m["message_id"] == ["sdk-1@sender.example"]
+    assert m["object"] == "message" and m["subject"] == "from the SDK" and m["source"] == "inbound"
+    assert m["from_address"] == "sdk@sender.example"
+    assert m["source_rfc_message_id"] == "<sdk-1@sender.example>"

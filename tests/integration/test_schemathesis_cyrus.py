@@ -149,6 +149,8 @@ def _path_ids(s: Seeded, method: str, path: str, name: str) -> list[str]:
             return [s.domain_id]
         if label == "DELETE /mailboxes/{id}":
             return [s.victim_mailbox_id, s.foreign_mailbox_id]
+        if path.startswith("/messages/"):
+            return s.sent_message_ids
         return [s.mailbox_id] * 5 + [s.foreign_mailbox_id]
     if name == "message_id":
         if label == "DELETE /mailboxes/{id}/inbox/messages/{message_id}":
@@ -315,6 +317,35 @@ def _move_body(draw: st.DrawFn) -> dict[str, Any]:
 
 _SANDBOX_MESSAGE_ID = "<schemathesis-fixed@sandbox.test>"
 
+#: Recipients of generated sends and replies: another domain (the outbox), never the seeded
+#: mailbox (its lists must not change under the explicit examples).
+_FAR = ["far@elsewhere.example", "Far Person <far2@elsewhere.example>", {"address": "far3@elsewhere.example"}]
+
+
+@st.composite
+def _send_body(draw: st.DrawFn) -> dict[str, Any]:
+    s = _current[-1]
+    sender = draw(st.sampled_from([{"from": s.address}, {"mailbox_id": s.mailbox_id}, {"from": "x@nowhere.example"}]))
+    body: dict[str, Any] = {
+        **sender,
+        "to": draw(st.lists(st.sampled_from(_FAR), min_size=1, max_size=3)),
+        "subject": draw(st.sampled_from(["Hello", "Grüße ✓", "a\r\nBcc: x@y.example", ""])),
+        draw(st.sampled_from(["text", "html"])): draw(st.sampled_from(["body", "<p>body</p>", "ünï"])),
+    }
+    if draw(st.booleans()):
+        body["bcc"] = ["hidden@elsewhere.example"]
+    if draw(st.booleans()):
+        body["attachments"] = [{"filename": "a ä.txt", "content": "aGVsbG8=", "content_type": "text/plain"}]
+    return body
+
+
+@st.composite
+def _reply_body(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "to": draw(st.lists(st.sampled_from(_FAR), min_size=1, max_size=2)),
+        draw(st.sampled_from(["text", "html"])): draw(st.sampled_from(["thanks", "<p>thanks</p>"])),
+    }
+
 
 @st.composite
 def _sandbox_body(draw: st.DrawFn) -> dict[str, Any]:
@@ -467,6 +498,10 @@ def before_generate_body(context: Any, strategy: Any) -> Any:
             {}, optional={"read": st.booleans(), "starred": st.booleans()}
         ).filter(bool),
         "POST /mailboxes/{id}/sandbox/inbound": _sandbox_body,
+        "POST /messages": _send_body,
+        "POST /messages/{id}/reply": _reply_body,
+        "POST /mailboxes/{id}/inbox/messages/{message_id}/reply": _reply_body,
+        "POST /mailboxes/{id}/inbox/threads/{thread_id}/reply": _reply_body,
         "PUT /mailboxes/{id}/rules": _rules_body,
         "PATCH /mailboxes/{id}/auto-reply": _auto_reply_body,
         "PATCH /domains/{id}": lambda: st.sampled_from([_current[-1].mailbox_id, None, "mbx_unknown"]).map(
@@ -1111,6 +1146,12 @@ REACHED = {
     "PATCH /mailboxes/{id}/auto-reply": {200},
     "PATCH /mailboxes/{id}/spam-filter": {200},
     "POST /mailboxes/{id}/sandbox/inbound": {201},
+    "POST /messages": {201, 422},
+    "GET /messages": {200},
+    "GET /messages/{id}": {200},
+    "POST /messages/{id}/reply": {201},
+    "POST /mailboxes/{id}/inbox/messages/{message_id}/reply": {201},
+    "POST /mailboxes/{id}/inbox/threads/{thread_id}/reply": {201},
     "GET /mailboxes/{id}": {200},
     "PATCH /mailboxes/{id}/password": {200},
     "POST /mailboxes": {201},

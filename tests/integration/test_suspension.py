@@ -158,8 +158,8 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     dan = f"dan.{secrets.token_hex(4)}@sender.example"
     ping, _ = message(sentinel["address"], "to the sentinel", frm=dan)
     assert api.lmtp(sentinel["address"], ping, sender=dan) == {}
-    assert len(wait_replies(api.cyrus.outbox, dan)) == 1
-    assert replies(api.cyrus.outbox, "bob@sender.example") == []
+    assert len(wait_replies(api.outbox, dan)) == 1
+    assert replies(api.outbox, "bob@sender.example") == []
     assert set(inbox(api, mbx)) == {"before suspension"}
 
     # The API keeps reading and managing the mail, and the rules can still be edited.
@@ -200,7 +200,7 @@ def test_suspend_blocks_logins_delivery_and_rules_and_resume_restores(api: ApiEn
     assert lmtp_reply(api, address, urgent, sender="bob@sender.example")[:2] == ("done", 250)
     got = wait_inbox(api, mbx, "urgent while suspended")
     assert got["keywords"].get("$flagged") is True
-    assert len(wait_replies(api.cyrus.outbox, "bob@sender.example")) == 1
+    assert len(wait_replies(api.outbox, "bob@sender.example")) == 1
     assert urgent_mid in ids_by_message_id(api, address)  # delivered under its original id
     r = api.client.post(
         f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",

@@ -487,6 +487,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestCli
             secret_key=b"test-secret",
             ratelimit_read="100000/minute",
             ratelimit_write="100000/minute",
+            ratelimit_send="100000/minute",
         )
         key = make_key(settings)
         app = create_app(settings, mail_server=FakeMailServer(), jmap_transport=httpx.MockTransport(FakeJmap()))

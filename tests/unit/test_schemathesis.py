@@ -159,6 +159,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             dns_resolver=resolver,
             dns_timeout=1.0,
             mx_host="mx.shipmail.test",
+            ratelimit_send="100000/minute",
         )
         zone.set("stable.example", "MX", "10 mx.shipmail.test.")
         key = make_key(settings, scopes=["*"])

@@ -14,6 +14,7 @@ from shipmail.imports import models as _imports  # noqa: F401
 from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
+from shipmail.messages import models as _messages  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,0 +1,203 @@
+"""Sending: ``/v1/messages`` (send, list, get) and the replies (``/v1/messages/{id}/reply``,
+``/v1/mailboxes/{id}/inbox/messages/{message_id}/reply``, ``.../inbox/threads/{thread_id}/reply``);
+and the sandbox's ``POST /v1/mailboxes/{id}/sandbox/inbound``, which answers a ``Message`` too
+(the delivery itself is :mod:`shipmail.sandbox.service`'s)."""
+
+from __future__ import annotations
+
+from shipmail.auth.scopes import Scope
+from shipmail.http.errors import NotFound
+from shipmail.http.ratelimit import Tier
+from shipmail.http.routing import Context, Operation, operation
+from shipmail.http.schemas import Pagination
+from shipmail.jmap import ids
+from shipmail.mailboxes import service as mailboxes
+from shipmail.messages import service as messages
+from shipmail.messages.schemas import ListMessagesQuery, Message, MessageList, ReplyToThreadRequest, SendMessageRequest
+from shipmail.sandbox import service as sandbox
+from shipmail.sandbox.schemas import InjectSandboxInboundRequest
+
+operations: list[Operation] = []
+
+_TAGS = ("Messages",)
+_SEND_ERRORS = (401, 403, 404, 409, 422, 429, 503)
+
+
+@operation(
+    operations,
+    "POST",
+    "/messages",
+    operation_id="sendMessage",
+    summary="Send a message",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=SendMessageRequest,
+    response=Message,
+    status_code=201,
+    errors=_SEND_ERRORS,
+    tags=_TAGS,
+)
+async def send_message(ctx: Context[SendMessageRequest, None]) -> Message:
+    """Send an email from a mailbox of this organisation: `from` (an identity of the mailbox,
+    which it resolves to) or `mailbox_id`. The message is built as MIME (text and HTML
+    alternatives, base64 attachments, RFC 2047/2231 encodings, a `Message-ID` on the sender's
+    domain), stored in the mailbox's Drafts and submitted by the mail server (JMAP
+    EmailSubmission), which moves it to Sent. Delivery is queued: recipients on this service's
+    domains get it over LMTP, others through the configured SMTP relay (or the outbox);
+    `status` is `queued` until every recipient is done (`last_error` while a temporary refusal
+    is retried), then `sent` or `failed`. Bcc recipients are envelope recipients only: never in
+    a header.
+
+    422: neither `from` nor `mailbox_id`, a `from` that is not an identity of the mailbox, more
+    than 50 recipients (to + cc + bcc), CR/LF or other control characters in names, subject or
+    headers, no text nor html, bad attachments (base64, at most 20, 3 MB each and together).
+    409: the mailbox is suspended. 404: unknown `mailbox_id`. 503: the mail server is
+    unavailable (nothing was sent)."""
+    return await messages.send(ctx.services, ctx.session, ctx.organization_id, ctx.body)
+
+
+@operation(
+    operations,
+    "GET",
+    "/messages",
+    operation_id="listMessages",
+    summary="List messages",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=ListMessagesQuery,
+    response=MessageList,
+    errors=(401, 403, 422, 429),
+    tags=_TAGS,
+)
+async def list_messages(ctx: Context[None, ListMessagesQuery]) -> MessageList:
+    """Messages sent through the API by this organisation's mailboxes, oldest first; optionally
+    of one `mailbox_id` and/or with one exact `client_reference`."""
+    rows, next_cursor, has_more = await messages.list_page(ctx.services, ctx.session, ctx.organization_id, ctx.query)
+    return MessageList(
+        data=[messages.render(r) for r in rows],
+        pagination=Pagination(next_cursor=next_cursor, has_more=has_more, limit=ctx.query.limit),
+    )
+
+
+@operation(
+    operations,
+    "GET",
+    "/messages/{id}",
+    operation_id="getMessage",
+    summary="Get a message",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=Message,
+    errors=(401, 403, 404, 429),
+    tags=_TAGS,
+)
+async def get_message(ctx: Context[None, None]) -> Message:
+    """One message sent through the API, with its delivery `status`."""
+    return messages.render(await messages.get(ctx.session, ctx.organization_id, ctx.path["id"]))
+
+
+@operation(
+    operations,
+    "POST",
+    "/messages/{id}/reply",
+    operation_id="replyToMessage",
+    summary="Reply to a message",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=ReplyToThreadRequest,
+    response=Message,
+    status_code=201,
+    errors=_SEND_ERRORS,
+    tags=_TAGS,
+)
+async def reply_to_message(ctx: Context[ReplyToThreadRequest, None]) -> Message:
+    """Send a follow-up in the thread of a message sent through the API (`msg_...`), from the
+    same mailbox: `In-Reply-To`/`References` name it, the subject is `Re: <its subject>`.
+    Errors as for `sendMessage`; 404 for an unknown message or one whose Sent copy is gone."""
+    sent = await messages.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    row = await mailboxes.get(ctx.session, ctx.organization_id, sent.mailbox_id)
+    if sent.email_id is None:
+        raise NotFound(f"No message with id {ctx.path['id']!r}.")
+    return await messages.reply(ctx.services, ctx.session, row, sent.email_id, ctx.body)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/inbox/messages/{message_id}/reply",
+    operation_id="replyToMailboxInboxMessage",
+    summary="Reply to a mailbox inbox message",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=ReplyToThreadRequest,
+    response=Message,
+    status_code=201,
+    errors=_SEND_ERRORS,
+    tags=("Mailboxes", "Messages"),
+)
+async def reply_to_inbox_message(ctx: Context[ReplyToThreadRequest, None]) -> Message:
+    """Reply from the mailbox to one of its messages (`eml_...`): `In-Reply-To` its Message-ID,
+    `References` its references and Message-ID, subject `Re: <its subject>`, so the reply joins
+    its thread; the message gets the `$answered` keyword. The sender is the mailbox's identity.
+    Errors as for `sendMessage`; 404 for an unknown message."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
+    return await messages.reply(ctx.services, ctx.session, row, email_id, ctx.body)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/inbox/threads/{thread_id}/reply",
+    operation_id="replyToMailboxInboxThread",
+    summary="Reply to a mailbox inbox thread",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=ReplyToThreadRequest,
+    response=Message,
+    status_code=201,
+    errors=_SEND_ERRORS,
+    tags=("Mailboxes", "Messages"),
+)
+async def reply_to_inbox_thread(ctx: Context[ReplyToThreadRequest, None]) -> Message:
+    """Reply to the thread's newest inbound message (not in Sent or Drafts; the newest message
+    when there is none), as `replyToMailboxInboxMessage` does. 404 for an unknown thread."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    email_id = await messages.latest_inbound(ctx.services, ctx.session, row, thread_id)
+    return await messages.reply(ctx.services, ctx.session, row, email_id, ctx.body)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/sandbox/inbound",
+    operation_id="injectSandboxInbound",
+    summary="Inject a sandbox inbound message",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=InjectSandboxInboundRequest,
+    response=Message,
+    status_code=201,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes", "Messages"),
+)
+async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]) -> Message:
+    """Build an RFC 5322 message from the body (text/plain, text/html, or multipart/alternative
+    when both bodies are given; Date from `received_at`; a Message-ID is generated when absent)
+    and deliver it to the mailbox through the mail server's inbound path, so the mailbox's
+    delivery rules run as for mail from the internet. Nothing is sent to the `from`, `to` or `cc`
+    addresses. Answers 201 with the reference's `Message` object (`source` `inbound`, `status`
+    `delivered`, `id` `msg_...`; `email_id` and `thread_id` name the stored copy as the inbox
+    lists it, `eml_...`/`thr_...`; `in_reply_to`/`references` thread it with earlier messages);
+    `GET /messages/{id}` reads it again.
+
+    422: no text nor html, CR/LF/NUL or other control characters in any header value, an invalid
+    address or message id, a header other than List-Unsubscribe, List-Unsubscribe-Post (RFC 8058)
+    and non-reserved X-*. 409: a message with this `message_id` is already in the mailbox, or the
+    mailbox is suspended (`POST /mailboxes/{id}/resume` first). 404:
+    not a mailbox of this organisation. 503: the mail server is unavailable (Retry-After)."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    delivered = await sandbox.inject(ctx.services, row, ctx.body)
+    headers = [{"name": h.name, "value": h.value} for h in ctx.body.headers or []]
+    return await messages.record_inbound(ctx.session, row, delivered, headers)
