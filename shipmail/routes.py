@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shipmail.domains import routes as domains
+from shipmail.events import routes as events
 from shipmail.folders import routes as folders
 from shipmail.http.routing import Operation
 from shipmail.identities import routes as identities
@@ -25,4 +26,5 @@ OPERATIONS: list[Operation] = [
     *inbox.operations,
     *attachments.operations,
     *sandbox.operations,
+    *events.operations,
 ]

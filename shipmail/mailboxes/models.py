@@ -60,5 +60,9 @@ class Mailbox(SQLModel, table=True):
         sa_column_kwargs={"server_default": MailboxState.ACTIVE.value},
     )
     suspended_at: datetime | None = timestamp_field(nullable=True)
+    #: Messages the inbound gateway delivered in the calendar month ``received_month`` (UTC,
+    #: ``YYYY-MM``): ``received_this_month`` of the Mailbox object (0 once the month is over).
+    received_month: str | None = Field(default=None, max_length=7)
+    received_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()

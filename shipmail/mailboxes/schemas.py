@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from shipmail import utc
 from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
 from shipmail.mailboxes.models import Mailbox as MailboxRow
 from shipmail.settings.schemas import AutoReply
@@ -113,6 +114,9 @@ class Mailbox(Wire):
     suspension_reasons: list[Literal["billing", "manual", "security"]]
     spam_filter_threshold: int = Field(ge=1, le=14)
     auto_reply: AutoReply
+    received_this_month: int = Field(
+        ge=0, description="Messages delivered to this mailbox in the current calendar month (UTC)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -129,6 +133,7 @@ class Mailbox(Wire):
             suspension_reasons=["manual"] if row.suspended_at else [],
             spam_filter_threshold=row.spam_filter_threshold,
             auto_reply=row.auto_reply,
+            received_this_month=row.received_count if row.received_month == utc.month_key(utc.now()) else 0,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

@@ -397,6 +397,20 @@ def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+def lmtp_greets(port: int, timeout: float) -> bool:
+    """Whether an LMTP server on 127.0.0.1:``port`` greets ``220`` within ``timeout`` seconds
+    (then ``QUIT``); never raises."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            line = sock.recv(512)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"QUIT\r\n")
+            return line.startswith(b"220")
+    except OSError:
+        return False
+
+
 def http_answers(host: str, port: int, path: str) -> Callable[[float], bool]:
     """A readiness check: ``GET path`` on ``host:port`` answers 200 within the given seconds."""
 

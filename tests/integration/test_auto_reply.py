@@ -600,7 +600,7 @@ def test_relay_mode_hands_replies_to_the_smtp_relay(
         import smtplib
 
         to = sender()
-        with smtplib.LMTP("127.0.0.1", instance.lmtp_port, timeout=15) as lmtp:
+        with smtplib.LMTP(str(instance.lmtp_socket), timeout=15) as lmtp:
             assert lmtp.sendmail(to, [address], message(address, to, subject="Via relay")) == {}
         deadline = time.monotonic() + 5
         while not sink.messages and time.monotonic() < deadline:

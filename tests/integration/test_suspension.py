@@ -48,7 +48,7 @@ def message(to: str, subject: str, frm: str = "ann@sender.example") -> tuple[byt
 def lmtp_reply(api: ApiEnv, rcpt: str, data: bytes, sender: str = "ann@sender.example") -> tuple[str, int, str]:
     """One LMTP transaction; ``(stage, code, text)`` of the first reply that is not 2xx/3xx, or
     ``("done", 250, ...)`` when delivered."""
-    with smtplib.LMTP("127.0.0.1", api.cyrus.instance.lmtp_port, timeout=15) as lmtp:
+    with smtplib.LMTP("127.0.0.1", api.lmtp_port, timeout=15) as lmtp:
         lmtp.ehlo()
         code, text = lmtp.mail(sender)
         assert code == 250
