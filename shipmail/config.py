@@ -16,6 +16,8 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE`` | 0 | 1: webhook URLs may be ``http://`` and private/loopback |
+| ``SHIPMAIL_WEBHOOK_RETRY_BASE`` | 30 | seconds before a failed webhook delivery's 2nd attempt (doubling) |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: ``1``: webhook URLs may be http:// and point at private/loopback addresses (tests, labs).
+    webhook_allow_private: bool = False
+    #: Seconds before the second attempt of a failing webhook delivery (doubling, with jitter).
+    webhook_retry_base: float = 30.0
 
     @field_validator("*", mode="before")
     @classmethod

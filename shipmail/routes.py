@@ -14,6 +14,7 @@ from shipmail.rules import routes as rules
 from shipmail.sandbox import routes as sandbox
 from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
+from shipmail.webhooks import routes as webhooks
 
 OPERATIONS: list[Operation] = [
     *status.operations,
@@ -27,4 +28,5 @@ OPERATIONS: list[Operation] = [
     *attachments.operations,
     *sandbox.operations,
     *events.operations,
+    *webhooks.operations,
 ]

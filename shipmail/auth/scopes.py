@@ -21,6 +21,8 @@ class Scope(StrEnum):
     MESSAGES_WRITE = "messages:write"
     MAILBOX_RULES_READ = "mailbox_rules:read"
     MAILBOX_RULES_WRITE = "mailbox_rules:write"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
 
 
 def parse_scopes(values: Iterable[str]) -> list[Scope]:

@@ -11,6 +11,9 @@ their ``seq`` order; a reader that saw the later one first would skip the earlie
 :func:`record` therefore takes a transaction-scoped advisory lock on PostgreSQL before inserting,
 so event-writing transactions commit one at a time in ``seq`` order (SQLite has one writer at a
 time anyway).
+
+Every recorded event is handed to the organisation's webhooks in the same transaction
+(:func:`shipmail.webhooks.service.fan_out`): a delivery exists exactly when its event does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shipmail import utc
 from shipmail.events.models import Event
 from shipmail.ids import new_id
+from shipmail.webhooks import service as webhooks
 
 #: The PostgreSQL advisory lock key that serialises event-writing transactions.
 EVENT_LOCK_KEY = 0x5EB_E7E7
@@ -69,6 +73,7 @@ async def record(
     )
     session.add(event)
     await session.flush()
+    await webhooks.fan_out(session, event)
     return event
 
 

@@ -10,6 +10,7 @@ from shipmail.domains import models as _domains  # noqa: F401  (registers the ta
 from shipmail.events import models as _events  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
+from shipmail.webhooks import models as _webhooks  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata
