@@ -18,6 +18,8 @@
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
 | ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE`` | 0 | 1: webhook URLs may be ``http://`` and private/loopback |
 | ``SHIPMAIL_WEBHOOK_RETRY_BASE`` | 30 | seconds before a failed webhook delivery's 2nd attempt (doubling) |
+| ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
+| ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -89,6 +91,10 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     #: Seconds before the second attempt of a failing webhook delivery (doubling, with jitter).
     webhook_retry_base: float = 30.0
+    #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
+    jobs_worker: bool = True
+    #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -3,7 +3,7 @@ messages received this month (received_month, received_count); webhooks, their d
 attempts
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0013
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from shipmail.db.types import UTCDateTime
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
