@@ -45,8 +45,10 @@ async def record(
     type: str,
     data: dict[str, Any],
     key: str | None = None,
+    notify: bool = True,
 ) -> Event:
-    """Add an event to ``session``'s transaction (flushed: ``seq`` is set; the caller commits).
+    """Add an event to ``session``'s transaction (flushed: ``seq`` is set; the caller commits),
+    and, unless ``notify`` is False, its deliveries to the organisation's webhooks.
 
     ``key`` makes it idempotent per (``mailbox_id``, ``type``): when an event with the same key
     exists, that one is returned and nothing is added (a retried delivery's ``message.received``).
@@ -73,7 +75,8 @@ async def record(
     )
     session.add(event)
     await session.flush()
-    await webhooks.fan_out(session, event)
+    if notify:
+        await webhooks.fan_out(session, event)
     return event
 
 

@@ -39,6 +39,7 @@ from shipmail.jmap import ids
 from shipmail.jmap.client import JmapClient
 from shipmail.jmap.request import Request
 from shipmail.mailboxes.models import Mailbox
+from shipmail.rules.schemas import sends_webhook
 from shipmail.rules.sieve import matched_rules
 
 logger = logging.getLogger("shipmail.inbound")
@@ -150,8 +151,10 @@ async def record_delivery(
                     "message_id": wire_id,
                     "thread_id": data["thread_id"],
                     "folder_id": data["folder_id"],
+                    "send_webhook": sends_webhook(rule),
                 },
                 key=f"{wire_id}:{rule.id}",
+                notify=sends_webhook(rule),
             )
             rule_events.append(rule_event.id)
         month = utc.month_key(utc.now())
