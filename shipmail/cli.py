@@ -420,11 +420,11 @@ def serve_gateway(fd: int, parent: int | None) -> None:
     import asyncio
     import socket
 
-    from shipmail.app import default_mail_server
     from shipmail.inbound.backend import Target
     from shipmail.inbound.gateway import running_gateway
     from shipmail.mailserver import procs
     from shipmail.mailserver.cyrus import CyrusInstance
+    from shipmail.mailserver.cyrus_server import CyrusMailServer
 
     procs.die_with_parent(signal.SIGTERM, parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -432,14 +432,15 @@ def serve_gateway(fd: int, parent: int | None) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command otherwise
     settings = Settings.from_env()
     sock = socket.socket(fileno=fd)
-    backend = Target(path=CyrusInstance.from_settings(settings).lmtp_socket)
+    instance = CyrusInstance.from_settings(settings)
+    backend = Target(path=instance.lmtp_socket)
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        mail = default_mail_server(settings)
+        mail = CyrusMailServer.from_instance(instance, timeout=settings.jmap_timeout)
         try:
             async with running_gateway(
                 database_url=settings.database_url,
