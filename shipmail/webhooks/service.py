@@ -19,8 +19,9 @@ exponential back-off and jitter (:func:`shipmail.jobs.backoff`, base
 :data:`GIVE_UP_AFTER` is disabled (``active: false``) until ``updateWebhook`` sets it active.
 
 SSRF: URLs must be ``https://`` and resolve only to public addresses (no loopback, private,
-link-local, multicast, reserved or cloud metadata address), checked at create/update and again
-before each attempt; ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE=1`` lifts both (and allows ``http://``).
+link-local, multicast, reserved or cloud metadata address): literal addresses and ``localhost``
+are refused at create/update (422), and the host is resolved and every address checked before
+each attempt (a refused one fails the attempt); ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE=1`` lifts both (and allows ``http://``).
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ async def resolved_problem(url: str, *, allow_private: bool) -> str | None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(5.0):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        return "does not resolve (timeout)"
     except OSError as exc:
         return f"does not resolve ({exc.strerror or exc})"
     for info in infos:
@@ -139,7 +143,9 @@ async def resolved_problem(url: str, *, allow_private: bool) -> str | None:
 
 
 async def _check_url(url: str, allow_private: bool) -> None:
-    problem = await resolved_problem(url, allow_private=allow_private)
+    """422 for a URL refused without a lookup; a host NAME is resolved and checked before each
+    attempt (what it resolves to may change after the webhook is made)."""
+    problem = url_problem(url, allow_private=allow_private)
     if problem:
         raise ValidationFailed(f"The webhook URL {problem}.", details=[detail("url", "invalid_url", problem)])
 
