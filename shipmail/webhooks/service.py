@@ -10,7 +10,8 @@ An attempt (:func:`attempt`): ``POST`` of the envelope ``{"type", "timestamp", "
 with the Standard Webhooks headers ``webhook-id`` (the delivery's ``msg_...``, the same on every
 attempt and replay), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, by the :mod:`standardwebhooks`
-package; during the 24 h after a rotation with the previous secret too, space-separated), within
+package; during the 24 h after a rotation with the previous secret too, space-separated), and
+the two headers the official SDK's ``verify_webhook`` checks (:func:`sdk_headers`), within
 :data:`ATTEMPT_TIMEOUT` seconds, no redirects followed. Each attempt is kept (time, status,
 duration, the first 1 KiB of the answer). A 2xx answer delivers; anything else retries with
 exponential back-off and jitter (:func:`shipmail.jobs.backoff`, base
@@ -27,6 +28,8 @@ each attempt (a refused one fails the attempt); ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -372,6 +375,18 @@ def signature(webhook: Webhook, service_key: bytes, message_id: str, moment: dat
     return " ".join(Signer(k).sign(message_id, moment, body) for k in keys)
 
 
+def sdk_headers(secret: str, moment: datetime, body: bytes) -> dict[str, str]:
+    """The headers the official Shipmail SDK 0.6.7's ``verify_webhook`` checks (besides the
+    Standard Webhooks ones): ``x-shipmail-timestamp`` (Unix seconds) and ``x-shipmail-signature``,
+    the hex HMAC-SHA256 under the whole ``whsec_...`` string of ``"v1=<timestamp>\n<body>"``."""
+    stamp = str(int(moment.timestamp()))
+    signed = f"v1={stamp}\n".encode() + body
+    return {
+        "x-shipmail-timestamp": stamp,
+        "x-shipmail-signature": hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest(),
+    }
+
+
 async def attempt(job: jobs.Job, svc: Services) -> None:
     """One HTTP attempt of the delivery named in ``job.payload`` (see the module docstring)."""
     delivery_id = str(job.payload.get("delivery_id"))
@@ -396,6 +411,7 @@ async def attempt(job: jobs.Job, svc: Services) -> None:
         "webhook-id": delivery.message_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature(webhook, settings.secret_key, delivery.message_id, now, body),
+        **sdk_headers(secrets.unseal(webhook.secret, settings.secret_key), now, body),
     }
     status: int | None = None
     kept: str | None = None

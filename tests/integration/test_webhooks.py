@@ -7,6 +7,8 @@ secrets; a matched rule is a ``mailbox.rule_matched`` webhook."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -78,6 +80,11 @@ def test_message_received_over_lmtp_and_sandbox_once_each_signed(api: ApiEnv) ->
         assert bodies[1]["data"]["id"] == sandboxed and bodies[1]["data"]["subject"] == "Sandboxed"
         assert all(b["data"]["mailbox_id"] == mbx["id"] for b in bodies)
         assert len({g.headers["webhook-id"] for g in got}) == 2
+        # The official SDK's verify_webhook scheme (x-shipmail-*) holds too.
+        for request in got:
+            signed = f"v1={request.headers['x-shipmail-timestamp']}\n".encode() + request.body
+            mac = hmac.new(hook["secret"].encode(), signed, hashlib.sha256).hexdigest()
+            assert request.headers["x-shipmail-signature"] == mac
         # A wrong secret does not verify.
         assert not verify("whsec_" + "A" * 44, got[0])
     done = settled(api, hook["id"], 2)
@@ -186,3 +193,65 @@ def test_webhooks_crud_and_tenancy(api: ApiEnv) -> None:
         assert api.client.delete(f"/v1/webhooks/{hook['id']}", headers=api.auth(reader)).status_code == 403
         assert api.client.delete(f"/v1/webhooks/{hook['id']}", headers=api.auth()).status_code == 204
         assert api.client.get(f"/v1/webhooks/{hook['id']}", headers=api.auth()).status_code == 404
+
+
+SDK_SCRIPT = r"""
+import json, sys, time
+from shipmail import Shipmail, verify_webhook
+base, key, url = sys.argv[1:4]
+client = Shipmail(key, base_url=base + "/v1")
+made = client.webhooks.create({"url": url, "events": ["message.received"], "description": "sdk"})
+out = {"secret": made["secret"], "id": made["id"]}
+out["listed"] = [w["id"] for w in client.webhooks.list()["data"]]
+out["got"] = client.webhooks.get(made["id"])["description"]
+out["updated"] = client.webhooks.update(made["id"], {"description": None})["description"]
+out["test_event"] = client.webhooks.test(made["id"])["event_id"]
+for _ in range(100):
+    found = client.webhooks.list_deliveries(made["id"])["data"]
+    if found and found[0]["status"] == "delivered":
+        break
+    time.sleep(0.1)
+out["delivery"] = client.webhooks.get_delivery(made["id"], found[0]["id"])["status"]
+out["replayed_from"] = client.webhooks.replay_delivery(made["id"], found[0]["id"])["replayed_from_delivery_id"]
+out["delivery_id"] = found[0]["id"]
+out["rotated"] = client.webhooks.rotate_secret(made["id"])["secret"].startswith("whsec_")
+print(json.dumps(out))
+"""
+
+
+def test_the_official_sdk_drives_webhooks_and_verifies_them(api: ApiEnv) -> None:
+    import subprocess
+    from pathlib import Path
+
+    from tests.integration.conftest import require
+    from tests.integration.live_app import live_server
+
+    sdk_python = Path(__file__).resolve().parents[2] / ".venv-sdk" / "bin" / "python"
+    require(sdk_python.exists(), f"{sdk_python} is missing: run scripts/setup")
+    with Receiver() as receiver, live_server(api) as base:
+        done = subprocess.run(
+            [str(sdk_python), "-I", "-c", SDK_SCRIPT, base, api.key, receiver.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["listed"] == [out["id"]] and out["got"] == "sdk" and out["updated"] is None
+        assert out["delivery"] == "delivered" and out["replayed_from"] == out["delivery_id"] and out["rotated"]
+        first, again = receiver.wait_for(2)
+        assert first.headers["webhook-id"] == again.headers["webhook-id"]
+        # The SDK's own verify_webhook accepts what the server sent.
+        check = (
+            "import sys, json\nfrom shipmail import verify_webhook\n"
+            "h = json.loads(sys.argv[1]); print(verify_webhook(sys.argv[2], h, sys.argv[3])['type'])"
+        )
+        verified = subprocess.run(
+            [str(sdk_python), "-I", "-c", check, json.dumps(first.headers), first.body.decode(), out["secret"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert verified.returncode == 0 and verified.stdout.strip() == "webhook.test", verified.stderr
