@@ -371,7 +371,8 @@ class CyrusMailServer:
 
     async def health(self) -> MailHealth:
         """Probes, all at once, each bounded by :data:`HEALTH_TIMEOUT` (or ``timeout`` if less):
-        JMAP (``GET /jmap/`` answers 401), IMAP (greets ``* OK``), LMTP (greets ``220``) and the
+        JMAP (``GET /jmap/`` answers 401), IMAP (greets ``* OK``), LMTP (greets ``220``: where
+        deliveries go and, when that is a gateway's port, Cyrus's own LMTP socket too) and the
         login checker (answers a health request, :func:`.authd.probe_async`; down when no socket
         is configured). Never raises."""
         limit = min(HEALTH_TIMEOUT, self._timeout)
@@ -383,6 +384,14 @@ class CyrusMailServer:
             except TimeoutError:
                 return False
 
+        async def lmtp() -> bool:
+            # Where deliveries go (the inbound gateway under serve) and, behind it, Cyrus's own LMTP.
+            host, port = self._lmtp_target()
+            probes = [_greets(host, port, b"220", b"QUIT\r\n", limit)]
+            if port is not None and self._lmtp_socket is not None:
+                probes.append(_greets(str(self._lmtp_socket), None, b"220", b"QUIT\r\n", limit))
+            return all(await asyncio.gather(*probes))
+
         async def login_checker() -> bool:
             if self._authd_socket is None:
                 return False
@@ -391,7 +400,7 @@ class CyrusMailServer:
         results = await asyncio.gather(
             jmap(),
             _greets(self._admin.host, self._admin.port, b"* OK", b"a LOGOUT\r\n", limit),
-            _greets(*self._lmtp_target(), b"220", b"QUIT\r\n", limit),
+            lmtp(),
             login_checker(),
         )
         return MailHealth(jmap=results[0], imap=results[1], lmtp=results[2], login_checker=results[3])
