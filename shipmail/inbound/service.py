@@ -45,7 +45,7 @@ from shipmail.rules.sieve import matched_rules
 logger = logging.getLogger("shipmail.inbound")
 
 #: Newest Emails of the account searched for the delivery id.
-LOOKUP_WINDOW = 10
+LOOKUP_WINDOW = 5
 
 #: What the lookup reads of each of them.
 LOOKUP_PROPERTIES = [*jemail.LIST_PROPERTIES, "messageId", "header:Received:asText:all"]
