@@ -302,11 +302,14 @@ def openapi(write: bool) -> None:
 @main.command()
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="uvicorn workers.")
 def serve(workers: int) -> None:
-    """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM.
+    """Run the private Cyrus instance, the login checker, the inbound gateway and the API until
+    SIGINT/SIGTERM.
 
-    This process only supervises (:mod:`shipmail.mailserver.supervisor`): the login checker and
-    the API run as child processes (``serve-login-checker``, ``serve-api``), Cyrus's master as a
-    daemon; each is restarted when it dies or stops answering.
+    This process only supervises (:mod:`shipmail.mailserver.supervisor`): the login checker, the
+    inbound gateway (LMTP on ``SHIPMAIL_LMTP_PORT``, in front of Cyrus's LMTP socket) and the API
+    run as child processes (``serve-login-checker``, ``serve-gateway``, ``serve-api``), Cyrus's
+    master as a daemon; each is restarted when it dies or stops answering. ``serve`` binds the
+    API's and the gateway's listening sockets once and hands them to each generation.
     """
     from shipmail.mailserver import authd
     from shipmail.mailserver.cyrus import CyrusError, CyrusInstance

@@ -14,7 +14,8 @@ Components:
 
 * :class:`CyrusComponent`: the daemonised Cyrus master (not our child: watched by its pid in
   ``/proc``) and its JMAP, IMAP and LMTP services (probed every ``probe_interval`` seconds).
-* :class:`ChildProcess`: a subprocess in a process group of its own (the login checker; the API,
+* :class:`ChildProcess`: a subprocess in a process group of its own (the login checker; the
+  inbound gateway, probed with an LMTP greeting, :func:`lmtp_greets`; the API,
   whose uvicorn parent supervises several workers itself), with an optional health probe. Its
   group is ended as a whole, so workers orphaned by a killed uvicorn parent go with it.
 * :class:`OneShot`: a step run once, in its place in the start-up order (say, a reconciliation
