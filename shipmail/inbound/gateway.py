@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import Envelope, Session, syntax
 from sqlmodel import col, select
 
 from shipmail.db.engine import Database
@@ -116,7 +116,7 @@ class GatewayHandler:
             t.drop()
             return UNAVAILABLE
         if reply.ok:
-            envelope.mail_from = address
+            envelope.mail_from = address or "<>"  # the null reverse-path must not read as "no MAIL yet"
             envelope.mail_options.extend(mail_options)
         return reply.wire()
 
@@ -234,6 +234,23 @@ class _GatewayLMTP(LMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._gateway.closed(self.session)
         super().connection_lost(error)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """``MAIL FROM:<>`` (the null reverse-path of bounces and auto-replies, RFC 5321 section
+        4.5.5) goes to the handler; aiosmtpd 1.4 refuses it as a syntax error (501)."""
+        rest = self._strip_command_keyword("FROM:", arg) if arg else None
+        if rest is None or not rest.strip().startswith("<>"):
+            await super().smtp_MAIL(arg)
+            return
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if self.envelope.mail_from:
+            await self.push("503 Error: nested MAIL command")
+            return
+        status = await self._call_handler_hook("MAIL", "", rest.strip()[2:].upper().split())
+        await self.push(status)
 
 
 class Gateway:

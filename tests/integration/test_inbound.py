@@ -184,3 +184,12 @@ def test_the_catch_up_cursor_returns_only_what_is_new(api: ApiEnv) -> None:
     stranger = api.new_key(org="someone-else")
     r = api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth(stranger))
     assert r.status_code == 404
+
+
+def test_bounces_with_the_null_sender_are_accepted(api: ApiEnv) -> None:
+    """``MAIL FROM:<>`` (bounces, auto-replies; RFC 5321 section 4.5.5) reaches Cyrus and is
+    recorded like any other message (aiosmtpd alone answers it 501)."""
+    mbx = api.new_mailbox("inbound-bounce.example", "hello")
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "bounce")
+    assert api.lmtp(mbx["address"], raw, sender="") == {}
+    assert len(received(api, mbx["id"])) == 1
