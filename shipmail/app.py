@@ -102,11 +102,14 @@ def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def default_mail_server(settings: Settings) -> MailServer:
-    """The Cyrus instance under ``settings.cyrus_dir`` (started by ``shipmail serve``)."""
+    """The Cyrus instance under ``settings.cyrus_dir`` (started by ``shipmail serve``); mail it is
+    handed (sandbox deliveries) goes through the inbound gateway on ``settings.lmtp_port``."""
     from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.mailserver.cyrus_server import CyrusMailServer
 
-    return CyrusMailServer.from_instance(CyrusInstance.from_settings(settings), timeout=settings.jmap_timeout)
+    return CyrusMailServer.from_instance(
+        CyrusInstance.from_settings(settings), timeout=settings.jmap_timeout, lmtp_port=settings.lmtp_port
+    )
 
 
 def create_app(

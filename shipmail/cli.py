@@ -320,11 +320,14 @@ def openapi(write: bool) -> None:
 @main.command()
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="uvicorn workers.")
 def serve(workers: int) -> None:
-    """Run the private Cyrus instance, the login checker and the API until SIGINT/SIGTERM.
+    """Run the private Cyrus instance, the login checker, the inbound gateway and the API until
+    SIGINT/SIGTERM.
 
-    This process only supervises (:mod:`shipmail.mailserver.supervisor`): the login checker and
-    the API run as child processes (``serve-login-checker``, ``serve-api``), Cyrus's master as a
-    daemon; each is restarted when it dies or stops answering.
+    This process only supervises (:mod:`shipmail.mailserver.supervisor`): the login checker, the
+    inbound gateway (LMTP on ``SHIPMAIL_LMTP_PORT``, in front of Cyrus's LMTP socket) and the API
+    run as child processes (``serve-login-checker``, ``serve-gateway``, ``serve-api``), Cyrus's
+    master as a daemon; each is restarted when it dies or stops answering. ``serve`` binds the
+    API's and the gateway's listening sockets once and hands them to each generation.
     """
     from shipmail.mailserver import authd
     from shipmail.mailserver.cyrus import CyrusError, CyrusInstance
@@ -336,6 +339,7 @@ def serve(workers: int) -> None:
         SupervisorError,
         bind_listener,
         http_answers,
+        lmtp_greets,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -351,6 +355,11 @@ def serve(workers: int) -> None:
         listener = bind_listener(settings.host, settings.port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    try:
+        lmtp_listener = bind_listener("127.0.0.1", settings.lmtp_port)
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(f"cannot listen for LMTP on 127.0.0.1:{settings.lmtp_port}: {exc}") from None
     if workers > 1 and settings.ratelimit_storage.startswith("memory"):
         log.warning("several workers with memory:// rate-limit storage: set SHIPMAIL_RATELIMIT_STORAGE=redis://")
     me = [sys.executable, "-m", "shipmail.cli"]
@@ -365,6 +374,13 @@ def serve(workers: int) -> None:
             ),
             CyrusComponent(instance),
             OneShot("start-up reconciliation", lambda: _reconcile_at_startup(settings)),
+            ChildProcess(
+                "inbound gateway",
+                [*me, "serve-gateway", "--fd", str(lmtp_listener.fileno()), "--parent", parent],
+                pass_fds=(lmtp_listener.fileno(),),
+                ready=lambda timeout: lmtp_greets(settings.lmtp_port, timeout),
+                probe=lambda timeout: lmtp_greets(settings.lmtp_port, timeout),
+            ),
             ChildProcess(
                 "API",
                 [*me, "serve-api", "--fd", str(listener.fileno()), "--workers", str(workers), "--parent", parent],
@@ -393,6 +409,7 @@ def serve(workers: int) -> None:
         log.info("stopping")
         supervisor.stop()
         listener.close()
+        lmtp_listener.close()
 
 
 @main.command("serve-login-checker", hidden=True)
@@ -415,6 +432,52 @@ def serve_login_checker(parent: int | None) -> None:
         close_lookup()
 
 
+@main.command("serve-gateway", hidden=True)
+@click.option("--fd", type=int, required=True, help="The LMTP listening socket, inherited from serve.")
+@click.option("--parent", type=int, default=None, help="Pid of the serve process (end with it).")
+def serve_gateway(fd: int, parent: int | None) -> None:
+    """The inbound gateway process of ``serve``: LMTP on the inherited socket, handing every
+    message to Cyrus's LMTP socket (:mod:`shipmail.inbound.gateway`) until SIGTERM/SIGINT."""
+    import asyncio
+    import socket
+
+    from shipmail.inbound.backend import Target
+    from shipmail.inbound.gateway import running_gateway
+    from shipmail.mailserver import procs
+    from shipmail.mailserver.cyrus import CyrusInstance
+    from shipmail.mailserver.cyrus_server import CyrusMailServer
+
+    procs.die_with_parent(signal.SIGTERM, parent)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command otherwise
+    settings = Settings.from_env()
+    sock = socket.socket(fileno=fd)
+    instance = CyrusInstance.from_settings(settings)
+    backend = Target(path=instance.lmtp_socket)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        mail = CyrusMailServer.from_instance(instance, timeout=settings.jmap_timeout)
+        try:
+            async with running_gateway(
+                database_url=settings.database_url,
+                mail=mail,
+                backend=backend,
+                sock=sock,
+                jmap_timeout=settings.jmap_timeout,
+            ):
+                logging.getLogger("shipmail.inbound").info("inbound gateway: LMTP -> %s", backend)
+                await stop.wait()
+        finally:
+            await mail.aclose()
+
+    asyncio.run(run())
+
+
 @main.command("serve-api", hidden=True)
 @click.option("--fd", type=int, required=True, help="The listening socket, inherited from serve.")
 @click.option("--workers", type=click.IntRange(min=1), default=1)
@@ -431,6 +494,7 @@ def serve_api(fd: int, workers: int, parent: int | None) -> None:
 
     procs.die_with_parent(signal.SIGTERM, parent)
     sock = socket.socket(fileno=fd)
+    _Server = _server_class()
     config = uvicorn.Config(
         "shipmail.app:create_app",
         factory=True,
@@ -444,7 +508,23 @@ def serve_api(fd: int, workers: int, parent: int | None) -> None:
     if workers > 1:
         Multiprocess(config, sockets=[sock]).run()
     else:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    from shipmail.runtime import SHUTTING_DOWN
+
+    class Server(uvicorn.Server):
+        """uvicorn's server telling long-lived responses (the event stream) that it stops, so
+        they end cleanly within the graceful shutdown instead of being cut."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            SHUTTING_DOWN.set()
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    return Server
 
 
 if __name__ == "__main__":  # pragma: no cover

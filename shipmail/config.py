@@ -32,6 +32,8 @@
 | ``SHIPMAIL_SEND_RETRY_SECONDS`` | 345600 (4 days) | how long a temporary refusal is retried |
 | ``SHIPMAIL_SEND_RETRY_BASE`` | 30.0 | first retry delay in seconds; doubles per attempt (at most 1 h) |
 | ``SHIPMAIL_DAILY_SEND_LIMIT`` / ``_MONTHLY_`` | 500 / 10000 | messages a mailbox may send per UTC day / month |
+| ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE`` | 0 | 1: webhook URLs may be ``http://`` and private/loopback |
+| ``SHIPMAIL_WEBHOOK_RETRY_BASE`` | 30 | seconds before a failed webhook delivery's 2nd attempt (doubling) |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
@@ -153,6 +155,10 @@ class Settings(BaseSettings):
     #: Messages a mailbox may send per UTC day and per UTC month, unless the mailbox says otherwise.
     daily_send_limit: int = Field(default=500, ge=0)
     monthly_send_limit: int = Field(default=10000, ge=0)
+    #: ``1``: webhook URLs may be http:// and point at private/loopback addresses (tests, labs).
+    webhook_allow_private: bool = False
+    #: Seconds before the second attempt of a failing webhook delivery (doubling, with jitter).
+    webhook_retry_base: float = 30.0
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).

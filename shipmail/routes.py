@@ -5,6 +5,7 @@ from __future__ import annotations
 from shipmail.app_passwords import routes as app_passwords
 from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
+from shipmail.events import routes as events
 from shipmail.exports import routes as exports
 from shipmail.folders import routes as folders
 from shipmail.forwarding import routes as forwarding
@@ -18,6 +19,7 @@ from shipmail.messages import routes as messages
 from shipmail.rules import routes as rules
 from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
+from shipmail.webhooks import routes as webhooks
 
 OPERATIONS: list[Operation] = [
     *status.operations,
@@ -35,4 +37,6 @@ OPERATIONS: list[Operation] = [
     *exports.operations,
     *imports.operations,
     *messages.operations,
+    *events.operations,
+    *webhooks.operations,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from shipmail.config import Settings
@@ -9,6 +10,10 @@ from shipmail.db.engine import Database
 from shipmail.http.cursors import CursorCodec
 from shipmail.jmap.client import JmapClient
 from shipmail.mailserver.base import MailServer
+
+#: Set when the process begins to shut down (SIGTERM/SIGINT in ``serve-api``, the app's lifespan
+#: end): long-lived responses (the event stream) end cleanly instead of being cut.
+SHUTTING_DOWN = threading.Event()
 
 
 @dataclass

@@ -9,10 +9,12 @@ from shipmail.exports import tasks as exports
 from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
 from shipmail.messages import outbound
+from shipmail.webhooks import service as webhooks
 
 HANDLERS: dict[str, Handler] = {
     **domains.handlers,
     **exports.handlers,
     **imports.handlers,
     **outbound.handlers,
+    **webhooks.handlers,
 }

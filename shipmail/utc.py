@@ -32,3 +32,9 @@ def ceil_second(moment: datetime) -> datetime:
     moment = as_utc(moment)
     whole = moment.replace(microsecond=0)
     return whole if whole == moment else whole + timedelta(seconds=1)
+
+
+def month_key(moment: datetime) -> str:
+    """The UTC calendar month of ``moment`` as ``YYYY-MM`` (monthly counters)."""
+    m = as_utc(moment)
+    return f"{m.year:04d}-{m.month:02d}"

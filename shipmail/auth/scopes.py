@@ -28,6 +28,8 @@ class Scope(StrEnum):
     MAILBOX_CREDENTIALS_WRITE = "mailbox_credentials:write"
     MAILBOX_FORWARDING_READ = "mailbox_forwarding:read"
     MAILBOX_FORWARDING_WRITE = "mailbox_forwarding:write"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
 
 
 def parse_scopes(values: Iterable[str]) -> list[Scope]:

@@ -90,6 +90,10 @@ THREAD_IDS = "/list/*/threadId"
 #: Keywords the server keeps for itself (Cyrus's attachment marker): not shown to API clients.
 HIDDEN_KEYWORDS = frozenset({"$hasattachment", "$hasnoattachment"})
 
+#: Keywords the service itself puts on messages start with this (the delivery script's marks of
+#: the inbox rules that matched, :func:`shipmail.rules.sieve.rule_keyword`): not shown either.
+SERVICE_KEYWORD_PREFIX = "$shipmail-"
+
 #: The most text of one body part returned by a full message (bytes of UTF-8).
 MAX_BODY_VALUE_BYTES = 4 * 1024 * 1024
 
@@ -215,7 +219,11 @@ def keywords(raw: Any) -> dict[str, bool]:
     """The message's keywords (lower-cased by JMAP servers), without server-internal markers."""
     if not isinstance(raw, dict):
         return {}
-    return {k: True for k, v in raw.items() if v and k.lower() not in HIDDEN_KEYWORDS}
+    return {
+        k: True
+        for k, v in raw.items()
+        if v and k.lower() not in HIDDEN_KEYWORDS and not k.lower().startswith(SERVICE_KEYWORD_PREFIX)
+    }
 
 
 def mailbox_ids(email: dict[str, Any]) -> list[str]:

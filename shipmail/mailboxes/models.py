@@ -82,6 +82,10 @@ class Mailbox(SQLModel, table=True):
     send_day: str | None = Field(default=None, max_length=10)
     monthly_send_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     send_month: str | None = Field(default=None, max_length=7)
+    #: Messages the inbound gateway delivered in the calendar month ``received_month`` (UTC,
+    #: ``YYYY-MM``): ``received_this_month`` of the Mailbox object (0 once the month is over).
+    received_month: str | None = Field(default=None, max_length=7)
+    received_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()
 

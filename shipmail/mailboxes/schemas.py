@@ -136,6 +136,9 @@ class Mailbox(Wire):
     daily_send_limit: int = Field(ge=0, description="Messages it may send per UTC day (429 beyond).")
     monthly_send_count: int = Field(ge=0, description="Messages sent through the API this UTC month.")
     monthly_send_limit: int = Field(ge=0, description="Messages it may send per UTC month (429 beyond).")
+    received_this_month: int = Field(
+        ge=0, description="Messages delivered to this mailbox in the current calendar month (UTC)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -158,6 +161,7 @@ class Mailbox(Wire):
             daily_send_limit=use.daily_limit,
             monthly_send_count=use.monthly_count,
             monthly_send_limit=use.monthly_limit,
+            received_this_month=row.received_count if row.received_month == utc.month_key(utc.now()) else 0,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

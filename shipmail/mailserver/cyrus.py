@@ -6,8 +6,8 @@ files are chowned to ``cyrus:mail`` and Cyrus's ``master`` (started as root) dro
 
 Typical use::
 
-    instance = CyrusInstance(settings.cyrus_dir, jmap_port=18080, lmtp_port=18024,
-                             imap_port=18143, authd_socket=None, outbox_dir=settings.spool_dir)
+    instance = CyrusInstance(settings.cyrus_dir, jmap_port=18080, imap_port=18143,
+                             authd_socket=None, outbox_dir=settings.spool_dir)
     instance.prepare()          # idempotent; makes our own 0700 parent dirs traversable
     instance.start()            # returns once JMAP, IMAP and LMTP answer
     instance.probe("imap")      # None while the service answers (see also .supervisor)
@@ -202,10 +202,21 @@ def _probe_host(host: str) -> str:
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host.strip("[]"))
 
 
-def _greeting(host: str, port: int, timeout: float, goodbye: bytes = b"") -> bytes:
-    """The first line a TCP server sends, b"" if none; then ``goodbye`` is sent (a polite end of
-    the session). Raises OSError if unreachable or silent for ``timeout`` seconds."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+def _greeting(host: str | Path, port: int | None, timeout: float, goodbye: bytes = b"") -> bytes:
+    """The first line a TCP server (a Unix socket server when ``port`` is None and ``host`` is
+    its path) sends, b"" if none; then ``goodbye`` is sent (a polite end of the session). Raises
+    OSError if unreachable or silent for ``timeout`` seconds."""
+    if port is None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(host))
+        except OSError:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection((str(host), port), timeout=timeout)
+    with sock:
         sock.settimeout(timeout)
         line = sock.recv(512).split(b"\r\n", 1)[0]
         if goodbye and line:
@@ -227,7 +238,10 @@ class CyrusInstance:
     """One private Cyrus instance in ``directory`` (absolute, no whitespace or quotes).
 
     Ports are TCP ports: ``imap_port`` and ``jmap_port`` (HTTP, JMAP at ``/jmap/``) listen on
-    ``host``; ``lmtp_port`` on 127.0.0.1 only (``lmtpd -a`` trusts its clients). ``authd_socket``
+    ``host``. LMTP (``lmtpd -a`` trusts its clients) listens on the Unix socket
+    :attr:`lmtp_socket`, where ``shipmail serve``'s inbound gateway hands mail over (the public
+    ``SHIPMAIL_LMTP_PORT`` is the gateway's), and on ``lmtp_port`` of 127.0.0.1 only when given
+    (tests and benchmarks that talk to Cyrus without the gateway). ``authd_socket``
     is where Cyrus asks about passwords (default ``<directory>/run/authd.sock``); its parent
     directories must be reachable by user cyrus. Mail Cyrus sends goes to ``smtp_relay``
     (``host:port``) when given, else as ``.eml`` files into ``outbox_dir``.
@@ -243,7 +257,7 @@ class CyrusInstance:
         *,
         host: str = "127.0.0.1",
         jmap_port: int,
-        lmtp_port: int,
+        lmtp_port: int | None = None,
         imap_port: int,
         authd_socket: Path | None = None,
         outbox_dir: Path,
@@ -267,15 +281,15 @@ class CyrusInstance:
     @classmethod
     def from_settings(cls, settings: Settings, *, failed_login_pause: int = 3) -> CyrusInstance:
         """The instance :class:`~shipmail.config.Settings` describe (``cyrus_dir``, ports,
-        ``mailserver_host``; default authd socket). Its ``sendmail`` program always writes into
-        ``settings.spool_dir``: the service's outgoing queue takes every message from there and
-        relays it (``smtp_relay``), delivers it locally or keeps it in the outbox
+        ``mailserver_host``; default authd socket). Its LMTP is the Unix socket only:
+        ``settings.lmtp_port`` belongs to the inbound gateway. Its ``sendmail`` program always
+        writes into ``settings.spool_dir``: the service's outgoing queue takes every message from
+        there and relays it (``smtp_relay``), delivers it locally or keeps it in the outbox
         (:mod:`shipmail.messages.outbound`), so there is one way out."""
         return cls(
             settings.cyrus_dir,
             host=settings.mailserver_host,
             jmap_port=settings.jmap_port,
-            lmtp_port=settings.lmtp_port,
             imap_port=settings.imap_port,
             outbox_dir=settings.spool_dir,
             failed_login_pause=failed_login_pause,
@@ -320,6 +334,11 @@ class CyrusInstance:
     def connect_host(self) -> str:
         """Where clients connect to reach IMAP and HTTP (a wildcard ``host`` means loopback)."""
         return _probe_host(self.host)
+
+    @property
+    def lmtp_socket(self) -> Path:
+        """The Unix socket lmtpd serves on (see :attr:`CyrusLayout.lmtp_socket`)."""
+        return self.layout.lmtp_socket
 
     @property
     def jmap_socket(self) -> Path | None:
@@ -510,6 +529,8 @@ class CyrusInstance:
         layout = self.layout
         if not layout.imapd_conf.exists() or not layout.cyrus_conf.exists():
             raise CyrusSetupError(f"{self.directory} is not prepared: call prepare() first")
+        if len(os.fsencode(layout.lmtp_socket)) > 100:  # sun_path holds 107 bytes
+            raise CyrusSetupError(f"the instance path is too long for its LMTP socket: {layout.lmtp_socket}")
         self._remove_stale_state()
         self._check_ports_free()
         log_offset = layout.log_file.stat().st_size if layout.log_file.exists() else 0
@@ -521,7 +542,7 @@ class CyrusInstance:
                 self.stop()
                 time.sleep(0.05)  # let the last syslog lines arrive
                 raise CyrusStartError(f"{exc}\n{self._log_tail(log_offset)}{self._syslog_tail(window)}") from None
-        logger.info("Cyrus is up (imap %s, jmap %s, lmtp %s)", self.imap_port, self.jmap_port, self.lmtp_port)
+        logger.info("Cyrus is up (imap %s, jmap %s, lmtp %s)", self.imap_port, self.jmap_port, self.lmtp_socket)
 
     def _launch(self, timeout: float) -> None:
         layout = self.layout
@@ -566,6 +587,8 @@ class CyrusInstance:
             ("jmap", self.host, self.jmap_port),
             ("lmtp", "127.0.0.1", self.lmtp_port),
         ):
+            if port is None:
+                continue
             bind_host = host.strip("[]")
             family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
             with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -588,7 +611,7 @@ class CyrusInstance:
 
     def probe(self, name: str, timeout: float = 1.0) -> str | None:
         """None when service ``name`` (``jmap``: ``GET /jmap/`` answers 401; ``imap``: greets
-        ``* OK``; ``lmtp``: greets ``220``) answers within ``timeout`` seconds, else what went
+        ``* OK``; ``lmtp``: greets ``220`` on :attr:`lmtp_socket`) answers within ``timeout`` seconds, else what went
         wrong. Blocking; never raises."""
         host = self.connect_host
         try:
@@ -598,7 +621,7 @@ class CyrusInstance:
             if name == "imap":
                 line = _greeting(host, self.imap_port, timeout, b"a LOGOUT\r\n")
                 return None if line.startswith(b"* OK") else f"imap: greeted {line[:80]!r}"
-            line = _greeting("127.0.0.1", self.lmtp_port, timeout, b"QUIT\r\n")
+            line = _greeting(self.lmtp_socket, None, timeout, b"QUIT\r\n")
             return None if line.startswith(b"220") else f"lmtp: greeted {line[:80]!r}"
         except (OSError, http.client.HTTPException) as exc:
             return f"{name}: {str(exc) or type(exc).__name__}"

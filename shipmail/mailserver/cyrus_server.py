@@ -12,7 +12,8 @@
   ``lmtp_strict_quota: yes`` (see :func:`.cyrus_admin.set_delivery_blocked`).
 * Passwords: Cyrus checks logins through :mod:`shipmail.mailserver.authd` against our database,
   so :meth:`CyrusMailServer.set_password` has nothing to do.
-* Delivery: LMTP (RFC 2033) to ``lmtp_host:lmtp_port`` (``lmtpd -a``, 127.0.0.1 only) with
+* Delivery: LMTP (RFC 2033) to ``lmtp_host:lmtp_port`` (in ``shipmail serve``: the inbound
+  gateway in front of Cyrus, ``SHIPMAIL_LMTP_PORT``) or to Cyrus's own Unix socket, with
   :mod:`smtplib` in a worker thread; connecting and the dialogue up to DATA are bounded by
   ``timeout``, the message transfer and the per-recipient replies by ``lmtp_timeout``. Cyrus
   silently drops a second delivery of the same Message-ID to the same mailbox (duplicate
@@ -83,14 +84,18 @@ MAX_ADDRESS_LENGTH = 80
 HEALTH_TIMEOUT = 1.0
 
 
-async def _greets(host: str, port: int | None, expect: bytes, goodbye: bytes, timeout: float) -> bool:
-    """Whether the TCP server on ``host:port`` sends a first line starting with ``expect`` within
-    ``timeout`` seconds; then ``goodbye`` is sent (a polite end). Never raises."""
-    if port is None:
+async def _greets(host: str | None, port: int | None, expect: bytes, goodbye: bytes, timeout: float) -> bool:
+    """Whether the TCP server on ``host:port`` (the Unix socket server at the path ``host`` when
+    ``port`` is None) sends a first line starting with ``expect`` within ``timeout`` seconds;
+    then ``goodbye`` is sent (a polite end). Never raises; False when neither is given."""
+    if host is None:
         return False
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            if port is None:
+                reader, writer = await asyncio.open_unix_connection(host)
+            else:
+                reader, writer = await asyncio.open_connection(host, port)
             try:
                 line = await reader.readline()
                 if line:
@@ -108,7 +113,7 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 def lmtp_deliver(
     host: str,
-    port: int,
+    port: int | None,
     recipients: list[str],
     message: bytes,
     sender: str,
@@ -118,6 +123,7 @@ def lmtp_deliver(
 ) -> None:
     """One LMTP transaction (RFC 2033), blocking: LHLO, MAIL, one RCPT per recipient, DATA and
     then one reply per accepted recipient (smtplib's ``sendmail`` reads only the first).
+    ``port`` None: ``host`` is the path of a Unix socket.
 
     Bare LF line ends become CRLF. Raises :class:`DeliveryRefused` (per-recipient refusals; the
     others were delivered) or :class:`MailServerUnavailable` (connection, greeting, timeout).
@@ -125,7 +131,7 @@ def lmtp_deliver(
     data = _BARE_LF.sub(b"\r\n", message)
     clean = False
     try:
-        lmtp = smtplib.LMTP(host, port, timeout=timeout)
+        lmtp = smtplib.LMTP(host, port or 0, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
         raise MailServerUnavailable(f"LMTP connect failed: {type(exc).__name__}") from exc
     try:
@@ -183,8 +189,9 @@ class CyrusMailServer:
 
     ``host`` is where Cyrus's IMAP and HTTP services listen; ``timeout`` (seconds) bounds each
     network step. ``jwt_secret`` is the raw HS256 key (:attr:`CyrusInstance.jwt_secret`).
-    ``lmtp_port`` (on ``lmtp_host``, default 127.0.0.1) is where :meth:`deliver` speaks LMTP
-    (None: delivery raises MailServerUnavailable); ``lmtp_timeout`` (seconds) bounds the message
+    ``lmtp_port`` (on ``lmtp_host``, default 127.0.0.1) is where :meth:`deliver` speaks LMTP,
+    else the Unix socket ``lmtp_socket`` (neither: delivery raises MailServerUnavailable);
+    ``lmtp_timeout`` (seconds) bounds the message
     transfer and Cyrus's replies to it. ``authd_socket`` is where the login checker answers
     (:mod:`.authd`); :meth:`health` probes it.
     """
@@ -204,6 +211,7 @@ class CyrusMailServer:
         timeout: float = 2.0,
         lmtp_port: int | None = None,
         lmtp_host: str = "127.0.0.1",
+        lmtp_socket: Path | None = None,
         lmtp_timeout: float = 30.0,
         jmap_socket: Path | None = None,
         authd_socket: Path | None = None,
@@ -218,13 +226,19 @@ class CyrusMailServer:
         self._http = httpx.AsyncClient(timeout=timeout)
         self._lmtp_host = lmtp_host
         self._lmtp_port = lmtp_port
+        self._lmtp_socket = lmtp_socket
         self._lmtp_timeout = lmtp_timeout
         self._jmap_socket = jmap_socket
         self._spool = spool
 
     @classmethod
-    def from_instance(cls, instance: CyrusInstance, timeout: float = 2.0) -> CyrusMailServer:
-        """A server for a prepared :class:`~shipmail.mailserver.cyrus.CyrusInstance`."""
+    def from_instance(
+        cls, instance: CyrusInstance, timeout: float = 2.0, *, lmtp_port: int | None = None
+    ) -> CyrusMailServer:
+        """A server for a prepared :class:`~shipmail.mailserver.cyrus.CyrusInstance`. Deliveries
+        go to ``lmtp_port`` on 127.0.0.1 when given (``shipmail serve``: the inbound gateway, so
+        sandbox mail is seen like any other), else to the instance's own LMTP (its TCP port when
+        it has one, else its Unix socket)."""
         return cls(
             host=instance.connect_host,
             imap_port=instance.imap_port,
@@ -233,7 +247,8 @@ class CyrusMailServer:
             admin_password=instance.admin_password,
             jwt_secret=instance.jwt_secret,
             timeout=timeout,
-            lmtp_port=instance.lmtp_port,
+            lmtp_port=lmtp_port or instance.lmtp_port,
+            lmtp_socket=instance.lmtp_socket,
             jmap_socket=instance.jmap_socket,
             authd_socket=instance.authd_socket,
             spool=None if instance.smtp_relay else instance.outbox_dir,
@@ -306,9 +321,9 @@ class CyrusMailServer:
         """Deliver ``message`` over LMTP to ``recipients`` (see base and :func:`lmtp_deliver`)."""
         if not recipients:
             return
-        if self._lmtp_port is None:
+        host, port = self._lmtp_target()
+        if host is None:
             raise MailServerUnavailable("no LMTP port configured")
-        host, port = self._lmtp_host, self._lmtp_port
         await asyncio.to_thread(
             lmtp_deliver,
             host,
@@ -324,6 +339,15 @@ class CyrusMailServer:
         """The instance's outbox directory, where its ``sendmail`` program
         (:mod:`shipmail.mailserver.sendmail`) writes; None when it relays by itself."""
         return self._spool
+
+    def _lmtp_target(self) -> tuple[str | None, int | None]:
+        """``(host, port)`` of the LMTP service, ``(path, None)`` for a Unix socket, or
+        ``(None, None)`` when there is none."""
+        if self._lmtp_port is not None:
+            return self._lmtp_host, self._lmtp_port
+        if self._lmtp_socket is not None:
+            return str(self._lmtp_socket), None
+        return None, None
 
     def delivery_sieve(self) -> DeliverySieve:
         """Cyrus's delivery-script needs: ``$HasAttachment`` through ``jmapquery`` (Cyrus sets the
@@ -355,7 +379,8 @@ class CyrusMailServer:
 
     async def health(self) -> MailHealth:
         """Probes, all at once, each bounded by :data:`HEALTH_TIMEOUT` (or ``timeout`` if less):
-        JMAP (``GET /jmap/`` answers 401), IMAP (greets ``* OK``), LMTP (greets ``220``) and the
+        JMAP (``GET /jmap/`` answers 401), IMAP (greets ``* OK``), LMTP (greets ``220``: where
+        deliveries go and, when that is a gateway's port, Cyrus's own LMTP socket too) and the
         login checker (answers a health request, :func:`.authd.probe_async`; down when no socket
         is configured). Never raises."""
         limit = min(HEALTH_TIMEOUT, self._timeout)
@@ -367,6 +392,14 @@ class CyrusMailServer:
             except TimeoutError:
                 return False
 
+        async def lmtp() -> bool:
+            # Where deliveries go (the inbound gateway under serve) and, behind it, Cyrus's own LMTP.
+            host, port = self._lmtp_target()
+            probes = [_greets(host, port, b"220", b"QUIT\r\n", limit)]
+            if port is not None and self._lmtp_socket is not None:
+                probes.append(_greets(str(self._lmtp_socket), None, b"220", b"QUIT\r\n", limit))
+            return all(await asyncio.gather(*probes))
+
         async def login_checker() -> bool:
             if self._authd_socket is None:
                 return False
@@ -375,7 +408,7 @@ class CyrusMailServer:
         results = await asyncio.gather(
             jmap(),
             _greets(self._admin.host, self._admin.port, b"* OK", b"a LOGOUT\r\n", limit),
-            _greets(self._lmtp_host, self._lmtp_port, b"220", b"QUIT\r\n", limit),
+            lmtp(),
             login_checker(),
         )
         return MailHealth(jmap=results[0], imap=results[1], lmtp=results[2], login_checker=results[3])

@@ -14,7 +14,8 @@ Components:
 
 * :class:`CyrusComponent`: the daemonised Cyrus master (not our child: watched by its pid in
   ``/proc``) and its JMAP, IMAP and LMTP services (probed every ``probe_interval`` seconds).
-* :class:`ChildProcess`: a subprocess in a process group of its own (the login checker; the API,
+* :class:`ChildProcess`: a subprocess in a process group of its own (the login checker; the
+  inbound gateway, probed with an LMTP greeting, :func:`lmtp_greets`; the API,
   whose uvicorn parent supervises several workers itself), with an optional health probe. Its
   group is ended as a whole, so workers orphaned by a killed uvicorn parent go with it.
 * :class:`OneShot`: a step run once, in its place in the start-up order (say, a reconciliation
@@ -395,6 +396,20 @@ def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
+
+
+def lmtp_greets(port: int, timeout: float) -> bool:
+    """Whether an LMTP server on 127.0.0.1:``port`` greets ``220`` within ``timeout`` seconds
+    (then ``QUIT``); never raises."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            line = sock.recv(512)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"QUIT\r\n")
+            return line.startswith(b"220")
+    except OSError:
+        return False
 
 
 def http_answers(host: str, port: int, path: str) -> Callable[[float], bool]:

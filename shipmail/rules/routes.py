@@ -57,5 +57,5 @@ async def update_rules(ctx: Context[UpdateMailboxRulesRequest, None]) -> Mailbox
     a message matched by two rules that move it (without stop) lands in both folders. The rules
     take effect at once and atomically: a set the mail server refuses changes nothing.
     422: invalid rules (details name the fields, e.g. rules[3].conditions[0].value), duplicate
-    rule ids, a move to an unknown folder, send_webhook (not supported). 404: unknown mailbox."""
+    rule ids, a move to an unknown folder. 404: unknown mailbox."""
     return await service.replace_rules(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.body.rules)

@@ -20,7 +20,9 @@ and runs quickly), checked by :func:`check_rules` when the request is parsed: gr
 :data:`MAX_CONDITIONS_PER_RULE` value and flag conditions at all levels (groups are not counted), a
 rule has at most one ``move`` and no action twice, rule ids are unique, values and names hold no
 character that no header can carry (control characters other than TAB, surrogates).
-``send_webhook`` (in the reference) is refused with a 422 that says so.
+``send_webhook`` adds nothing to the script: the inbound gateway sends the rule's
+``mailbox.rule_matched`` event to the organisation's webhooks subscribed to that type (every
+matched rule is an event of the mailbox's stream; only rules with ``send_webhook`` go to webhooks).
 
 Validation errors name fields as ``rules[3].conditions[0].value``: the tagged unions (conditions
 and actions by ``type``, move targets by ``kind``) would put the tag into pydantic's error location
@@ -71,9 +73,7 @@ VALUE_TYPES: tuple[ValueConditionType, ...] = get_args(ValueConditionType)
 TARGET_ROLES: tuple[SystemRole, ...] = get_args(SystemRole)
 
 #: In Shipmail's reference but not offered here (422 with this explanation).
-UNSUPPORTED_ACTIONS = {
-    "send_webhook": "send_webhook actions are not supported by this server; use move, mark_read or star.",
-}
+UNSUPPORTED_ACTIONS: dict[str, str] = {}
 
 _VALUE_DESCRIPTION = (
     "Matched literally (no wildcards), ASCII letters case-insensitively; 1-256 characters, no control "
@@ -164,7 +164,21 @@ class MailboxRuleFlagAction(Request):
     type: FlagActionType = Field(description="mark_read: add \\Seen; star: add \\Flagged.")
 
 
-MailboxRuleAction = Annotated[MailboxRuleMoveAction | MailboxRuleFlagAction, Field(discriminator="type")]
+class MailboxRuleWebhookAction(Request):
+    type: Literal["send_webhook"] = Field(
+        description="send_webhook: the match is sent as mailbox.rule_matched to the organisation's webhooks "
+        "subscribed to that event type."
+    )
+
+
+MailboxRuleAction = Annotated[
+    MailboxRuleMoveAction | MailboxRuleFlagAction | MailboxRuleWebhookAction, Field(discriminator="type")
+]
+
+
+def sends_webhook(rule: MailboxRule) -> bool:
+    """Whether ``rule`` has a ``send_webhook`` action."""
+    return any(isinstance(a, MailboxRuleWebhookAction) for a in rule.actions)
 
 
 class MailboxRule(Request):

@@ -7,6 +7,7 @@ mailbox's delivery script (:mod:`shipmail.delivery.script`)::
 
     # Filter: rule <uuid>
     if allof(<test>, <test>, ...) {        # anyof(...) for match_mode "any"; a lone test bare
+        addflag "$shipmail-rule-<n>";        # the mark of the n-th rule that runs (rule_keyword)
         addflag "\\Seen";                   # mark_read
         addflag "\\Flagged";                # star
         fileinto :mailboxid "<id>" "<path>"; # move (custom folder)
@@ -59,6 +60,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import assert_never
 
+from shipmail.jmap.email import SERVICE_KEYWORD_PREFIX
 from shipmail.rules.schemas import (
     FlagConditionType,
     MailboxRule,
@@ -166,14 +168,16 @@ class _Compiler:
         self.need("special-use")
         return action("fileinto", _SPECIALUSE, special_use, name)
 
-    def rule(self, rule: MailboxRule) -> Section:
+    def rule(self, rule: MailboxRule, number: int) -> Section:
         self.requires = {}
         condition = combine(rule.match_mode, [self.condition(c) for c in rule.conditions])
         flags: dict[str, MailboxRuleFlagAction] = {}
         for a in rule.actions:
             if isinstance(a, MailboxRuleFlagAction):
                 flags.setdefault(a.type, a)
-        actions = [self.flag(a) for a in flags.values()]
+        self.need("imap4flags")
+        actions = [action("addflag", rule_keyword(number))]
+        actions += [self.flag(a) for a in flags.values()]
         actions += [self.move(a.target) for a in rule.actions if isinstance(a, MailboxRuleMoveAction)]
         if rule.stop:
             actions.append(STOP)
@@ -186,8 +190,24 @@ def ordered(rules: Iterable[MailboxRule]) -> list[MailboxRule]:
     return sorted((r for r in rules if r.enabled), key=lambda r: r.position)
 
 
+def rule_keyword(number: int) -> str:
+    """The keyword the delivery script adds to a message the ``number``-th rule that runs
+    (1-based, :func:`ordered`) matched: ``$shipmail-rule-<number>``. At most 50 distinct names
+    (Cyrus keeps at most 128 user flags per folder), hidden from the API's keywords
+    (:data:`shipmail.jmap.email.SERVICE_KEYWORD_PREFIX`)."""
+    return f"{SERVICE_KEYWORD_PREFIX}rule-{number}"
+
+
+def matched_rules(rules: Sequence[MailboxRule], keywords: Iterable[str]) -> list[MailboxRule]:
+    """The rules whose :func:`rule_keyword` is among ``keywords`` (JMAP lower-cases them), in
+    the order they ran."""
+    present = {k.lower() for k in keywords}
+    return [rule for i, rule in enumerate(ordered(rules), 1) if rule_keyword(i) in present]
+
+
 def rule_sections(rules: Sequence[MailboxRule]) -> list[Section]:
     """One section per rule that runs (:func:`ordered`); the ``# Filter:`` comment is
-    ``rule <uuid>``, never user text."""
+    ``rule <uuid>``, never user text. Each rule first marks the message it matched with its
+    :func:`rule_keyword` (read back by the inbound gateway: ``mailbox.rule_matched``)."""
     compiler = _Compiler()
-    return [compiler.rule(rule) for rule in ordered(rules)]
+    return [compiler.rule(rule, i) for i, rule in enumerate(ordered(rules), 1)]

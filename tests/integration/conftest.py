@@ -130,8 +130,7 @@ async def cyrus() -> AsyncIterator[CyrusFixture]:
     instance = CyrusInstance(
         root / "cyrus",
         jmap_port=free_port(),
-        lmtp_port=free_port(),
-        imap_port=free_port(),
+        imap_port=free_port(),  # LMTP: the Unix socket only, as under serve (tests go through the gateway)
         outbox_dir=root / "outbox",
         failed_login_pause=0,  # wrong-password tests answer at once
     )
@@ -203,11 +202,17 @@ class ApiEnv:
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
+    @property
+    def lmtp_port(self) -> int:
+        """The inbound gateway's LMTP port (``settings.lmtp_port``), in front of Cyrus."""
+        return self.settings.lmtp_port
+
     def lmtp(self, recipient: str, message: bytes, sender: str = "sender@example.org") -> dict[str, object]:
-        """Deliver ``message`` over LMTP; returns smtplib's refused-recipients dict."""
+        """Deliver ``message`` over LMTP through the inbound gateway (as an MTA would); returns
+        smtplib's refused-recipients dict."""
         import smtplib
 
-        with smtplib.LMTP("127.0.0.1", self.cyrus.instance.lmtp_port, timeout=15) as lmtp:
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=15) as lmtp:
             return dict(lmtp.sendmail(sender, [recipient], message))
 
     def import_email(self, address: str, message: bytes, received_at: datetime) -> str:
@@ -255,9 +260,10 @@ def api_env(cyrus: CyrusFixture, registry: AuthRegistry, tmp_path: Path, **overr
     from shipmail.app_passwords.logins import credential_lookup
     from shipmail.config import Settings
     from tests.dbfixtures import migrated_database
+    from tests.integration.gateway_thread import GatewayThread
     from tests.unit.conftest import make_key
 
-    with migrated_database("sqlite", tmp_path) as url:
+    with migrated_database("sqlite", tmp_path) as url, GatewayThread(url, cyrus.instance) as gateway:
         inst = cyrus.instance
         settings = Settings.from_env(
             **{
@@ -265,14 +271,14 @@ def api_env(cyrus: CyrusFixture, registry: AuthRegistry, tmp_path: Path, **overr
                 "database_url": url,
                 "secret_key": b"integration-secret",
                 "jmap_port": inst.jmap_port,
-                "lmtp_port": inst.lmtp_port,
+                "lmtp_port": gateway.port,
                 "imap_port": inst.imap_port,
                 **overrides,
             }
         )
         lookup, close = credential_lookup(url)  # as `shipmail serve-login-checker` composes it
         registry.lookup = lookup
-        app = create_app(settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
+        app = create_app(settings, mail_server_factory=lambda s: gateway_mail_server(inst, s))
         try:
             with TestClient(app) as client:
                 yield ApiEnv(client=client, settings=settings, cyrus=cyrus, key=make_key(settings))
@@ -285,3 +291,9 @@ def api(cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path) -> It
     """An :class:`ApiEnv` (:func:`api_env` with the default settings)."""
     with api_env(cyrus, authd_registry, tmp_path) as env:
         yield env
+
+
+def gateway_mail_server(instance: CyrusInstance, settings: Settings) -> CyrusMailServer:
+    """The app's mail server on the session's Cyrus, delivering (sandbox) through the inbound
+    gateway on ``settings.lmtp_port``, as ``shipmail serve`` does."""
+    return CyrusMailServer.from_instance(instance, timeout=2.0, lmtp_port=settings.lmtp_port)

@@ -12,8 +12,7 @@ from typing import Any
 import uvicorn
 
 from shipmail.app import create_app
-from shipmail.mailserver.cyrus_server import CyrusMailServer
-from tests.integration.conftest import ApiEnv, free_port
+from tests.integration.conftest import ApiEnv, free_port, gateway_mail_server
 
 
 class LiveUrl(str):
@@ -27,7 +26,7 @@ def live_server(api: ApiEnv) -> Iterator[LiveUrl]:
     """Serve a second app on ``api``'s settings (same database, same Cyrus); yields the base URL
     (``http://127.0.0.1:<port>``, with ``.app``). The server stops when the block ends."""
     inst = api.cyrus.instance
-    app = create_app(api.settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
+    app = create_app(api.settings, mail_server_factory=lambda s: gateway_mail_server(inst, s))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)

@@ -388,21 +388,26 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     from shipmail.app import create_app
     from shipmail.config import Settings
     from shipmail.mailboxes.logins import password_lookup
-    from shipmail.mailserver.cyrus_server import CyrusMailServer
     from tests.dbfixtures import migrated_database
     from tests.dnsserver import dns_server
+    from tests.integration.conftest import gateway_mail_server
+    from tests.integration.gateway_thread import GatewayThread
     from tests.unit.conftest import make_key
 
     registry = cyrus.registry
     registry.reset()
-    with migrated_database("sqlite", tmp_path) as url, dns_server() as (_zone, resolver):
+    with (
+        migrated_database("sqlite", tmp_path) as url,
+        dns_server() as (_zone, resolver),
+        GatewayThread(url, cyrus.instance) as gateway,
+    ):
         inst = cyrus.instance
         settings = Settings.from_env(
             data_dir=tmp_path,
             database_url=url,
             secret_key=b"integration-secret",
             jmap_port=inst.jmap_port,
-            lmtp_port=inst.lmtp_port,
+            lmtp_port=gateway.port,
             imap_port=inst.imap_port,
             ratelimit_read=RATELIMIT,
             ratelimit_write=RATELIMIT,
@@ -414,7 +419,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
         )
         lookup, close = password_lookup(url)
         registry.lookup = lookup
-        app = create_app(settings, mail_server_factory=lambda s: CyrusMailServer.from_instance(inst, timeout=2.0))
+        app = create_app(settings, mail_server_factory=lambda s: gateway_mail_server(inst, s))
         try:
             with TestClient(app) as client:
                 seeded = seed(ApiEnv(client=client, settings=settings, cyrus=cyrus, key=make_key(settings)))

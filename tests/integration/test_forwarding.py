@@ -292,7 +292,7 @@ def test_external_destination_through_the_smtp_relay(
 
                     import smtplib
 
-                    with smtplib.LMTP("127.0.0.1", instance.lmtp_port, timeout=15) as lmtp:
+                    with smtplib.LMTP(str(instance.lmtp_socket), timeout=15) as lmtp:
                         message = corpus_message("via the relay", a["address"])
                         assert lmtp.sendmail("alice@sender.example", [a["address"]], message) == {}
                     forwarded = wait_for(lambda: [m for m in sink.to(external) if m["Subject"] == "via the relay"])

@@ -379,7 +379,7 @@ def test_paging_through_one_second_bursts(api: ApiEnv, monkeypatch: pytest.Monke
     monkeypatch.setattr(inbox, "MAX_REFETCH", max_refetch)
     mbx = new_mailbox(api)
     raws = [build(f"burst{i}").as_bytes(policy=policy.SMTP) for i in range(12)]
-    with smtplib.LMTP("127.0.0.1", api.cyrus.instance.lmtp_port, timeout=15) as lmtp:
+    with smtplib.LMTP("127.0.0.1", api.lmtp_port, timeout=15) as lmtp:
         for raw in raws:
             assert lmtp.sendmail("s@example.org", [mbx["address"]], raw) == {}
     walked = list_all(api, mbx["id"], limit=5)

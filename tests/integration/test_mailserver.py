@@ -69,7 +69,7 @@ def lmtp_deliver(cyrus: CyrusFixture, recipient: str, subject: str) -> None:
         f"From: sender@example.net\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject}@example.net>\r\n\r\nHello.\r\n"
     )
-    with smtplib.LMTP("127.0.0.1", cyrus.instance.lmtp_port, timeout=10) as lmtp:
+    with smtplib.LMTP(str(cyrus.instance.lmtp_socket), timeout=10) as lmtp:  # Cyrus itself
         lmtp.sendmail("sender@example.net", [recipient], message)
 
 

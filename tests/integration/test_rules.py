@@ -530,9 +530,9 @@ def test_validation_errors_name_the_fields(box: Box) -> None:
     assert error_fields(box.put(rule(cond("from_is", "x"), actions=[to_folder(drafts["id"])]))) == [
         "rules[0].actions[0].target.folder_id"
     ]
-    r = box.put(rule(cond("from_is", "x"), actions=[{"type": "send_webhook"}]))
+    r = box.put(rule(cond("from_is", "x"), actions=[{"type": "forward"}]))
     assert error_fields(r) == ["rules[0].actions[0].type"]
-    assert "send_webhook" in r.json()["error"]["details"][0]["message"]
+    assert box.put(rule(cond("from_is", "x"), actions=[{"type": "send_webhook"}])).status_code == 200
     deep = group(group(group(cond("from_is", "x"))))
     assert error_fields(box.put(rule(deep, actions=[STAR]))) == [
         "rules[0].conditions[0].conditions[0].conditions[0].type"
@@ -671,7 +671,7 @@ def test_sdk_get_rules_and_update_rules(api: ApiEnv, box: Box) -> None:
     assert client.mailboxes.get_rules(box.id)["rules"] == params["rules"]
     mid = box.send("from the sdk", sender="sdk@tools.example")
     assert box.placed()[mid] == ({custom}, {"$flagged"})
-    bad = {"rules": [{**params["rules"][0], "actions": [{"type": "send_webhook"}]}]}
+    bad = {"rules": [{**params["rules"][0], "actions": [{"type": "forward"}]}]}
     with pytest.raises(sdk.error) as caught:
         client.mailboxes.update_rules(box.id, bad)
     assert getattr(caught.value, "status", None) == 422

@@ -65,8 +65,13 @@ def test_imapd_conf_has_the_options_that_matter() -> None:
 def test_cyrus_conf_binds_lmtp_to_loopback_and_passes_config() -> None:
     layout = CyrusLayout(Path("/srv/c"))
     text = render_cyrus_conf(layout, host="0.0.0.0", imap_port=1143, jmap_port=1080, lmtp_port=1024)
+    # LMTP on its Unix socket (the inbound gateway's way in), and on loopback TCP when asked.
     lmtp = next(line for line in text.splitlines() if line.strip().startswith("lmtp "))
-    assert 'listen="127.0.0.1:1024"' in lmtp and " -a" in lmtp
+    assert f'listen="{layout.lmtp_socket}"' in lmtp and " -a" in lmtp
+    tcp = next(line for line in text.splitlines() if line.strip().startswith("lmtptcp "))
+    assert 'listen="127.0.0.1:1024"' in tcp and " -a" in tcp
+    plain = render_cyrus_conf(layout, host="0.0.0.0", imap_port=1143, jmap_port=1080)
+    assert "lmtptcp" not in plain and "1024" not in plain
     assert 'listen="0.0.0.0:1143"' in text and 'listen="0.0.0.0:1080"' in text
     commands = [line for line in text.splitlines() if "cmd=" in line]
     assert commands and all("-C /srv/c/etc/imapd.conf" in line for line in commands)

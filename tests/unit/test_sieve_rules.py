@@ -178,8 +178,10 @@ def test_match_modes_groups_and_a_lone_test() -> None:
 def test_actions_flags_first_then_move_then_stop() -> None:
     text = script(rule(actions=(to_folder("abc123", "Work/Clients"), act("star"), act("mark_read")), stop=True))
     (only,) = rule_ifs(text)
-    assert [c.name for c in only.children] == ["addflag", "addflag", "fileinto", "stop"]
-    assert [tools.unquote(c["list-of-flags"]) for c in only.children[:2]] == ["\\Flagged", "\\Seen"]
+    # First the rule's mark (read back by the inbound gateway: mailbox.rule_matched), then its flags.
+    assert [c.name for c in only.children] == ["addflag", "addflag", "addflag", "fileinto", "stop"]
+    flags = [tools.unquote(c["list-of-flags"]) for c in only.children[:3]]
+    assert flags == ["$shipmail-rule-1", "\\Flagged", "\\Seen"]
     assert 'fileinto :mailboxid "abc123" "Work/Clients";' in text
     assert {"fileinto", "mailboxid", "imap4flags"} <= requires(text)
 
@@ -258,8 +260,9 @@ def test_values_stay_inside_their_strings(v: str) -> None:
     assert tools.unquote(address["key-list"]) == v
     assert [tools.unquote(t["key-list"]) for t in recipient["tests"]] == [v, v]
     assert tools.unquote(tag["key-list"]) == v
-    assert [c.name for c in only.children] == ["fileinto"]
-    assert tools.unquote(only.children[0]["mailbox"]) == v
+    assert [c.name for c in only.children] == ["addflag", "fileinto"]
+    assert tools.unquote(only.children[0]["list-of-flags"]) == "$shipmail-rule-1"
+    assert tools.unquote(only.children[1]["mailbox"]) == v
     assert "discard" not in [c.name for c in tree(text)]
     assert "variables" not in requires(text)
 
@@ -585,21 +588,21 @@ def test_request_errors_have_clean_field_paths() -> None:
     bad = copy.deepcopy([api_rule(i) for i in range(5)])
     bad[3]["conditions"] = [{"type": "from_is", "value": "x" * 257}]
     bad[1]["conditions"] = [group({"type": "subject_contains", "value": ""})]
-    bad[2]["actions"] = [{"type": "send_webhook"}]
+    bad[2]["actions"] = [{"type": "forward"}]
     bad[4]["actions"] = [{"type": "move", "target": {"kind": "custom"}}]
     bad[0]["conditions"] = [{"type": "nope"}, {"value": "x"}, {"type": "has_attachment", "value": "x"}]
     got = {(d["field"], d["code"]) for d in validate(bad)}
     assert got == {
         ("rules[3].conditions[0].value", "string_too_long"),
         ("rules[1].conditions[0].conditions[0].value", "string_too_short"),
-        ("rules[2].actions[0].type", "unsupported"),
+        ("rules[2].actions[0].type", "union_tag_invalid"),
         ("rules[4].actions[0].target.folder_id", "missing"),
         ("rules[0].conditions[0].type", "union_tag_invalid"),
         ("rules[0].conditions[1].type", "union_tag_not_found"),
         ("rules[0].conditions[2].value", "extra_forbidden"),
     }
-    webhook = next(d for d in validate([api_rule(1, actions=[{"type": "send_webhook"}])]))
-    assert "not supported" in webhook["message"]
+    accepted = UpdateMailboxRulesRequest.model_validate({"rules": [api_rule(1, actions=[{"type": "send_webhook"}])]})
+    assert [a.type for a in accepted.rules[0].actions] == ["send_webhook"]
 
 
 @pytest.mark.parametrize(
@@ -702,3 +705,21 @@ def test_put_reads_the_mailbox_row_once(client: TestClient, mailbox: dict[str, A
         sa.event.remove(engine, "before_cursor_execute", record)
     assert r.status_code == 200, r.text
     assert statements == ["SELECT", "UPDATE"]
+
+
+def test_each_rule_marks_what_it_matched_with_its_number() -> None:
+    """The n-th rule that runs (disabled ones do not count) adds ``$shipmail-rule-<n>``;
+    :func:`matched_rules` maps the marks on a message back to the rules."""
+    from shipmail.rules.sieve import matched_rules
+
+    first, off, second = (
+        rule(1, name="a", position=0),
+        rule(2, name="off", position=1, enabled=False),
+        rule(3, name="b", position=2),
+    )
+    text = script(first, off, second)
+    marks = [tools.unquote(r.children[0]["list-of-flags"]) for r in rule_ifs(text)]
+    assert marks == ["$shipmail-rule-1", "$shipmail-rule-2"]
+    models = [first, off, second]
+    assert [r.name for r in matched_rules(models, ["$seen", "$shipmail-rule-2"])] == ["b"]
+    assert [r.name for r in matched_rules(models, ["$SHIPMAIL-RULE-1", "$shipmail-rule-2"])] == ["a", "b"]

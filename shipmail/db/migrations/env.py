@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 from shipmail.app_passwords import models as _app_passwords  # noqa: F401  (registers the tables)
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
+from shipmail.events import models as _events  # noqa: F401
 from shipmail.exports import models as _exports  # noqa: F401
 from shipmail.forwarding import models as _forwarding  # noqa: F401
 from shipmail.imports import models as _imports  # noqa: F401
@@ -15,6 +16,7 @@ from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
 from shipmail.messages import models as _messages  # noqa: F401
+from shipmail.webhooks import models as _webhooks  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

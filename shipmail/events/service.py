@@ -1,0 +1,113 @@
+"""Record events and read them back in order.
+
+:func:`record` is what other features call, inside their own transaction, when something
+happened (the inbound gateway's ``message.received`` and ``mailbox.rule_matched``; sending's
+``message.sent`` and domains' ``domain.verified`` when they are wired): the event is durable
+exactly when their change is. Readers go by ``seq`` (:mod:`shipmail.events.models`):
+:func:`after` for the stream and the catch-up page.
+
+Ordering: ``seq`` is assigned at insert, and two PostgreSQL transactions could commit out of
+their ``seq`` order; a reader that saw the later one first would skip the earlier for good.
+:func:`record` therefore takes a transaction-scoped advisory lock on PostgreSQL before inserting,
+so event-writing transactions commit one at a time in ``seq`` order (SQLite has one writer at a
+time anyway).
+
+Every recorded event is handed to the organisation's webhooks in the same transaction
+(:func:`shipmail.webhooks.service.fan_out`): a delivery exists exactly when its event does.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shipmail import utc
+from shipmail.events.models import Event
+from shipmail.ids import new_id
+from shipmail.webhooks import service as webhooks
+
+#: The PostgreSQL advisory lock key that serialises event-writing transactions.
+EVENT_LOCK_KEY = 0x5EB_E7E7
+
+#: How long events are kept readable for the stream's ``Last-Event-ID`` and the catch-up cursor.
+RETENTION = timedelta(days=30)
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    organization_id: str,
+    mailbox_id: str | None,
+    type: str,
+    data: dict[str, Any],
+    key: str | None = None,
+    notify: bool = True,
+) -> Event:
+    """Add an event to ``session``'s transaction (flushed: ``seq`` is set; the caller commits),
+    and, unless ``notify`` is False, its deliveries to the organisation's webhooks.
+
+    ``key`` makes it idempotent per (``mailbox_id``, ``type``): when an event with the same key
+    exists, that one is returned and nothing is added (a retried delivery's ``message.received``).
+    """
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await session.exec(select(sa.func.pg_advisory_xact_lock(EVENT_LOCK_KEY)))
+    if key is not None:
+        existing = (
+            await session.exec(
+                select(Event).where(col(Event.mailbox_id) == mailbox_id, col(Event.type) == type, col(Event.key) == key)
+            )
+        ).first()
+        if existing is not None:
+            return existing
+    event = Event(
+        id=new_id("evt"),
+        organization_id=organization_id,
+        mailbox_id=mailbox_id,
+        type=type,
+        key=key,
+        data=data,
+        created_at=utc.now(),
+    )
+    session.add(event)
+    await session.flush()
+    if notify:
+        await webhooks.fan_out(session, event)
+    return event
+
+
+async def exists(session: AsyncSession, *, mailbox_id: str, type: str, key: str) -> bool:
+    """Whether an event of ``type`` with ``key`` was recorded for the mailbox."""
+    found = await session.exec(
+        select(Event.seq).where(col(Event.mailbox_id) == mailbox_id, col(Event.type) == type, col(Event.key) == key)
+    )
+    return found.first() is not None
+
+
+async def after(session: AsyncSession, mailbox_id: str, seq: int, limit: int) -> list[Event]:
+    """The mailbox's events with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
+    rows = await session.exec(
+        select(Event)
+        .where(col(Event.mailbox_id) == mailbox_id, col(Event.seq) > seq)
+        .order_by(col(Event.seq))
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def last_seq(session: AsyncSession, mailbox_id: str) -> int:
+    """The ``seq`` of the mailbox's newest event, 0 when it has none."""
+    value = (await session.exec(select(sa.func.max(Event.seq)).where(col(Event.mailbox_id) == mailbox_id))).first()
+    return int(value or 0)
+
+
+async def seq_of(session: AsyncSession, mailbox_id: str, event_id: str) -> int | None:
+    """The ``seq`` of the mailbox's event ``event_id`` (None: unknown, another mailbox's, or expired)."""
+    value = (
+        await session.exec(select(Event.seq).where(col(Event.id) == event_id, col(Event.mailbox_id) == mailbox_id))
+    ).first()
+    return int(value) if value is not None else None

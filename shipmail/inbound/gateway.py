@@ -1,0 +1,321 @@
+"""The inbound gateway: an LMTP server (RFC 2033, :mod:`aiosmtpd`) on ``SHIPMAIL_LMTP_PORT`` in
+front of the mail server's own LMTP, the one place that knows a message arrived, for which
+mailbox, and with which result.
+
+Per client transaction it opens (or reuses) one LMTP session with the mail server and relays:
+
+* ``MAIL FROM``: sent to the mail server; its reply goes back as it is.
+* ``RCPT TO``: the address goes through the resolver chain (:mod:`shipmail.inbound.resolve`);
+  an address no resolver knows is refused ``550 5.1.1`` without asking the mail server; else
+  ``RCPT TO`` of the mailbox's address (a subaddress of it as given) goes to the mail server
+  and its reply goes back as it is (``452`` of a suspended mailbox, ...). A database failure
+  answers ``451 4.3.0``.
+* ``DATA``: the message, with the gateway's ``Received:`` field on top
+  (:func:`shipmail.inbound.service.received_field`), goes to the mail server, which answers once
+  per accepted recipient. For each ``250`` the gateway finds the stored message and records its
+  events and counter (:func:`shipmail.inbound.service.record_delivery`) BEFORE it answers
+  ``250``; when that fails (JMAP or database unavailable) it answers ``451 4.3.0`` for that
+  recipient: the sender retries, the mail server drops the copy as a duplicate of its
+  Message-ID and answers ``250``, and the retry records the message found by its Message-ID
+  (so an event is never lost, and never recorded twice). Every other reply (``4xx``, ``5xx``)
+  goes back as the mail server gave it. No ``250`` is ever answered before the mail server's.
+* ``RSET``/``QUIT``/a lost connection end the mail server's session too.
+
+A mail server that cannot be reached answers ``451 4.4.1`` at ``MAIL``. Messages are not
+limited in size here (the mail server's own limit applies), nor their lines in length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import logging
+import socket
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope, Session, syntax
+from sqlmodel import col, select
+
+from shipmail.db.engine import Database
+from shipmail.ids import new_id
+from shipmail.inbound.backend import BackendError, LmtpConnection, Reply, Target
+from shipmail.inbound.resolve import base_address, resolve
+from shipmail.inbound.service import received_field, record_delivery
+from shipmail.jmap.client import JmapClient
+from shipmail.mailboxes.models import Mailbox, MailboxState
+from shipmail.mailserver.base import MailServer
+
+logger = logging.getLogger("shipmail.inbound")
+
+UNAVAILABLE = "451 4.4.1 The mail server is not available; try again later"
+LOOKUP_FAILED = "451 4.3.0 Temporary failure looking up the recipient; try again later"
+NOT_RECORDED = "451 4.3.0 The delivery could not be recorded; try again later"
+
+
+@dataclass
+class _Transaction:
+    """The mail server session of one client connection and the mailboxes accepted so far."""
+
+    conn: LmtpConnection | None = None
+    accepted: list[Mailbox] = field(default_factory=list)
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self.accepted.clear()
+
+
+class GatewayHandler:
+    """aiosmtpd handler hooks (``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``, ``handle_RSET``)."""
+
+    def __init__(self, *, db: Database, jmap: JmapClient, backend: Target, hostname: str, timeout: float) -> None:
+        self.db = db
+        self.jmap = jmap
+        self.backend = backend
+        self.hostname = hostname
+        self.timeout = timeout
+        #: Seconds the mail server may take to store a message and answer.
+        self.data_timeout = max(60.0, timeout)
+        self._transactions: weakref.WeakKeyDictionary[Session, _Transaction] = weakref.WeakKeyDictionary()
+
+    def _transaction(self, session: Session) -> _Transaction:
+        found = self._transactions.get(session)
+        if found is None:
+            found = self._transactions[session] = _Transaction()
+        return found
+
+    def closed(self, session: Session | None) -> None:
+        """The client connection is gone: end the mail server's session too."""
+        if session is not None and (t := self._transactions.pop(session, None)) is not None:
+            t.drop()
+
+    async def handle_MAIL(
+        self, server: LMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        t = self._transaction(session)
+        t.accepted.clear()
+        if t.conn is None:
+            try:
+                t.conn = await LmtpConnection.open(self.backend, hostname=self.hostname, timeout=self.timeout)
+            except BackendError as exc:
+                logger.warning("inbound: %s", exc)
+                return UNAVAILABLE
+        options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
+        try:
+            reply = await t.conn.command(" ".join([f"MAIL FROM:<{address}>", *options]))
+        except BackendError as exc:
+            logger.warning("inbound: %s", exc)
+            t.drop()
+            return UNAVAILABLE
+        if reply.ok:
+            envelope.mail_from = address or "<>"  # the null reverse-path must not read as "no MAIL yet"
+            envelope.mail_options.extend(mail_options)
+        return reply.wire()
+
+    async def _mailbox_for(self, address: str) -> Mailbox | None:
+        async with self.db.session() as session:
+            target = await resolve(session, address)
+            if target is None:
+                return None
+            row = (
+                await session.exec(
+                    select(Mailbox).where(
+                        col(Mailbox.address) == target, col(Mailbox.state) == MailboxState.ACTIVE.value
+                    )
+                )
+            ).first()
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    async def handle_RCPT(
+        self, server: LMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        t = self._transaction(session)
+        if t.conn is None:
+            return "503 5.5.1 Error: need MAIL command"
+        try:
+            row = await self._mailbox_for(address)
+        except Exception:
+            logger.exception("inbound: resolving %r failed", address)
+            return LOOKUP_FAILED
+        if row is None:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
+        given = address.strip().lower()
+        deliver_to = given if base_address(given) == row.address else row.address
+        try:
+            reply = await t.conn.command(f"RCPT TO:<{deliver_to}>")
+        except BackendError as exc:
+            logger.warning("inbound: %s", exc)
+            t.drop()
+            return UNAVAILABLE
+        if reply.ok:
+            envelope.rcpt_tos.append(address)
+            t.accepted.append(row)
+        return reply.wire()
+
+    async def handle_RSET(self, server: LMTP, session: Session, envelope: Envelope) -> str:
+        t = self._transaction(session)
+        t.accepted.clear()
+        if t.conn is not None:
+            try:
+                await t.conn.command("RSET")
+            except BackendError:
+                t.drop()
+        return "250 2.0.0 OK"
+
+    async def handle_DATA(self, server: LMTP, session: Session, envelope: Envelope) -> str:
+        t = self._transaction(session)
+        accepted = list(t.accepted)
+        t.accepted.clear()
+        if t.conn is None or not accepted:
+            return "503 5.5.1 Error: need RCPT command"
+        delivery_id = new_id("dlv")
+        original = envelope.original_content or b""
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
+        content = received_field(delivery_id, session.host_name, peer, self.hostname) + original
+        try:
+            start, replies = await t.conn.data(content, len(accepted), self.data_timeout)
+        except BackendError as exc:
+            logger.warning("inbound: %s", exc)
+            t.drop()
+            return UNAVAILABLE
+        if start.code != 354:
+            return start.wire()
+        message_id = _message_id(original)
+        answers = []
+        for row, reply in zip(accepted, replies, strict=True):
+            answers.append(await self._after(row, reply, delivery_id, message_id))
+        return "\r\n".join(answers)
+
+    async def _after(self, row: Mailbox, reply: Reply, delivery_id: str, message_id: str | None) -> str:
+        """The answer for one recipient: the mail server's, once its 250 is recorded."""
+        if reply.code != 250:
+            return reply.wire()
+        try:
+            await record_delivery(self.db, self.jmap, row, delivery_id, message_id)
+        except Exception:
+            logger.exception("inbound: recording delivery %s to %s failed", delivery_id, row.address)
+            return NOT_RECORDED
+        return reply.wire()
+
+
+def _message_id(message: bytes) -> str | None:
+    """The Message-ID of ``message`` without angle brackets, or None."""
+    head = message.split(b"\r\n\r\n", 1)[0]
+    try:
+        value = email.parser.BytesHeaderParser().parsebytes(head + b"\r\n\r\n").get("Message-ID")
+    except Exception:
+        return None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text or None
+
+
+class _GatewayLMTP(LMTP):
+    """aiosmtpd's LMTP without its line length limit (the mail server has its own), ending the
+    mail server's session when the client's connection goes."""
+
+    line_length_limit = 1 << 20
+
+    def __init__(self, handler: GatewayHandler, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self._gateway = handler
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._gateway.closed(self.session)
+        super().connection_lost(error)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """``MAIL FROM:<>`` (the null reverse-path of bounces and auto-replies, RFC 5321 section
+        4.5.5) goes to the handler; aiosmtpd 1.4 refuses it as a syntax error (501)."""
+        rest = self._strip_command_keyword("FROM:", arg) if arg else None
+        if rest is None or not rest.strip().startswith("<>"):
+            await super().smtp_MAIL(arg)
+            return
+        if await self.check_helo_needed():
+            return
+        assert self.envelope is not None
+        if self.envelope.mail_from:
+            await self.push("503 Error: nested MAIL command")
+            return
+        status = await self._call_handler_hook("MAIL", "", rest.strip()[2:].upper().split())
+        await self.push(status)
+
+
+class Gateway:
+    """The gateway on an existing listening socket: :meth:`serve` starts accepting, :meth:`close`
+    stops (connections being served are ended)."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        jmap: JmapClient,
+        backend: Target,
+        hostname: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.hostname = hostname or socket.gethostname() or "shipmail"
+        self.handler = GatewayHandler(db=db, jmap=jmap, backend=backend, hostname=self.hostname, timeout=timeout)
+        self._server: asyncio.Server | None = None
+
+    def _protocol(self) -> _GatewayLMTP:
+        return _GatewayLMTP(
+            self.handler,
+            hostname=self.hostname,
+            ident="shipmail LMTP gateway",
+            data_size_limit=None,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+        )
+
+    async def serve(self, sock: socket.socket) -> None:
+        """Start accepting connections on ``sock`` (listening, TCP or Unix)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, sock=sock)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+
+
+@asynccontextmanager
+async def running_gateway(
+    *, database_url: str, mail: MailServer, backend: Target, sock: socket.socket, jmap_timeout: float
+) -> AsyncIterator[Gateway]:
+    """A :class:`Gateway` serving on ``sock`` with its own database pool and JMAP client (over
+    ``mail``'s transport), until the block ends."""
+    db = Database(database_url)
+    transport = mail.jmap_transport()
+    http = (
+        httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(jmap_timeout, connect=min(1.0, jmap_timeout)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        if transport is not None
+        else None
+    )
+    jmap = JmapClient(mail, timeout=jmap_timeout, http=http)
+    gateway = Gateway(db=db, jmap=jmap, backend=backend, timeout=max(jmap_timeout, 5.0))
+    try:
+        await gateway.serve(sock)
+        yield gateway
+    finally:
+        await gateway.close()
+        await jmap.aclose()
+        await db.dispose()

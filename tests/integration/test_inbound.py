@@ -1,0 +1,195 @@
+"""The inbound gateway on the real Cyrus: every message to ``SHIPMAIL_LMTP_PORT`` goes through our
+LMTP server, which resolves the recipient, hands the message to Cyrus's LMTP socket and answers
+with Cyrus's own per-recipient reply; each stored message is recorded as ``message.received``
+(with the JMAP ids Cyrus gave it) and counted in ``received_this_month`` before the 250 goes back;
+the inbox rules that matched come back as ``mailbox.rule_matched``."""
+
+from __future__ import annotations
+
+import smtplib
+import uuid
+from typing import Any
+
+from tests.integration.conftest import ApiEnv
+from tests.integration.corpus import corpus_bytes, jmap, unique
+
+
+def events(api: ApiEnv, mailbox_id: str, **params: Any) -> dict[str, Any]:
+    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/events", params=params, headers=api.auth())
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def received(api: ApiEnv, mailbox_id: str) -> list[dict[str, Any]]:
+    return [e for e in events(api, mailbox_id, limit=200)["data"] if e["type"] == "message.received"]
+
+
+def inbox_ids(api: ApiEnv, mailbox_id: str) -> list[str]:
+    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/inbox/messages", headers=api.auth())
+    assert r.status_code == 200, r.text
+    return [m["id"] for m in r.json()["data"]]
+
+
+def test_lmtp_delivery_is_recorded_with_the_stored_message_ids(api: ApiEnv) -> None:
+    mbx = api.new_mailbox("inbound-basic.example", "hello")
+    raw, message_id = unique(corpus_bytes("plain_emails/basic_email.eml"))
+    # The event is recorded BEFORE the 250: it is there as soon as sendmail returns.
+    assert api.lmtp(mbx["address"], raw) == {}
+    (event,) = received(api, mbx["id"])
+    data = event["data"]
+    assert event["id"].startswith("evt_") and event["mailbox_id"] == mbx["id"]
+    # The ids are the ones the API shows for the stored message.
+    r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/messages/{data['id']}", headers=api.auth())
+    assert r.status_code == 200, r.text
+    stored = r.json()
+    assert inbox_ids(api, mbx["id"]) == [data["id"]]
+    for field in ("thread_id", "subject", "preview", "has_attachment", "size", "folder_ids", "from", "to"):
+        assert data[field] == stored[field], field
+    assert data["folder_id"] == stored["folder_ids"][0]
+    assert stored["subject"] and data["size"] > len(raw)  # our Received: field is on top
+    # Cyrus stored exactly one copy, carrying the gateway's Received: field with its delivery id.
+    (got,) = jmap(
+        api,
+        mbx["address"],
+        [["Email/query", {"filter": {"header": ["Message-ID", message_id]}}, "q"]],
+    )
+    assert len(got[1]["ids"]) == 1
+    r = api.client.get(f"/v1/mailboxes/{mbx['id']}", headers=api.auth())
+    assert r.json()["received_this_month"] == 1
+
+
+def test_recipients_get_their_own_replies(api: ApiEnv) -> None:
+    """Unknown addresses: 550 5.1.1 from the gateway at RCPT; known ones: Cyrus's own replies,
+    one per recipient after DATA (RFC 2033); a subaddress reaches its mailbox."""
+    a = api.new_mailbox("inbound-rcpts.example", "ann")
+    b = api.new_mailbox("inbound-rcpts2.example", "bob")
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"))
+    with smtplib.LMTP("127.0.0.1", api.lmtp_port, timeout=15) as lmtp:
+        lmtp.ehlo()
+        assert lmtp.mail("s@example.org")[0] == 250
+        assert lmtp.rcpt(a["address"])[0] == 250
+        code, text = lmtp.rcpt("nobody@inbound-rcpts.example")
+        assert code == 550 and b"5.1.1" in text
+        assert lmtp.rcpt("bob+news@inbound-rcpts2.example")[0] == 250
+        first = lmtp.data(raw)
+        second = lmtp.getreply()
+        # Cyrus's own words (its SESSIONID) come back for each recipient.
+        assert first[0] == second[0] == 250 and b"SESSIONID=" in first[1], (first, second)
+    assert len(received(api, a["id"])) == 1 and len(received(api, b["id"])) == 1
+
+
+def test_a_duplicate_is_not_recorded_twice(api: ApiEnv) -> None:
+    """Cyrus answers 250 to a second delivery of the same Message-ID and stores nothing: no
+    second event, no second count."""
+    mbx = api.new_mailbox("inbound-dup.example", "hello")
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"))
+    assert api.lmtp(mbx["address"], raw) == {}
+    assert api.lmtp(mbx["address"], raw) == {}
+    assert len(inbox_ids(api, mbx["id"])) == 1
+    assert len(received(api, mbx["id"])) == 1
+    assert api.client.get(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).json()["received_this_month"] == 1
+
+
+def test_sandbox_deliveries_go_through_the_gateway(api: ApiEnv) -> None:
+    mbx = api.new_mailbox("inbound-sandbox.example", "hello")
+    r = api.client.post(
+        f"/v1/mailboxes/{mbx['id']}/sandbox/inbound",
+        json={"from": "alice@sender.example", "subject": "Through the gateway", "text": "Hi"},
+        headers=api.auth(),
+    )
+    assert r.status_code == 201, r.text
+    (event,) = received(api, mbx["id"])
+    assert event["data"]["id"] == r.json()["id"]
+    assert event["data"]["subject"] == "Through the gateway"
+
+
+def test_a_suspended_mailbox_answers_cyrus_4xx_and_records_nothing(api: ApiEnv) -> None:
+    mbx = api.new_mailbox("inbound-suspended.example", "hello")
+    assert api.client.post(f"/v1/mailboxes/{mbx['id']}/suspend", headers=api.auth()).status_code == 200
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"))
+    with smtplib.LMTP("127.0.0.1", api.lmtp_port, timeout=15) as lmtp:
+        lmtp.ehlo()
+        assert lmtp.mail("s@example.org")[0] == 250
+        code, text = lmtp.rcpt(mbx["address"])  # Cyrus's quota check: at RCPT, or at DATA
+        if code == 250:
+            code, text = lmtp.data(raw)
+    assert code == 452 and b"4.2.2" in text, (code, text)
+    assert received(api, mbx["id"]) == []
+
+
+def test_matched_rules_are_events_and_their_marks_stay_hidden(api: ApiEnv) -> None:
+    mbx = api.new_mailbox("inbound-rules.example", "hello")
+    invoice = {
+        "id": str(uuid.uuid4()),
+        "name": "Invoices",
+        "enabled": True,
+        "position": 0,
+        "match_mode": "all",
+        "stop": False,
+        "conditions": [{"type": "subject_contains", "value": "invoice"}],
+        "actions": [{"type": "star"}],
+    }
+    other = {**invoice, "id": str(uuid.uuid4()), "name": "Never", "position": 1}
+    other["conditions"] = [{"type": "subject_contains", "value": "no-such-words-here"}]
+    from_ann = {**invoice, "id": str(uuid.uuid4()), "name": "From Ann", "position": 2}
+    from_ann["conditions"] = [{"type": "from_is", "value": "ann@billing.example"}]
+    r = api.client.put(
+        f"/v1/mailboxes/{mbx['id']}/rules", json={"rules": [invoice, other, from_ann]}, headers=api.auth()
+    )
+    assert r.status_code == 200, r.text
+    raw = (
+        b"From: Ann <ann@billing.example>\r\nTo: hello@inbound-rules.example\r\nSubject: Your invoice\r\n"
+        b"Message-ID: <rules-1@billing.example>\r\n\r\nPay.\r\n"
+    )
+    assert api.lmtp(mbx["address"], raw) == {}
+    page = events(api, mbx["id"])["data"]
+    assert [e["type"] for e in page] == ["message.received", "mailbox.rule_matched", "mailbox.rule_matched"]
+    message = page[0]["data"]
+    assert [(e["data"]["rule_id"], e["data"]["rule_name"]) for e in page[1:]] == [
+        (invoice["id"], "Invoices"),
+        (from_ann["id"], "From Ann"),
+    ]
+    assert {e["data"]["message_id"] for e in page[1:]} == {message["id"]}
+    # The marks the script added are not shown as keywords; the rule's own star is.
+    r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/messages/{message['id']}", headers=api.auth())
+    assert r.json()["keywords"] == {"$flagged": True}
+    assert message["keywords"] == {"$flagged": True}
+
+
+def test_the_catch_up_cursor_returns_only_what_is_new(api: ApiEnv) -> None:
+    mbx = api.new_mailbox("inbound-cursor.example", "hello")
+    first = events(api, mbx["id"])
+    assert first["data"] == [] and first["pagination"]["next_cursor"]
+    for i in range(3):
+        raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), f"c{i}")
+        assert api.lmtp(mbx["address"], raw) == {}
+    page = events(api, mbx["id"], cursor=first["pagination"]["next_cursor"], limit=2)
+    assert len(page["data"]) == 2 and page["pagination"]["has_more"] is True
+    rest = events(api, mbx["id"], cursor=page["pagination"]["next_cursor"])
+    assert len(rest["data"]) == 1 and rest["pagination"]["has_more"] is False
+    seen = [e["id"] for e in page["data"] + rest["data"]]
+    assert seen == [e["id"] for e in events(api, mbx["id"])["data"]]
+    # Later: only what arrived since.
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "late")
+    assert api.lmtp(mbx["address"], raw) == {}
+    late = events(api, mbx["id"], cursor=rest["pagination"]["next_cursor"])
+    assert len(late["data"]) == 1 and late["data"][0]["id"] not in seen
+    # Cursors are bound to their mailbox and signed.
+    other = api.new_mailbox("inbound-cursor2.example", "hello")
+    r = api.client.get(
+        f"/v1/mailboxes/{other['id']}/events", params={"cursor": late["pagination"]["next_cursor"]}, headers=api.auth()
+    )
+    assert r.status_code == 422
+    # Another organisation's mailbox: 404.
+    stranger = api.new_key(org="someone-else")
+    r = api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth(stranger))
+    assert r.status_code == 404
+
+
+def test_bounces_with_the_null_sender_are_accepted(api: ApiEnv) -> None:
+    """``MAIL FROM:<>`` (bounces, auto-replies; RFC 5321 section 4.5.5) reaches Cyrus and is
+    recorded like any other message (aiosmtpd alone answers it 501)."""
+    mbx = api.new_mailbox("inbound-bounce.example", "hello")
+    raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "bounce")
+    assert api.lmtp(mbx["address"], raw, sender="") == {}
+    assert len(received(api, mbx["id"])) == 1
