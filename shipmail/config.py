@@ -16,6 +16,8 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_MAX_MAILBOXES_PER_ORG`` | 1000 | mailboxes one organisation may have (403 beyond); 0: no limit |
+| ``SHIPMAIL_TEST_GRACE_DAY_SECONDS`` | unset | TESTS ONLY: the length of one ``grace_days`` day in seconds |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: Mailboxes one organisation may have, counted over all its mailboxes (also those scheduled
+    #: for deletion); 0: no limit.
+    max_mailboxes_per_org: int = Field(1000, ge=0)
+    #: TESTS ONLY: the length in seconds of one day of ``DELETE /v1/mailboxes/{id}?grace_days=N``
+    #: (unset: 86400), so a test can watch a scheduled deletion happen.
+    test_grace_day_seconds: float | None = Field(None, gt=0)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -60,5 +60,11 @@ class Mailbox(SQLModel, table=True):
         sa_column_kwargs={"server_default": MailboxState.ACTIVE.value},
     )
     suspended_at: datetime | None = timestamp_field(nullable=True)
+    #: When a scheduled deletion purges the mailbox (``DELETE ...?grace_days=N``); null: none.
+    #: Until then logins are refused and inbound mail answered 550, the mail kept; a restore
+    #: clears it (:mod:`shipmail.mailboxes.lifecycle`).
+    deletion_scheduled_at: datetime | None = timestamp_field(nullable=True)
+    #: The mail server's storage limit for the account, in bytes; null: no limit.
+    storage_quota_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()
