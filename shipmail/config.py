@@ -18,6 +18,8 @@
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
 | ``SHIPMAIL_MAX_MAILBOXES_PER_ORG`` | 1000 | mailboxes one organisation may have (403 beyond); 0: no limit |
 | ``SHIPMAIL_TEST_GRACE_DAY_SECONDS`` | unset | TESTS ONLY: the length of one ``grace_days`` day in seconds |
+| ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
+| ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -91,6 +93,10 @@ class Settings(BaseSettings):
     #: TESTS ONLY: the length in seconds of one day of ``DELETE /v1/mailboxes/{id}?grace_days=N``
     #: (unset: 86400), so a test can watch a scheduled deletion happen.
     test_grace_day_seconds: float | None = Field(None, gt=0)
+    #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
+    jobs_worker: bool = True
+    #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("*", mode="before")
     @classmethod
