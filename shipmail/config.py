@@ -89,10 +89,10 @@ class Settings(BaseSettings):
     smtp_relay: str | None = None
     #: Mailboxes one organisation may have, counted over all its mailboxes (also those scheduled
     #: for deletion); 0: no limit.
-    max_mailboxes_per_org: int = Field(1000, ge=0)
+    max_mailboxes_per_org: int = Field(default=1000, ge=0)
     #: TESTS ONLY: the length in seconds of one day of ``DELETE /v1/mailboxes/{id}?grace_days=N``
     #: (unset: 86400), so a test can watch a scheduled deletion happen.
-    test_grace_day_seconds: float | None = Field(None, gt=0)
+    test_grace_day_seconds: float | None = Field(default=None, gt=0)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).

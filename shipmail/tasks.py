@@ -5,5 +5,8 @@ named ``<feature>.<what>``) and is added here."""
 from __future__ import annotations
 
 from shipmail.jobs import Handler
+from shipmail.mailboxes import lifecycle as mailbox_lifecycle
 
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {
+    **mailbox_lifecycle.handlers,
+}

@@ -29,9 +29,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail import utc
+from shipmail import jobs, utc
 from shipmail.delivery import service as delivery
 from shipmail.http.errors import (
+    Conflict,
     InternalError,
     NotFound,
     ServiceUnavailable,
@@ -226,6 +227,15 @@ async def schedule_deletion(
     session.add(row)
     await session.flush()
     await _apply_scheduled(svc, row, scheduled=True, first=was is None)
+    assert row.deletion_scheduled_at is not None
+    await jobs.enqueue(
+        session,
+        PURGE_KIND,
+        {"organization_id": organization_id, "mailbox_id": row.id},
+        key=purge_key(row.id),
+        run_at=row.deletion_scheduled_at,
+        replace=True,
+    )
     try:
         await session.commit()
     except BaseException:
@@ -251,6 +261,7 @@ async def restore(svc: Services, session: AsyncSession, organization_id: str, ma
     session.add(row)
     await session.flush()
     await _apply_scheduled(svc, row, scheduled=False, first=True)
+    await jobs.cancel(session, purge_key(row.id))  # a purge running now finds nothing due
     try:
         await session.commit()
     except BaseException:
@@ -292,3 +303,30 @@ async def purge(svc: Services, organization_id: str, mailbox_id: str) -> bool:
             return await mailboxes.delete(svc, session, organization_id, mailbox_id, due_by=utc.now())
         except NotFound:
             return False
+
+
+#: The job kind of a scheduled purge (:mod:`shipmail.jobs`), payload ``{organization_id, mailbox_id}``.
+PURGE_KIND = "mailboxes.purge"
+
+#: Seconds before a purge the mail server could not do is tried again.
+PURGE_RETRY_SECONDS = 30.0
+
+
+def purge_key(mailbox_id: str) -> str:
+    """The job key of the mailbox's scheduled purge (one per mailbox)."""
+    return f"purge:{mailbox_id}"
+
+
+async def purge_job(job: jobs.Job, svc: Services) -> None:
+    """The :data:`PURGE_KIND` handler: :func:`purge`; retried while the mail server is away or the
+    mailbox is half-deleted. Idempotent (a repeat finds the mailbox gone or not due)."""
+    organization_id, mailbox_id = str(job.payload["organization_id"]), str(job.payload["mailbox_id"])
+    try:
+        done = await purge(svc, organization_id, mailbox_id)
+    except (ServiceUnavailable, MailServerUnavailable, Conflict) as exc:
+        raise jobs.Retry(after=PURGE_RETRY_SECONDS, reason=type(exc).__name__) from None
+    logger.info("scheduled purge of %s: %s", mailbox_id, "deleted" if done else "nothing due")
+
+
+#: Background job handlers of this feature (listed in :mod:`shipmail.tasks`).
+handlers: dict[str, jobs.Handler] = {PURGE_KIND: purge_job}

@@ -461,6 +461,46 @@ async def list_page(
     return rows, next_cursor, has_more, total
 
 
+async def get_by_address(session: AsyncSession, organization_id: str, address: str) -> Mailbox:
+    """The organisation's usable mailbox with this address (lower-cased); 404 / 409 as :func:`get`."""
+    row = (
+        await session.exec(
+            select(Mailbox).where(
+                col(Mailbox.organization_id) == organization_id, col(Mailbox.address) == address.lower()
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No mailbox {address}.")
+    if row.state != MailboxState.ACTIVE:
+        raise half_made(row.state, row.address)
+    return row
+
+
+async def offset_page(
+    session: AsyncSession, organization_id: str, domain_id: str, skip: int, limit: int
+) -> tuple[list[Mailbox], int]:
+    """``(rows, total)``: ``limit`` usable mailboxes of the domain from position ``skip`` in creation
+    order, and how many there are in all (Mailgun's ``skip``/``limit`` listing)."""
+    where = [
+        col(Mailbox.organization_id) == organization_id,
+        col(Mailbox.domain_id) == domain_id,
+        col(Mailbox.state) == MailboxState.ACTIVE.value,
+    ]
+    stmt = (
+        select(Mailbox)
+        .where(*where)
+        .options(*_WITHOUT_RULES)
+        .order_by(col(Mailbox.created_at), col(Mailbox.id))
+        .offset(skip)
+        .limit(limit)
+    )
+    rows = list((await session.exec(stmt)).all())
+    counted = sa.select(sa.func.count()).select_from(Mailbox).where(*where)
+    total = int((await session.exec(counted)).one()[0])  # type: ignore[call-overload]
+    return rows, total
+
+
 async def update_display_name(
     session: AsyncSession, organization_id: str, mailbox_id: str, display_name: str | None
 ) -> Mailbox:
