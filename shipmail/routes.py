@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shipmail.account import routes as account
+from shipmail.aliases import routes as aliases
 from shipmail.domains import routes as domains
 from shipmail.folders import routes as folders
 from shipmail.http.routing import Operation
@@ -18,6 +20,8 @@ OPERATIONS: list[Operation] = [
     *status.operations,
     *domains.operations,
     *mailboxes.operations,
+    *aliases.operations,
+    *account.operations,
     *mailbox_settings.operations,
     *folders.operations,
     *rules.operations,

@@ -49,6 +49,9 @@ from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.mailboxes.lifecycle")
 
+#: Loader options that leave the ``rules`` column out (reads that never use it).
+WITHOUT_RULES = mailboxes.WITHOUT_RULES
+
 #: Seconds of one ``grace_days`` day outside tests.
 DAY_SECONDS = 86400.0
 

@@ -104,6 +104,8 @@ def half_made(state: str, address: str) -> Conflict:
 #: mailbox-scoped requests (messages, folders, identities, ...) never look at it. Touching it on
 #: such a row raises (``raiseload``) instead of loading it behind the caller's back.
 _WITHOUT_RULES = (defer(Mailbox.rules, raiseload=True),)  # type: ignore[arg-type]
+#: The same, for other modules of the feature.
+WITHOUT_RULES = _WITHOUT_RULES
 
 
 async def _get_any(

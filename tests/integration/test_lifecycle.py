@@ -57,7 +57,7 @@ def inbox_count(api: ApiEnv, address: str, password: str) -> int:
     try:
         status, data = conn.select("INBOX", readonly=True)
         assert status == "OK", data
-        return int(data[0] or 0)  # type: ignore[arg-type]
+        return int(data[0] or 0)
     finally:
         conn.logout()
 
@@ -358,3 +358,108 @@ def test_scheduled_purge_survives_a_restart(short_days: float, no_worker: None, 
             assert time.monotonic() < deadline, "the scheduled purge did not happen after the restart"
             time.sleep(0.3)
     assert accounts_like(api, "@" + dom["name"]) == []
+
+
+# ------------------------------------------------------------------------------ aliases, account
+
+
+def resolve(api: ApiEnv, address: str) -> str | None:
+    import asyncio
+
+    from shipmail.aliases.service import resolve_alias
+    from shipmail.db.engine import Database
+
+    async def run() -> str | None:
+        db = Database(api.settings.database_url)
+        try:
+            async with db.session() as session:
+                return await resolve_alias(session, address)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def test_aliases_resolve_to_their_mailbox_and_never_collide(api: ApiEnv) -> None:
+    dom = domain(api, "alias")
+    name = dom["name"]
+    mbx = api.client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "owner", "password": PASSWORD}, headers=api.auth()
+    ).json()
+    url = f"/v1/mailboxes/{mbx['id']}/aliases"
+    r = api.client.post(url, json={"local_part": "Sales", "description": "the sales desk"}, headers=api.auth())
+    assert r.status_code == 201, r.text
+    alias = r.json()
+    assert alias["address"] == f"sales@{name}" and alias["mailbox_id"] == mbx["id"] and alias["id"].startswith("mal_")
+    assert api.client.get(url, headers=api.auth()).json()["data"] == [alias]
+    # An alias is no second alias, no mailbox, and no mailbox is made on it.
+    assert api.client.post(url, json={"local_part": "sales"}, headers=api.auth()).status_code == 409
+    assert api.client.post(url, json={"local_part": "owner"}, headers=api.auth()).status_code == 409
+    r = api.client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "sales", "password": PASSWORD}, headers=api.auth()
+    )
+    assert r.status_code == 409, r.text
+    other = api.client.post(
+        "/v1/mailboxes",
+        json={"domain_id": dom["id"], "address": "other", "generate_password": True},
+        headers=api.auth(),
+    ).json()
+    r = api.client.post(f"/v1/mailboxes/{other['id']}/aliases", json={"local_part": "sales"}, headers=api.auth())
+    assert r.status_code == 409
+    foreign = api.new_key(org="alias-stranger")
+    assert api.client.get(url, headers=api.auth(foreign)).status_code == 404
+
+    # The inbound gateway's lookup: the alias names its mailbox; delivering there lands in it.
+    assert resolve(api, f"SALES@{name}") == f"owner@{name}"
+    assert resolve(api, f"owner@{name}") is None
+    target = resolve(api, f"sales@{name}")
+    assert target is not None and lmtp_reply(api, target, message(f"sales@{name}", "to the alias"))[0] == 250
+    assert inbox_count(api, f"owner@{name}", PASSWORD) == 1
+    # Cyrus alone knows no alias (the gateway resolves it): LMTP to the alias is refused.
+    assert lmtp_reply(api, f"sales@{name}", message(f"sales@{name}", "direct"))[0] == 550
+
+    assert api.client.delete(f"{url}/{alias['id']}", headers=api.auth()).status_code == 204
+    assert api.client.delete(f"{url}/{alias['id']}", headers=api.auth()).status_code == 404
+    assert resolve(api, f"sales@{name}") is None
+    r = api.client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "sales", "password": PASSWORD}, headers=api.auth()
+    )
+    assert r.status_code == 201, r.text
+    # A deleted mailbox takes its aliases along.
+    assert api.client.post(url, json={"local_part": "info"}, headers=api.auth()).status_code == 201
+    assert api.client.delete(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).status_code == 204
+    assert resolve(api, f"info@{name}") is None
+
+
+@pytest.fixture
+def two_mailboxes_per_org(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("SHIPMAIL_MAX_MAILBOXES_PER_ORG", "2")
+    yield 2
+
+
+def test_account_totals_and_the_mailbox_limit(two_mailboxes_per_org: int, api: ApiEnv) -> None:
+    key = api.new_key(org=f"limited-{secrets.token_hex(3)}")
+    dom = api.verified_domain(f"acct-{secrets.token_hex(4)}.example", key)
+    batch = [{"address": f"m{i}", "password": PASSWORD} for i in range(3)]
+    r = api.client.post("/v1/mailboxes/batch", json={"domain_id": dom["id"], "mailboxes": batch}, headers=api.auth(key))
+    assert r.status_code == 403 and r.json()["error"]["type"] == "over_limit", r.text
+    r = api.client.post(
+        "/v1/mailboxes/batch", json={"domain_id": dom["id"], "mailboxes": batch[:2]}, headers=api.auth(key)
+    )
+    assert r.status_code == 201, r.text
+    first, second = r.json()["data"]
+    r = api.client.post(
+        "/v1/mailboxes", json={"domain_id": dom["id"], "address": "m9", "password": PASSWORD}, headers=api.auth(key)
+    )
+    assert r.status_code == 403 and r.json()["error"]["type"] == "over_limit", r.text
+    assert "2 of its 2 mailboxes" in r.json()["error"]["message"]
+
+    assert lmtp_reply(api, first["address"], message(first["address"], "sized", "q" * 3000))[0] == 250
+    api.client.patch(f"/v1/mailboxes/{first['id']}", json={"storage_quota_bytes": 1 << 20}, headers=api.auth(key))
+    api.client.post(f"/v1/mailboxes/{second['id']}/suspend", headers=api.auth(key))
+    api.client.post(f"/v1/mailboxes/{first['id']}/aliases", json={"local_part": "hi"}, headers=api.auth(key))
+    account = api.client.get("/v1/account", headers=api.auth(key)).json()
+    assert account["mailboxes"] == {"count": 2, "active": 1, "suspended": 1, "deletion_scheduled": 0, "limit": 2}
+    assert account["storage"]["quota_bytes"] == 1 << 20 and account["storage"]["mailboxes_without_quota"] == 1
+    assert 3000 < account["storage"]["used_bytes"] < 6000
+    assert account["aliases"] == 1 and account["object"] == "account"
