@@ -23,6 +23,7 @@ change rolls the row back, a failed commit undoes the server change.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,7 +70,10 @@ def _at_index(exc: ShipmailError, index: int) -> ShipmailError:
     """``exc`` with its message and every detail's field prefixed by ``mailboxes[<index>]``."""
     where = f"mailboxes[{index}]"
     details = [{**d, "field": f"{where}.{d['field']}"} for d in exc.details] or [detail(where, "invalid", exc.message)]
-    return type(exc)(f"{where}: {exc.message}", details=details, headers=exc.headers)
+    located = copy.copy(exc)
+    located.message, located.details = f"{where}: {exc.message}", details
+    located.args = (located.message,)
+    return located
 
 
 async def batch_create(
