@@ -18,6 +18,11 @@ from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from schemathesis.python import asgi as schemathesis_asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -129,9 +134,9 @@ def test_every_mailgun_operation_conforms(case: schemathesis.Case[Any], mg: tupl
         response,
         checks=[
             schemathesis.checks.not_a_server_error,
-            schemathesis.specs.openapi.checks.status_code_conformance,
-            schemathesis.specs.openapi.checks.content_type_conformance,
-            schemathesis.specs.openapi.checks.response_schema_conformance,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
         ],
         headers=headers,
         transport_kwargs={"app": app},
