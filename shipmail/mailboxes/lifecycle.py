@@ -261,7 +261,7 @@ async def restore(svc: Services, session: AsyncSession, organization_id: str, ma
     503 (nothing changed)."""
     row = await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
     if row.deletion_scheduled_at is None:
-        await session.rollback()
+        await session.commit()  # ends the write transaction; nothing changed
         return row
     row.deletion_scheduled_at = None
     row.updated_at = utc.now()

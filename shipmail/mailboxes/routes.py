@@ -129,7 +129,7 @@ async def create_mailboxes_batch(ctx: Context[BatchCreateMailboxesRequest, None]
     tier=Tier.READ,
     query=GetMailboxQuery,
     response=Mailbox,
-    errors=(401, 403, 404, 409, 429),
+    errors=(401, 403, 404, 409, 422, 429),
     tags=("Mailboxes",),
 )
 async def get_mailbox(ctx: Context[None, GetMailboxQuery]) -> Mailbox:
