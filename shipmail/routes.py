@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shipmail.account import routes as account
 from shipmail.aliases import routes as aliases
+from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
 from shipmail.folders import routes as folders
 from shipmail.http.routing import Operation
@@ -18,6 +19,7 @@ from shipmail.status import routes as status
 
 OPERATIONS: list[Operation] = [
     *status.operations,
+    *capabilities.operations,
     *domains.operations,
     *mailboxes.operations,
     *aliases.operations,

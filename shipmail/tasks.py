@@ -4,9 +4,11 @@ named ``<feature>.<what>``) and is added here."""
 
 from __future__ import annotations
 
+from shipmail.domains import tasks as domains
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
 
 HANDLERS: dict[str, Handler] = {
     **mailbox_lifecycle.handlers,
+    **domains.handlers,
 }

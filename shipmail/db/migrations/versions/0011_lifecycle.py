@@ -1,7 +1,7 @@
 """mailbox lifecycle: scheduled deletion, storage quota, aliases
 
 Revision ID: 0011
-Revises: 0013
+Revises: 0008
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from shipmail.db.types import UTCDateTime
 
 revision = "0011"
-down_revision = "0013"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
