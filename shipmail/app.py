@@ -42,6 +42,7 @@ from shipmail.http.routing import Pipeline, build_routes, request_id_of
 from shipmail.jmap.client import JmapClient
 from shipmail.jobs import Handler, Worker
 from shipmail.keys import service as key_service
+from shipmail.mailgun import routes as mailgun
 from shipmail.mailserver.base import MailServer
 from shipmail.messages import outbound
 from shipmail.routes import OPERATIONS
@@ -189,8 +190,17 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return Response(document_bytes, media_type="application/json")
 
-    routes = build_routes(OPERATIONS, Pipeline(auth, limits, settings.max_body_bytes), prefix=API_PREFIX)
+    pipeline = Pipeline(auth, limits, settings.max_body_bytes)
+    routes = build_routes(OPERATIONS, pipeline, prefix=API_PREFIX)
     routes.append(Route(API_PREFIX + "/openapi.json", openapi_json, methods=["GET"]))
+    # Mailgun's legacy Mailboxes API (/v3 and /v2), with its own OpenAPI document.
+    mailgun_bytes = json.dumps(mailgun.build_document(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    async def mailgun_openapi_json(request: Request) -> Response:
+        return Response(mailgun_bytes, media_type="application/json")
+
+    routes.append(Route("/v3/openapi.json", mailgun_openapi_json, methods=["GET"]))
+    routes += mailgun.build_routes(pipeline)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],

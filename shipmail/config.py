@@ -16,6 +16,8 @@
 | ``SHIPMAIL_RATELIMIT_SEND`` | ``100/minute`` | per-key limit of the send tier (sending and replying) |
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
+| ``SHIPMAIL_MAX_MAILBOXES_PER_ORG`` | 1000 | mailboxes one organisation may have (403 beyond); 0: no limit |
+| ``SHIPMAIL_TEST_GRACE_DAY_SECONDS`` | unset | TESTS ONLY: the length of one ``grace_days`` day in seconds |
 | ``SHIPMAIL_MX_HOST`` | this machine's host name | host customers' MX records point at |
 | ``SHIPMAIL_OUTBOUND_HOST`` | the MX host | host that sends mail out: the SPF record asks for ``a:<it>`` |
 | ``SHIPMAIL_SPF_INCLUDE`` | unset | when set, the SPF record asks for ``include:<it>`` instead of ``a:`` |
@@ -129,6 +131,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: Mailboxes one organisation may have, counted over all its mailboxes (also those scheduled
+    #: for deletion); 0: no limit.
+    max_mailboxes_per_org: int = Field(default=1000, ge=0)
+    #: TESTS ONLY: the length in seconds of one day of ``DELETE /v1/mailboxes/{id}?grace_days=N``
+    #: (unset: 86400), so a test can watch a scheduled deletion happen.
+    test_grace_day_seconds: float | None = Field(default=None, gt=0)
     #: Unset: this machine's host name (``socket.gethostname()``, no DNS lookup): set it in production.
     mx_host: str = Field(default="", validate_default=True)
     #: Unset: ``mx_host``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shipmail.account import routes as account
+from shipmail.aliases import routes as aliases
 from shipmail.app_passwords import routes as app_passwords
 from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
@@ -26,6 +28,8 @@ OPERATIONS: list[Operation] = [
     *capabilities.operations,
     *domains.operations,
     *mailboxes.operations,
+    *aliases.operations,
+    *account.operations,
     *mailbox_settings.operations,
     *app_passwords.operations,
     *forwarding.operations,

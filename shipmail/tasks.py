@@ -8,10 +8,12 @@ from shipmail.domains import tasks as domains
 from shipmail.exports import tasks as exports
 from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
+from shipmail.mailboxes import lifecycle as mailbox_lifecycle
 from shipmail.messages import outbound
 from shipmail.webhooks import service as webhooks
 
 HANDLERS: dict[str, Handler] = {
+    **mailbox_lifecycle.handlers,
     **domains.handlers,
     **exports.handlers,
     **imports.handlers,

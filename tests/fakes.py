@@ -34,6 +34,10 @@ class FakeMailServer:
         self.delivered: list[tuple[list[str], bytes, str]] = []
         #: Accounts whose delivery is blocked (:meth:`set_suspended`).
         self.suspended: set[str] = set()
+        #: Storage quota in bytes per account (:meth:`set_storage_quota`; None: no limit).
+        self.quotas: dict[str, int | None] = {}
+        #: Bytes each account holds, as :meth:`storage_usage` reports them (default 0).
+        self.usage: dict[str, int] = {}
         #: Local parts this server reserves (:meth:`address_problem`); provisioning one fails as
         #: on Cyrus ("Invalid mailbox name").
         self.reserved: set[str] = {"anyone", "anybody", "anonymous"}
@@ -78,7 +82,7 @@ class FakeMailServer:
         self.calls.append(("set_password", address))
         self._maybe_fail()
 
-    async def set_suspended(self, address: str, suspended: bool) -> None:
+    async def set_suspended(self, address: str, suspended: bool, quota_bytes: int | None = None) -> None:
         self.calls.append(("set_suspended" if suspended else "set_unsuspended", address))
         self._maybe_fail()
         if address not in self.accounts:
@@ -87,6 +91,18 @@ class FakeMailServer:
             self.suspended.add(address)
         else:
             self.suspended.discard(address)
+            self.quotas[address] = quota_bytes
+
+    async def set_storage_quota(self, address: str, quota_bytes: int | None) -> None:
+        self.calls.append(("set_storage_quota", address))
+        self._maybe_fail()
+        if address not in self.accounts:
+            raise AccountNotFound(address)
+        self.quotas[address] = quota_bytes
+
+    async def storage_usage(self, addresses: list[str]) -> dict[str, int]:
+        self._maybe_fail()
+        return {a: self.usage.get(a, 0) for a in addresses if a in self.accounts}
 
     def jmap_access(self, address: str) -> JmapAccess:
         return JmapAccess(session_url="http://127.0.0.1:1/jmap/", authorization="Bearer x", account_id=address)

@@ -32,6 +32,7 @@ missing, malformed, unknown, revoked or expired key; :class:`~shipmail.http.erro
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import threading
 import time
@@ -234,13 +235,13 @@ class BearerAuth:
             raise NotCached
         return principal
 
-    def validate(self, request: ResourceRequest, scope: Scope | None) -> Principal:
+    def validate(self, request: JsonRequest, scope: Scope | None) -> Principal:
         """authlib's protocol, synchronously with the (blocking) lookup, whose result it caches;
         raises authlib's errors."""
         principal: Principal = self._protector.validate_request([scope.value] if scope else None, request)
         return principal
 
-    def validate_cached(self, request: ResourceRequest, scope: Scope | None) -> Principal:
+    def validate_cached(self, request: JsonRequest, scope: Scope | None) -> Principal:
         """The same from the cache only (never blocks); raises :class:`NotCached` on a miss."""
         principal: Principal = self._cached.validate_request([scope.value] if scope else None, request)
         return principal
@@ -248,7 +249,26 @@ class BearerAuth:
     async def authenticate(self, request: Request, scope: Scope | None) -> Principal:
         """The caller's Principal, after checking it may use ``scope`` (None: any valid key).
         A cached key is checked on the event loop; any other in one worker thread."""
-        resource = ResourceRequest(request)
+        return await self._check(ResourceRequest(request), scope)
+
+    async def authenticate_basic(self, request: Request, scope: Scope | None) -> Principal:
+        """The same for a key sent as HTTP Basic credentials ``api:<key>`` (RFC 7617; Mailgun's
+        scheme, for :mod:`shipmail.mailgun`): user name ``api``, the API key as the password. 401
+        for another scheme or user name, undecodable credentials, and every key :meth:`authenticate`
+        refuses; 403 for a missing scope."""
+        scheme, _, value = (request.headers.get("authorization") or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise AuthenticationFailed("Missing credentials: send HTTP Basic 'api:<API key>'.", error="invalid_request")
+        try:
+            user, colon, key = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise AuthenticationFailed("Malformed HTTP Basic credentials.", error="invalid_request") from None
+        if not colon or user != "api":
+            raise AuthenticationFailed("Invalid credentials: the user name is 'api', the password an API key.")
+        resource = JsonRequest(request.method, str(request.url), {"Authorization": f"Bearer {key}"})
+        return await self._check(resource, scope)
+
+    async def _check(self, resource: JsonRequest, scope: Scope | None) -> Principal:
         try:
             try:
                 return self.validate_cached(resource, scope)

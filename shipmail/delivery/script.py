@@ -2,6 +2,9 @@
 
 In the order it runs (each part a section of :func:`shipmail.sieve.script.assemble`):
 
+0. while a deletion is scheduled (``mailboxes.deletion_scheduled_at``), only
+   ``ereject "<reason>"; stop;`` (RFC 5429): the server refuses every message at delivery time
+   (Cyrus: LMTP ``550 5.7.1 <reason>``, no bounce of its own), the rest never runs;
 1. the mail server's prelude (:meth:`~shipmail.mailserver.base.MailServer.delivery_sieve`): the
    extensions every script declares and, for servers that do not set it on delivery, the
    ``$HasAttachment`` keyword (RFC 8621 section 4.1.1) from the server's own test (Cyrus:
@@ -38,13 +41,17 @@ from shipmail.rules.schemas import MailboxRule
 from shipmail.rules.sieve import rule_sections
 from shipmail.settings.schemas import THRESHOLD_DEFAULT, THRESHOLD_MAX, THRESHOLD_MIN, AutoReply
 from shipmail.settings.sieve import auto_reply_section, spam_section
-from shipmail.sieve.build import HAS_ATTACHMENT, action, test
+from shipmail.sieve.build import HAS_ATTACHMENT, STOP, action, test
 from shipmail.sieve.script import Section, SieveBuildError, assemble
 
 logger = logging.getLogger("shipmail.delivery.script")
 
 #: Section name of the prelude, written as a ``# Filter:`` comment.
 RULE_HAS_ATTACHMENT = "has-attachment"
+
+#: Section name of the refusal while a deletion is scheduled, and the refusal's text.
+RULE_DELETION_SCHEDULED = "deletion-scheduled"
+DELETION_SCHEDULED_REASON = "This mailbox is scheduled for deletion and accepts no mail."
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -64,6 +71,7 @@ class ScriptOptions:
     auto_reply: AutoReply | None = None
     rules: Sequence[MailboxRule] = ()
     forward_to: Sequence[str] = ()
+    deletion_scheduled: bool = False
 
     @classmethod
     def of(cls, server: DeliverySieve, row: Mailbox) -> ScriptOptions:
@@ -82,6 +90,7 @@ class ScriptOptions:
             auto_reply=getattr(row, "auto_reply", None),
             rules=getattr(row, "rules", ()),
             forward_to=tuple(getattr(row, "forward_to", None) or ()),
+            deletion_scheduled=getattr(row, "deletion_scheduled_at", None) is not None,
         )
 
 
@@ -102,6 +111,18 @@ def build_script(options: ScriptOptions) -> str:
     """The delivery script for ``options`` (UTF-8 text; without any part, a script that only
     declares the server's requirements, i.e. the implicit ``keep``)."""
     sections: list[Section] = []
+    if options.deletion_scheduled:
+        return assemble(
+            [
+                Section(
+                    RULE_DELETION_SCHEDULED,
+                    test("true"),
+                    [action("ereject", DELETION_SCHEDULED_REASON), STOP],
+                    requires=("ereject",),
+                )
+            ],
+            options.server.requires,
+        )
     if options.server.has_attachment is not None:
         sections.append(prelude(options.server.has_attachment))
     if options.spam_threshold is not None:

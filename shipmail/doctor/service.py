@@ -377,6 +377,9 @@ async def _recreate_account(svc: Services, d: Difference, _purge: bool, _dir: Pa
         if row.suspended_at is not None:
             await svc.mail.set_suspended(row.address, True)
             restored = "system folders, delivery script and suspension"
+        elif row.storage_quota_bytes is not None:
+            await svc.mail.set_storage_quota(row.address, row.storage_quota_bytes)
+            restored = "system folders, delivery script and storage quota"
         return f"account made again, empty (its old mail is gone), with its {restored}"
 
     return await _with_claimed_row(svc, d, work)

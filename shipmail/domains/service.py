@@ -146,6 +146,20 @@ async def get(session: AsyncSession, organization_id: str, domain_id: str, *, fo
     return domain
 
 
+async def get_by_name(session: AsyncSession, organization_id: str, name: str) -> Domain:
+    """The organisation's domain called ``name`` (any case, IDNA or Unicode); 404 ``not_found``
+    for an invalid or unknown name and another organisation's domain alike."""
+    try:
+        ascii_name = normalize_domain_name(name)
+    except ValueError:
+        raise NotFound(f"Domain not found: {name}") from None
+    stmt = select(Domain).where(col(Domain.organization_id) == organization_id, col(Domain.name) == ascii_name)
+    domain = (await session.exec(stmt)).first()
+    if domain is None:
+        raise NotFound(f"Domain not found: {ascii_name}")
+    return domain
+
+
 async def list_page(
     svc: Services, session: AsyncSession, organization_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Domain], str | None, bool]:

@@ -13,6 +13,7 @@ Exception tree::
      +-- ValidationFailed            422 validation_error   (details: [{field, code, message}])
      +-- AuthenticationFailed        401 authentication_error (WWW-Authenticate: Bearer ...)
      +-- PermissionDenied            403 authorization_error
+     +-- OverLimit                   403 over_limit         (an organisation's limit is reached)
      +-- NotFound                    404 not_found
      +-- MethodNotAllowed            405 (type validation_error; Allow header)
      +-- Conflict                    409 conflict
@@ -109,6 +110,13 @@ class PermissionDenied(ShipmailError):
 
     status_code = 403
     error_type = "authorization_error"
+
+
+class OverLimit(ShipmailError):
+    """403: the organisation has reached one of its limits (e.g. its number of mailboxes)."""
+
+    status_code = 403
+    error_type = "over_limit"
 
 
 class NotFound(ShipmailError):

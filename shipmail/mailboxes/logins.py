@@ -1,8 +1,8 @@
 """Password lookups for the mail server's login checker (:mod:`shipmail.mailserver.authd`).
 
 Runs in authd's worker threads, so it uses a synchronous engine of its own. Only argon2id hashes
-are read; a suspended mailbox, and one being created or deleted (``mailboxes.state``), has no usable
-password.
+are read; a suspended mailbox, one scheduled for deletion, and one being created or deleted
+(``mailboxes.state``), has no usable password.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def password_lookup(database_url: str) -> tuple[Callable[[str], str | None], Cal
     stmt = select(Mailbox.password_hash).where(
         col(Mailbox.address) == sa.bindparam("address"),
         col(Mailbox.suspended_at).is_(None),
+        col(Mailbox.deletion_scheduled_at).is_(None),
         col(Mailbox.state) == MailboxState.ACTIVE.value,
     )
 

@@ -86,6 +86,12 @@ class Mailbox(SQLModel, table=True):
     #: ``YYYY-MM``): ``received_this_month`` of the Mailbox object (0 once the month is over).
     received_month: str | None = Field(default=None, max_length=7)
     received_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    #: When a scheduled deletion purges the mailbox (``DELETE ...?grace_days=N``); null: none.
+    #: Until then logins are refused and inbound mail answered 550, the mail kept; a restore
+    #: clears it (:mod:`shipmail.mailboxes.lifecycle`).
+    deletion_scheduled_at: datetime | None = timestamp_field(nullable=True)
+    #: The mail server's storage limit for the account, in bytes; null: no limit.
+    storage_quota_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()
 

@@ -41,6 +41,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
+from shipmail.aliases.models import MailboxAlias
 from shipmail.http.errors import ShipmailError
 from shipmail.mailboxes.accounts import count_messages
 from shipmail.mailboxes.models import Mailbox, MailboxState
@@ -91,7 +92,10 @@ async def claim(session: AsyncSession, mailbox_id: str, state: MailboxState) -> 
 
 
 async def delete_row(session: AsyncSession, mailbox_id: str, state: MailboxState) -> bool:
-    """Delete the row ``mailbox_id`` if it is in ``state`` (not committed); whether it was."""
+    """Delete the row ``mailbox_id`` if it is in ``state``, and its aliases (not committed);
+    whether it was."""
+    owner = select(col(Mailbox.id)).where(col(Mailbox.id) == mailbox_id, col(Mailbox.state) == state.value)
+    await session.exec(sa.delete(MailboxAlias).where(col(MailboxAlias.mailbox_id).in_(owner)))
     result = await session.exec(
         sa.delete(Mailbox).where(col(Mailbox.id) == mailbox_id, col(Mailbox.state) == state.value)
     )

@@ -4,14 +4,20 @@ and :mod:`shipmail.mailboxes.suspension`."""
 
 from __future__ import annotations
 
+from starlette.responses import Response
+
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
-from shipmail.http.routing import Context, Operation, operation
+from shipmail.http.routing import Context, Operation, operation, render
 from shipmail.http.schemas import Pagination
+from shipmail.mailboxes import lifecycle, suspension
 from shipmail.mailboxes import service as mailboxes
-from shipmail.mailboxes import suspension
 from shipmail.mailboxes.schemas import (
+    BatchCreateMailboxesRequest,
     CreateMailboxRequest,
+    DeleteMailboxQuery,
+    GetMailboxQuery,
+    MailboxBatch,
     MailboxList,
     MailboxListQuery,
     ResetMailboxPasswordRequest,
@@ -68,22 +74,57 @@ async def create_mailbox(ctx: Context[CreateMailboxRequest, None]) -> Mailbox:
     tags=("Mailboxes",),
 )
 async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
-    """The organisation's mailboxes in creation order, optionally of one domain (for a key limited
-    to some mailboxes, only those)."""
+    """The organisation's mailboxes, in creation order unless `order_by` says otherwise
+    (`created_at_asc|desc`, `address_asc|desc`), optionally of one domain, in one `status`
+    (`active`, `suspended`, `deletion_scheduled`) and whose address or display name contains
+    `search` (case-insensitive); `include_total=true` adds `total_count` (every page). The cursor
+    is bound to the filters and the order. Each mailbox carries `storage_used_bytes` as the mail
+    server counts it with `include_usage=true` (else null). For a key limited to some mailboxes,
+    only those."""
     q = ctx.query
-    rows, next_cursor, has_more = await mailboxes.list_page(
+    filters = mailboxes.ListFilters(domain_id=q.domain_id, status=q.status, search=q.search, order_by=q.order_by)
+    rows, next_cursor, has_more, total = await mailboxes.list_page(
         ctx.services,
         ctx.session,
         ctx.organization_id,
-        q.domain_id,
+        filters,
         q.cursor,
         q.limit,
+        include_total=q.include_total,
         only=ctx.principal.mailbox_ids if ctx.principal is not None else None,
     )
+    used = await lifecycle.usage(ctx.services, rows) if q.include_usage else {}
     return MailboxList(
-        data=[Mailbox.of(r, ctx.services.settings) for r in rows],
+        data=[Mailbox.of(r, ctx.services.settings, used.get(r.address)) for r in rows],
         pagination=Pagination(next_cursor=next_cursor, has_more=has_more, limit=q.limit),
+        total_count=total,
     )
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/batch",
+    operation_id="createMailboxesBatch",
+    summary="Create mailboxes in a batch",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    body=BatchCreateMailboxesRequest,
+    response=MailboxBatch,
+    status_code=201,
+    errors=(401, 403, 409, 422, 429, 503),
+    tags=("Mailboxes",),
+)
+async def create_mailboxes_batch(ctx: Context[BatchCreateMailboxesRequest, None]) -> MailboxBatch:
+    """Create 1-100 mailboxes on one verified domain, all or none. Every entry is checked first
+    (as createMailbox); one that fails answers 422 (or 409 for a taken address) naming its index
+    (`mailboxes[3]: ...`, details `mailboxes[3].address`) and nothing is created. 403 `over_limit`
+    when they do not all fit in the organisation's mailbox limit. Should the mail server fail in
+    the middle, the mailboxes already made are deleted again (account and row)."""
+    rows = await lifecycle.batch_create(
+        ctx.services, ctx.session, ctx.organization_id, ctx.body.domain_id, ctx.body.mailboxes
+    )
+    return MailboxBatch(data=[Mailbox.of(r, ctx.services.settings) for r in rows])
 
 
 @operation(
@@ -94,14 +135,19 @@ async def list_mailboxes(ctx: Context[None, MailboxListQuery]) -> MailboxList:
     summary="Get a mailbox",
     scope=Scope.MAILBOXES_READ,
     tier=Tier.READ,
+    query=GetMailboxQuery,
     response=Mailbox,
-    errors=(401, 403, 404, 409, 429),
+    errors=(401, 403, 404, 409, 422, 429),
     tags=("Mailboxes",),
 )
-async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
-    """One mailbox of the organisation; 404 for unknown ids and other organisations' ids alike; 409
-    while it is being created or deleted (every operation on one mailbox answers so then)."""
-    return Mailbox.of(await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"]), ctx.services.settings)
+async def get_mailbox(ctx: Context[None, GetMailboxQuery]) -> Mailbox:
+    """One mailbox of the organisation (with `include_usage=true`, its `storage_used_bytes` as the
+    mail server counts it);
+    404 for unknown ids and other organisations' ids alike; 409 while it is being created or
+    deleted (every operation on one mailbox answers so then)."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    used = await lifecycle.usage(ctx.services, [row]) if ctx.query.include_usage else {}
+    return Mailbox.of(row, ctx.services.settings, used.get(row.address))
 
 
 @operation(
@@ -118,15 +164,27 @@ async def get_mailbox(ctx: Context[None, None]) -> Mailbox:
     tags=("Mailboxes",),
 )
 async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
-    """Change the display name (null clears it) and the send limits (`daily_send_limit`,
-    `monthly_send_limit`: messages per UTC day / month; null: the service's defaults); fields not
-    sent stay as they are."""
-    fields = ctx.body.model_fields_set
-    changes = {name: getattr(ctx.body, name) for name in fields}
+    """Change the display name (null clears it), the send limits (`daily_send_limit`,
+    `monthly_send_limit`: messages per UTC day / month; null: the service's defaults), the storage
+    quota (`storage_quota_bytes`, null removes it; enforced by the mail server: over it inbound
+    mail is refused temporarily with LMTP 452) and the status (`paused` = suspend, `active` =
+    resume: the same state as `POST /mailboxes/{id}/suspend|resume`); fields not sent stay as
+    they are. 409 for a status change while a deletion is scheduled; 503: the mail server is
+    unavailable."""
+    sent = ctx.body.model_fields_set
+    mailbox_id = ctx.path["id"]
+    row = None
+    changes = {name: getattr(ctx.body, name) for name in sent & mailboxes.UPDATABLE}
     if changes:
-        row = await mailboxes.update(ctx.session, ctx.organization_id, ctx.path["id"], changes)
-    else:
-        row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+        row = await mailboxes.update(ctx.session, ctx.organization_id, mailbox_id, changes)
+    if "storage_quota_bytes" in sent:
+        row = await lifecycle.set_quota(
+            ctx.services, ctx.session, ctx.organization_id, mailbox_id, ctx.body.storage_quota_bytes
+        )
+    if ctx.body.status is not None:
+        row = await lifecycle.set_status(ctx.services, ctx.session, ctx.organization_id, mailbox_id, ctx.body.status)
+    if row is None:
+        row = await mailboxes.get(ctx.session, ctx.organization_id, mailbox_id)
     return Mailbox.of(row, ctx.services.settings)
 
 
@@ -138,15 +196,56 @@ async def update_mailbox(ctx: Context[UpdateMailboxRequest, None]) -> Mailbox:
     summary="Delete a mailbox",
     scope=Scope.MAILBOXES_WRITE,
     tier=Tier.WRITE,
+    query=DeleteMailboxQuery,
     status_code=204,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=("Mailboxes",),
+    responses={
+        "200": {
+            "description": "With `grace_days` of 1-30: the deletion is scheduled; the mailbox in status "
+            "`deletion_scheduled`.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Mailbox"}}},
+        }
+    },
+)
+async def delete_mailbox(ctx: Context[None, DeleteMailboxQuery]) -> Response | None:
+    """Without `grace_days` (or 0): delete the mailbox, its account and all its mail now (204);
+    delivery to the address is refused. 503: the mail server is unavailable; if it was reached,
+    the mailbox stays "being deleted" (409 on every other operation) and retrying the DELETE
+    finishes it.
+
+    With `grace_days` 1-30: schedule the deletion that many days ahead (200, the mailbox in status
+    `deletion_scheduled` with `deletion_scheduled_at`). Until then the owner cannot log in, inbound
+    mail is refused permanently (SMTP/LMTP 550), the mail is kept and this API can still read it;
+    `POST /mailboxes/{id}/restore` brings everything back. At the date the mailbox is deleted as
+    above, once, also across restarts of the service. Scheduling again sets a new date."""
+    if ctx.query.grace_days == 0:
+        await mailboxes.delete(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])
+        return None
+    scheduled = await lifecycle.schedule_deletion(
+        ctx.services, ctx.session, ctx.organization_id, ctx.path["id"], ctx.query.grace_days
+    )
+    return render(Mailbox.of(scheduled.row, ctx.services.settings), 200)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/restore",
+    operation_id="restoreMailbox",
+    summary="Restore a mailbox scheduled for deletion",
+    scope=Scope.MAILBOXES_WRITE,
+    tier=Tier.WRITE,
+    response=Mailbox,
     errors=(401, 403, 404, 409, 429, 503),
     tags=("Mailboxes",),
 )
-async def delete_mailbox(ctx: Context[None, None]) -> None:
-    """Delete the mailbox, its account and all its mail; delivery to the address is refused. 503:
-    the mail server is unavailable; if it was reached, the mailbox stays "being deleted" (409 on
-    every other operation) and retrying the DELETE finishes it."""
-    await mailboxes.delete(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])
+async def restore_mailbox(ctx: Context[None, None]) -> Mailbox:
+    """Cancel a scheduled deletion before its date: logins (unless suspended) and delivery work
+    again at once, the mail is as it was. Idempotent: a mailbox without a scheduled deletion is
+    returned unchanged. 503: the mail server is unavailable (nothing changed)."""
+    row = await lifecycle.restore(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])
+    return Mailbox.of(row, ctx.services.settings)
 
 
 @operation(

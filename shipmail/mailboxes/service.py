@@ -42,6 +42,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,11 +52,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
+from shipmail.aliases.models import MailboxAlias
 from shipmail.db import repository
+from shipmail.db.types import UTCDateTime
 from shipmail.delivery import service as delivery
 from shipmail.domains.models import Domain
-from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
-from shipmail.http.listing import cursor_page
+from shipmail.http.cursors import invalid_cursor
+from shipmail.http.errors import Conflict, NotFound, OverLimit, ServiceUnavailable, ValidationFailed, detail
 from shipmail.ids import new_id
 from shipmail.mailboxes import passwords, reconcile
 from shipmail.mailboxes.accounts import fetch_system_folders
@@ -102,6 +105,8 @@ def half_made(state: str, address: str) -> Conflict:
 #: mailbox-scoped requests (messages, folders, identities, ...) never look at it. Touching it on
 #: such a row raises (``raiseload``) instead of loading it behind the caller's back.
 _WITHOUT_RULES = (defer(Mailbox.rules, raiseload=True),)  # type: ignore[arg-type]
+#: The same, for other modules of the feature.
+WITHOUT_RULES = _WITHOUT_RULES
 
 
 async def _get_any(
@@ -132,7 +137,18 @@ async def get(
     return mailbox
 
 
-async def create(
+@dataclass(frozen=True)
+class NewMailbox:
+    """A mailbox checked by :func:`prepare` and not yet created: its address and password hash."""
+
+    domain_id: str
+    local_part: str
+    address: str
+    display_name: str | None
+    password_hash: str = field(repr=False)
+
+
+async def prepare(
     svc: Services,
     session: AsyncSession,
     organization_id: str,
@@ -141,21 +157,11 @@ async def create(
     local_part: str,
     display_name: str | None,
     password: str | None,
-) -> Mailbox:
-    """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
-    one that is never shown. The row is committed ``provisioning`` first; after provisioning, the
-    system folders' ids are stored on the row, the delivery script is put on the server
-    (:func:`shipmail.delivery.service.install`) and the row is committed ``active``; if any step
-    fails, the account is removed again and the row deleted (see the module docstring).
-
-    422: unknown/unverified domain, invalid address, an address the mail server reserves or
-    cannot hold (``reserved_address``, :meth:`MailServer.address_problem`, asked before anything
-    is written), weak password. 409: the address exists, is
-    being created or deleted (a stale intent is resolved first: :mod:`.reconcile`), or has an
-    account on the mail server that no mailbox owns (``shipmail doctor`` reports it). 503: the
-    mail server is unavailable (nothing is left behind, or a ``provisioning`` row that the
-    reconciliation resolves).
-    """
+) -> NewMailbox:
+    """Every check of :func:`create` that needs neither a write nor the mail server, and the
+    password's hash: 422 unknown/unverified domain, invalid or reserved address, weak password;
+    409 the address is a mailbox, an alias (:mod:`shipmail.aliases`), or a half-made mailbox
+    (a stale one is resolved first)."""
     if not LOCAL_PART.match(local_part) or ".." in local_part or len(local_part) > 64:
         raise ValidationFailed(
             "Invalid address: use letters, digits, '.', '_' and '-', starting and ending with a letter or digit.",
@@ -185,6 +191,8 @@ async def create(
             details=[detail("address", "reserved_address", problem)],
         )
     domain_row_id = domain.id
+    if (await session.exec(select(MailboxAlias.id).where(col(MailboxAlias.address) == address))).first():
+        raise Conflict(f"The address {address} is an alias of another mailbox.")
     existing = (await session.exec(select(Mailbox).where(col(Mailbox.address) == address))).first()
     if existing is not None:
         if existing.state == MailboxState.ACTIVE:
@@ -192,7 +200,76 @@ async def create(
         if not reconcile.is_stale(existing.updated_at):
             raise half_made(existing.state, address)
         await _resolve_abandoned(svc, session, existing)
+    return NewMailbox(domain_row_id, local_part.lower(), address, display_name, password_hash)
 
+
+async def check_room(svc: Services, session: AsyncSession, organization_id: str, adding: int) -> None:
+    """403 ``over_limit`` when ``adding`` more mailboxes would take the organisation over
+    ``SHIPMAIL_MAX_MAILBOXES_PER_ORG`` (every row counts, also half-made and scheduled ones)."""
+    limit = svc.settings.max_mailboxes_per_org
+    if not limit:
+        return
+    have = await count(session, organization_id)
+    if have + adding > limit:
+        raise OverLimit(
+            f"The organisation has {have} of its {limit} mailboxes; "
+            + ("it cannot have more." if adding == 1 else f"{adding} more do not fit.")
+            + " Delete mailboxes or ask the operator to raise SHIPMAIL_MAX_MAILBOXES_PER_ORG."
+        )
+
+
+async def count(session: AsyncSession, organization_id: str) -> int:
+    """How many mailboxes (rows in any state) the organisation has."""
+    stmt = sa.select(sa.func.count()).select_from(Mailbox).where(col(Mailbox.organization_id) == organization_id)
+    return int((await session.exec(stmt)).one()[0])  # type: ignore[call-overload]
+
+
+async def create(
+    svc: Services,
+    session: AsyncSession,
+    organization_id: str,
+    *,
+    domain_id: str,
+    local_part: str,
+    display_name: str | None,
+    password: str | None,
+) -> Mailbox:
+    """Create the mailbox and its account, committed in ``session``. ``password=None`` generates
+    one that is never shown. The row is committed ``provisioning`` first; after provisioning, the
+    system folders' ids are stored on the row, the delivery script is put on the server
+    (:func:`shipmail.delivery.service.install`) and the row is committed ``active``; if any step
+    fails, the account is removed again and the row deleted (see the module docstring).
+
+    422: unknown/unverified domain, invalid address, an address the mail server reserves or
+    cannot hold (``reserved_address``, :meth:`MailServer.address_problem`, asked before anything
+    is written), weak password. 409: the address exists (as a mailbox or an alias), is
+    being created or deleted (a stale intent is resolved first: :mod:`.reconcile`), or has an
+    account on the mail server that no mailbox owns (``shipmail doctor`` reports it). 403
+    ``over_limit``: the organisation has ``SHIPMAIL_MAX_MAILBOXES_PER_ORG`` mailboxes. 503: the
+    mail server is unavailable (nothing is left behind, or a ``provisioning`` row that the
+    reconciliation resolves).
+    """
+    new = await prepare(
+        svc,
+        session,
+        organization_id,
+        domain_id=domain_id,
+        local_part=local_part,
+        display_name=display_name,
+        password=password,
+    )
+    await check_room(svc, session, organization_id, 1)
+    return await create_prepared(svc, session, organization_id, new)
+
+
+async def create_prepared(svc: Services, session: AsyncSession, organization_id: str, new: NewMailbox) -> Mailbox:
+    """The writing half of :func:`create` for a mailbox :func:`prepare` checked."""
+    domain_row_id, address, display_name, password_hash = (
+        new.domain_id,
+        new.address,
+        new.display_name,
+        new.password_hash,
+    )
     # The intent: committed before the mail server is touched.
     now = utc.now()
     mailbox_id = new_id("mbx")
@@ -200,7 +277,7 @@ async def create(
         id=mailbox_id,
         organization_id=organization_id,
         domain_id=domain_row_id,
-        local_part=local_part.lower(),
+        local_part=new.local_part,
         address=address,
         display_name=display_name,
         password_hash=password_hash,
@@ -295,33 +372,139 @@ async def _abandon(svc: Services, session: AsyncSession, mailbox_id: str, addres
         logger.exception("could not undo the create of %s; it stays provisioning for the reconciliation", mailbox_id)
 
 
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters and order of :func:`list_page` (``listMailboxes``' query)."""
+
+    domain_id: str | None = None
+    status: str | None = None
+    search: str | None = None
+    order_by: str = "created_at_asc"
+
+
+def _filter_where(organization_id: str, filters: ListFilters) -> list[Any]:
+    where: list[Any] = [
+        col(Mailbox.organization_id) == organization_id,
+        col(Mailbox.state) == MailboxState.ACTIVE.value,
+    ]
+    if filters.domain_id is not None:
+        where.append(col(Mailbox.domain_id) == filters.domain_id)
+    scheduled, suspended = col(Mailbox.deletion_scheduled_at), col(Mailbox.suspended_at)
+    if filters.status == "active":
+        where += [scheduled.is_(None), suspended.is_(None)]
+    elif filters.status == "suspended":
+        where += [scheduled.is_(None), suspended.is_not(None)]
+    elif filters.status == "deletion_scheduled":
+        where.append(scheduled.is_not(None))
+    if filters.search:
+        text = filters.search.lower()
+        where.append(
+            sa.or_(
+                sa.func.lower(col(Mailbox.address)).contains(text, autoescape=True),
+                sa.func.lower(sa.func.coalesce(col(Mailbox.display_name), "")).contains(text, autoescape=True),
+            )
+        )
+    return where
+
+
 async def list_page(
     svc: Services,
     session: AsyncSession,
     organization_id: str,
-    domain_id: str | None,
+    filters: ListFilters,
     cursor: str | None,
     limit: int,
+    *,
+    include_total: bool = False,
     only: Sequence[str] | None = None,
-) -> tuple[list[Mailbox], str | None, bool]:
-    """A page of the organisation's usable (``active``) mailboxes (optionally of one domain, and
-    only the ids ``only`` when given: a key limited to some mailboxes) in creation order:
-    ``(rows, next_cursor, has_more)``; 422 for a cursor of another list or other filters."""
-    where = [col(Mailbox.organization_id) == organization_id, col(Mailbox.state) == MailboxState.ACTIVE.value]
+) -> tuple[list[Mailbox], str | None, bool, int | None]:
+    """A page of the organisation's usable mailboxes (not half-made) matching ``filters``:
+    ``(rows, next_cursor, has_more, total_count)``; ``total_count`` (every row of the filters)
+    only with ``include_total``. Keyset pagination on ``(created_at, id)`` or ``address`` (unique),
+    so a page never repeats or skips a row that stays. ``search`` is a case-insensitive substring
+    of the address or the display name (``%`` and ``_`` match themselves). 422 for a cursor of
+    another list, filters or order. ``only``: just those ids (a key limited to some mailboxes)."""
+    where = _filter_where(organization_id, filters)
     if only is not None:
         where.append(col(Mailbox.id).in_(list(only)))
-    if domain_id is not None:
-        where.append(col(Mailbox.domain_id) == domain_id)
-    return await cursor_page(
-        session,
-        svc.cursors,
-        Mailbox,
-        kind="mailboxes",
-        binding={"o": organization_id, "d": domain_id},
-        where=where,
-        cursor=cursor,
-        limit=limit,
+    binding = {
+        "o": organization_id,
+        "d": filters.domain_id,
+        "s": filters.status,
+        "q": filters.search,
+        "ob": filters.order_by,
+    }
+    by_address = filters.order_by.startswith("address")
+    descending = filters.order_by.endswith("_desc")
+    created, ident, address = col(Mailbox.created_at), col(Mailbox.id), col(Mailbox.address)
+    stmt = select(Mailbox).where(*where).options(*_WITHOUT_RULES)
+    if cursor:
+        pos = svc.cursors.decode(cursor, "mailboxes", binding)
+        try:
+            if by_address:
+                key: Any = address
+                value: Any = str(pos["a"])
+            else:
+                key = sa.tuple_(created, ident)
+                value = sa.tuple_(sa.literal(datetime.fromisoformat(pos["t"]), UTCDateTime()), str(pos["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise invalid_cursor() from None
+        stmt = stmt.where(key < value if descending else key > value)
+    order = [address] if by_address else [created, ident]
+    stmt = stmt.order_by(*(c.desc() if descending else c.asc() for c in order)).limit(limit + 1)
+    rows = list((await session.exec(stmt)).all())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if has_more and rows:
+        last = rows[-1]
+        position = {"a": last.address} if by_address else {"t": last.created_at.isoformat(), "i": last.id}
+        next_cursor = svc.cursors.encode("mailboxes", binding, position)
+    total = None
+    if include_total:
+        counted = sa.select(sa.func.count()).select_from(Mailbox).where(*where)
+        total = int((await session.exec(counted)).one()[0])  # type: ignore[call-overload]
+    return rows, next_cursor, has_more, total
+
+
+async def get_by_address(session: AsyncSession, organization_id: str, address: str) -> Mailbox:
+    """The organisation's usable mailbox with this address (lower-cased); 404 / 409 as :func:`get`."""
+    row = (
+        await session.exec(
+            select(Mailbox).where(
+                col(Mailbox.organization_id) == organization_id, col(Mailbox.address) == address.lower()
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No mailbox {address}.")
+    if row.state != MailboxState.ACTIVE:
+        raise half_made(row.state, row.address)
+    return row
+
+
+async def offset_page(
+    session: AsyncSession, organization_id: str, domain_id: str, skip: int, limit: int
+) -> tuple[list[Mailbox], int]:
+    """``(rows, total)``: ``limit`` usable mailboxes of the domain from position ``skip`` in creation
+    order, and how many there are in all (Mailgun's ``skip``/``limit`` listing)."""
+    where = [
+        col(Mailbox.organization_id) == organization_id,
+        col(Mailbox.domain_id) == domain_id,
+        col(Mailbox.state) == MailboxState.ACTIVE.value,
+    ]
+    stmt = (
+        select(Mailbox)
+        .where(*where)
+        .options(*_WITHOUT_RULES)
+        .order_by(col(Mailbox.created_at), col(Mailbox.id))
+        .offset(skip)
+        .limit(limit)
     )
+    rows = list((await session.exec(stmt)).all())
+    counted = sa.select(sa.func.count()).select_from(Mailbox).where(*where)
+    total = int((await session.exec(counted)).one()[0])  # type: ignore[call-overload]
+    return rows, total
 
 
 #: Columns :func:`update` may change (``PATCH /v1/mailboxes/{id}``).
@@ -362,18 +545,29 @@ async def reset_password(
     return mailbox
 
 
-async def delete(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str) -> None:
+async def delete(
+    svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, *, due_by: datetime | None = None
+) -> bool:
     """Delete the mailbox, its account and all its mail; delivery to it is refused afterwards.
 
     The row is committed ``deleting`` first (see the module docstring); a mailbox already in
     ``deleting`` (an earlier DELETE answered 503) is finished. 404 as :func:`get`; 409 while it
     is being created; 503 when the mail server is unavailable: unreachable, nothing changed; no
     answer, the mailbox stays ``deleting`` (409 on reads) until a retried DELETE or the
-    reconciliation finishes it.
+    reconciliation finishes it. Its aliases go with the row.
+
+    ``due_by`` (the scheduled purge, :func:`shipmail.mailboxes.lifecycle.purge`): delete only a
+    mailbox whose ``deletion_scheduled_at`` is at or before it (checked under the row lock, so a
+    restore that committed first wins); returns whether it deleted.
     """
     mailbox = await _get_any(session, organization_id, mailbox_id, for_update=True)
     if mailbox.state == MailboxState.PROVISIONING:
         raise half_made(mailbox.state, mailbox.address)
+    if due_by is not None and mailbox.state == MailboxState.ACTIVE:
+        scheduled = mailbox.deletion_scheduled_at
+        if scheduled is None or utc.as_utc(scheduled) > due_by:
+            await session.rollback()
+            return False
     address, before = mailbox.address, mailbox.updated_at
     if mailbox.state == MailboxState.ACTIVE:
         mailbox.state = MailboxState.DELETING.value
@@ -398,6 +592,7 @@ async def delete(svc: Services, session: AsyncSession, organization_id: str, mai
     svc.jmap.forget(address)
     await reconcile.delete_row(session, mailbox_id, MailboxState.DELETING)
     await session.commit()
+    return True
 
 
 async def _undo_delete(session: AsyncSession, mailbox_id: str, updated_at: datetime) -> None:

@@ -45,7 +45,7 @@ import logging
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
-from shipmail.http.errors import InternalError, ServiceUnavailable
+from shipmail.http.errors import Conflict, InternalError, ServiceUnavailable
 from shipmail.mailboxes import service as mailboxes
 from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.base import AccountNotFound, MailServerUnavailable
@@ -57,7 +57,7 @@ logger = logging.getLogger("shipmail.mailboxes.suspension")
 async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
     """The server side: block or unblock delivery; 503 when unreachable, 500 without account."""
     try:
-        await svc.mail.set_suspended(row.address, suspended)
+        await svc.mail.set_suspended(row.address, suspended, row.storage_quota_bytes)
     except MailServerUnavailable as exc:
         logger.warning(
             "mail server unavailable while %s %s: %s",
@@ -73,6 +73,11 @@ async def _apply(svc: Services, row: Mailbox, suspended: bool) -> None:
 
 async def _set(svc: Services, session: AsyncSession, organization_id: str, mailbox_id: str, suspended: bool) -> Mailbox:
     row = await mailboxes.get(session, organization_id, mailbox_id, for_update=True)
+    if row.deletion_scheduled_at is not None:
+        raise Conflict(
+            f"The mailbox {row.address} is scheduled for deletion; restore it first "
+            f"(POST /v1/mailboxes/{row.id}/restore)."
+        )
     changed = (row.suspended_at is None) == suspended
     if changed:
         now = utc.now()
@@ -87,7 +92,7 @@ async def _set(svc: Services, session: AsyncSession, organization_id: str, mailb
         if changed:
             logger.warning("suspension change of %s not saved; undoing it on the mail server", row.id)
             try:
-                await svc.mail.set_suspended(row.address, not suspended)
+                await svc.mail.set_suspended(row.address, not suspended, row.storage_quota_bytes)
             except Exception:
                 logger.exception("could not undo the suspension change of %s on the mail server", row.id)
         raise

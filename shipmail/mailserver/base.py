@@ -180,8 +180,10 @@ class MailServer(Protocol):
         """
         ...
 
-    async def set_suspended(self, address: str, suspended: bool) -> None:
+    async def set_suspended(self, address: str, suspended: bool, quota_bytes: int | None = None) -> None:
         """Block (``True``) or unblock (``False``) delivery to the account ``address``; idempotent.
+        Unblocking puts back the mailbox's own storage quota ``quota_bytes`` (None: no limit; see
+        :meth:`set_storage_quota`).
 
         While blocked, the server refuses every delivery TEMPORARILY (an LMTP/SMTP 4xx reply) so
         the sending MTA retries and the message arrives after the unblock; nothing is delivered,
@@ -191,6 +193,21 @@ class MailServer(Protocol):
 
         Raises :class:`AccountNotFound` when there is no such account.
         """
+        ...
+
+    async def set_storage_quota(self, address: str, quota_bytes: int | None) -> None:
+        """Limit the mail the account ``address`` may hold to ``quota_bytes`` (None: no limit);
+        idempotent. Over the limit the server refuses inbound mail TEMPORARILY (LMTP ``452``) and
+        the owner's IMAP ``APPEND``. Not to be called while the account is suspended (the block
+        is a quota too; :meth:`set_suspended` puts the quota back when it unblocks).
+
+        Raises :class:`AccountNotFound` when there is no such account.
+        """
+        ...
+
+    async def storage_usage(self, addresses: list[str]) -> dict[str, int]:
+        """Bytes of mail each account holds (what counts against its quota); an address without
+        an account is missing from the answer."""
         ...
 
     def jmap_access(self, address: str) -> JmapAccess:

@@ -8,8 +8,10 @@
   ``http_jwt_max_age`` (1 h) and rejects any other claim. The session URL is
   ``http://host:jmap_port/jmap/`` and the account id is the address itself.
 * Suspension (:meth:`CyrusMailServer.set_suspended`): a ``STORAGE 0`` quota on the account, so
-  LMTP refuses delivery with ``452 4.2.2`` (temporary) until it is removed; needs
-  ``lmtp_strict_quota: yes`` (see :func:`.cyrus_admin.set_delivery_blocked`).
+  LMTP refuses delivery with ``452 4.2.2`` (temporary) until it is replaced by the mailbox's own
+  quota (:meth:`CyrusMailServer.set_storage_quota`, the same ``STORAGE`` limit in KiB) or none;
+  needs ``lmtp_strict_quota: yes`` (see :func:`.cyrus_admin.set_storage_limit`). Usage
+  (:meth:`CyrusMailServer.storage_usage`): ``SIZE`` of every folder (RFC 8438).
 * Passwords: Cyrus checks logins through :mod:`shipmail.mailserver.authd` against our database,
   so :meth:`CyrusMailServer.set_password` has nothing to do.
 * Delivery: LMTP (RFC 2033) to ``lmtp_host:lmtp_port`` (in ``shipmail serve``: the inbound
@@ -39,6 +41,7 @@ connection), ``AccountExists``, ``AccountNotFound``, ``DeliveryRefused``, ``Mail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -306,11 +309,31 @@ class CyrusMailServer:
         """Nothing to do: Cyrus asks :mod:`~shipmail.mailserver.authd`, which reads our database,
         so a new hash takes effect at the next login."""
 
-    async def set_suspended(self, address: str, suspended: bool) -> None:
-        """A ``STORAGE 0`` quota on the account while suspended, none otherwise: LMTP answers
-        ``452 4.2.2 Over quota`` (temporary); see :func:`.cyrus_admin.set_delivery_blocked`."""
+    async def set_suspended(self, address: str, suspended: bool, quota_bytes: int | None = None) -> None:
+        """A ``STORAGE 0`` quota on the account while suspended, its own quota (or none)
+        otherwise: LMTP answers ``452 4.2.2 Over quota`` (temporary); see
+        :func:`.cyrus_admin.set_storage_limit`."""
         cyrus_admin.split_address(address)
-        await self._run(lambda conn: cyrus_admin.set_delivery_blocked(conn, address, suspended))
+        await self._run(lambda conn: cyrus_admin.set_delivery_blocked(conn, address, suspended, quota_bytes))
+
+    async def set_storage_quota(self, address: str, quota_bytes: int | None) -> None:
+        """``SETQUOTA user/local@domain (STORAGE <KiB, rounded up>)``, ``()`` for None; see
+        :func:`.cyrus_admin.set_storage_limit`."""
+        cyrus_admin.split_address(address)
+        if quota_bytes is not None and quota_bytes <= 0:
+            raise ValueError("a storage quota is a positive number of bytes")
+        await self._run(lambda conn: cyrus_admin.set_storage_limit(conn, address, quota_bytes))
+
+    async def storage_usage(self, addresses: list[str]) -> dict[str, int]:
+        """``LIST ... RETURN (STATUS (SIZE))`` as the admin; see :func:`.cyrus_admin.storage_usage`."""
+        valid = []
+        for address in addresses:
+            with contextlib.suppress(ValueError):
+                cyrus_admin.split_address(address)
+                valid.append(address)
+        if not valid:
+            return {}
+        return await self._run(lambda conn: cyrus_admin.storage_usage(conn, valid))
 
     def jmap_access(self, address: str) -> JmapAccess:
         """A fresh Bearer JWT for ``address`` (valid 1 h from now; make a new one per use)."""

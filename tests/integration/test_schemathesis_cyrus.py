@@ -151,6 +151,10 @@ def _path_ids(s: Seeded, method: str, path: str, name: str) -> list[str]:
             return [s.victim_mailbox_id, s.foreign_mailbox_id]
         if path.startswith("/messages/"):
             return s.sent_message_ids
+        if label in ("PATCH /mailboxes/{id}", "POST /mailboxes/{id}/restore"):
+            # A generated status (paused) or a small storage quota would change what the other
+            # operations see on the seeded mailbox: the throwaway takes them.
+            return [s.victim_mailbox_id, s.foreign_mailbox_id]
         return [s.mailbox_id] * 5 + [s.foreign_mailbox_id]
     if name == "message_id":
         if label == "DELETE /mailboxes/{id}/inbox/messages/{message_id}":

@@ -5,9 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from shipmail.app_passwords import models as _app_passwords  # noqa: F401  (registers the tables)
+from shipmail.aliases import models as _aliases  # noqa: F401  (registers the tables)
+from shipmail.app_passwords import models as _app_passwords  # noqa: F401
 from shipmail.db.engine import create_sync_engine
-from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
+from shipmail.domains import models as _domains  # noqa: F401
 from shipmail.events import models as _events  # noqa: F401
 from shipmail.exports import models as _exports  # noqa: F401
 from shipmail.forwarding import models as _forwarding  # noqa: F401

@@ -1,0 +1,1 @@
+"""Mailbox aliases: other addresses on a mailbox's domain whose mail goes into that mailbox."""
