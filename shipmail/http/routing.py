@@ -3,10 +3,12 @@
 Each feature's ``routes.py`` declares its operations with :func:`operation`; a handler is
 ``async def handler(ctx: Context[Body, Query]) -> BaseModel | Response | None``. For each request
 the endpoint built by :func:`build_routes` (one function, no nested wrappers) does, in order:
-authenticate the Bearer key and check the operation's scope (401/403), count the call against the
-key's rate-limit tier (429; the ``X-RateLimit-*`` headers go on every response after that), read
-and validate the JSON body and the query (413/422), open the request's database session (the unit
-of work, ``ctx.session``), call the handler, render its model as JSON (or 204 for ``None``). Every
+authenticate the Bearer key (401), count the call against the key's rate-limit tier (429; the
+``X-RateLimit-*`` headers go on every response after that, 403 included), check the operation's
+scope (403), read and validate the JSON body and the query (413/422), apply ``Idempotency-Key``
+(:mod:`shipmail.http.idempotency`: a retry answers the stored response), open the request's
+database session (the unit of work, ``ctx.session``), call the handler, render its model as JSON
+(or 204 for ``None``). Every
 :class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
 with the request id and answers 500. The OpenAPI document (:mod:`shipmail.http.openapi`) is
 generated from the same declarations.
@@ -14,6 +16,8 @@ generated from the same declarations.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -31,7 +35,9 @@ from starlette.routing import Route
 
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.scopes import Scope
+from shipmail.http import idempotency
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
+from shipmail.http.idempotency import Idempotency
 from shipmail.http.ratelimit import RateLimits, Tier
 from shipmail.runtime import Services
 
@@ -89,6 +95,8 @@ class Operation:
     tags: tuple[str, ...] = ()
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    #: How ``Idempotency-Key`` is treated (:mod:`shipmail.http.idempotency`).
+    idempotency: Idempotency = Idempotency.IGNORED
 
 
 class _Empty(pydantic.BaseModel):
@@ -111,11 +119,15 @@ def operation(
     errors: Sequence[int] = (),
     tags: Sequence[str] = (),
     responses: dict[str, Any] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
     ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
     success is not a JSON model, such as a download: 200/206/304/416 with their media types).
+    ``idempotency``: how ``Idempotency-Key`` is treated; by default every authenticated POST,
+    PUT, PATCH and DELETE honours it (:func:`shipmail.http.idempotency.default_for`); an
+    operation answering a shown-once secret declares ``Idempotency.REFUSED``.
     """
 
     def decorate(handler: Handler) -> Handler:
@@ -136,11 +148,17 @@ def operation(
                 tags=tuple(tags),
                 description=inspect.cleandoc(handler.__doc__ or ""),
                 extra_responses=dict(responses or {}),
+                idempotency=idempotency or idempotency_default(method, scope),
             )
         )
         return handler
 
     return decorate
+
+
+def idempotency_default(method: str, scope: Scope | None) -> Idempotency:
+    """HONOURED for an authenticated mutating operation, IGNORED otherwise."""
+    return idempotency.default_for(method, scope is not None)
 
 
 def request_id_of(request: Request) -> str:
@@ -195,8 +213,7 @@ def _exceeds(digits: str, limit: int) -> bool:
     return len(digits) > len(str(limit)) or int(digits) > limit
 
 
-async def _parse_body(request: Request, model: type[M], limit: int) -> M:
-    raw = await _read_body(request, limit)
+def _parse_body(raw: bytes, model: type[M]) -> M:
     if not raw.strip():
         raise ValidationFailed(
             "Request body is required.", details=[{"field": "body", "code": "missing", "message": "JSON body required"}]
@@ -275,10 +292,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 @dataclass(frozen=True)
 class Pipeline:
     """What every operation's request goes through, in this order: authentication and the
-    operation's scope (401/403, :class:`~shipmail.auth.bearer.BearerAuth`), the caller's
-    rate-limit tier (429, :class:`~shipmail.http.ratelimit.RateLimits`; its ``X-RateLimit-*``
-    headers go on the response, errors included), the body (413 over ``max_body`` bytes, 422)
-    and the query (422), then the handler inside the request's database session."""
+    operation's scope (401/403, :class:`~shipmail.auth.bearer.BearerAuth`; the request is
+    counted against the caller's rate-limit tier between the two: 429,
+    :class:`~shipmail.http.ratelimit.RateLimits`; its ``X-RateLimit-*`` headers go on the
+    response, errors included), the body (413 over ``max_body`` bytes, 422) and the query (422),
+    ``Idempotency-Key`` (:mod:`shipmail.http.idempotency`), then the handler inside the
+    request's database session."""
 
     auth: BearerAuth
     limits: RateLimits
@@ -294,10 +313,11 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
         try:
             principal = None
             if op.scope is not None:
-                principal = await pipeline.auth.authenticate(request, op.scope)
+                principal = await pipeline.auth.authenticate(request, None)
                 request.state.principal = principal
                 if op.tier is not None:
                     rate_headers = await pipeline.limits.check(op.tier, principal.key_id)
+                pipeline.auth.require(principal, op.scope)
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))
@@ -316,10 +336,39 @@ async def _handle(op: Operation, request: Request, principal: Principal | None, 
         if "\x00" in str(value):
             raise NotFound(f"No object with {name} {str(value)!r}.")
     body: Any = None
+    raw = b""
     if op.body is not None:
-        body = await _parse_body(request, op.body, max_body)
+        raw = await _read_body(request, max_body)
+        body = _parse_body(raw, op.body)
     query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
     services: Services = request.app.state.services
+    key = idempotency.key_of(request, op.idempotency)
+    if key is None or principal is None:
+        return await _run(op, request, principal, body, query, services)
+    print_ = idempotency.fingerprint(services.settings.secret_key, request, raw)
+    claim = await idempotency.begin(services.db, principal.key_id, key, print_, op.operation_id)
+    if isinstance(claim, Response):
+        return claim
+    try:
+        try:
+            response = await _run(op, request, principal, body, query, services)
+        except ShipmailError as exc:
+            response = exc.response(request_id_of(request))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(idempotency.abandon(services.db, claim))
+        raise
+    try:
+        await idempotency.finish(services.db, claim, response)
+    except Exception:  # the work is done: answer it; the key stays claimed until it goes stale
+        logger.exception("could not store the Idempotency-Key response of %s", op.operation_id)
+    return response
+
+
+async def _run(
+    op: Operation, request: Request, principal: Principal | None, body: Any, query: Any, services: Services
+) -> Response:
+    """The handler inside the request's database session; its result as a response."""
     async with services.db.session() as session:
         ctx: Context[Any, Any] = Context(
             request=request,

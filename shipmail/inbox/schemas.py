@@ -267,6 +267,64 @@ class InboxListQuery(Query):
         return self
 
 
+#: Reply state of a thread (the reference's ``InboxThreadReplyState``).
+InboxThreadReplyState = Literal["needs_reply", "waiting_on_contact", "resolved", "no_reply_expected"]
+#: Order keys of the thread list (the reference's ``sort_by``).
+InboxThreadSort = Literal["needs_reply_since", "last_message_at"]
+
+
+def _not_yet(field: str, value: str, what: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "not_supported",
+        "{field}={value} is not supported yet: {what}",
+        {"field": field, "value": value, "what": what},
+    )
+
+
+class InboxThreadListQuery(InboxListQuery):
+    """Query of the thread list: the message-list filters, the reference's page size (default
+    25) and its reply-queue parameters ``reply_state``, ``sort_by`` and ``order``.
+
+    Reply state is not tracked yet, so those parameters take only what the list does now: no
+    ``reply_state`` filter, ``sort_by=last_message_at`` with ``order=desc`` (the default: newest
+    last message first). Any other value answers 422 (``literal_error`` for a value the reference
+    does not define, ``not_supported`` for one it does) rather than being ignored."""
+
+    limit: int = Field(default=25, ge=1, le=100, description="Number of items to return (1-100, default 25).")
+    reply_state: InboxThreadReplyState | None = Field(
+        default=None, description="Only threads in this reply state (not supported yet: 422)."
+    )
+    sort_by: InboxThreadSort | None = Field(
+        default=None,
+        description="Order key. Only last_message_at (newest last message first) is supported yet; "
+        "needs_reply_since answers 422.",
+    )
+    order: Literal["asc", "desc"] | None = Field(
+        default=None, description="Order direction. Only desc is supported yet; asc answers 422."
+    )
+
+    @field_validator("reply_state")
+    @classmethod
+    def _no_reply_state(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise _not_yet("reply_state", value, "thread reply state is not tracked")
+        return value
+
+    @field_validator("sort_by")
+    @classmethod
+    def _known_sort(cls, value: str | None) -> str | None:
+        if value is not None and value != "last_message_at":
+            raise _not_yet("sort_by", value, "thread reply state is not tracked")
+        return value
+
+    @field_validator("order")
+    @classmethod
+    def _known_order(cls, value: str | None) -> str | None:
+        if value is not None and value != "desc":
+            raise _not_yet("order", value, "threads are listed newest first")
+        return value
+
+
 class AttachmentQuery(Query):
     """Query of ``GET /v1/mailboxes/{id}/inbox/attachments`` (``downloadMailboxInboxAttachment``)."""
 

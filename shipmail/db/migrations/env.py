@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+from shipmail.db import idempotency as _idempotency  # noqa: F401
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
 from shipmail.keys import models as _keys  # noqa: F401
