@@ -169,13 +169,14 @@ def _hash(key: str) -> str:
 
 
 async def begin(
-    db: Database, key_id: str, key: str, print_: str, operation_id: str, *, wait: float = WAIT_SECONDS
+    db: Database, key_id: str, key: str, print_: str, operation_id: str, *, wait: float | None = None
 ) -> Claim | Response:
     """Claim ``key`` for API key ``key_id``, or the stored response to answer again. Raises 422
-    for a key used with another request, 409 when its first request still runs after ``wait``."""
+    for a key used with another request, 409 when its first request still runs after ``wait``
+    seconds (default :data:`WAIT_SECONDS`)."""
     key_hash = _hash(key)
     token = secrets.token_hex(16)
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
     delay = 0.02
     while True:
         now = utcnow()
