@@ -138,6 +138,8 @@ def test_thread_list_default_limit_and_reply_parameters(api: ApiEnv) -> None:
     for params, code in [
         ({"reply_state": "needs_reply"}, "not_supported"),
         ({"reply_state": "bogus"}, "literal_error"),
+        ({"attention_state": "needs_reply"}, "not_supported"),  # Shipmail SDK 0.6.7's name
+        ({"sort_by": "attention_since"}, "not_supported"),
         ({"sort_by": "needs_reply_since"}, "not_supported"),
         ({"sort_by": "subject"}, "literal_error"),
         ({"order": "asc"}, "not_supported"),
