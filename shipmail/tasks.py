@@ -4,6 +4,9 @@ named ``<feature>.<what>``) and is added here."""
 
 from __future__ import annotations
 
+from shipmail.http import idempotency
 from shipmail.jobs import Handler
 
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {
+    idempotency.PURGE_JOB: idempotency.purge_job,
+}

@@ -34,7 +34,8 @@ there is not remembered, and a retry is counted like any request):
    retry then answers 409 ``conflict`` rather than run twice.
 
 Keys are scoped to the API key that sent them: another key's identical Idempotency-Key is a
-different key. Expired rows are deleted by :func:`purge` (a periodic job).
+different key. Expired rows are deleted by the periodic job :data:`PURGE_JOB` (:func:`purge_job`,
+every :data:`PURGE_EVERY` seconds), queued by the first claim a process makes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import json
 import re
 import secrets
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -54,9 +56,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shipmail import jobs
 from shipmail.db import idempotency as store
 from shipmail.db.engine import Database
 from shipmail.http.errors import Conflict, ValidationFailed, detail
+from shipmail.runtime import Services
 from shipmail.utc import now as utcnow
 
 HEADER = "Idempotency-Key"
@@ -70,6 +74,11 @@ STALE_SECONDS = 300
 MAX_STORED_BYTES = 1024 * 1024
 #: ``Retry-After`` (seconds) of the 409 answered while the first request still runs.
 RETRY_AFTER = 1
+#: The job kind (and key) of the periodic purge of expired keys, and its period in seconds.
+PURGE_JOB = "idempotency.purge"
+PURGE_EVERY = 3600
+#: Databases of this process whose purge job has been queued.
+_armed: weakref.WeakSet[Database] = weakref.WeakSet()
 #: Printable ASCII, 1-255 characters (the reference's IdempotencyKey parameter).
 _VALID = re.compile(r"[\x20-\x7e]{1,255}")
 #: Response headers not replayed: they belong to the new request or are recomputed.
@@ -182,6 +191,7 @@ async def begin(
         now = utcnow()
         async with db.session() as session:
             if await store.insert_claim(session, key_id, key_hash, print_, operation_id, token, now, TTL):
+                await _arm_purge(db)
                 return Claim(key_id, key_hash, token)
         async with db.session() as session:
             stale = now - timedelta(seconds=STALE_SECONDS)
@@ -242,6 +252,22 @@ async def abandon(db: Database, claim: Claim) -> None:
 
 
 async def purge(db: Database, now: datetime | None = None) -> int:
-    """Delete the expired keys; how many. Run periodically (a job of :mod:`shipmail.jobs`)."""
+    """Delete the expired keys; how many."""
     async with db.session() as session:
         return await store.purge_expired(session, now or utcnow())
+
+
+async def _arm_purge(db: Database) -> None:
+    """Queue the purge job (once per database per process; a queued one is kept as it is)."""
+    if db in _armed:
+        return
+    async with db.session() as session:
+        await jobs.enqueue(session, PURGE_JOB, key=PURGE_JOB, run_at=utcnow() + timedelta(seconds=PURGE_EVERY))
+        await session.commit()
+    _armed.add(db)
+
+
+async def purge_job(job: jobs.Job, services: Services) -> None:
+    """The periodic purge (:data:`PURGE_JOB`): delete the expired keys, run again in an hour."""
+    deleted = await purge(services.db)
+    raise jobs.Retry(after=PURGE_EVERY, reason=f"periodic: {deleted} expired keys deleted")

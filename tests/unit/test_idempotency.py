@@ -370,3 +370,30 @@ def test_streamed_response_is_not_replayed_nor_run_twice(settings: Settings) -> 
     assert first.status_code == 200 and first.text == "streamed"
     assert again.status_code == 409 and "cannot be replayed" in again.json()["error"]["message"]
     assert harness.runs == 1
+
+
+def test_first_claim_queues_the_periodic_purge(client: TestClient, settings: Settings, db_backend: str) -> None:
+    from shipmail import jobs
+    from shipmail.tasks import HANDLERS
+
+    assert HANDLERS[idempotency.PURGE_JOB] is idempotency.purge_job
+    key = make_key(settings)
+    assert client.post("/v1/domains", json={"name": "p.example"}, headers={**auth(key), IDEM: "p"}).status_code == 201
+    job = run_db(settings, lambda s: jobs.find(s, idempotency.PURGE_JOB))
+    assert job is not None and job.kind == idempotency.PURGE_JOB
+    assert job.run_at > utcnow() + timedelta(seconds=idempotency.PURGE_EVERY - 60)
+
+    async def expire_and_purge(session: Any) -> tuple[int, float]:
+        past = utcnow() - timedelta(seconds=1)
+        await session.exec(sa.update(store.IdempotencyKey).values(expires_at=past))
+        await session.commit()
+        db = Database(settings.database_url)
+        try:
+            with pytest.raises(jobs.Retry) as retry:
+                await idempotency.purge_job(job, SimpleNamespace(db=db))  # type: ignore[arg-type]
+        finally:
+            await db.dispose()
+        left = len((await session.exec(sa.select(store.IdempotencyKey))).all())
+        return left, retry.value.after
+
+    assert run_db(settings, expire_and_purge) == (0, idempotency.PURGE_EVERY)
