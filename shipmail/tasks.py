@@ -4,9 +4,11 @@ named ``<feature>.<what>``) and is added here."""
 
 from __future__ import annotations
 
+from shipmail.domains import tasks as domains
 from shipmail.http import idempotency
 from shipmail.jobs import Handler
 
 HANDLERS: dict[str, Handler] = {
+    **domains.handlers,
     idempotency.PURGE_JOB: idempotency.purge_job,
 }

@@ -37,8 +37,12 @@ from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.scopes import Scope
 from shipmail.http import idempotency
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
+<<<<<<< HEAD
 from shipmail.http.idempotency import Idempotency
 from shipmail.http.ratelimit import RateLimits, Tier
+=======
+from shipmail.http.ratelimit import RateLimits, Tier, bucket_key
+>>>>>>> main
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.api")
@@ -78,7 +82,8 @@ Handler = Callable[[Context[Any, Any]], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Operation:
-    """One REST operation; ``scope=None`` means no authentication (public)."""
+    """One REST operation; ``scope=None`` means no authentication (public) unless
+    ``authenticated``: then any valid key may call it (``x-scope: authenticated``)."""
 
     operation_id: str
     method: str
@@ -95,8 +100,12 @@ class Operation:
     tags: tuple[str, ...] = ()
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
+<<<<<<< HEAD
     #: How ``Idempotency-Key`` is treated (:mod:`shipmail.http.idempotency`).
     idempotency: Idempotency = Idempotency.IGNORED
+=======
+    authenticated: bool = False
+>>>>>>> main
 
 
 class _Empty(pydantic.BaseModel):
@@ -119,15 +128,23 @@ def operation(
     errors: Sequence[int] = (),
     tags: Sequence[str] = (),
     responses: dict[str, Any] | None = None,
+<<<<<<< HEAD
     idempotency: Idempotency | None = None,
+=======
+    authenticated: bool = False,
+>>>>>>> main
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
     ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
     success is not a JSON model, such as a download: 200/206/304/416 with their media types).
+<<<<<<< HEAD
     ``idempotency``: how ``Idempotency-Key`` is treated; by default every authenticated POST,
     PUT, PATCH and DELETE honours it (:func:`shipmail.http.idempotency.default_for`); an
     operation answering a shown-once secret declares ``Idempotency.REFUSED``.
+=======
+    ``authenticated`` (with ``scope=None``): any valid API key, whatever its scopes.
+>>>>>>> main
     """
 
     def decorate(handler: Handler) -> Handler:
@@ -148,7 +165,11 @@ def operation(
                 tags=tuple(tags),
                 description=inspect.cleandoc(handler.__doc__ or ""),
                 extra_responses=dict(responses or {}),
+<<<<<<< HEAD
                 idempotency=idempotency or idempotency_default(method, scope),
+=======
+                authenticated=authenticated,
+>>>>>>> main
             )
         )
         return handler
@@ -312,12 +333,23 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
         rate_headers: dict[str, str] = {}
         try:
             principal = None
+<<<<<<< HEAD
             if op.scope is not None:
                 principal = await pipeline.auth.authenticate(request, None)
                 request.state.principal = principal
                 if op.tier is not None:
                     rate_headers = await pipeline.limits.check(op.tier, principal.key_id)
                 pipeline.auth.require(principal, op.scope)
+=======
+            if op.scope is not None or op.authenticated:
+                principal = await pipeline.auth.authenticate(request, op.scope)
+                request.state.principal = principal
+                if op.tier is not None:
+                    bucket = bucket_key(
+                        op.tier, principal.key_id, principal.organization_id, request.path_params, op.operation_id
+                    )
+                    rate_headers = await pipeline.limits.check(op.tier, bucket)
+>>>>>>> main
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))

@@ -43,6 +43,7 @@ class ErrorBody(Wire):
         "conflict",
         "method_not_allowed",
         "internal_error",
+        "not_supported",
     ]
     message: str
     request_id: str

@@ -1,7 +1,7 @@
 """idempotency_keys: the Idempotency-Key of each API key and the response it replays for 24 hours
 
 Revision ID: 0005
-Revises: 0013
+Revises: 0008
 Create Date: 2026-12-06 07:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import shipmail.db.types
 
 revision = "0005"
-down_revision = "0013"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
