@@ -37,12 +37,8 @@ from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.scopes import Scope
 from shipmail.http import idempotency
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
-<<<<<<< HEAD
 from shipmail.http.idempotency import Idempotency
-from shipmail.http.ratelimit import RateLimits, Tier
-=======
 from shipmail.http.ratelimit import RateLimits, Tier, bucket_key
->>>>>>> main
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.api")
@@ -100,12 +96,9 @@ class Operation:
     tags: tuple[str, ...] = ()
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
-<<<<<<< HEAD
+    authenticated: bool = False
     #: How ``Idempotency-Key`` is treated (:mod:`shipmail.http.idempotency`).
     idempotency: Idempotency = Idempotency.IGNORED
-=======
-    authenticated: bool = False
->>>>>>> main
 
 
 class _Empty(pydantic.BaseModel):
@@ -128,23 +121,17 @@ def operation(
     errors: Sequence[int] = (),
     tags: Sequence[str] = (),
     responses: dict[str, Any] | None = None,
-<<<<<<< HEAD
-    idempotency: Idempotency | None = None,
-=======
     authenticated: bool = False,
->>>>>>> main
+    idempotency: Idempotency | None = None,
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
     ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
     success is not a JSON model, such as a download: 200/206/304/416 with their media types).
-<<<<<<< HEAD
+    ``authenticated`` (with ``scope=None``): any valid API key, whatever its scopes.
     ``idempotency``: how ``Idempotency-Key`` is treated; by default every authenticated POST,
     PUT, PATCH and DELETE honours it (:func:`shipmail.http.idempotency.default_for`); an
     operation answering a shown-once secret declares ``Idempotency.REFUSED``.
-=======
-    ``authenticated`` (with ``scope=None``): any valid API key, whatever its scopes.
->>>>>>> main
     """
 
     def decorate(handler: Handler) -> Handler:
@@ -165,11 +152,8 @@ def operation(
                 tags=tuple(tags),
                 description=inspect.cleandoc(handler.__doc__ or ""),
                 extra_responses=dict(responses or {}),
-<<<<<<< HEAD
-                idempotency=idempotency or idempotency_default(method, scope),
-=======
                 authenticated=authenticated,
->>>>>>> main
+                idempotency=idempotency or idempotency_default(method, scope is not None or authenticated),
             )
         )
         return handler
@@ -177,9 +161,9 @@ def operation(
     return decorate
 
 
-def idempotency_default(method: str, scope: Scope | None) -> Idempotency:
+def idempotency_default(method: str, authenticated: bool) -> Idempotency:
     """HONOURED for an authenticated mutating operation, IGNORED otherwise."""
-    return idempotency.default_for(method, scope is not None)
+    return idempotency.default_for(method, authenticated)
 
 
 def request_id_of(request: Request) -> str:
@@ -333,23 +317,16 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
         rate_headers: dict[str, str] = {}
         try:
             principal = None
-<<<<<<< HEAD
-            if op.scope is not None:
-                principal = await pipeline.auth.authenticate(request, None)
-                request.state.principal = principal
-                if op.tier is not None:
-                    rate_headers = await pipeline.limits.check(op.tier, principal.key_id)
-                pipeline.auth.require(principal, op.scope)
-=======
             if op.scope is not None or op.authenticated:
-                principal = await pipeline.auth.authenticate(request, op.scope)
+                principal = await pipeline.auth.authenticate(request, None)
                 request.state.principal = principal
                 if op.tier is not None:
                     bucket = bucket_key(
                         op.tier, principal.key_id, principal.organization_id, request.path_params, op.operation_id
                     )
                     rate_headers = await pipeline.limits.check(op.tier, bucket)
->>>>>>> main
+                if op.scope is not None:
+                    pipeline.auth.require(principal, op.scope)
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))
