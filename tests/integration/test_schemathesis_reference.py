@@ -46,7 +46,7 @@ MAX_EXAMPLES = ours.MAX_EXAMPLES
 def reference_document() -> dict[str, Any]:
     """The reference document with only the operations we implement, served under ``/v1``."""
     doc = json.loads(REFERENCE.read_text(encoding="utf-8"))
-    implemented = {(op.path, op.method.lower()) for op in OPERATIONS}
+    implemented = {(op.path, op.method.lower()) for op in OPERATIONS if op.operation_id not in NOT_IMPLEMENTED}
     paths: dict[str, Any] = {}
     for path, item in doc["paths"].items():
         kept = {k: v for k, v in item.items() if k not in _METHODS or (path, k) in implemented}
@@ -59,6 +59,10 @@ def reference_document() -> dict[str, Any]:
     out["servers"] = [{"url": "/v1"}]
     return out
 
+
+#: Operations declared to answer 501 Not Implemented (domain search and registration, from the
+#: domains work merged from main): not run against the reference.
+NOT_IMPLEMENTED = {"searchDomains", "registerDomain"}
 
 _METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 
@@ -175,6 +179,12 @@ PENDING: list[Known] = [
         "issue 9, conformance item 4 (branch sending): thread summaries carry reply_state, reply_version "
         "and needs_reply_since, and the list its per-state summary counts",
         _schema("listMailboxInboxThreads", 200),
+    ),
+    Known(
+        "dns-record-ownership",
+        "domains work merged from main (not issue 9): GET /domains/{id}/dns-records lists a record of "
+        "type 'ownership' that the reference's enum lacks",
+        _schema("getDomainDnsRecords", 200),
     ),
 ]
 
