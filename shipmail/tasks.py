@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from shipmail.domains import tasks as domains
 from shipmail.exports import tasks as exports
+from shipmail.http import idempotency
 from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
@@ -19,4 +20,5 @@ HANDLERS: dict[str, Handler] = {
     **imports.handlers,
     **outbound.handlers,
     **webhooks.handlers,
+    idempotency.PURGE_JOB: idempotency.purge_job,
 }

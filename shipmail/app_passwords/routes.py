@@ -11,6 +11,7 @@ from shipmail.app_passwords.schemas import (
     MailboxAppPasswordList,
 )
 from shipmail.auth.scopes import Scope
+from shipmail.http.idempotency import Idempotency
 from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
 
@@ -48,6 +49,7 @@ async def list_app_passwords(ctx: Context[None, None]) -> MailboxAppPasswordList
     body=CreateMailboxAppPasswordRequest,
     response=CreatedMailboxAppPassword,
     status_code=201,
+    idempotency=Idempotency.REFUSED,
     errors=(401, 403, 404, 409, 422, 429),
     tags=("Mailboxes",),
 )
@@ -61,7 +63,7 @@ async def create_app_password(ctx: Context[CreateMailboxAppPasswordRequest, None
     must be empty (422 ``unsupported``). A suspended mailbox refuses every login, app passwords
     included."""
     b = ctx.body
-    expires_at = service.check_request(b.expires_at, b.allowed_cidrs, ctx.request.headers.get("idempotency-key"))
+    expires_at = service.check_request(b.expires_at, b.allowed_cidrs)
     row, secret = await service.create(ctx.session, ctx.organization_id, ctx.path["id"], b.name, expires_at)
     return CreatedMailboxAppPassword(**MailboxAppPassword.of(row).model_dump(), secret=secret)
 

@@ -40,14 +40,9 @@ def _problem(field: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, details=[{"field": field, "code": code, "message": message}])
 
 
-def check_request(expires_at: datetime | None, allowed_cidrs: list[str], idempotency_key: str | None) -> datetime:
-    """The expiry to store (422 for a refused request; see the module doc)."""
-    if idempotency_key is not None:
-        raise _problem(
-            "Idempotency-Key",
-            "idempotency_key_not_allowed",
-            "Idempotency-Key is not accepted here: replaying the response would need the one-time secret to be kept.",
-        )
+def check_request(expires_at: datetime | None, allowed_cidrs: list[str]) -> datetime:
+    """The expiry to store (422 for a refused request; see the module doc). ``Idempotency-Key``
+    is refused by the operation's declaration (``Idempotency.REFUSED``) before this runs."""
     if allowed_cidrs:
         raise _problem(
             "allowed_cidrs",

@@ -290,3 +290,11 @@ class BearerAuth:
         except InsufficientScopeError:
             assert scope is not None
             raise PermissionDenied(f"This API key lacks the '{scope.value}' scope.") from None
+
+    @staticmethod
+    def require(principal: Principal, scope: Scope) -> None:
+        """403 :class:`~shipmail.http.errors.PermissionDenied` unless ``principal`` (from
+        :meth:`authenticate` with no scope) may use ``scope``: the same rule as
+        :meth:`authenticate`, for a caller that counts the request between the two checks."""
+        if ApiKeyValidator.scope_insufficient(principal.get_scope(), [scope.value]):
+            raise PermissionDenied(f"This API key lacks the '{scope.value}' scope.")

@@ -15,7 +15,7 @@ Exception tree::
      +-- PermissionDenied            403 authorization_error
      +-- OverLimit                   403 over_limit         (an organisation's limit is reached)
      +-- NotFound                    404 not_found
-     +-- MethodNotAllowed            405 (type validation_error; Allow header)
+     +-- MethodNotAllowed            405 method_not_allowed (Allow header)
      +-- Conflict                    409 conflict
      +-- PayloadTooLarge             413 (type validation_error)
      +-- RateLimited                 429 rate_limit_error   (Retry-After, retry_after)
@@ -127,10 +127,12 @@ class NotFound(ShipmailError):
 
 
 class MethodNotAllowed(ShipmailError):
-    """405: the path exists but not with this method (``Allow`` lists the methods)."""
+    """405: the path exists but not with this method (``Allow`` lists the methods). Its own type:
+    ``validation_error`` would make Shipmail's SDK raise a 422 ``ValidationError``; an unknown
+    type becomes its generic ``ShipmailError`` with the real status."""
 
     status_code = 405
-    error_type = "validation_error"
+    error_type = "method_not_allowed"
 
 
 class Conflict(ShipmailError):

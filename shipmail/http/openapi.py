@@ -16,6 +16,8 @@ import pydantic
 from pydantic.json_schema import models_json_schema
 
 from shipmail import __version__
+from shipmail.http import idempotency
+from shipmail.http.idempotency import Idempotency
 from shipmail.http.routing import Operation
 from shipmail.http.schemas import Error
 
@@ -106,6 +108,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.tier is not None:
         doc["x-rate-limit-tier"] = op.tier.value
     params = _path_parameters(op.path) + (_query_parameters(op.query) if op.query else [])
+    if op.idempotency is Idempotency.HONOURED:
+        params.append(dict(idempotency.PARAMETER))
     if params:
         doc["parameters"] = params
     if op.body is not None:
@@ -139,6 +143,15 @@ def _operation(op: Operation) -> dict[str, Any]:
         if status == 429:
             entry["headers"] = {**_RATE_HEADERS, "Retry-After": {"schema": {"type": "integer"}}}
         responses[str(status)] = entry
+    if op.idempotency is Idempotency.HONOURED:
+        for status in (409, 422):
+            responses.setdefault(
+                str(status),
+                {
+                    "description": _ERROR_DESCRIPTIONS[status],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            )
     if op.body is not None:
         responses.setdefault(
             "413",

@@ -3,11 +3,13 @@
 Each feature's ``routes.py`` declares its operations with :func:`operation`; a handler is
 ``async def handler(ctx: Context[Body, Query]) -> BaseModel | Response | None``. For each request
 the endpoint built by :func:`build_routes` (one function, no nested wrappers) does, in order:
-authenticate the Bearer key and check the operation's scope (401/403), count the call against the
-key's rate-limit tier (429; the ``X-RateLimit-*`` headers go on every response after that), apply the key's
-mailbox limit (:func:`shipmail.auth.constraints.check_operation`: 404/403), read and validate the
-JSON body and the query (413/422), open the request's database session (the unit
-of work, ``ctx.session``), call the handler, render its model as JSON (or 204 for ``None``). Every
+authenticate the Bearer key (401), count the call against the key's rate-limit tier (429; the
+``X-RateLimit-*`` headers go on every response after that, 403 included), check the operation's
+scope (403), apply the key's mailbox limit (:func:`shipmail.auth.constraints.check_operation`:
+404/403), read and validate the JSON body and the query (413/422), apply ``Idempotency-Key``
+(:mod:`shipmail.http.idempotency`: a retry answers the stored response), open the request's
+database session (the unit of work, ``ctx.session``), call the handler, render its model as JSON
+(or 204 for ``None``). Every
 :class:`~shipmail.http.errors.ShipmailError` becomes the error envelope; anything else is logged
 with the request id and answers 500. The OpenAPI document (:mod:`shipmail.http.openapi`) is
 generated from the same declarations.
@@ -15,6 +17,8 @@ generated from the same declarations.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -33,7 +37,9 @@ from starlette.routing import Route
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.constraints import check_operation
 from shipmail.auth.scopes import Scope
+from shipmail.http import idempotency
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
+from shipmail.http.idempotency import Idempotency
 from shipmail.http.ratelimit import RateLimits, Tier, bucket_key
 from shipmail.runtime import Services
 
@@ -96,6 +102,8 @@ class Operation:
     #: Media type of a body the handler streams itself (:func:`stream_body_to`), for the OpenAPI
     #: document; the pipeline reads no body for such an operation (``body`` must be None).
     raw_body: str | None = None
+    #: How ``Idempotency-Key`` is treated (:mod:`shipmail.http.idempotency`).
+    idempotency: Idempotency = Idempotency.IGNORED
 
 
 class _Empty(pydantic.BaseModel):
@@ -120,6 +128,7 @@ def operation(
     responses: dict[str, Any] | None = None,
     authenticated: bool = False,
     raw_body: str | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
@@ -129,6 +138,9 @@ def operation(
     ``raw_body`` (a media type) declares a body the handler streams itself with
     :func:`stream_body_to` under its own size limit (an upload); the JSON limit
     (``SHIPMAIL_MAX_BODY_BYTES``) and parsing stay as they are for every other operation.
+    ``idempotency``: how ``Idempotency-Key`` is treated; by default every authenticated POST,
+    PUT, PATCH and DELETE honours it (:func:`shipmail.http.idempotency.default_for`); an
+    operation answering a shown-once secret declares ``Idempotency.REFUSED``.
     """
     if raw_body is not None and body is not None:
         raise ValueError("an operation has a JSON body or a raw body, not both")
@@ -153,11 +165,17 @@ def operation(
                 extra_responses=dict(responses or {}),
                 authenticated=authenticated,
                 raw_body=raw_body,
+                idempotency=idempotency or idempotency_default(method, scope is not None or authenticated),
             )
         )
         return handler
 
     return decorate
+
+
+def idempotency_default(method: str, authenticated: bool) -> Idempotency:
+    """HONOURED for an authenticated mutating operation, IGNORED otherwise."""
+    return idempotency.default_for(method, authenticated)
 
 
 def request_id_of(request: Request) -> str:
@@ -230,8 +248,7 @@ def _exceeds(digits: str, limit: int) -> bool:
     return len(digits) > len(str(limit)) or int(digits) > limit
 
 
-async def _parse_body(request: Request, model: type[M], limit: int) -> M:
-    raw = await _read_body(request, limit)
+def _parse_body(raw: bytes, model: type[M]) -> M:
     if not raw.strip():
         raise ValidationFailed(
             "Request body is required.", details=[{"field": "body", "code": "missing", "message": "JSON body required"}]
@@ -310,10 +327,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 @dataclass(frozen=True)
 class Pipeline:
     """What every operation's request goes through, in this order: authentication and the
-    operation's scope (401/403, :class:`~shipmail.auth.bearer.BearerAuth`), the caller's
-    rate-limit tier (429, :class:`~shipmail.http.ratelimit.RateLimits`; its ``X-RateLimit-*``
-    headers go on the response, errors included), the body (413 over ``max_body`` bytes, 422)
-    and the query (422), then the handler inside the request's database session."""
+    operation's scope (401/403, :class:`~shipmail.auth.bearer.BearerAuth`; the request is
+    counted against the caller's rate-limit tier between the two: 429,
+    :class:`~shipmail.http.ratelimit.RateLimits`; its ``X-RateLimit-*`` headers go on the
+    response, errors included), the body (413 over ``max_body`` bytes, 422) and the query (422),
+    ``Idempotency-Key`` (:mod:`shipmail.http.idempotency`), then the handler inside the
+    request's database session."""
 
     auth: BearerAuth
     limits: RateLimits
@@ -329,13 +348,15 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
         try:
             principal = None
             if op.scope is not None or op.authenticated:
-                principal = await pipeline.auth.authenticate(request, op.scope)
+                principal = await pipeline.auth.authenticate(request, None)
                 request.state.principal = principal
                 if op.tier is not None:
                     bucket = bucket_key(
                         op.tier, principal.key_id, principal.organization_id, request.path_params, op.operation_id
                     )
                     rate_headers = await pipeline.limits.check(op.tier, bucket)
+                if op.scope is not None:
+                    pipeline.auth.require(principal, op.scope)
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))
@@ -355,10 +376,39 @@ async def _handle(op: Operation, request: Request, principal: Principal | None, 
             raise NotFound(f"No object with {name} {str(value)!r}.")
     check_operation(principal, op.method, op.path, request.path_params)
     body: Any = None
+    raw = b""
     if op.body is not None:
-        body = await _parse_body(request, op.body, max_body)
+        raw = await _read_body(request, max_body)
+        body = _parse_body(raw, op.body)
     query: Any = _parse_query(request, op.query) if op.query is not None else _Empty()
     services: Services = request.app.state.services
+    key = idempotency.key_of(request, op.idempotency)
+    if key is None or principal is None:
+        return await _run(op, request, principal, body, query, services)
+    print_ = idempotency.fingerprint(services.settings.secret_key, request, raw)
+    claim = await idempotency.begin(services.db, principal.key_id, key, print_, op.operation_id)
+    if isinstance(claim, Response):
+        return claim
+    try:
+        try:
+            response = await _run(op, request, principal, body, query, services)
+        except ShipmailError as exc:
+            response = exc.response(request_id_of(request))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(idempotency.abandon(services.db, claim))
+        raise
+    try:
+        await idempotency.finish(services.db, claim, response)
+    except Exception:  # the work is done: answer it; the key stays claimed until it goes stale
+        logger.exception("could not store the Idempotency-Key response of %s", op.operation_id)
+    return response
+
+
+async def _run(
+    op: Operation, request: Request, principal: Principal | None, body: Any, query: Any, services: Services
+) -> Response:
+    """The handler inside the request's database session; its result as a response."""
     async with services.db.session() as session:
         ctx: Context[Any, Any] = Context(
             request=request,

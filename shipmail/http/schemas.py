@@ -41,6 +41,7 @@ class ErrorBody(Wire):
         "not_found",
         "rate_limit_error",
         "conflict",
+        "method_not_allowed",
         "internal_error",
         "not_supported",
     ]

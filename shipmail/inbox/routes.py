@@ -19,6 +19,7 @@ from shipmail.inbox.schemas import (
     InboxMessageAction,
     InboxMessages,
     InboxThread,
+    InboxThreadListQuery,
     InboxThreads,
     MoveInboxMessageRequest,
     UpdateInboxMessageRequest,
@@ -166,12 +167,12 @@ async def delete_message(ctx: Context[None, None]) -> None:
     summary="List mailbox inbox threads",
     scope=Scope.MESSAGES_READ,
     tier=Tier.READ,
-    query=InboxListQuery,
+    query=InboxThreadListQuery,
     response=InboxThreads,
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def list_threads(ctx: Context[None, InboxListQuery]) -> InboxThreads:
+async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads:
     """Threads with mail matching the filters (the message-list filters), ordered by their newest
     matching message: that message, the thread's message and unread counts, first and last dates,
     latest inbound and outbound messages. Paged under the first page's cutoff."""

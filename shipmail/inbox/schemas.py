@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shipmail import utc
@@ -265,6 +265,74 @@ class InboxListQuery(Query):
         if self.folder_id is not None and self.folder_role is not None:
             raise ValueError("use either folder_id or folder_role, not both")
         return self
+
+
+#: Reply state of a thread (the reference's ``InboxThreadReplyState``).
+InboxThreadReplyState = Literal["needs_reply", "waiting_on_contact", "resolved", "no_reply_expected"]
+#: Attention state of a thread in Shipmail's SDK 0.6.7 (``InboxThreadAttentionState``: the SDK's
+#: name for the reply queue, sent as ``attention_state``).
+InboxThreadAttentionState = Literal[
+    "needs_reply", "waiting_on_them", "done", "follow_up_due", "delivery_failed", "no_action"
+]
+#: Order keys of the thread list: the reference's ``sort_by`` values and the SDK's
+#: ``attention_since``.
+InboxThreadSort = Literal["needs_reply_since", "attention_since", "last_message_at"]
+
+
+def _not_yet(field: str, value: str, what: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "not_supported",
+        "{field}={value} is not supported yet: {what}",
+        {"field": field, "value": value, "what": what},
+    )
+
+
+class InboxThreadListQuery(InboxListQuery):
+    """Query of the thread list: the message-list filters, the reference's page size (default
+    25) and its reply-queue parameters ``reply_state``, ``sort_by`` and ``order``.
+
+    Reply state is not tracked yet, so those parameters take only what the list does now: no
+    ``reply_state`` filter (nor the SDK's ``attention_state``), ``sort_by=last_message_at`` with
+    ``order=desc`` (the default: newest last message first). Any other value answers 422
+    (``literal_error`` for a value neither the reference nor the SDK defines, ``not_supported``
+    for one they do) rather than being ignored."""
+
+    limit: int = Field(default=25, ge=1, le=100, description="Number of items to return (1-100, default 25).")
+    reply_state: InboxThreadReplyState | None = Field(
+        default=None, description="Only threads in this reply state (not supported yet: 422)."
+    )
+    attention_state: InboxThreadAttentionState | None = Field(
+        default=None, description="Shipmail SDK 0.6.7's name of the reply-state filter (not supported yet: 422)."
+    )
+    sort_by: InboxThreadSort | None = Field(
+        default=None,
+        description="Order key. Only last_message_at (newest last message first) is supported yet; "
+        "needs_reply_since and attention_since answer 422.",
+    )
+    order: Literal["asc", "desc"] | None = Field(
+        default=None, description="Order direction. Only desc is supported yet; asc answers 422."
+    )
+
+    @field_validator("reply_state", "attention_state")
+    @classmethod
+    def _no_reply_state(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            raise _not_yet(str(info.field_name), value, "thread reply state is not tracked")
+        return value
+
+    @field_validator("sort_by")
+    @classmethod
+    def _known_sort(cls, value: str | None) -> str | None:
+        if value is not None and value != "last_message_at":
+            raise _not_yet("sort_by", value, "thread reply state is not tracked")
+        return value
+
+    @field_validator("order")
+    @classmethod
+    def _known_order(cls, value: str | None) -> str | None:
+        if value is not None and value != "desc":
+            raise _not_yet("order", value, "threads are listed newest first")
+        return value
 
 
 class AttachmentQuery(Query):

@@ -35,7 +35,7 @@ def test_unknown_route_is_404_envelope(client: TestClient) -> None:
 
 def test_wrong_method_is_405_with_allow(client: TestClient, settings: Settings) -> None:
     r = client.put("/v1/domains", headers=auth(make_key(settings)))
-    _envelope(r, 405, "validation_error")
+    _envelope(r, 405, "method_not_allowed")
     assert set(m.strip() for m in r.headers["allow"].split(",")) >= {"GET", "POST"}
 
 

@@ -100,3 +100,38 @@ def test_redis_is_counted_through_limits_aio_on_each_event_loop() -> None:
     assert [w.remaining for w in first + second] == [2, 1, 0, 0]
     assert [w.allowed for w in first + second] == [True, True, True, False]
     assert len({math.ceil(w.reset) for w in first + second}) <= 2  # the same window (whole seconds)
+
+
+def test_every_4xx_of_a_limited_operation_is_counted_with_headers(client: TestClient, settings: Settings) -> None:
+    """403 (scope), 404, 409 and 422 (query): each is counted and carries the headers."""
+    key = make_key(settings)
+    read_only = make_key(settings, scopes=["domains:read"])
+    write = [
+        client.post("/v1/domains", json={"name": "dup.example"}, headers=auth(key)),  # 201
+        client.post("/v1/domains", json={"name": "dup.example"}, headers=auth(key)),  # 409
+    ]
+    assert [r.status_code for r in write] == [201, 409]
+    assert [r.headers["x-ratelimit-remaining"] for r in write] == ["1", "0"]
+    reads = [
+        client.get("/v1/domains/dom_nothere", headers=auth(key)),  # 404
+        client.get("/v1/domains?limit=0", headers=auth(key)),  # 422 (query)
+        client.get("/v1/mailboxes", headers=auth(read_only)),  # 403: counted on the read_only key
+    ]
+    assert [r.status_code for r in reads] == [404, 422, 403]
+    assert [r.headers["x-ratelimit-remaining"] for r in reads] == ["2", "1", "2"]
+    assert all(r.headers["x-ratelimit-limit"] == "3" and int(r.headers["x-ratelimit-reset"]) for r in reads)
+
+
+def test_422_and_413_bodies_are_counted_with_headers(client: TestClient, settings: Settings) -> None:
+    key = make_key(settings)
+    bad = client.post("/v1/domains", json={"name": 5}, headers=auth(key))
+    big = b'{"name": "' + b"a" * (settings.max_body_bytes + 10) + b'"}'
+    huge = client.post("/v1/domains", content=big, headers={**auth(key), "Content-Type": "application/json"})
+    assert (bad.status_code, huge.status_code) == (422, 413)
+    assert [bad.headers["x-ratelimit-remaining"], huge.headers["x-ratelimit-remaining"]] == ["1", "0"]
+
+
+def test_401_has_no_rate_limit_headers(client: TestClient) -> None:
+    """Without a valid key there is no bucket to count in (documented in the README)."""
+    r = client.get("/v1/domains", headers=auth("sm_live_" + "x" * 40))
+    assert r.status_code == 401 and "x-ratelimit-limit" not in r.headers

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 from shipmail.aliases import models as _aliases  # noqa: F401  (registers the tables)
 from shipmail.app_passwords import models as _app_passwords  # noqa: F401
+from shipmail.db import idempotency as _idempotency  # noqa: F401
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401
 from shipmail.events import models as _events  # noqa: F401
