@@ -6,8 +6,9 @@ delivered plus the header fields Cyrus adds) and the download of every attachmen
 inline body part (by its ``download_path``: the part's own type and name). Nothing may answer 5xx;
 subjects, From/To addresses and attachment file names must equal what Python's ``email`` package
 (policy.default) makes of the original, every attachment's and non-text inline part's bytes what
-Python's parser extracts; ``has_attachment`` is whether ``attachments`` is empty, and the
-``has_attachment`` filter selects those messages but for the documented ``FILTER_EXCEPTIONS``. The few legitimate differences (truly broken input, or the JMAP
+Python's parser extracts; ``has_attachment`` is whether ``attachments`` is not empty, and the
+``has_attachment`` filter selects those messages but for the documented ``FILTER_EXCEPTIONS``.
+The few legitimate differences (truly broken input, or the JMAP
 specification deciding otherwise) are listed in ``EXCEPTIONS`` with the reason; the test fails on
 any other difference AND on an exception that no longer happens.
 
