@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -40,10 +40,12 @@ from shipmail.http.openapi import build_document
 from shipmail.http.ratelimit import RateLimits, Tier
 from shipmail.http.routing import Pipeline, build_routes, request_id_of
 from shipmail.jmap.client import JmapClient
+from shipmail.jobs import Handler, Worker
 from shipmail.keys import service as key_service
 from shipmail.mailserver.base import MailServer
 from shipmail.routes import OPERATIONS
 from shipmail.runtime import Services
+from shipmail.tasks import HANDLERS
 
 logger = logging.getLogger("shipmail.app")
 
@@ -112,13 +114,17 @@ def create_app(
     mail_server: MailServer | None = None,
     mail_server_factory: Callable[[Settings], MailServer] | None = None,
     jmap_transport: httpx.AsyncBaseTransport | None = None,
+    job_handlers: Mapping[str, Handler] | None = None,
 ) -> Starlette:
     """The API application for ``settings`` (default: from the environment).
 
     ``mail_server`` (or ``mail_server_factory``, called in the lifespan) replaces the Cyrus
     instance under the data dir; ``jmap_transport`` carries the JMAP traffic (unit tests give an
-    ``httpx.MockTransport``).
+    ``httpx.MockTransport``). The lifespan runs a background job worker
+    (:class:`shipmail.jobs.Worker`) for ``job_handlers`` (default: every feature's,
+    :data:`shipmail.tasks.HANDLERS`) unless ``settings.jobs_worker`` is off.
     """
+    handlers = HANDLERS if job_handlers is None else job_handlers
     settings = settings or Settings.from_env()
     limits = RateLimits(
         settings.ratelimit_storage, {Tier.READ: settings.ratelimit_read, Tier.WRITE: settings.ratelimit_write}
@@ -148,12 +154,17 @@ def create_app(
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             )
         jmap = JmapClient(mail, timeout=settings.jmap_timeout, http=http)
-        app.state.services = Services(
-            settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key)
-        )
+        services = Services(settings=settings, db=db, mail=mail, jmap=jmap, cursors=CursorCodec(settings.secret_key))
+        app.state.services = services
+        worker = None
+        if settings.jobs_worker and handlers:
+            worker = Worker(services, handlers, poll_interval=settings.jobs_poll_interval)
+            worker.start()
         try:
             yield {}
         finally:
+            if worker is not None:
+                await worker.stop()
             await jmap.aclose()
             if mail_server is None:
                 await mail.aclose()

@@ -16,6 +16,8 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
+| ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
+    jobs_worker: bool = True
+    #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
+    jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("*", mode="before")
     @classmethod

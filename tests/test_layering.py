@@ -51,10 +51,11 @@ INFRASTRUCTURE = (
     "shipmail.jmap",
     "shipmail.mailserver",
     "shipmail.sieve",
+    "shipmail.jobs",
 )
 #: Inside infrastructure but allowed to import features.
 EXEMPT = ("shipmail.db.migrations",)
-COMPOSITION = ("shipmail", "shipmail.app", "shipmail.cli", "shipmail.routes")
+COMPOSITION = ("shipmail", "shipmail.app", "shipmail.cli", "shipmail.routes", "shipmail.tasks")
 #: Last name part of a feature's concept modules.
 CONCEPTS = ("schemas", "models", "sieve")
 

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 from shipmail.db.engine import create_sync_engine
 from shipmail.domains import models as _domains  # noqa: F401  (registers the tables)
+from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
 
