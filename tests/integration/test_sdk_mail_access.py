@@ -12,7 +12,6 @@ from tests.integration.conftest import ApiEnv
 from tests.integration.corpus import corpus_bytes
 from tests.integration.test_folders import load_sdk
 
-
 #: Keys of the SDK's InboxFullMessage this server does not serve: the security scanner's verdict
 #: (``security``) and ``reply_text`` belong to features it does not have.
 NOT_SERVED = {"security", "reply_text"}
