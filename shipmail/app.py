@@ -127,7 +127,12 @@ def create_app(
     handlers = HANDLERS if job_handlers is None else job_handlers
     settings = settings or Settings.from_env()
     limits = RateLimits(
-        settings.ratelimit_storage, {Tier.READ: settings.ratelimit_read, Tier.WRITE: settings.ratelimit_write}
+        settings.ratelimit_storage,
+        {
+            Tier.READ: settings.ratelimit_read,
+            Tier.WRITE: settings.ratelimit_write,
+            Tier.VERIFICATION: settings.ratelimit_verification,
+        },
     )
     document = build_document(OPERATIONS)
 

@@ -190,7 +190,8 @@ def domains() -> None:
 @domains.command("verify")
 @click.argument("name")
 def domains_verify(name: str) -> None:
-    """Mark a domain verified (operator override until DNS verification exists)."""
+    """Mark a domain verified without a DNS check (operator override; the background re-check never
+    degrades it until DNS has verified it)."""
     from shipmail.domains import service as domain_service
 
     settings = _settings()

@@ -16,6 +16,16 @@
 | ``SHIPMAIL_MAX_BODY_BYTES`` | 4194304 (4 MiB) | request bodies above this answer 413 |
 | ``SHIPMAIL_JMAP_TIMEOUT`` | 2.0 | seconds before a mail server call gives up (503) |
 | ``SHIPMAIL_SMTP_RELAY`` | unset | ``host:port`` for mail the server sends; unset: ``<data dir>/outbox/*.eml`` |
+| ``SHIPMAIL_MX_HOST`` | this machine's host name | host customers' MX records point at |
+| ``SHIPMAIL_OUTBOUND_HOST`` | the MX host | host that sends mail out: the SPF record asks for ``a:<it>`` |
+| ``SHIPMAIL_SPF_INCLUDE`` | unset | when set, the SPF record asks for ``include:<it>`` instead of ``a:`` |
+| ``SHIPMAIL_DKIM_SELECTOR`` | ``shipmail`` | DKIM selector of the RSA-SHA256 key of each domain |
+| ``SHIPMAIL_DKIM_ED25519_SELECTOR`` | ``shipmail-ed25519`` | selector of the second (Ed25519-SHA256) key |
+| ``SHIPMAIL_DNS_RESOLVER`` | unset (the system's) | ``host:port`` (``[v6]:port``) of the resolver the DNS checks ask |
+| ``SHIPMAIL_DNS_TIMEOUT`` | 2.0 | seconds one DNS check waits for one lookup |
+| ``SHIPMAIL_RATELIMIT_VERIFICATION`` | ``1/minute`` | per domain limit of ``verifyDomain``, ``getDomainDnsRecords`` |
+| ``SHIPMAIL_DOMAIN_RECHECK_SECONDS`` | 3600 | background re-check of a domain this long after its last check |
+| ``SHIPMAIL_DOMAIN_RECHECK_BATCH`` | 20 | most domains one background re-check run looks at |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
 
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +70,30 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def resolver_address(value: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``SHIPMAIL_DNS_RESOLVER`` value: ``host:port``, ``[v6]:port``, or a
+    bare address (port 53). ValueError with the reason otherwise."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+        if not sep:
+            raise ValueError("an IPv6 resolver address must be written [address]:port")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError("the resolver address has no host")
+    try:
+        port = int(port_text) if port_text else 53
+    except ValueError:
+        raise ValueError(f"the resolver port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError("the resolver port must be between 1 and 65535")
+    return host, port
+
+
 class Settings(BaseSettings):
     """The service's settings: ``SHIPMAIL_<FIELD>`` from the environment, keyword arguments winning.
 
@@ -85,6 +120,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     jmap_timeout: float = 2.0
     smtp_relay: str | None = None
+    #: Unset: this machine's host name (``socket.gethostname()``, no DNS lookup): set it in production.
+    mx_host: str = Field(default="", validate_default=True)
+    #: Unset: ``mx_host``.
+    outbound_host: str = Field(default="", validate_default=True)
+    spf_include: str | None = None
+    dkim_selector: str = Field(default="shipmail", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+    dkim_ed25519_selector: str = Field(
+        default="shipmail-ed25519", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    )
+    dns_resolver: str | None = None
+    dns_timeout: float = Field(default=2.0, gt=0, le=30)
+    ratelimit_verification: str = "1/minute"
+    domain_recheck_seconds: int = Field(default=3600, ge=1)
+    domain_recheck_batch: int = Field(default=20, ge=1, le=1000)
     #: Whether this process runs a background job worker (:mod:`shipmail.jobs`) beside the API.
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
@@ -118,6 +167,25 @@ class Settings(BaseSettings):
         if value or "data_dir" not in info.data:
             return value
         return _read_or_create_secret(info.data["data_dir"] / "secret.key")
+
+    @field_validator("mx_host")
+    @classmethod
+    def _default_mx_host(cls, value: str) -> str:
+        return (value or socket.gethostname()).rstrip(".").lower()
+
+    @field_validator("outbound_host")
+    @classmethod
+    def _default_outbound_host(cls, value: str, info: ValidationInfo) -> str:
+        if value or "mx_host" not in info.data:
+            return value.rstrip(".").lower()
+        return str(info.data["mx_host"])
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            resolver_address(value)  # ValueError with the reason
+        return value
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shipmail.capabilities import routes as capabilities
 from shipmail.domains import routes as domains
 from shipmail.folders import routes as folders
 from shipmail.http.routing import Operation
@@ -16,6 +17,7 @@ from shipmail.status import routes as status
 
 OPERATIONS: list[Operation] = [
     *status.operations,
+    *capabilities.operations,
     *domains.operations,
     *mailboxes.operations,
     *mailbox_settings.operations,

@@ -4,6 +4,9 @@ named ``<feature>.<what>``) and is added here."""
 
 from __future__ import annotations
 
+from shipmail.domains import tasks as domains
 from shipmail.jobs import Handler
 
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {
+    **domains.handlers,
+}

@@ -29,6 +29,7 @@ _ERROR_DESCRIPTIONS = {
     413: "Request body too large.",
     422: "Validation failed; details name the fields.",
     429: "Rate limit exceeded.",
+    501: "Not supported by this server (error type not_supported).",
     503: "A dependency (mail server, database) is unavailable; retry after Retry-After seconds.",
 }
 
@@ -96,10 +97,12 @@ def _operation(op: Operation) -> dict[str, Any]:
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": list(op.tags)}
     if op.description:
         doc["description"] = op.description
-    if op.scope is None:
-        doc["security"] = []
-    else:
+    if op.scope is not None:
         doc["x-scope"] = op.scope.value
+    elif op.authenticated:
+        doc["x-scope"] = "authenticated"
+    else:
+        doc["security"] = []
     if op.tier is not None:
         doc["x-rate-limit-tier"] = op.tier.value
     params = _path_parameters(op.path) + (_query_parameters(op.query) if op.query else [])
@@ -114,7 +117,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": op.summary}
     if op.response is not None and op.status_code != 204:
         success["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}}
-    if op.tier is not None and op.scope is not None:
+    if op.tier is not None and (op.scope is not None or op.authenticated):
         success["headers"] = dict(_RATE_HEADERS)
     responses[str(op.status_code)] = success
     for status in op.errors:

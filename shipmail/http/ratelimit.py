@@ -1,7 +1,9 @@
 """Per-key rate-limit tiers over slowapi's limiter and ``limits``: one storage round trip per request.
 
-Each operation has the tier its ``x-rate-limit-tier`` gives in Shipmail's reference spec (``read``
-or ``write``); all operations of a tier share one fixed-window bucket per API key. Every limited
+Each operation has the tier its ``x-rate-limit-tier`` gives in Shipmail's reference spec (``read``,
+``write`` or ``verification``); all operations of the ``read`` and ``write`` tiers share one
+fixed-window bucket per API key and tier; the ``verification`` tier counts per organisation,
+domain and operation (:func:`bucket_key`: 1 DNS check per minute per domain by default). Every limited
 response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
 (integer unix seconds). Over the limit: :class:`~shipmail.http.errors.RateLimited` (429, with
 ``Retry-After`` and ``retry_after``).
@@ -65,6 +67,17 @@ class Tier(StrEnum):
 
     READ = "read"
     WRITE = "write"
+    VERIFICATION = "verification"
+
+
+def bucket_key(tier: Tier, key_id: str, organization_id: str, path: dict[str, str], operation_id: str) -> str:
+    """Whose bucket a request counts against: the API key's for ``read`` and ``write``; for
+    ``verification`` the object of the path (``{id}``) within the caller's organisation and the
+    operation, so one domain's checks are limited whichever key asks, and another organisation
+    cannot spend them."""
+    if tier is Tier.VERIFICATION:
+        return f"{organization_id}/{path.get('id', '')}/{operation_id}"
+    return key_id
 
 
 def _key_of(request: Request) -> str:

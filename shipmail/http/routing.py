@@ -32,7 +32,7 @@ from starlette.routing import Route
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.auth.scopes import Scope
 from shipmail.http.errors import InternalError, NotFound, PayloadTooLarge, ShipmailError, ValidationFailed
-from shipmail.http.ratelimit import RateLimits, Tier
+from shipmail.http.ratelimit import RateLimits, Tier, bucket_key
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.api")
@@ -72,7 +72,8 @@ Handler = Callable[[Context[Any, Any]], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Operation:
-    """One REST operation; ``scope=None`` means no authentication (public)."""
+    """One REST operation; ``scope=None`` means no authentication (public) unless
+    ``authenticated``: then any valid key may call it (``x-scope: authenticated``)."""
 
     operation_id: str
     method: str
@@ -89,6 +90,7 @@ class Operation:
     tags: tuple[str, ...] = ()
     description: str = ""
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    authenticated: bool = False
 
 
 class _Empty(pydantic.BaseModel):
@@ -111,11 +113,13 @@ def operation(
     errors: Sequence[int] = (),
     tags: Sequence[str] = (),
     responses: dict[str, Any] | None = None,
+    authenticated: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Decorator: declare ``handler`` as an operation and append it to ``registry``.
 
     ``responses`` adds or replaces OpenAPI response objects by status code (for operations whose
     success is not a JSON model, such as a download: 200/206/304/416 with their media types).
+    ``authenticated`` (with ``scope=None``): any valid API key, whatever its scopes.
     """
 
     def decorate(handler: Handler) -> Handler:
@@ -136,6 +140,7 @@ def operation(
                 tags=tuple(tags),
                 description=inspect.cleandoc(handler.__doc__ or ""),
                 extra_responses=dict(responses or {}),
+                authenticated=authenticated,
             )
         )
         return handler
@@ -293,11 +298,14 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
         rate_headers: dict[str, str] = {}
         try:
             principal = None
-            if op.scope is not None:
+            if op.scope is not None or op.authenticated:
                 principal = await pipeline.auth.authenticate(request, op.scope)
                 request.state.principal = principal
                 if op.tier is not None:
-                    rate_headers = await pipeline.limits.check(op.tier, principal.key_id)
+                    bucket = bucket_key(
+                        op.tier, principal.key_id, principal.organization_id, request.path_params, op.operation_id
+                    )
+                    rate_headers = await pipeline.limits.check(op.tier, bucket)
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))

@@ -42,6 +42,7 @@ class ErrorBody(Wire):
         "rate_limit_error",
         "conflict",
         "internal_error",
+        "not_supported",
     ]
     message: str
     request_id: str

@@ -309,17 +309,21 @@ class Worker:
             .where(earlier.state == QUEUED)
             .exists()
         )
-        query = (
-            select(Job)
-            .where(Job.state == QUEUED)
-            .where(col(Job.kind).in_(list(self.handlers)))
-            .where(Job.run_at <= now)
-            .where(sa.or_(col(Job.leased_until).is_(None), col(Job.leased_until) < now))
-            .where(sa.or_(col(Job.ordering_key).is_(None), ~blocked))
-            .order_by(col(Job.run_at), col(Job.id))
-            .limit(limit)
+        due_now = (
+            Job.state == QUEUED,
+            col(Job.kind).in_(list(self.handlers)),
+            Job.run_at <= now,
+            sa.or_(col(Job.leased_until).is_(None), col(Job.leased_until) < now),
+            sa.or_(col(Job.ordering_key).is_(None), ~blocked),
         )
+        query = select(Job).where(*due_now).order_by(col(Job.run_at), col(Job.id)).limit(limit)
         async with self.services.db.session() as session:
+            # A plain read first: most polls find nothing due, and they must not take SQLite's
+            # write lock (BEGIN IMMEDIATE) every poll interval, which would make requests wait.
+            due = (await session.exec(select(Job.id).where(*due_now).limit(1))).first()
+            await session.rollback()
+            if due is None:
+                return []
             await begin_write(session)
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Job)

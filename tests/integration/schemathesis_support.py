@@ -381,11 +381,12 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     from shipmail.mailboxes.logins import password_lookup
     from shipmail.mailserver.cyrus_server import CyrusMailServer
     from tests.dbfixtures import migrated_database
+    from tests.dnsserver import dns_server
     from tests.unit.conftest import make_key
 
     registry = cyrus.registry
     registry.reset()
-    with migrated_database("sqlite", tmp_path) as url:
+    with migrated_database("sqlite", tmp_path) as url, dns_server() as (_zone, resolver):
         inst = cyrus.instance
         settings = Settings.from_env(
             data_dir=tmp_path,
@@ -396,6 +397,10 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
             imap_port=inst.imap_port,
             ratelimit_read=RATELIMIT,
             ratelimit_write=RATELIMIT,
+            ratelimit_verification=RATELIMIT,
+            # The domain checks ask a test DNS server (empty zone: every record not_found).
+            dns_resolver=resolver,
+            dns_timeout=1.0,
         )
         lookup, close = password_lookup(url)
         registry.lookup = lookup

@@ -5,12 +5,21 @@ never imports this project::
 
     .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY domains
     .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY mailboxes DOMAIN_ID PENDING_DOMAIN_ID READ_KEY
+    .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY domain-dns DOMAIN_ID
+    .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY domain-verify DOMAIN_ID
+    .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY domain-update DOMAIN_ID MAILBOX_ID|-
+    .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY capabilities
+    .venv-sdk/bin/python -I sdk_script.py BASE_URL KEY domain-buy
 
 ``domains`` creates, lists (one page, limited pages, auto-pagination), gets and deletes domains
 and provokes 404/409/422/401. Between the two phases the test marks the first domain verified
 with the operator CLI. ``mailboxes`` creates, lists (domain filter, cursor pagination), gets,
 updates (display name set and cleared), resets a password and deletes mailboxes and provokes
-404/409/422/403/401. Tests in test_sdk.py assert on the printed JSON.
+404/409/422/403/401. The ``domain-*`` and ``capabilities`` phases make one SDK call each (the test
+edits its DNS zone between them): ``domains.get_dns_records``, ``domains.verify``,
+``domains.update`` (``-`` for null), ``capabilities.get``, and ``domains.search`` /
+``domains.register`` (answered 501). Tests in test_sdk.py and test_sdk_domains.py assert on the
+printed JSON.
 """
 
 from __future__ import annotations
@@ -133,6 +142,36 @@ def main(argv: list[str]) -> int:
     elif phase == "mailboxes":
         domain_id, pending_id, read_key = rest
         out = mailboxes_phase(sm, bad, client(base_url, read_key), domain_id, pending_id)
+    elif phase == "domain-dns":
+        out = error_record(lambda: sm.domains.get_dns_records(rest[0]))
+    elif phase == "domain-verify":
+        out = error_record(lambda: sm.domains.verify(rest[0]))
+    elif phase == "domain-update":
+        target = None if rest[1] == "-" else rest[1]
+        out = error_record(lambda: sm.domains.update(rest[0], {"catch_all_mailbox_id": target}))
+    elif phase == "capabilities":
+        out = error_record(lambda: sm.capabilities.get())
+    elif phase == "domain-buy":
+        out = {
+            "search": error_record(lambda: sm.domains.search({"keyword": "shipmail"})),
+            "register": error_record(
+                lambda: sm.domains.register(
+                    {
+                        "name": "bought.example",
+                        "contact": {
+                            "first_name": "A",
+                            "last_name": "B",
+                            "address1": "1 Road",
+                            "city": "Town",
+                            "zip": "1000",
+                            "country": "BE",
+                            "phone": "+32.1",
+                            "email": "a@example.org",
+                        },
+                    }
+                )
+            ),
+        }
     else:
         raise SystemExit(f"unknown phase {phase!r}")
     json.dump(out, sys.stdout, indent=1, sort_keys=True)

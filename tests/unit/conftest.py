@@ -19,7 +19,26 @@ from shipmail.config import Settings
 from shipmail.db.engine import Database
 from shipmail.keys import service as key_service
 from tests.dbfixtures import BACKENDS, migrated_database
+from tests.dnsserver import Zone, dns_server
 from tests.fakes import FakeMailServer
+
+#: What the unit tests' settings say customers' records must point at.
+MX_HOST = "mx.shipmail.test"
+OUTBOUND_HOST = "out.shipmail.test"
+
+
+@pytest.fixture(scope="session")
+def dns_served() -> Iterator[tuple[Zone, str]]:
+    """The session's authoritative test DNS server (``tests.dnsserver``): ``(zone, "host:port")``."""
+    with dns_server() as served:
+        yield served
+
+
+@pytest.fixture
+def zone(dns_served: tuple[Zone, str]) -> Zone:
+    """The test DNS server's zone, emptied for this test (and answering again)."""
+    dns_served[0].clear()
+    return dns_served[0]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,10 +60,18 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> Settings:
-    return Settings.from_env(
-        data_dir=tmp_path, database_url=database_url, secret_key=b"test-secret", **settings_overrides
-    )
+def settings(
+    tmp_path: Path, database_url: str, settings_overrides: dict[str, Any], dns_served: tuple[Zone, str]
+) -> Settings:
+    """The DNS checks ask the test DNS server (never the machine's resolver)."""
+    values: dict[str, Any] = {
+        "dns_resolver": dns_served[1],
+        "dns_timeout": 1.0,
+        "mx_host": MX_HOST,
+        "outbound_host": OUTBOUND_HOST,
+        **settings_overrides,
+    }
+    return Settings.from_env(data_dir=tmp_path, database_url=database_url, secret_key=b"test-secret", **values)
 
 
 @pytest.fixture

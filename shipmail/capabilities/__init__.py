@@ -1,0 +1,1 @@
+"""shipmail.capabilities: what the calling API key may do (``GET /v1/capabilities``)."""
