@@ -8,10 +8,13 @@ In the order it runs (each part a section of :func:`shipmail.sieve.script.assemb
 1. the mail server's prelude (:meth:`~shipmail.mailserver.base.MailServer.delivery_sieve`): the
    extensions every script declares and, for servers that do not set it on delivery, the
    ``$HasAttachment`` keyword (RFC 8621 section 4.1.1) from the server's own test (Cyrus:
-   ``jmapquery``), so this module knows no server::
+   ``jmapquery`` of its ``hasAttachment`` OR a part of a type never shown inline, approximating
+   the API's rule "the RFC 8621 ``attachments`` list is not empty",
+   :meth:`shipmail.mailserver.cyrus_server.CyrusMailServer.delivery_sieve`), so this module knows
+   no server::
 
        # Filter: has-attachment
-       if jmapquery "{\\"hasAttachment\\":true}" {
+       if jmapquery "{\\"operator\\":\\"OR\\",\\"conditions\\":[{\\"hasAttachment\\":true}, ...]}" {
            addflag "$HasAttachment";
        }
 

@@ -1,12 +1,17 @@
 """Attachment downloads: a blob of a mailbox's mail, streamed from the JMAP server.
 
 Source: Shipmail ``GET /v1/mailboxes/{id}/inbox/attachments?blob_id=...&name=...``
-(``downloadMailboxInboxAttachment``); JMAP blob download (RFC 8620 section 6.2) and Blob/lookup
-(RFC 9404; Cyrus 3.6 offers it as ``https://cyrusimap.org/ns/jmap/blob``).
+(``downloadMailboxInboxAttachment``; ``message_id`` and ``part_id`` name the part, as the
+``download_path`` of every body part and attachment does) and
+``GET /v1/mailboxes/{id}/inbox/messages/{message_id}/raw``; JMAP blob download (RFC 8620 section
+6.2) and Blob/lookup (RFC 9404; Cyrus 3.6 offers it as ``https://cyrusimap.org/ns/jmap/blob``).
 
-* :func:`locate`: one JMAP request (Blob/lookup, then Email/get of the messages holding the blob
-  with their body structure) gives the part's media type, charset, name and size; a blob that no
-  message of this mailbox holds is 404. The media type is the part's own, never the client's.
+* :func:`locate`: with a message (and part) id, one Email/get of the message's body structure
+  gives the part's media type, charset, name and size (the part's own, never the client's); with
+  the blob id alone (identical bytes share one blob id across messages, so a blob has no one type
+  or name) the type is the client's ``type`` or application/octet-stream, the name none, and one
+  JMAP request (Blob/lookup, then Email/get) answers 404 for a blob no message of this mailbox
+  holds. :func:`locate_message`: the whole message's blob, ``message/rfc822``, ``<subject>.eml``.
 * :func:`open_upstream`: starts the download (unread httpx response; 404/503 mapped). The download
   URL carries a fixed name (:data:`shipmail.jmap.client.DOWNLOAD_NAME`), never the client's.
 * HTTP semantics are pure functions: :func:`etag_matches` (If-None-Match, weak comparison),
@@ -35,6 +40,7 @@ from jmapc.methods import EmailGet
 
 from shipmail.http.errors import NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.jmap import email as jemail
+from shipmail.jmap import ids
 from shipmail.jmap.blob import MATCHED_EMAIL_IDS, BlobLookup, blob_capability
 from shipmail.jmap.request import Request
 from shipmail.mailboxes.models import Mailbox
@@ -44,6 +50,8 @@ logger = logging.getLogger("shipmail.inbox.attachments")
 
 DEFAULT_NAME = "attachment"
 OCTET_STREAM = "application/octet-stream"
+#: Media types of a whole message as a part: downloaded as ``*.eml`` when nameless.
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 #: RFC 6838 section 4.2 ``restricted-name``: starts with a letter or digit, at most 127 characters.
@@ -88,18 +96,58 @@ def _safe_charset(value: Any) -> str | None:
     return text if text and _CHARSET.match(text) else None
 
 
-async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
+def _eml_name(media_type: str, name: str | None) -> str | None:
+    """A nameless message part's file name: ``attachment.eml``."""
+    if name is None and media_type in MESSAGE_TYPES:
+        return f"{DEFAULT_NAME}.eml"
+    return name
+
+
+def _from_part(blob_id: str, part: dict[str, Any]) -> BlobPart:
+    media_type = _safe_type(part.get("type"))
+    name = part.get("name") if isinstance(part.get("name"), str) else None
+    return BlobPart(
+        blob_id=blob_id,
+        media_type=media_type,
+        charset=_safe_charset(part.get("charset")),
+        name=_eml_name(media_type, name),
+        size=int(part.get("size") or 0),
+    )
+
+
+def _not_found(blob_id: str) -> NotFound:
+    return NotFound(f"No attachment with blob_id {blob_id!r} in this mailbox.")
+
+
+async def locate(
+    svc: Services,
+    row: Mailbox,
+    blob_id: str,
+    *,
+    email_id: str | None = None,
+    part_id: str | None = None,
+    media_type: str | None = None,
+) -> BlobPart:
     """The part of ``row``'s mail that ``blob_id`` names; 404 when no message holds it.
 
-    One JMAP request: Blob/lookup (typeNames Email) and Email/get of the matches with their
-    ``bodyStructure``. A message's own blob (the whole RFC 5322 message) is ``message/rfc822``.
-    Without a Blob/lookup capability the blob is served as application/octet-stream, and the
-    download itself answers 404 for blobs the account does not have.
+    With ``email_id`` (and ``part_id``): that message's part (its first part holding the blob
+    without ``part_id``): its media type, charset, name and size; one Email/get of the message's
+    ``bodyStructure``; 404 when the message has no such part or the part another blob. A message's
+    own blob (the whole RFC 5322 message) is ``message/rfc822``.
+
+    Without: identical bytes share one blob id across messages (Cyrus: ``G`` + SHA-1), so the blob
+    says nothing about a type or name: ``media_type`` (default application/octet-stream), no name.
+    One JMAP request (Blob/lookup of the Emails holding the blob, Email/get of their structure for
+    the size) answers 404 for a blob no message of the mailbox holds. Without a Blob/lookup
+    capability the download itself answers 404 for blobs the account does not have.
     """
+    if email_id is not None:
+        return await _locate_in(svc, row, blob_id, email_id, part_id)
+    served = media_type.lower() if media_type and _MEDIA_TYPE.match(media_type) else OCTET_STREAM
     session = await svc.jmap.session(row.address)
     urn = blob_capability(session.capabilities)
     if urn is None:
-        return BlobPart(blob_id=blob_id, media_type=OCTET_STREAM, charset=None, name=None, size=-1)
+        return BlobPart(blob_id=blob_id, media_type=served, charset=None, name=None, size=-1)
     request = Request(capabilities=(urn,))
     lookup = request.add(BlobLookup(type_names=["Email"], ids=[blob_id]))
     get = request.add(
@@ -113,23 +161,64 @@ async def locate(svc: Services, row: Mailbox, blob_id: str) -> BlobPart:
     emails = results.get(get, what="attachment lookup").get("list") or []
     for email in emails:
         if email.get("blobId") == blob_id:
-            return BlobPart(
-                blob_id=blob_id,
-                media_type="message/rfc822",
-                charset=None,
-                name="message.eml",
-                size=int(email.get("size") or 0),
-            )
-        part = jemail.find_part(email.get("bodyStructure") or {}, blob_id)
-        if part is not None:
-            return BlobPart(
-                blob_id=blob_id,
-                media_type=_safe_type(part.get("type")),
-                charset=_safe_charset(part.get("charset")),
-                name=part.get("name") if isinstance(part.get("name"), str) else None,
-                size=int(part.get("size") or 0),
-            )
-    raise NotFound(f"No attachment with blob_id {blob_id!r} in this mailbox.")
+            size = int(email.get("size") or 0)
+        else:
+            part = jemail.find_part(email.get("bodyStructure") or {}, blob_id)
+            if part is None:
+                continue
+            size = int(part.get("size") or 0)
+        return BlobPart(blob_id=blob_id, media_type=served, charset=None, name=None, size=size)
+    raise _not_found(blob_id)
+
+
+async def _locate_in(svc: Services, row: Mailbox, blob_id: str, email_id: str, part_id: str | None) -> BlobPart:
+    request = Request()
+    get = request.add(
+        EmailGet(
+            ids=[email_id],
+            properties=jemail.STRUCTURE_PROPERTIES,
+            body_properties=jemail.STRUCTURE_BODY_PROPERTIES,
+        )
+    )
+    results = await svc.jmap.call(row.address, request)
+    emails = results.get(get, what="attachment lookup").get("list") or []
+    if not emails:
+        raise _not_found(blob_id)
+    email = emails[0]
+    structure = email.get("bodyStructure") or {}
+    if part_id is not None:
+        part = jemail.find_part_id(structure, part_id)
+        if part is None or part.get("blobId") != blob_id:
+            raise _not_found(blob_id)
+        return _from_part(blob_id, part)
+    if email.get("blobId") == blob_id:
+        return BlobPart(
+            blob_id=blob_id, media_type="message/rfc822", charset=None, name=None, size=int(email.get("size") or 0)
+        )
+    found = jemail.find_part(structure, blob_id)
+    if found is None:
+        raise _not_found(blob_id)
+    return _from_part(blob_id, found)
+
+
+async def locate_message(svc: Services, row: Mailbox, email_id: str) -> BlobPart:
+    """The whole RFC 5322 message ``email_id`` (its blob, ``message/rfc822``), named
+    ``<subject>.eml`` (``<eml_ id>.eml`` without a subject); 404 when absent. One Email/get."""
+    request = Request()
+    get = request.add(EmailGet(ids=[email_id], properties=["id", "blobId", "size", "subject"]))
+    results = await svc.jmap.call(row.address, request)
+    emails = results.get(get, what="message").get("list") or []
+    if not emails or not emails[0].get("blobId"):
+        raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
+    email = emails[0]
+    subject = " ".join(str(email.get("subject") or "").split())[:200].strip()
+    return BlobPart(
+        blob_id=str(email["blobId"]),
+        media_type="message/rfc822",
+        charset=None,
+        name=f"{subject or ids.to_wire(ids.EMAIL, email_id)}.eml",
+        size=int(email.get("size") or 0),
+    )
 
 
 def check_name(name: str | None) -> str | None:
@@ -250,7 +339,7 @@ async def open_upstream(svc: Services, row: Mailbox, part: BlobPart) -> httpx.Re
     status = upstream.status_code
     await upstream.aclose()
     if status == 404:
-        raise NotFound(f"No attachment with blob_id {part.blob_id!r} in this mailbox.")
+        raise _not_found(part.blob_id)
     logger.warning("blob download answered %d", status)
     raise ServiceUnavailable("The mail server could not serve the attachment; retry shortly.")
 

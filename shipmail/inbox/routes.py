@@ -21,6 +21,7 @@ from shipmail.inbox.schemas import (
     InboxThread,
     InboxThreadListQuery,
     InboxThreads,
+    MessageQuery,
     MoveInboxMessageRequest,
     UpdateInboxMessageRequest,
 )
@@ -56,8 +57,10 @@ def _action(row: Mailbox, message_id: str) -> InboxMessageAction:
     tags=_TAGS,
 )
 async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
-    """Messages of the mailbox, newest first, with folder, keyword, date, text and attachment
-    filters. `from`, `to` and `subject` match a case-insensitive substring of the decoded header;
+    """Messages of the mailbox, newest first, in full (the shape of one message: headers, bodies,
+    body parts and attachments), each body value at most 32 KiB of UTF-8 (`is_truncated` when
+    cut; one message: up to 4 MiB), with folder, keyword, date, text and attachment filters.
+    `from`, `to` and `subject` match a case-insensitive substring of the decoded header;
     `search_text` is a full-text search (words). The first page fixes the `before` cutoff
     (`pagination.snapshot_at`): mail arriving later is not listed and does not shift later pages.
     The cursor is bound to the mailbox and the filters (422 with other filters); send it unchanged.
@@ -75,16 +78,19 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     summary="Get one exact mailbox inbox message",
     scope=Scope.MESSAGES_READ,
     tier=Tier.READ,
+    query=MessageQuery,
     response=InboxFullMessage,
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def get_message(ctx: Context[None, None]) -> InboxFullMessage:
-    """The full message: headers, text and HTML bodies decoded to UTF-8, attachments with their
-    download path."""
+async def get_message(ctx: Context[None, MessageQuery]) -> InboxFullMessage:
+    """The full message: headers (unfolded; `?headers=raw` as stored), text and HTML bodies
+    decoded to UTF-8 (up to 4 MiB per part, `is_truncated` beyond), every body part and
+    attachment with its `blob_id` and `download_path`. The original message:
+    `GET …/messages/{message_id}/raw`."""
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
-    return await inbox.get_message(ctx.services, row, email_id)
+    return await inbox.get_message(ctx.services, row, email_id, raw_headers=ctx.query.headers == "raw")
 
 
 @operation(
@@ -148,12 +154,12 @@ async def move_message(ctx: Context[MoveInboxMessageRequest, None]) -> InboxMess
     scope=Scope.MESSAGES_WRITE,
     tier=Tier.WRITE,
     status_code=204,
-    errors=(401, 403, 404, 409, 429, 503),
+    errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
 async def delete_message(ctx: Context[None, None]) -> None:
-    """Permanently delete a message that is in Trash or Junk (409 otherwise: move it to Trash
-    first)."""
+    """Permanently delete a message that is in Trash or Junk (422 otherwise: move it to Trash
+    first; 409 when the mailbox keeps changing meanwhile)."""
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
     await inbox.delete(ctx.services, ctx.session, row, email_id)
@@ -188,12 +194,14 @@ async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads
     summary="Get mailbox inbox thread",
     scope=Scope.MESSAGES_READ,
     tier=Tier.READ,
+    query=MessageQuery,
     response=InboxThread,
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def get_thread(ctx: Context[None, None]) -> InboxThread:
-    """The thread's messages, oldest first, with bodies and attachment metadata."""
+async def get_thread(ctx: Context[None, MessageQuery]) -> InboxThread:
+    """The thread's messages, oldest first, with bodies and attachment metadata (headers as for
+    one message, `?headers=raw`)."""
     row = await _row(ctx)
     thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
-    return await inbox.get_thread(ctx.services, row, thread_id)
+    return await inbox.get_thread(ctx.services, row, thread_id, raw_headers=ctx.query.headers == "raw")

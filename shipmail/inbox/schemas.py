@@ -33,17 +33,31 @@ class InboxEmailHeader(Wire):
 
 
 class InboxHeader(Wire):
-    """One header field as it appears in the message (raw value, unfolded by the server)."""
+    """One header field of the message, in message order. ``value`` is unfolded (RFC 5322
+    section 2.2.3: every CRLF followed by white space removed) without the white space after the
+    colon; encoded words are not decoded. With ``?headers=raw`` it is exactly as stored (folded,
+    leading space kept; JMAP ``header:Name:asRaw``)."""
 
     name: str
     value: str
 
 
 class InboxBodyPart(Wire):
+    """A part of ``text_body`` or ``html_body`` (RFC 8621 section 4.1.4): text, or an inline
+    image/audio/video part (e.g. an image a ``cid:`` URL of the HTML names, by its ``cid``)."""
+
     part_id: str
     type: str
     charset: str | None = None
     size: int | None = Field(default=None, ge=0)
+    blob_id: str | None = Field(default=None, description="JMAP blob id of the part's decoded bytes.")
+    name: str | None = Field(default=None, description="The part's file name, decoded, or null.")
+    disposition: str | None = Field(default=None, description="Content-Disposition type (inline, attachment), or null.")
+    cid: str | None = Field(default=None, description="Content-ID without angle brackets (for cid: URLs), or null.")
+    download_path: str | None = Field(
+        default=None,
+        description="Path relative to the API base URL serving this part's bytes with its own type and name.",
+    )
 
 
 class InboxBodyValue(Wire):
@@ -60,7 +74,10 @@ class InboxAttachment(Wire):
     size: int = Field(ge=0)
     disposition: str | None = None
     cid: str | None = None
-    download_path: str = Field(description="Path relative to the API base URL for downloading this attachment.")
+    download_path: str = Field(
+        description="Path relative to the API base URL for downloading this attachment (names the message and "
+        "part, so the part's own type and file name are served)."
+    )
 
 
 class _MessageSummary(Wire):
@@ -78,7 +95,10 @@ class _MessageSummary(Wire):
     subject: str | None
     received_at: datetime
     preview: str
-    has_attachment: bool
+    has_attachment: bool = Field(
+        description="Whether the message has attachments: true exactly when its `attachments` list (RFC 8621 "
+        "section 4.1.4) is not empty."
+    )
     size: int = Field(ge=0)
     authentication_results: None = Field(
         default=None,
@@ -95,7 +115,8 @@ class InboxMessage(_MessageSummary):
 
 
 class InboxFullMessage(_MessageSummary):
-    """One message with headers, decoded bodies and attachments."""
+    """One message with headers, decoded bodies and attachments. In a list, each body value holds
+    at most 32 KiB of UTF-8 (`is_truncated` when cut; the full message has up to 4 MiB per part)."""
 
     object: Literal["inbox_message_full"] = "inbox_message_full"
     cc: list[InboxEmailHeader] | None
@@ -127,7 +148,9 @@ class InboxMessages(Wire):
     object: Literal["inbox_messages"] = "inbox_messages"
     mailbox_id: str
     address: str
-    data: list[InboxMessage]
+    data: list[InboxFullMessage] = Field(
+        description="The page's messages in full; each body value at most 32 KiB of UTF-8 (`is_truncated`)."
+    )
     pagination: InboxCursorPagination
 
 
@@ -335,6 +358,16 @@ class InboxThreadListQuery(InboxListQuery):
         return value
 
 
+class MessageQuery(Query):
+    """Query of the full message and thread reads."""
+
+    headers: Literal["unfolded", "raw"] = Field(
+        default="unfolded",
+        description="`unfolded` (default): header values unfolded without the leading space; `raw`: exactly as "
+        "stored (JMAP `header:Name:asRaw`).",
+    )
+
+
 class AttachmentQuery(Query):
     """Query of ``GET /v1/mailboxes/{id}/inbox/attachments`` (``downloadMailboxInboxAttachment``)."""
 
@@ -344,8 +377,35 @@ class AttachmentQuery(Query):
         pattern=r"^[A-Za-z0-9_\-+=/.]+$",
         description="JMAP attachment blob ID from an inbox message (attachments[].blob_id).",
     )
+    message_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The message (eml_...) holding the part: its type and name are served. From download_path.",
+    )
+    part_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="The part of message_id (its part_id) whose type and name are served. Needs message_id.",
+    )
+    type: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$",
+        description="Content-Type to serve when only blob_id is given (default application/octet-stream); ignored "
+        "with message_id, whose part's own type is served.",
+    )
     name: str | None = Field(
         default=None,
         max_length=512,
-        description="Suggested download filename. Defaults to the part's own name, else attachment.",
+        description="Suggested download filename. Defaults to the part's own name (message/rfc822 without one: "
+        "attachment.eml), else attachment.",
     )
+
+    @model_validator(mode="after")
+    def _part_needs_message(self) -> AttachmentQuery:
+        if self.part_id is not None and self.message_id is None:
+            raise ValueError("part_id needs message_id")
+        return self

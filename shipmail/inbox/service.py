@@ -37,7 +37,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
 from shipmail.http.cursors import invalid_cursor
-from shipmail.http.errors import Conflict, NotFound
+from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
+from shipmail.inbox.preview import preview
 from shipmail.inbox.schemas import (
     InboxFullMessage,
     InboxListQuery,
@@ -77,16 +78,37 @@ def _addresses(raw: Any) -> list[dict[str, Any]] | None:
     return [{"name": a.get("name"), "email": a.get("email")} for a in raw]
 
 
-def download_path(mailbox_id: str, blob_id: str, name: str | None) -> str:
-    """Where the API serves an attachment (relative to the API base URL)."""
+def download_path(mailbox_id: str, blob_id: str, message_id: str | None = None, part_id: str | None = None) -> str:
+    """Where the API serves a body part (relative to the API base URL): the attachment download
+    with the blob, and the message (``eml_...``) and part that name its type and file name.
+    Identical bytes share one blob id across messages, so the blob alone does not say which
+    part's type and name to serve."""
     query = {"blob_id": blob_id}
-    if name:
-        query["name"] = name
+    if message_id is not None:
+        query["message_id"] = message_id
+    if part_id is not None:
+        query["part_id"] = part_id
     return f"/mailboxes/{mailbox_id}/inbox/attachments?{urlencode(query)}"
 
 
+def _attachments(e: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw ``attachments`` of ``e`` that can be downloaded (those with a blob id)."""
+    return [a for a in e.get("attachments") or [] if a.get("blobId")]
+
+
+def has_attachment(e: dict[str, Any]) -> bool:
+    """Whether the raw Email ``e`` has an attachment: its RFC 8621 ``attachments`` list (section
+    4.1.4) is not empty, when the Email carries that list; else the server's ``hasAttachment``
+    (the ``$HasAttachment`` keyword the delivery script sets, :mod:`shipmail.delivery.script`)."""
+    if "attachments" in e:
+        return bool(_attachments(e))
+    return bool(e.get("hasAttachment"))
+
+
 def message_data(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
-    """A raw JMAP Email (``LIST_PROPERTIES``) as :class:`InboxMessage` data (not validated)."""
+    """A raw JMAP Email (``LIST_PROPERTIES``, or more) as :class:`InboxMessage` data (not
+    validated). The preview of HTML-only mail is computed from its HTML when ``e`` has the text
+    body's values (:func:`shipmail.inbox.preview.preview`)."""
     thread = ids.to_wire(ids.THREAD, e["threadId"])
     return {
         "id": ids.to_wire(ids.EMAIL, e["id"]),
@@ -100,8 +122,8 @@ def message_data(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
         "to": _addresses(e.get("to")),
         "subject": e.get("subject"),
         "received_at": e["receivedAt"],
-        "preview": e.get("preview") or "",
-        "has_attachment": bool(e.get("hasAttachment")),
+        "preview": preview(e),
+        "has_attachment": has_attachment(e),
         "size": int(e.get("size") or 0),
     }
 
@@ -111,33 +133,50 @@ def render_message(row: Mailbox, e: dict[str, Any]) -> InboxMessage:
     return InboxMessage.model_validate(message_data(row, e))
 
 
-def _part(p: dict[str, Any]) -> dict[str, Any]:
+def _part(row: Mailbox, message_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """A raw EmailBodyPart of ``textBody``/``htmlBody`` as :class:`InboxBodyPart` data."""
+    blob_id = p.get("blobId")
+    part_id = str(p.get("partId"))
     return {
-        "part_id": str(p.get("partId")),
+        "part_id": part_id,
         "type": p.get("type") or "text/plain",
         "charset": p.get("charset"),
         "size": p.get("size"),
+        "blob_id": blob_id,
+        "name": p.get("name"),
+        "disposition": p.get("disposition"),
+        "cid": p.get("cid"),
+        "download_path": download_path(row.id, blob_id, message_id, part_id) if blob_id else None,
     }
 
 
-def full_data(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
+def _headers(e: dict[str, Any], raw: bool) -> list[dict[str, str]]:
+    """The header fields in message order: unfolded (RFC 5322 section 2.2.3) without the white
+    space after the colon, or as the server holds them (``raw``)."""
+    fields = e.get("headers") or []
+    if raw:
+        return [{"name": h["name"], "value": h["value"]} for h in fields]
+    return [{"name": h["name"], "value": jemail.unfold(h["value"])} for h in fields]
+
+
+def full_data(row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False) -> dict[str, Any]:
     """A raw JMAP Email (``FULL_PROPERTIES``) as :class:`InboxFullMessage` data (not validated)."""
     data = message_data(row, e)
+    message_id = data["id"]
     attachments = []
-    for a in e.get("attachments") or []:
-        blob_id = a.get("blobId")
-        if not blob_id:
-            continue
+    for a in _attachments(e):
+        blob_id = a["blobId"]
+        part_id = str(a.get("partId"))
         attachments.append(
             {
-                "part_id": str(a.get("partId")),
+                "part_id": part_id,
                 "blob_id": blob_id,
                 "name": a.get("name"),
                 "content_type": a.get("type") or "application/octet-stream",
                 "size": int(a.get("size") or 0),
                 "disposition": a.get("disposition"),
                 "cid": a.get("cid"),
-                "download_path": download_path(row.id, blob_id, a.get("name")),
+                "download_path": download_path(row.id, blob_id, message_id, part_id),
             }
         )
     data.update(
@@ -149,7 +188,7 @@ def full_data(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
         message_id=e.get("messageId"),
         in_reply_to=e.get("inReplyTo"),
         references=e.get("references"),
-        headers=[{"name": h["name"], "value": h["value"]} for h in e.get("headers") or []],
+        headers=_headers(e, raw_headers),
         body_values={
             k: {
                 "value": v.get("value", ""),
@@ -158,16 +197,16 @@ def full_data(row: Mailbox, e: dict[str, Any]) -> dict[str, Any]:
             }
             for k, v in (e.get("bodyValues") or {}).items()
         },
-        text_body=[_part(p) for p in e.get("textBody") or []],
-        html_body=[_part(p) for p in e.get("htmlBody") or []],
+        text_body=[_part(row, message_id, p) for p in e.get("textBody") or []],
+        html_body=[_part(row, message_id, p) for p in e.get("htmlBody") or []],
         attachments=attachments,
     )
     return data
 
 
-def render_full(row: Mailbox, e: dict[str, Any]) -> InboxFullMessage:
+def render_full(row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False) -> InboxFullMessage:
     """A raw JMAP Email (``FULL_PROPERTIES``) as an :class:`InboxFullMessage`."""
-    return InboxFullMessage.model_validate(full_data(row, e))
+    return InboxFullMessage.model_validate(full_data(row, e, raw_headers=raw_headers))
 
 
 def _in_order(listed: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -178,8 +217,9 @@ def _in_order(listed: list[dict[str, Any]], order: list[str]) -> list[dict[str, 
 # ----------------------------------------------------------------------------- one message
 
 
-async def get_message(svc: Services, row: Mailbox, email_id: str) -> InboxFullMessage:
+async def get_message(svc: Services, row: Mailbox, email_id: str, *, raw_headers: bool = False) -> InboxFullMessage:
     """The full message ``email_id`` (JMAP id, no ``eml_``) of mailbox ``row``; 404 when absent.
+    Header values unfolded, or as stored with ``raw_headers``.
 
     One JMAP request (Email/get).
     """
@@ -189,10 +229,10 @@ async def get_message(svc: Services, row: Mailbox, email_id: str) -> InboxFullMe
     listed = results.get(get, what="message").get("list") or []
     if not listed:
         raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
-    return render_full(row, listed[0])
+    return render_full(row, listed[0], raw_headers=raw_headers)
 
 
-async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread:
+async def get_thread(svc: Services, row: Mailbox, thread_id: str, *, raw_headers: bool = False) -> InboxThread:
     """Thread ``thread_id`` (JMAP id) with its messages, oldest first; 404 when absent.
 
     One JMAP request (Thread/get, Email/get of its emailIds by back-reference).
@@ -213,7 +253,7 @@ async def get_thread(svc: Services, row: Mailbox, thread_id: str) -> InboxThread
             "mailbox_id": row.id,
             "address": row.address,
             "thread_id": ids.to_wire(ids.THREAD, thread_id),
-            "data": [full_data(row, e) for e in found],
+            "data": [full_data(row, e, raw_headers=raw_headers) for e in found],
         }
     )
 
@@ -336,7 +376,8 @@ async def _page(
     if anchor is not None:
         method = replace(method, position=None, anchor=anchor, anchor_offset=1)
     query = request.add(method)
-    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    listed = jemail.full_get(request.ref(query, "/ids"), max_body_value_bytes=jemail.LIST_MAX_BODY_VALUE_BYTES)
+    get = request.add(listed)
     return await svc.jmap.call(row.address, request), folder, query, get
 
 
@@ -441,7 +482,7 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
         {
             "mailbox_id": row.id,
             "address": row.address,
-            "data": [message_data(row, e) for e in page],
+            "data": [full_data(row, e) for e in page],
             "pagination": {
                 "limit": q.limit,
                 "total": total,
@@ -547,7 +588,7 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
             calculate_total=True,
         )
     )
-    latest_get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    latest_get = request.add(jemail.summary_get(request.ref(query, "/ids")))
     threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
     members_get = request.add(
         EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
@@ -681,7 +722,8 @@ async def _mailboxes_of(svc: Services, row: Mailbox, email_id: str) -> tuple[str
 
 
 async def delete(svc: Services, session: AsyncSession, row: Mailbox, email_id: str) -> None:
-    """Destroy the message for good: only from Trash or Junk (409 otherwise); 404 when unknown.
+    """Destroy the message for good: only from Trash or Junk (422 otherwise, as the reference
+    answers); 404 when unknown.
 
     Cyrus reports unknown ids as destroyed, so the message is looked up first, and destroyed
     under that account state (``ifInState``), retried if other mail changed meanwhile.
@@ -691,8 +733,9 @@ async def delete(svc: Services, session: AsyncSession, row: Mailbox, email_id: s
     for _ in range(3):
         state, boxes = await _mailboxes_of(svc, row, email_id)
         if not boxes or not boxes <= allowed:
-            raise Conflict(
-                "Only messages in Trash or Junk can be deleted permanently; move the message to Trash first."
+            raise ValidationFailed(
+                "Only messages in Trash or Junk can be deleted permanently; move the message to Trash first.",
+                details=[detail("message_id", "not_in_trash", "the message is not in Trash or Junk")],
             )
         results, call = await _set(svc, row, EmailSet(destroy=[email_id], if_in_state=state))
         if _state_mismatch(results, call):

@@ -3,12 +3,14 @@
 The methods are jmapc's (``EmailQuery``, ``EmailGet``, ``EmailSet``), built into a
 :class:`shipmail.jmap.request.Request`; this module adds what they need from us:
 
-- the property lists the inbox asks for (:data:`LIST_PROPERTIES`, :data:`FULL_PROPERTIES`, ...) and
-  :func:`full_get` (Email/get of whole messages with decoded bodies);
+- the property lists the inbox asks for (:data:`LIST_PROPERTIES`, :data:`FULL_PROPERTIES`, ...),
+  :func:`full_get` (Email/get of whole messages with decoded bodies, bounded per part) and
+  :func:`summary_get` (what a message summary needs: envelope, body part lists, bounded text);
 - :func:`query` (Email/query) with its typed JSON filter (:data:`Filter`) and sort
   (:class:`EmailComparator`, :data:`NEWEST_FIRST`), and the Cyrus-specific date bounds
   :func:`received_before` and :func:`received_at_or_after`;
-- decoders of the raw Email JSON (:func:`keywords`, :func:`mailbox_ids`, :func:`find_part`);
+- decoders of the raw Email JSON (:func:`keywords`, :func:`mailbox_ids`, :func:`find_part`,
+  :func:`find_part_id`, :func:`unfold`);
 - ``Email/import`` (:class:`EmailImport`, :func:`import_entry`), which jmapc lacks.
 
 Responses are read as the raw dicts the server sent, never through jmapc's ``Email`` dataclass:
@@ -18,6 +20,7 @@ decoding a page of 50 Emails with dataclasses_json costs more CPU than the whole
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, TypedDict, cast
@@ -97,18 +100,45 @@ SERVICE_KEYWORD_PREFIX = "$shipmail-"
 #: The most text of one body part returned by a full message (bytes of UTF-8).
 MAX_BODY_VALUE_BYTES = 4 * 1024 * 1024
 
+#: The most text of one body part returned per message of a LIST (bytes of UTF-8, JMAP
+#: ``maxBodyValueBytes``; a longer part comes cut at a character boundary with ``isTruncated``).
+#: 32 KiB: the whole text of most mail, enough HTML to compute a preview behind a long
+#: ``<style>`` block, and at most ~3 MiB of text for a page of 50 two-part messages.
+LIST_MAX_BODY_VALUE_BYTES = 32 * 1024
 
-def full_get(ids: ListOrRef[str]) -> EmailGet:
+#: Properties of a message summary (thread list): the list properties plus the body part lists,
+#: whose decoded text gives HTML-only mail a text preview and whose ``attachments`` give
+#: ``has_attachment``.
+SUMMARY_PROPERTIES: list[str] = [*LIST_PROPERTIES, "textBody", "htmlBody", "attachments", "bodyValues"]
+
+#: Properties of the body parts of a summary (the type picks the preview's source).
+SUMMARY_BODY_PROPERTIES: list[str] = ["partId", "blobId", "type"]
+
+
+def full_get(ids: ListOrRef[str], *, max_body_value_bytes: int = MAX_BODY_VALUE_BYTES) -> EmailGet:
     """Email/get of whole messages (``ids``: a list or a back-reference): :data:`FULL_PROPERTIES`,
     body parts with :data:`BODY_PROPERTIES`, text and HTML bodies decoded to UTF-8 up to
-    :data:`MAX_BODY_VALUE_BYTES` per part (RFC 8621 section 4.2)."""
+    ``max_body_value_bytes`` per part (RFC 8621 section 4.2; :data:`MAX_BODY_VALUE_BYTES` for one
+    message or a thread, :data:`LIST_MAX_BODY_VALUE_BYTES` for a list)."""
     return EmailGet(
         ids=ids,
         properties=FULL_PROPERTIES,
         body_properties=BODY_PROPERTIES,
         fetch_text_body_values=True,
         fetch_html_body_values=True,
-        max_body_value_bytes=MAX_BODY_VALUE_BYTES,
+        max_body_value_bytes=max_body_value_bytes,
+    )
+
+
+def summary_get(ids: ListOrRef[str]) -> EmailGet:
+    """Email/get of message summaries: :data:`SUMMARY_PROPERTIES`, the text body's values up to
+    :data:`LIST_MAX_BODY_VALUE_BYTES` per part (for the preview of HTML-only mail)."""
+    return EmailGet(
+        ids=ids,
+        properties=SUMMARY_PROPERTIES,
+        body_properties=SUMMARY_BODY_PROPERTIES,
+        fetch_text_body_values=True,
+        max_body_value_bytes=LIST_MAX_BODY_VALUE_BYTES,
     )
 
 
@@ -229,6 +259,29 @@ def keywords(raw: Any) -> dict[str, bool]:
 def mailbox_ids(email: dict[str, Any]) -> list[str]:
     """The JMAP Mailbox ids holding the raw Email ``email`` (its ``mailboxIds`` set), in server order."""
     return [m for m, on in (email.get("mailboxIds") or {}).items() if on]
+
+
+def find_part_id(part: dict[str, Any], part_id: str) -> dict[str, Any] | None:
+    """The raw EmailBodyPart in the tree ``part`` (a ``bodyStructure``) whose ``partId`` is
+    ``part_id``, depth first; None when no part has it (multipart parts have none)."""
+    if part.get("partId") == part_id:
+        return part
+    for sub in part.get("subParts") or []:
+        found = find_part_id(sub, part_id)
+        if found is not None:
+            return found
+    return None
+
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def unfold(raw: str) -> str:
+    """A header field value as the ``headers`` property gives it (RFC 8621 section 4.1.3: raw,
+    folded, with the white space after the colon) unfolded per RFC 5322 section 2.2.3 (every
+    CRLF followed by white space removed) and without its leading white space. Encoded words and
+    other white space are kept (the ``asRaw`` form, unfolded)."""
+    return _FOLD.sub("", raw).lstrip(" \t")
 
 
 def find_part(part: dict[str, Any], blob_id: str) -> dict[str, Any] | None:

@@ -187,6 +187,45 @@ def lmtp_deliver(
         lmtp.close()
 
 
+#: Media types RFC 8621 never puts in ``textBody``/``htmlBody`` (section 4.1.4: only text/plain,
+#: text/html and image/audio/video parts can be inline), so a part of one of them is always an
+#: attachment, whatever its name or disposition: the ones Cyrus's ``hasAttachment`` misses in
+#: real mail (nameless, signatures, reports) and common others. Cyrus's ``attachmentType``
+#: jmapquery condition matches a part's exact ``type/subtype``.
+NEVER_INLINE_TYPES: tuple[str, ...] = (
+    "application/octet-stream",
+    "application/postscript",
+    "application/pdf",
+    "application/zip",
+    "application/pgp-signature",
+    "application/pgp-encrypted",
+    "application/pgp-keys",
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+    "application/pkcs7-mime",
+    "application/x-pkcs7-mime",
+    "application/ms-tnef",
+    "application/vnd.ms-tnef",
+    "application/msword",
+    "application/json",
+    "application/xml",
+    "application/ics",
+    "message/rfc822",
+    "message/global",
+    "message/partial",
+    "message/external-body",
+    "message/delivery-status",
+    "message/global-delivery-status",
+    "message/disposition-notification",
+    "message/feedback-report",
+    "text/rfc822-headers",
+    "text/calendar",
+    "text/csv",
+    "text/x-vcard",
+    "text/vcard",
+)
+
+
 class CyrusMailServer:
     """Accounts and JMAP access on one Cyrus instance.
 
@@ -374,12 +413,20 @@ class CyrusMailServer:
 
     def delivery_sieve(self) -> DeliverySieve:
         """Cyrus's delivery-script needs: ``$HasAttachment`` through ``jmapquery`` (Cyrus sets the
-        keyword only on Email/set and Email/import, not on LMTP delivery)."""
+        keyword only on Email/set and Email/import, not on LMTP delivery).
+
+        The API's rule is RFC 8621's: a message has an attachment when its ``attachments`` list is
+        not empty. Cyrus's own ``hasAttachment`` test is a narrower heuristic (no nameless
+        octet-stream or PostScript parts, no signatures, no message/partial), so the test is
+        ``hasAttachment`` OR a part of a type RFC 8621 never shows inline
+        (:data:`NEVER_INLINE_TYPES`: such a part is always in ``attachments``)."""
+        conditions: list[dict[str, object]] = [{"hasAttachment": True}]
+        conditions += [{"attachmentType": t} for t in NEVER_INLINE_TYPES]
         return DeliverySieve(
             has_attachment=SieveTest(
                 name="jmapquery",
                 extension="vnd.cyrus.jmapquery",
-                argument=json.dumps({"hasAttachment": True}, separators=(",", ":")),
+                argument=json.dumps({"operator": "OR", "conditions": conditions}, separators=(",", ":")),
             )
         )
 

@@ -57,18 +57,28 @@ def python_attachments(raw: bytes) -> dict[str, bytes]:
 
 
 def deliver(api: ApiEnv, address: str, raw: bytes) -> list[dict[str, Any]]:
-    """Deliver over LMTP; the JMAP attachments of the delivered message."""
+    """Deliver over LMTP; the JMAP attachments of the delivered message, each with the message's
+    JMAP id as ``emailId``."""
     raw, mid = unique(raw)
     assert api.lmtp(address, raw) == {}
     email_id = ids_by_message_id(api, address)[mid]
     responses = jmap(api, address, [["Email/get", {"ids": [email_id], "properties": ["attachments"]}, "g"]])
-    return responses[0][1]["list"][0]["attachments"]  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = responses[0][1]["list"][0]["attachments"]
+    return [{**a, "emailId": email_id} for a in found]
 
 
-def url(mailbox_id: str, blob_id: str, name: str | None = None) -> str:
+def url(
+    mailbox_id: str, blob_id: str, name: str | None = None, *, part: dict[str, Any] | None = None, **extra: str
+) -> str:
+    """The download URL of ``blob_id``; with ``part`` (a JMAP attachment from :func:`deliver`)
+    naming its message and part, as ``download_path`` does."""
     query = f"blob_id={quote(blob_id, safe='')}"
+    if part is not None:
+        query += f"&message_id=eml_{part['emailId']}&part_id={quote(part['partId'], safe='')}"
     if name is not None:
         query += f"&name={quote(name, safe='')}"
+    for key, value in extra.items():
+        query += f"&{key}={quote(value, safe='')}"
     return f"/v1/mailboxes/{mailbox_id}/inbox/attachments?{query}"
 
 
@@ -90,7 +100,7 @@ def test_bytes_match_the_python_parser_for_the_corpus(api: ApiEnv) -> None:
         for att in deliver(api, mbx["address"], raw):
             if att["name"] not in expected:
                 continue
-            r = api.client.get(url(mbx["id"], att["blobId"]), headers=api.auth())
+            r = api.client.get(url(mbx["id"], att["blobId"], part=att), headers=api.auth())
             assert r.status_code == 200, (name, r.text)
             assert r.content == expected[att["name"]], name
             assert r.headers["content-length"] == str(len(expected[att["name"]]))
@@ -110,7 +120,7 @@ def test_non_ascii_names_follow_rfc_6266(api: ApiEnv) -> None:
         if a["name"]
     ]
     assert att["name"] == "ciële.txt"
-    r = api.client.get(url(mbx["id"], att["blobId"]), headers=api.auth())  # the part's own name
+    r = api.client.get(url(mbx["id"], att["blobId"], part=att), headers=api.auth())  # the part's own name
     assert r.status_code == 200
     assert r.headers["content-disposition"] == "attachment; filename=\"ciele.txt\"; filename*=UTF-8''ci%C3%ABle.txt"
     assert r.headers["content-type"] == "text/plain; charset=us-ascii"
@@ -179,10 +189,16 @@ def test_etag_and_if_none_match(api: ApiEnv, sample: dict[str, Any]) -> None:
 
 def test_head_gives_the_headers_without_a_body(api: ApiEnv, sample: dict[str, Any]) -> None:
     mbx, blob = sample["mailbox"], sample["blob_id"]
-    r = api.client.head(url(mbx["id"], blob), headers=api.auth())
+    r = api.client.head(url(mbx["id"], blob, part=sample["att"]), headers=api.auth())
     assert r.status_code == 200 and r.content == b""
     assert r.headers["content-length"] == str(len(sample["bytes"]))
     assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == 'attachment; filename="broken.pdf"'
+    # The blob alone names no part: application/octet-stream, "attachment".
+    r = api.client.head(url(mbx["id"], blob), headers=api.auth())
+    assert r.status_code == 200 and r.headers["content-length"] == str(len(sample["bytes"]))
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"] == 'attachment; filename="attachment"'
 
 
 def test_unknown_foreign_and_invalid_blobs(api: ApiEnv, sample: dict[str, Any]) -> None:
@@ -221,7 +237,7 @@ def test_whole_message_blob_is_message_rfc822(api: ApiEnv, sample: dict[str, Any
     ids = ids_by_message_id(api, mbx["address"])
     responses = jmap(api, mbx["address"], [["Email/get", {"ids": list(ids.values()), "properties": ["blobId"]}, "g"]])
     blob = responses[0][1]["list"][0]["blobId"]
-    r = api.client.get(url(mbx["id"], blob), headers=api.auth())
+    r = api.client.get(url(mbx["id"], blob, message_id=f"eml_{sample['att']['emailId']}"), headers=api.auth())
     assert r.status_code == 200
     assert r.headers["content-type"] == "message/rfc822"
     assert b"broken.pdf" in r.content

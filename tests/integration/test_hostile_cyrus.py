@@ -20,6 +20,7 @@ import imaplib
 import secrets
 import sys
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -229,12 +230,14 @@ def delivered(api: ApiEnv) -> dict[str, Any]:
         "mailbox": mbx,
         "plain": (atts["report.pdf"]["blob_id"], plain),
         "odd": (atts["odd.bin"]["blob_id"], odd),
+        "paths": {"plain": atts["report.pdf"]["download_path"], "odd": atts["odd.bin"]["download_path"]},
     }
 
 
 def _download(api: ApiEnv, delivered: dict[str, Any], which: str, **kw: Any) -> Any:
-    blob_id, _ = delivered[which]
-    params = {"blob_id": blob_id, **kw.pop("params", {})}
+    """Download the attachment by its download_path's query (blob, message and part)."""
+    query = parse_qs(urlsplit(delivered["paths"][which]).query)
+    params = {**{k: v[0] for k, v in query.items()}, **kw.pop("params", {})}
     return api.client.get(
         f"/v1/mailboxes/{delivered['mailbox']['id']}/inbox/attachments", params=params, headers={**api.auth(), **kw}
     )

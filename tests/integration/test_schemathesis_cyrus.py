@@ -83,6 +83,7 @@ CHECKS = [
 ]
 
 DOWNLOAD = "GET /mailboxes/{id}/inbox/attachments"
+RAW = "GET /mailboxes/{id}/inbox/messages/{message_id}/raw"
 
 
 # ----------------------------------------------------------------------------- fixture
@@ -158,7 +159,7 @@ def _path_ids(s: Seeded, method: str, path: str, name: str) -> list[str]:
         return [s.mailbox_id] * 5 + [s.foreign_mailbox_id]
     if name == "message_id":
         if label == "DELETE /mailboxes/{id}/inbox/messages/{message_id}":
-            # In Trash: deleted; never moved (not in Trash or Junk): 409.
+            # In Trash: deleted; never moved (not in Trash or Junk): 422.
             return s.victim_message_ids + s.kept_message_ids
         if path.endswith("/move"):
             return s.movable_message_ids
@@ -635,7 +636,7 @@ def _call_and_check(case: schemathesis.Case[Any], s: Seeded, *, tolerate_known: 
         s.defect_hits.setdefault(defect.name, []).append(f"{case.method} {case.formatted_path} {case.query}: raised")
         return None
     s.called.setdefault(label, set()).add(response.status_code)
-    binary = label == DOWNLOAD and response.status_code in (200, 206)
+    binary = label in (DOWNLOAD, RAW) and response.status_code in (200, 206)
     checks = CHECKS
     if label in NOT_SUPPORTED and response.status_code == 501:
         checks = [c for c in CHECKS if c is not schemathesis.checks.not_a_server_error]  # documented 501
@@ -784,8 +785,9 @@ def _examples(s: Seeded, group: str) -> list[Example]:
                 message + "/move",
                 {"path_parameters": {"message_id": "<<movable>>"}, "body": {"target_role": "inbox"}},
             ),
-            (409, "DELETE", message, {"path_parameters": {"message_id": "<<kept>>"}}),
+            (422, "DELETE", message, {"path_parameters": {"message_id": "<<kept>>"}}),
         ]
+        out += [(200, "GET", message + "/raw", {"path_parameters": {"message_id": m}}) for m in s.message_ids]
         return out
     if group == "threads":
         out = [
@@ -1142,7 +1144,8 @@ REACHED = {
     DOWNLOAD: {200, 206, 304, 416},
     "PATCH /mailboxes/{id}/inbox/messages/{message_id}": {200},
     "POST /mailboxes/{id}/inbox/messages/{message_id}/move": {200},
-    "DELETE /mailboxes/{id}/inbox/messages/{message_id}": {204, 409},
+    "DELETE /mailboxes/{id}/inbox/messages/{message_id}": {204, 422},
+    RAW: {200},
     "POST /mailboxes/{id}/folders": {201},
     "PATCH /mailboxes/{id}/folders/{folder_id}": {200},
     "DELETE /mailboxes/{id}/folders/{folder_id}": {204, 409},

@@ -165,7 +165,7 @@ RAW_EMAIL: dict[str, Any] = {
     "messageId": ["m1@x"],
     "inReplyTo": None,
     "references": None,
-    "headers": [{"name": "Subject", "value": " hi"}],
+    "headers": [{"name": "Subject", "value": " hi"}, {"name": "X-Long", "value": " a\r\n b\r\n\tc"}],
     "textBody": [{"partId": "1", "blobId": "B1", "type": "text/plain", "charset": "utf-8", "size": 3}],
     "htmlBody": [{"partId": "1", "blobId": "B1", "type": "text/plain", "charset": "utf-8", "size": 3}],
     "attachments": [
@@ -197,13 +197,49 @@ def test_render_full_message() -> None:
     assert att["blob_id"] == "G/a+b=" and att["name"] == "R&D report ü.pdf"
     parts = urlsplit(att["download_path"])
     assert parts.path == "/mailboxes/mbx_1/inbox/attachments"
-    assert parse_qs(parts.query) == {"blob_id": ["G/a+b="], "name": ["R&D report ü.pdf"]}
+    assert parse_qs(parts.query) == {"blob_id": ["G/a+b="], "message_id": ["eml_Mabc"], "part_id": ["2"]}
+    (text,) = data["text_body"]
+    assert text["blob_id"] == "B1" and text["part_id"] == "1"
+    assert parse_qs(urlsplit(text["download_path"]).query) == {
+        "blob_id": ["B1"],
+        "message_id": ["eml_Mabc"],
+        "part_id": ["1"],
+    }
+    assert data["headers"] == [{"name": "Subject", "value": "hi"}, {"name": "X-Long", "value": "a b\tc"}]
+    raw = inbox.render_full(row(), RAW_EMAIL, raw_headers=True).model_dump(mode="json", by_alias=True)
+    assert raw["headers"] == [{"name": "Subject", "value": " hi"}, {"name": "X-Long", "value": " a\r\n b\r\n\tc"}]
     listed = inbox.render_message(row(), RAW_EMAIL).model_dump(mode="json", by_alias=True)
     assert listed["object"] == "inbox_message" and "body_values" not in listed
 
 
-def test_download_path_without_a_name() -> None:
-    assert inbox.download_path("mbx_1", "Gx", None) == "/mailboxes/mbx_1/inbox/attachments?blob_id=Gx"
+def test_has_attachment_follows_the_attachments_list() -> None:
+    # The server's flag says yes, the list has only a part without a blob: no attachment.
+    email = {**RAW_EMAIL, "attachments": [RAW_EMAIL["attachments"][1]]}
+    assert inbox.render_full(row(), email).has_attachment is False
+    # The server's flag says no (a nameless octet-stream part), the list has it: an attachment.
+    assert inbox.render_full(row(), {**RAW_EMAIL, "hasAttachment": False}).has_attachment is True
+    # Without the list (a bare summary): the server's flag.
+    bare = {k: v for k, v in RAW_EMAIL.items() if k != "attachments"}
+    assert inbox.render_message(row(), bare).has_attachment is True
+
+
+def test_html_only_preview_is_text() -> None:
+    html = "<HTML><HEAD> <TITLE>RE[4]: x</TITLE><style>p{}</style></HEAD><BODY><p>Caf&eacute;&nbsp; <b>ok</b>"
+    html += "<script>alert(1)</script>\n\n   done" + " word" * 100 + "</BODY></HTML>"
+    email = {
+        **RAW_EMAIL,
+        "preview": html[:256],
+        "textBody": [{"partId": "1", "blobId": "B1", "type": "text/html"}],
+        "bodyValues": {"1": {"value": html, "isEncodingProblem": False, "isTruncated": False}},
+    }
+    got = inbox.render_full(row(), email).preview
+    assert got.startswith("Café ok done word word") and len(got) == 256 and "<" not in got
+    # A plain-text body keeps the server's preview.
+    assert inbox.render_full(row(), RAW_EMAIL).preview == "hi"
+
+
+def test_download_path_without_a_part() -> None:
+    assert inbox.download_path("mbx_1", "Gx") == "/mailboxes/mbx_1/inbox/attachments?blob_id=Gx"
 
 
 def test_thread_summary_counts() -> None:

@@ -17,7 +17,7 @@ from sievelib.parser import Parser
 from shipmail.db.types import STORAGE_CONTEXT
 from shipmail.delivery.script import ScriptOptions, build_script, prelude
 from shipmail.mailserver.base import DeliverySieve, SieveTest
-from shipmail.mailserver.cyrus_server import CyrusMailServer
+from shipmail.mailserver.cyrus_server import NEVER_INLINE_TYPES, CyrusMailServer
 from shipmail.rules.schemas import RULES
 from shipmail.settings.schemas import AutoReply
 from shipmail.sieve import build, extensions
@@ -55,7 +55,17 @@ def test_the_cyrus_server_provides_the_jmapquery_test() -> None:
     server = CyrusMailServer(
         host="127.0.0.1", imap_port=1, jmap_port=1, admin_user="a", admin_password="p", jwt_secret=b"k" * 32
     )
-    assert server.delivery_sieve() == CYRUS
+    needs = server.delivery_sieve()
+    assert needs.has_attachment is not None
+    assert (needs.has_attachment.name, needs.has_attachment.extension) == ("jmapquery", "vnd.cyrus.jmapquery")
+    # RFC 8621's rule: Cyrus's own hasAttachment, or a part of a type never shown inline.
+    query = json.loads(needs.has_attachment.argument)
+    assert query["operator"] == "OR" and query["conditions"][0] == {"hasAttachment": True}
+    assert [c["attachmentType"] for c in query["conditions"][1:]] == list(NEVER_INLINE_TYPES)
+    assert not any(t.startswith(("image/", "audio/", "video/")) for t in NEVER_INLINE_TYPES)
+    assert not {"text/plain", "text/html", "text/richtext", "text/enriched"} & set(NEVER_INLINE_TYPES)
+    script = build_script(ScriptOptions(server=needs))
+    assert parse(script) and "vnd.cyrus.jmapquery" in script
 
 
 def test_without_server_needs_the_script_is_empty_and_valid() -> None:
