@@ -29,6 +29,7 @@ from shipmail.db.engine import begin_write
 from shipmail.domains import dkim, verification
 from shipmail.domains.models import Domain
 from shipmail.domains.schemas import DomainDnsRecordSet, VerificationResult
+from shipmail.events import service as events
 from shipmail.http.errors import Conflict, NotFound, ShipmailError, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
 from shipmail.ids import new_id
@@ -67,12 +68,17 @@ class NotSupported(ShipmailError):
     error_type: ClassVar[str] = "not_supported"
 
 
-def _emit(session: AsyncSession, event_type: str, domain: Domain, data: dict[str, Any] | None = None) -> None:
-    """EVENTS HOOK (not wired yet): record the webhook event ``event_type`` (``domain.verified`` /
-    ``domain.verification_failed``) about ``domain`` in ``session``'s transaction, before its
-    commit. The events feature (``shipmail.events.record``) is wired in here by the lead; until
-    then this only logs."""
-    logger.info("event %s for domain %s (%s)", event_type, domain.id, domain.name)
+async def _emit(session: AsyncSession, event_type: str, domain: Domain, data: dict[str, Any] | None = None) -> None:
+    """Record the event ``event_type`` (``domain.verified`` / ``domain.verification_failed``)
+    about ``domain`` in ``session``'s transaction, before its commit
+    (:func:`shipmail.events.service.record`: the organisation's webhooks get it)."""
+    await events.record(
+        session,
+        organization_id=domain.organization_id,
+        mailbox_id=None,
+        type=event_type,
+        data={"domain_id": domain.id, "name": domain.name, "status": domain.status, **(data or {})},
+    )
 
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -203,7 +209,7 @@ async def mark_verified(session: AsyncSession, name: str) -> Domain | None:
         domain.status = "verified"
         domain.verified_by = "operator"
         domain.verified_at = now
-        _emit(session, "domain.verified", domain, {"verified_by": "operator"})
+        await _emit(session, "domain.verified", domain, {"verified_by": "operator"})
     domain.verified_at = domain.verified_at or now
     domain.updated_at = now
     session.add(domain)
@@ -244,7 +250,7 @@ async def verify(session: AsyncSession, settings: Settings, organization_id: str
     event = verification.apply(domain, result, explicit=True)
     session.add(domain)
     if event is not None:
-        _emit(session, event, domain, {"records": {r.key: r.status for r in result.records}})
+        await _emit(session, event, domain, {"records": {r.key: r.status for r in result.records}})
     await ensure_recheck_scheduled(session, settings)
     await session.commit()
     return result.verification(domain)
@@ -281,7 +287,7 @@ async def recheck_due(session: AsyncSession, settings: Settings, *, limit: int |
         event = verification.apply(locked, result, explicit=False)
         session.add(locked)
         if event is not None:
-            _emit(session, event, locked, {"records": {r.key: r.status for r in result.records}})
+            await _emit(session, event, locked, {"records": {r.key: r.status for r in result.records}})
         await session.commit()
     return len(rows)
 

@@ -20,7 +20,6 @@ The confirmation mail goes out through ONE function, :func:`_send_confirmation`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -35,12 +34,11 @@ from shipmail import utc
 from shipmail.delivery import service as delivery
 from shipmail.forwarding.models import ForwardingStatus, MailboxForwarding
 from shipmail.forwarding.schemas import MAX_DESTINATIONS
-from shipmail.http.errors import NotFound, ServiceUnavailable, ShipmailError, ValidationFailed
+from shipmail.http.errors import NotFound, ValidationFailed
 from shipmail.ids import new_id
 from shipmail.mailboxes import service as mailboxes
 from shipmail.mailboxes.models import Mailbox, MailboxState
-from shipmail.mailserver.base import MailServerError
-from shipmail.mailserver.sendmail import relay_message, store_message
+from shipmail.messages import outbound
 from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.forwarding")
@@ -184,27 +182,10 @@ def confirmation_message(address: str, destination: str, link: str, expires: str
 async def _send_confirmation(
     svc: Services, session: AsyncSession, address: str, destination: str, link: str, expires_at: datetime
 ) -> None:
-    """Send the confirmation mail for ``destination`` (THE one place it leaves from).
-
-    For now through the existing outgoing means: a destination that is one of our mailboxes gets
-    it over LMTP (:meth:`~shipmail.mailserver.base.MailServer.deliver`); any other goes to
-    ``SHIPMAIL_SMTP_RELAY`` when set, else into the outbox directory (``.eml`` with the envelope
-    headers), exactly as the mail server's own ``sendmail`` program does
-    (:mod:`shipmail.mailserver.sendmail`). Envelope sender: the null sender. 503 when it cannot
-    be sent. To be rewired to the outgoing queue."""
+    """Queue the confirmation mail for ``destination`` on the one outgoing path
+    (:func:`shipmail.messages.outbound.enqueue`, in ``session``'s transaction: it leaves when the
+    forwarding row is committed, and only then): a destination that is one of our mailboxes gets
+    it over LMTP through the inbound gateway, any other through ``SHIPMAIL_SMTP_RELAY`` or the
+    outbox, retried on temporary failures. Envelope sender: the null sender (no bounce loops)."""
     data = confirmation_message(address, destination, link, f"{expires_at:%Y-%m-%d %H:%M} UTC")
-    local = (await session.exec(select(Mailbox.id).where(col(Mailbox.address) == destination))).first()
-    try:
-        if local is not None:
-            await svc.mail.deliver([destination], data, "")
-        elif svc.settings.smtp_relay:
-            await asyncio.to_thread(relay_message, svc.settings.smtp_relay, "", [destination], data)
-        else:
-            outbox = svc.settings.outbox_dir
-            await asyncio.to_thread(outbox.mkdir, parents=True, exist_ok=True)
-            await asyncio.to_thread(store_message, outbox, "", [destination], data)
-    except ShipmailError:
-        raise
-    except (MailServerError, OSError) as exc:
-        logger.warning("forwarding confirmation to a destination of %s not sent: %s", address, type(exc).__name__)
-        raise ServiceUnavailable("The confirmation mail could not be sent; try again.") from None
+    await outbound.enqueue(session, outbound.Spooled(sender="", recipients=[destination], data=data))

@@ -39,6 +39,7 @@ import email.parser
 import email.policy
 import ipaddress
 import logging
+import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import jobs
 from shipmail.config import Settings
+from shipmail.domains import dkim
 from shipmail.domains.models import Domain
+from shipmail.events import service as events
 from shipmail.jobs import Handler, Job
 from shipmail.mailserver.base import DeliveryRefused, MailServerUnavailable
 from shipmail.mailserver.sendmail import parse_relay, store_message
@@ -74,11 +77,23 @@ RELAY_TIMEOUT = 30.0
 MAX_RETRY_DELAY = 3600.0
 
 
-def _finalize(message: bytes, from_domain: str) -> bytes:
+async def _finalize(session: AsyncSession, settings: Settings, message: bytes, from_domain: str) -> bytes:
     """The bytes that leave, made from the bytes as submitted (``message``, CRLF) of a message
     whose sender is on ``from_domain``. THE one place where a message is changed on its way out,
-    for every recipient (local, relay, outbox): DKIM signing is wired here. Today: unchanged."""
-    return message
+    for every recipient (local, relay, outbox): signed with the domain's DKIM keys when the
+    domain is one of ours and has them (:func:`shipmail.domains.dkim.signer_for`, RFC 6376;
+    mail the mail server forwards keeps its foreign sender domain and leaves unsigned). A signing
+    failure is logged and the message leaves unsigned rather than not at all."""
+    if not from_domain:
+        return message
+    sign = await dkim.signer_for(session, from_domain, settings=settings)
+    if sign is None:
+        return message
+    try:
+        return await asyncio.to_thread(sign, message)
+    except Exception:
+        logger.exception("DKIM signing for %s failed: the message leaves unsigned", from_domain)
+        return message
 
 
 # ------------------------------------------------------------------------------------------ spool
@@ -167,29 +182,41 @@ async def _enqueue_spooled(svc: Services, name: str, spooled: Spooled) -> bool:
     async with svc.db.session() as session:
         if (await session.exec(select(Outgoing.id).where(Outgoing.spool_name == name))).first() is not None:
             return False
-        now = utcnow()
-        sender_domain = spooled.sender.rpartition("@")[2].lower()
-        row = Outgoing(
-            spool_name=name,
-            message_id=await _link(session, spooled),
-            sender=spooled.sender,
-            from_domain=sender_domain or _from_header_domain(spooled.data),
-            pending=list(dict.fromkeys(spooled.recipients)),
-            refused={},
-            data=spooled.data,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
         try:
-            await session.flush()
-            assert row.id is not None
-            await jobs.enqueue(session, DELIVER_KIND, {"id": row.id}, key=f"outgoing:{row.id}")
+            await enqueue(session, spooled, spool_name=name, message_id=await _link(session, spooled))
             await session.commit()
         except sa.exc.IntegrityError:
             await session.rollback()  # another worker took the same file
             return False
     return True
+
+
+async def enqueue(
+    session: AsyncSession, message: Spooled, *, spool_name: str | None = None, message_id: str | None = None
+) -> Outgoing:
+    """Queue ``message`` (envelope and CRLF bytes) to leave through the one outgoing path, in
+    ``session``'s transaction (the caller commits): the service's own mail (a forwarding
+    confirmation) enters here, as every spool file of the mail server does. ``spool_name``: the
+    spool file it came from (unique; default a fresh name); ``message_id``: the API message
+    (``msg_...``) it is a copy of."""
+    now = utcnow()
+    sender_domain = message.sender.rpartition("@")[2].lower()
+    row = Outgoing(
+        spool_name=spool_name or f"service-{secrets.token_hex(12)}",
+        message_id=message_id,
+        sender=message.sender,
+        from_domain=sender_domain or _from_header_domain(message.data),
+        pending=list(dict.fromkeys(message.recipients)),
+        refused={},
+        data=message.data,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    assert row.id is not None
+    await jobs.enqueue(session, DELIVER_KIND, {"id": row.id}, key=f"outgoing:{row.id}")
+    return row
 
 
 def _from_header_domain(data: bytes) -> str:
@@ -350,7 +377,7 @@ async def deliver(job: Job, svc: Services) -> None:
             return
         pending = list(row.pending)
         local_domains = await _local_domains(session, pending)
-    data = _finalize(row.data, row.from_domain)
+        data = await _finalize(session, svc.settings, row.data, row.from_domain)
     attempt = Attempt()
     local = [r for r in pending if _domain(r) in local_domains]
     remote = [r for r in pending if _domain(r) not in local_domains]
@@ -408,15 +435,33 @@ async def _update_message(session: AsyncSession, row: Outgoing, *, done: bool) -
             message.status = MessageStatus.FAILED
         else:
             message.status = MessageStatus.SENT
-            message_sent(session, message)
+            await message_sent(session, message)
     session.add(message)
 
 
-def message_sent(session: AsyncSession, message: OutboundMessage) -> None:
-    """THE call site where ``message.sent`` is recorded: ``message`` left for every recipient
-    that accepts it, in ``session`` (committed by the caller). The events feature's
-    ``record(...)`` is wired here."""
-    logger.info("message %s sent", message.id)
+async def message_sent(session: AsyncSession, message: OutboundMessage) -> None:
+    """THE call site where ``message.sent`` is recorded (:func:`shipmail.events.service.record`,
+    which also queues it for the organisation's webhooks): ``message`` left for every recipient
+    that accepts it, in ``session`` (committed by the caller). One event per message (keyed by
+    its id: a repeated attempt records nothing more)."""
+    await events.record(
+        session,
+        organization_id=message.organization_id,
+        mailbox_id=message.mailbox_id,
+        type="message.sent",
+        data={
+            "message_id": message.id,
+            "email_id": message.email_id,
+            "thread_id": message.thread_id,
+            "rfc_message_id": message.rfc_message_id,
+            "from": message.from_address,
+            "to": [a.get("address") for a in message.to_addresses],
+            "cc": [a.get("address") for a in message.cc_addresses],
+            "subject": message.subject,
+            "status": message.status,
+        },
+        key=message.id,
+    )
 
 
 #: This feature's background jobs (composition: :data:`shipmail.tasks.HANDLERS`).

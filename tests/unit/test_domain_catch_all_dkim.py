@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from shipmail.config import Settings
 from shipmail.domains import dkim
 from shipmail.domains import service as domains
+from shipmail.messages import outbound
 from tests.dnsserver import Zone
 from tests.unit.conftest import auth, make_key, run_db, verify_domain
 
@@ -173,6 +174,10 @@ def test_signed_mail_verifies_against_the_published_key(
     assert dkimpy.verify(signed.replace(b"The body   of", b"The body of"), dnsfunc=dnsfunc) is True
     assert dkimpy.verify(signed.replace(b"The body", b"The bodY"), dnsfunc=dnsfunc) is False
     assert dkimpy.verify(signed.replace(b"Subject: Signed", b"Subject: Changed"), dnsfunc=dnsfunc) is False
+    # The outgoing path signs what leaves from one of our domains, and nothing else.
+    finalized = run_db(settings, lambda s: outbound._finalize(s, settings, MESSAGE, "example.com"))
+    assert finalized != MESSAGE and dkimpy.verify(finalized, dnsfunc=dnsfunc) is True
+    assert run_db(settings, lambda s: outbound._finalize(s, settings, MESSAGE, "elsewhere.example")) == MESSAGE
 
     # Once the Ed25519 record is published and seen, mail carries both signatures.
     ed = next(r for r in records if r["host"] == "shipmail-ed25519._domainkey")

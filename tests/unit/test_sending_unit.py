@@ -106,7 +106,3 @@ def test_relay_unreachable_is_temporary() -> None:
     got = outbound.relay(settings, "a@one.example", ["b@two.example"], b"Subject: x\r\n\r\nx\r\n")
     assert got.done == [] and got.refused == {}
     assert "relay unreachable" in got.temporary["b@two.example"]
-
-
-def test_finalize_is_the_identity_today() -> None:
-    assert outbound._finalize(b"x\r\n", "one.example") == b"x\r\n"
