@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -373,6 +374,17 @@ def test_external_mail_reaches_the_relay_as_valid_mime(
         assert html.get_content().replace("\r\n", "\n").rstrip("\n") == "<p>HTML ✓</p>"
         files = {p.get_filename(): (p.get_content_type(), p.get_content()) for p in msg.iter_attachments()}
         assert files == {"offer.pdf": ("application/pdf", pdf), "bild ä.png": ("image/png", png)}
+        # Signed with the sender domain's DKIM key (issue 13): dkimpy verifies it against the TXT
+        # record getDomainDnsRecords asks the customer to publish; a changed body fails.
+        records = api.client.get(f"/v1/domains/{a['domain_id']}/dns-records", headers=api.auth()).json()["records"]
+        published = {f"{r['host']}.ra-{tag}.example": r["value"] for r in records if r["type"] == "TXT"}
+
+        def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+            value = published.get(name.decode().rstrip("."))
+            return value.encode() if value is not None else None
+
+        assert b"DKIM-Signature:" in data and dkim.verify(data, dnsfunc=dnsfunc) is True
+        assert dkim.verify(data.replace(b"second line", b"second lime"), dnsfunc=dnsfunc) is False
         # The local recipient got it over LMTP, not through the relay.
         got = wait_inbox(api, b["id"], "Offer №7 — prices inside")
         assert [x["name"] for x in got["attachments"]] == ["offer.pdf", "bild ä.png"]
