@@ -174,3 +174,25 @@ def test_deleting_the_mailbox_deletes_its_app_passwords(api: ApiEnv) -> None:
     assert create(api, mbx).status_code == 201
     r = api.client.delete(f"/v1/mailboxes/{mbx['id']}", headers=api.auth())
     assert r.status_code == 204, r.text
+
+
+def test_sdk_app_password_and_forwarding_methods(api: ApiEnv) -> None:
+    """The official SDK's create/list/revoke_app_password and create/list/delete_forwarding
+    against the server: the app password it creates logs in over IMAP until the SDK revokes it."""
+    from tests.integration.test_folders import load_sdk
+
+    client = load_sdk().client(api)
+    mbx = mailbox(api, "sdk-apppw.example")
+    created = client.mailboxes.create_app_password(mbx["id"], {"name": "phone"})
+    assert created["object"] == "mailbox_app_password" and created["name"] == "phone" and created["secret"]
+    assert imap_ok(api, mbx["address"], created["secret"])
+    listed_ids = [p["id"] for p in client.mailboxes.list_app_passwords(mbx["id"])["data"]]
+    assert listed_ids == [created["id"]]
+    assert client.mailboxes.revoke_app_password(mbx["id"], created["id"]) is None
+    assert not imap_ok(api, mbx["address"], created["secret"])
+
+    forwarding = client.mailboxes.create_forwarding(mbx["id"], {"destination": "me@elsewhere.example"})
+    assert forwarding["object"] == "mailbox_forwarding" and forwarding["status"] == "pending"
+    assert [f["id"] for f in client.mailboxes.list_forwarding(mbx["id"])["data"]] == [forwarding["id"]]
+    assert client.mailboxes.delete_forwarding(mbx["id"], forwarding["id"]) is None
+    assert client.mailboxes.list_forwarding(mbx["id"])["data"] == []

@@ -51,8 +51,10 @@ PENDING: dict[str, set[str]] = {
         "data[].reply_text",
         "data[].security",
     },
-    # The reference's Message object (issue 9 conformance item 3, branch sending).
+    # The reference's Message object (issue 9 conformance item 3, branch sending), and
+    # `conversation_id`, which SDK 0.6.7 declares but the reference's Message does not have.
     "inject_sandbox_inbound": {
+        "conversation_id",
         "bcc_addresses",
         "cc_addresses",
         "client_reference",
