@@ -20,7 +20,8 @@ from sqlmodel import col
 from shipmail import utc
 from shipmail.app_passwords.models import AppPassword
 from shipmail.db.engine import create_sync_engine
-from shipmail.mailboxes.models import Mailbox, MailboxState
+from shipmail.mailboxes.logins import can_log_in
+from shipmail.mailboxes.models import Mailbox
 from shipmail.mailserver.authd import Credential
 
 #: ``last_used_at`` is written at most this often per app password.
@@ -34,9 +35,7 @@ def credential_lookup(database_url: str) -> tuple[CredentialLookup, Callable[[],
     password first, then its active app passwords, oldest first), else None."""
     engine = create_sync_engine(database_url)
     mailbox_stmt = sa.select(col(Mailbox.id), col(Mailbox.password_hash)).where(
-        col(Mailbox.address) == sa.bindparam("address"),
-        col(Mailbox.suspended_at).is_(None),
-        col(Mailbox.state) == MailboxState.ACTIVE.value,
+        col(Mailbox.address) == sa.bindparam("address"), *can_log_in()
     )
     app_stmt = (
         sa.select(col(AppPassword.id), col(AppPassword.password_hash))

@@ -49,7 +49,7 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
     assert page["object"] == "inbox_threads" and page["mailbox_id"] == mbx["id"] and page["address"] == addr
     assert page["summary"] == {"total": 2}
     p = page["pagination"]
-    assert p["total"] == 2 and p["has_more"] is False and p["next_cursor"] is None and p["limit"] == 50
+    assert p["total"] == 2 and p["has_more"] is False and p["next_cursor"] is None and p["limit"] == 25
     assert p["snapshot_at"]
     kickoff, unrelated = page["data"]
     assert kickoff["object"] == "inbox_thread_summary"
