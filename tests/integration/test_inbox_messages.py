@@ -577,20 +577,21 @@ def test_the_official_sdk_parameters_are_accepted(api: ApiEnv) -> None:
         headers=api.auth(),
     )
     assert r.status_code == 200, r.text
-    r = api.client.get(
-        f"{base}/threads",
-        params={
-            "attention_state": "needs_reply",
-            "sort_by": "last_message_at",
-            "order": "desc",
-            "after": "2020-01-01T00:00:00Z",
-            "before": "2100-01-01T00:00:00Z",
-            "limit": 25,
-        },
-        headers=api.auth(),
-    )
+    thread_params: dict[str, str | int] = {
+        "sort_by": "last_message_at",
+        "order": "desc",
+        "after": "2020-01-01T00:00:00Z",
+        "before": "2100-01-01T00:00:00Z",
+        "limit": 25,
+    }
+    r = api.client.get(f"{base}/threads", params=thread_params, headers=api.auth())
     assert r.status_code == 200, r.text
     assert r.json()["data"][0]["subject"] == "SDK"
+    # A reply-state filter is not served yet: 422 rather than being ignored (issue 9).
+    r = api.client.get(
+        f"{base}/threads", params={**thread_params, "attention_state": "needs_reply"}, headers=api.auth()
+    )
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["code"] == "not_supported", r.text
 
 
 def test_awkward_filter_text_is_never_a_server_error(api: ApiEnv) -> None:
