@@ -126,7 +126,7 @@ class Message(Wire):
     source_rfc_message_id: str | None = Field(description="The Message-ID header the message was sent with.")
     delivered_rfc_message_id: str | None = None
     client_reference: str | None
-    metadata: dict[str, Scalar] | None
+    metadata: dict[str, Scalar] = Field(description="The metadata sent with the message ({} when none was).")
     headers: list[MessageHeader]
     subject: str | None
     from_address: str | None

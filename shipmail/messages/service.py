@@ -80,7 +80,7 @@ def render(row: OutboundMessage) -> Message:
             "email_id": ids.to_wire(ids.EMAIL, row.email_id) if row.email_id else None,
             "source_rfc_message_id": row.rfc_message_id,
             "client_reference": row.client_reference,
-            "metadata": row.meta,
+            "metadata": row.meta or {},
             "headers": row.headers,
             "subject": row.subject,
             "from_address": row.from_address,

@@ -256,14 +256,14 @@ def _reference_schema_check(s: Seeded, method: str, path: str, **kwargs: Any) ->
     case.validate_response(response, checks=[response_schema_conformance], headers=headers)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING[0].reason)
-def test_pending_sandbox_inbound_answers_a_message(seeded: Seeded) -> None:
+def test_sandbox_inbound_answers_a_message(seeded: Seeded) -> None:
+    """Issue 9, conformance item 3 (landed): the sandbox answers the reference's Message."""
     body = {"from": "ann@sender.example", "subject": "Reference shape", "text": "Hello.\n"}
     _reference_schema_check(seeded, "POST", "/mailboxes/{id}/sandbox/inbound", body=body, media_type="application/json")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING[1].reason)
-def test_pending_inbox_list_items_are_full_messages(seeded: Seeded) -> None:
+def test_inbox_list_items_are_full_messages(seeded: Seeded) -> None:
+    """Issue 9, conformance item 1 (landed): the list's items are the reference's InboxFullMessage."""
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/messages", query={"limit": 5})
 
 
