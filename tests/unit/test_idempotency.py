@@ -163,7 +163,11 @@ def test_openapi_declares_the_header_on_mutating_operations() -> None:
     for op in OPERATIONS:
         params = doc["paths"][op.path][op.method.lower()].get("parameters", [])
         names = [p["name"] for p in params if p["in"] == "header"]
-        if op.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        mutating = op.method in {"POST", "PUT", "PATCH", "DELETE"}
+        if mutating and (op.scope is not None or op.authenticated) and op.operation_id != "createMailboxAppPassword":
+            assert op.idempotency is Idempotency.HONOURED, op.operation_id  # every authenticated write
+        if op.idempotency is Idempotency.HONOURED:
+            assert op.method in {"POST", "PUT", "PATCH", "DELETE"}, op.operation_id
             assert names == [IDEM], op.operation_id
             responses = doc["paths"][op.path][op.method.lower()]["responses"]
             assert {"409", "422"} <= set(responses), op.operation_id
