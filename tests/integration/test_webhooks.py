@@ -67,7 +67,7 @@ def test_message_received_over_lmtp_and_sandbox_once_each_signed(api: ApiEnv) ->
             headers=api.auth(),
         )
         assert r.status_code == 201, r.text
-        sandboxed = r.json()["id"]
+        sandboxed = r.json()["email_id"]  # the sandbox answers a Message (msg_...) naming the stored email
         got = receiver.wait_for(2)
         time.sleep(1.0)  # nothing more comes: once each
         assert len(receiver.requests) == 2
