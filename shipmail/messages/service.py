@@ -77,6 +77,7 @@ def render(row: OutboundMessage) -> Message:
             "id": row.id,
             "mailbox_id": row.mailbox_id,
             "thread_id": ids.to_wire(ids.THREAD, row.thread_id) if row.thread_id else None,
+            "conversation_id": ids.to_wire(ids.THREAD, row.thread_id) if row.thread_id else None,
             "email_id": ids.to_wire(ids.EMAIL, row.email_id) if row.email_id else None,
             "source_rfc_message_id": row.rfc_message_id,
             "client_reference": row.client_reference,
