@@ -21,6 +21,11 @@ How a message is sent (measured facts in :mod:`shipmail.jmap.email_submission`)
        the submission succeeded).
     5. The row records the Sent copy's email and thread ids. If the upload, import or
        submission fails, the row is deleted and the imported draft destroyed: nothing is left.
+
+A mailbox over its storage quota (``storage_quota_bytes``, enforced by the mail server) cannot
+keep the copy a send files in Drafts and Sent: Cyrus refuses the ``Email/import`` with
+``overQuota`` (RFC 8620 section 5.3; measured: also when the copy would cross the quota) and the
+send answers 422 ``quota_exceeded`` (:class:`MailboxOverQuota`), with nothing sent or counted.
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ from shipmail.sandbox.service import Party, Problems, check_custom_headers, pars
 from shipmail.utc import now as utcnow
 
 logger = logging.getLogger("shipmail.messages.service")
+
+
+class MailboxOverQuota(ValidationFailed):
+    """422 ``quota_exceeded``: the sending mailbox has no room for the copy the send keeps (its
+    storage quota, the mail server's ``overQuota``). Detail ``from`` / ``mailbox_over_quota``."""
+
+    error_type = "quota_exceeded"
+
 
 PREFIX = "msg"
 _RE_PREFIX = re.compile(r"^\s*(re|aw|sv)\s*:", re.IGNORECASE)
@@ -462,6 +475,12 @@ async def _import_and_submit(
         failed = (got.get("notCreated") or {}).get("d") or {"type": "serverFail"}
         if failed.get("type") == "alreadyExists":
             raise Conflict("A message with this Message-ID is already in the mailbox.")
+        if failed.get("type") == "overQuota":
+            raise MailboxOverQuota(
+                f"The mailbox {row.address} is over its storage quota: the message and its copy in Sent do not "
+                "fit. Delete mail or raise its storage_quota_bytes, then send again.",
+                details=[detail("from", "mailbox_over_quota", "the sending mailbox is over its storage quota")],
+            )
         raise from_jmap(failed, what="message import")
     email_id, thread_id = str(created["id"]), str(created["threadId"])
     result = results.get(submitted, what="message submission")
