@@ -147,7 +147,8 @@ class _MessageSummary(Wire):
     size: int = Field(ge=0)
     authentication_results: None = Field(
         default=None,
-        description="Always null here: the mail server does not verify SPF/DKIM/DMARC for this mailbox.",
+        description="Null in summaries (a thread's latest_message, events); the full message carries the "
+        "border MTA's verdicts.",
     )
 
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
