@@ -187,7 +187,8 @@ class InboxFullMessage(_MessageSummary):
     reply_text: str | None = Field(
         default=None,
         description="The new text of the message without what it quotes (reply and forward headers and what "
-        "follows them, a trailing block of `>` lines); null when it has no text body.",
+        "follows them, a trailing block of `>` lines); null when it has no text body. In a list it comes from "
+        "the bounded body value (cut like it when `is_truncated`).",
     )
     security: InboxMessageSecurity = Field(description="Content-scan state (never scanned here: `not_scanned`).")
 
