@@ -1,7 +1,21 @@
-"""What the gateway does once the mail server has stored a message for a mailbox (its ``250``):
-find the stored message with ONE JMAP request, then record ``message.received`` (and one
-``mailbox.rule_matched`` per inbox rule that matched) and count the message in the mailbox's
-``received_this_month``, in one database transaction, before the gateway answers ``250``.
+"""What the gateway does once the mail server has stored a message for a mailbox (its ``250``).
+
+Two steps, so that the gateway's answer does not wait for the mail server's JMAP:
+
+1. Before the gateway answers ``250`` (:func:`accept`): one durable row, the ``inbound.record``
+   job (:mod:`shipmail.jobs`) naming the mailbox, the gateway's delivery id, the Message-ID and
+   the mail server's reply, committed together with those of the other deliveries finishing at
+   the same moment (:class:`shipmail.inbound.gateway.Recorder`: one commit for all). Once it is
+   committed the delivery cannot be forgotten: a crash after it leaves the job to a worker.
+2. The job (:func:`record_job`, run by the API's worker, woken across processes by
+   :mod:`shipmail.db.wake`, in delivery order per mailbox: its ordering key is the mailbox) finds
+   the stored message with ONE JMAP request (:func:`find_delivered`) and records
+   ``message.received`` (and one ``mailbox.rule_matched`` per inbox rule that matched) and counts
+   the message in the mailbox's ``received_this_month``, in one database transaction
+   (:func:`record_delivery`). A mail server that does not answer retries the job later.
+
+So an event is never lost (the job is durable before the ``250``) and never emitted for a message
+that was not stored (the event is made only from the stored copy the job finds).
 
 Finding the message: the gateway adds a ``Received:`` trace field with its delivery id
 (``dlv_...``) on top of every message it relays (:func:`received_field`). One JMAP request asks
@@ -10,12 +24,12 @@ newest first) with the summary properties, ``messageId``, ``keywords`` and every
 field; the one carrying the delivery id is the message. The same request reads the keywords the
 delivery script added for the rules that matched (:func:`shipmail.rules.sieve.rule_keyword`).
 
-When the delivery id is not among them (more than :data:`LOOKUP_WINDOW` deliveries to the
-account at the same moment, or a retry whose message the server had stored before and now
-dropped as a duplicate of its Message-ID), a second request looks the Message-ID up; a message
-found that way is recorded only if it has no ``message.received`` yet (the event's key is the
-message's JMAP id). Nothing found means the server kept nothing (a duplicate, or a rule that
-discarded it): no event, and the server's ``250`` stands.
+When the delivery id is not among them (more deliveries to the account since, or a retry whose
+message the server had stored before and now dropped as a duplicate of its Message-ID), a second
+request looks the Message-ID up, then (no Message-ID) a third the delivery id in the
+``Received`` fields; a message found by Message-ID only is recorded only if it has no
+``message.received`` yet (the event's key is the message's JMAP id). Nothing found means the
+server kept nothing (a duplicate, or a rule that discarded it): no event.
 """
 
 from __future__ import annotations
@@ -28,11 +42,13 @@ from typing import Any
 import sqlalchemy as sa
 from jmapc.methods import EmailGet
 from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail import utc
+from shipmail import jobs, utc
 from shipmail.db.engine import Database
 from shipmail.events import service as events
 from shipmail.events.schemas import MESSAGE_RECEIVED, RULE_MATCHED
+from shipmail.http.errors import ServiceUnavailable
 from shipmail.inbox.service import message_data
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
@@ -41,6 +57,7 @@ from shipmail.jmap.request import Request
 from shipmail.mailboxes.models import Mailbox
 from shipmail.rules.schemas import sends_webhook
 from shipmail.rules.sieve import matched_rules
+from shipmail.runtime import Services
 
 logger = logging.getLogger("shipmail.inbound")
 
@@ -90,7 +107,9 @@ async def find_delivered(
         if _carries(email, delivery_id):
             return email, True
     if not message_id:
-        return None, False
+        request, get = _lookup_request({"header": ["Received", delivery_id]}, LOOKUP_WINDOW)
+        listed = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
+        return next((e for e in listed if _carries(e, delivery_id)), None), True
     request, get = _lookup_request({"header": ["Message-ID", message_id]}, LOOKUP_WINDOW)
     listed = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
     for email in listed:
@@ -169,3 +188,49 @@ async def record_delivery(
         )
         await session.commit()
     return Recorded(event.id, tuple(rule_events), wire_id)
+
+
+# ------------------------------------------------------------------------ the durable record
+
+#: The job kind of step 2 (see the module docstring).
+RECORD_JOB = "inbound.record"
+
+
+def record_ordering(mailbox_id: str) -> str:
+    """The ordering key of a mailbox's record jobs: its events are recorded in delivery order."""
+    return f"inbound:{mailbox_id}"
+
+
+async def accept(session: AsyncSession, mailbox_id: str, delivery_id: str, message_id: str | None, reply: str) -> None:
+    """Step 1: add the ``inbound.record`` job of one stored delivery to ``session`` (the caller
+    commits, before it answers ``250``). ``reply`` is the mail server's reply line."""
+    await jobs.enqueue(
+        session,
+        RECORD_JOB,
+        {
+            "mailbox_id": mailbox_id,
+            "delivery_id": delivery_id,
+            "message_id": message_id,
+            "reply": reply[:500],
+            "at": utc.now().isoformat(),
+        },
+        ordering_key=record_ordering(mailbox_id),
+    )
+
+
+async def record_job(job: jobs.Job, svc: Services) -> None:
+    """Step 2 (the ``inbound.record`` handler): find the stored message and record its events. A
+    mailbox deleted meanwhile records nothing; JMAP or the database not answering retries."""
+    payload = job.payload
+    async with svc.db.session() as session:
+        row = await session.get(Mailbox, str(payload["mailbox_id"]))
+        if row is None:
+            return
+        session.expunge(row)
+    try:
+        await record_delivery(svc.db, svc.jmap, row, str(payload["delivery_id"]), payload.get("message_id"))
+    except ServiceUnavailable as exc:
+        raise jobs.Retry(after=min(60.0, 2.0 * job.attempts), reason=str(exc)) from None
+
+
+handlers: dict[str, jobs.Handler] = {RECORD_JOB: record_job}
