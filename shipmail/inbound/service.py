@@ -24,10 +24,12 @@ newest first) with the summary properties, ``messageId``, ``keywords`` and every
 field; the one carrying the delivery id is the message. The same request reads the keywords the
 delivery script added for the rules that matched (:func:`shipmail.rules.sieve.rule_keyword`).
 
-When the delivery id is not among them (more deliveries to the account since, or a retry whose
-message the server had stored before and now dropped as a duplicate of its Message-ID), a second
-request looks the Message-ID up, then (no Message-ID) a third the delivery id in the
-``Received`` fields; a message found by Message-ID only is recorded only if it has no
+When the delivery id is not among them (more deliveries to the account since: the job ran late),
+the Emails received since the gateway accepted the delivery are searched, oldest first, a page of
+:data:`SINCE_PAGE` per request (``receivedAt`` is not a text search: it does not wait for the
+mail server's search index, unlike a ``header`` filter). When it is still not found (a retry
+whose message the server had stored before and now dropped as a duplicate of its Message-ID),
+the Message-ID is looked up; a message found by Message-ID only is recorded only if it has no
 ``message.received`` yet (the event's key is the message's JMAP id). Nothing found means the
 server kept nothing (a duplicate, or a rule that discarded it): no event.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -87,29 +90,52 @@ def _carries(email: dict[str, Any], delivery_id: str) -> bool:
     return any(needle in (f or "") for f in fields)
 
 
-def _lookup_request(filter: jemail.Filter, limit: int) -> tuple[Request, Any]:
+def _lookup_request(
+    filter: jemail.Filter, limit: int, sort: list[jemail.EmailComparator] | None = None, position: int = 0
+) -> tuple[Request, Any]:
     request = Request()
-    query = request.add(jemail.query(filter, jemail.NEWEST_FIRST, limit=limit))
+    query = request.add(jemail.query(filter, sort or jemail.NEWEST_FIRST, limit=limit, position=position or None))
     get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=LOOKUP_PROPERTIES))
     return request, get
 
 
+#: Received since the delivery, oldest first: where a late lookup finds it.
+_OLDEST_FIRST: list[jemail.EmailComparator] = [
+    {"property": "receivedAt", "isAscending": True},
+    {"property": "id", "isAscending": True},
+]
+#: Emails per request, and requests at most, of the search by delivery time.
+SINCE_PAGE = 50
+SINCE_PAGES = 20
+
+
 async def find_delivered(
-    jmap: JmapClient, address: str, delivery_id: str, message_id: str | None
+    jmap: JmapClient, address: str, delivery_id: str, message_id: str | None, since: datetime | None = None
 ) -> tuple[dict[str, Any] | None, bool]:
     """The raw JMAP Email the mail server stored for delivery ``delivery_id`` in ``address``'s
     account, and whether it was found by its delivery id (True) or only by ``message_id`` (the
     Message-ID without angle brackets; False). ``(None, False)`` when the account holds neither.
-    Raises 503 :class:`~shipmail.http.errors.ServiceUnavailable` when the server does not answer."""
+    ``since`` (when the gateway accepted it) lets a lookup made late (more mail arrived since)
+    find it among what was received from then on, oldest first. Raises 503
+    :class:`~shipmail.http.errors.ServiceUnavailable` when the server does not answer."""
     request, get = _lookup_request({}, LOOKUP_WINDOW)
     listed = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
     for email in listed:
         if _carries(email, delivery_id):
             return email, True
+    if since is not None and len(listed) == LOOKUP_WINDOW:
+        # receivedAt is the mail server's clock, in whole seconds: a margin either side.
+        window: jemail.Filter = {"after": jemail.received_at_or_after(since - timedelta(seconds=5))}
+        for page in range(SINCE_PAGES):
+            request, get = _lookup_request(window, SINCE_PAGE, _OLDEST_FIRST, page * SINCE_PAGE)
+            found = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
+            for email in found:
+                if _carries(email, delivery_id):
+                    return email, True
+            if len(found) < SINCE_PAGE:
+                break
     if not message_id:
-        request, get = _lookup_request({"header": ["Received", delivery_id]}, LOOKUP_WINDOW)
-        listed = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
-        return next((e for e in listed if _carries(e, delivery_id)), None), True
+        return None, False
     request, get = _lookup_request({"header": ["Message-ID", message_id]}, LOOKUP_WINDOW)
     listed = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
     for email in listed:
@@ -132,13 +158,18 @@ class Recorded:
 
 
 async def record_delivery(
-    db: Database, jmap: JmapClient, mailbox: Mailbox, delivery_id: str, message_id: str | None
+    db: Database,
+    jmap: JmapClient,
+    mailbox: Mailbox,
+    delivery_id: str,
+    message_id: str | None,
+    since: datetime | None = None,
 ) -> Recorded:
     """Find the message the server stored for ``mailbox`` (:func:`find_delivered`) and record it
     (see the module docstring), committed when this returns. Raises 503
     :class:`~shipmail.http.errors.ServiceUnavailable` (mail server or database), or the database's
     error: then nothing was recorded."""
-    email, _by_delivery = await find_delivered(jmap, mailbox.address, delivery_id, message_id)
+    email, _by_delivery = await find_delivered(jmap, mailbox.address, delivery_id, message_id, since)
     if email is None:
         return Recorded(None)
     data = message_data(mailbox, email)
@@ -228,7 +259,8 @@ async def record_job(job: jobs.Job, svc: Services) -> None:
             return
         session.expunge(row)
     try:
-        await record_delivery(svc.db, svc.jmap, row, str(payload["delivery_id"]), payload.get("message_id"))
+        since = datetime.fromisoformat(str(payload["at"])) if payload.get("at") else None
+        await record_delivery(svc.db, svc.jmap, row, str(payload["delivery_id"]), payload.get("message_id"), since)
     except ServiceUnavailable as exc:
         raise jobs.Retry(after=min(60.0, 2.0 * job.attempts), reason=str(exc)) from None
 
