@@ -91,11 +91,15 @@ def _carries(email: dict[str, Any], delivery_id: str) -> bool:
 
 
 def _lookup_request(
-    filter: jemail.Filter, limit: int, sort: list[jemail.EmailComparator] | None = None, position: int = 0
+    filter: jemail.Filter,
+    limit: int,
+    sort: list[jemail.EmailComparator] | None = None,
+    position: int = 0,
+    properties: list[str] | None = None,
 ) -> tuple[Request, Any]:
     request = Request()
     query = request.add(jemail.query(filter, sort or jemail.NEWEST_FIRST, limit=limit, position=position or None))
-    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=LOOKUP_PROPERTIES))
+    get = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=properties or LOOKUP_PROPERTIES))
     return request, get
 
 
@@ -104,9 +108,10 @@ _OLDEST_FIRST: list[jemail.EmailComparator] = [
     {"property": "receivedAt", "isAscending": True},
     {"property": "id", "isAscending": True},
 ]
-#: Emails per request, and requests at most, of the search by delivery time.
-SINCE_PAGE = 50
-SINCE_PAGES = 20
+#: Emails per request (only their ``Received`` fields), and requests at most, of the search by
+#: delivery time.
+SINCE_PAGE = 200
+SINCE_PAGES = 10
 
 
 async def find_delivered(
@@ -124,14 +129,20 @@ async def find_delivered(
         if _carries(email, delivery_id):
             return email, True
     if since is not None and len(listed) == LOOKUP_WINDOW:
-        # receivedAt is the mail server's clock, in whole seconds: a margin either side.
+        # receivedAt is the mail server's clock, in whole seconds: a margin either side. Only the
+        # Received fields of the candidates are read; the one match is then read in full.
         window: jemail.Filter = {"after": jemail.received_at_or_after(since - timedelta(seconds=5))}
         for page in range(SINCE_PAGES):
-            request, get = _lookup_request(window, SINCE_PAGE, _OLDEST_FIRST, page * SINCE_PAGE)
+            request, get = _lookup_request(
+                window, SINCE_PAGE, _OLDEST_FIRST, page * SINCE_PAGE, ["id", "header:Received:asText:all"]
+            )
             found = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
-            for email in found:
-                if _carries(email, delivery_id):
-                    return email, True
+            match = next((e for e in found if _carries(e, delivery_id)), None)
+            if match is not None:
+                request = Request()
+                get = request.add(EmailGet(ids=[match["id"]], properties=LOOKUP_PROPERTIES))
+                full = (await jmap.call(address, request)).get(get, what="delivered message")["list"]
+                return (full[0], True) if full else (None, False)
             if len(found) < SINCE_PAGE:
                 break
     if not message_id:
