@@ -204,6 +204,8 @@ class Listener:
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # the last one out removes the (empty) directory
             self.path = None
 
 

@@ -57,6 +57,7 @@ async def test_a_publish_from_another_process_wakes_the_listener(tmp_path: Path)
     finally:
         wake.close_all()
     assert not listener.active
+    assert not wake.wake_dir(url).exists()  # nothing left behind
 
 
 async def test_only_a_commit_publishes_and_dead_sockets_are_removed(tmp_path: Path) -> None:
