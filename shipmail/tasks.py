@@ -8,6 +8,7 @@ from shipmail.domains import tasks as domains
 from shipmail.exports import tasks as exports
 from shipmail.http import idempotency
 from shipmail.imports import tasks as imports
+from shipmail.inbound import service as inbound
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
 from shipmail.messages import outbound
@@ -18,6 +19,7 @@ HANDLERS: dict[str, Handler] = {
     **domains.handlers,
     **exports.handlers,
     **imports.handlers,
+    **inbound.handlers,
     **outbound.handlers,
     **webhooks.handlers,
     idempotency.PURGE_JOB: idempotency.purge_job,
