@@ -10,7 +10,7 @@ from shipmail.http import idempotency
 from shipmail.imports import tasks as imports
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
-from shipmail.messages import outbound
+from shipmail.messages import outbound, scheduled
 from shipmail.webhooks import service as webhooks
 
 HANDLERS: dict[str, Handler] = {
@@ -19,6 +19,7 @@ HANDLERS: dict[str, Handler] = {
     **exports.handlers,
     **imports.handlers,
     **outbound.handlers,
+    **scheduled.handlers,
     **webhooks.handlers,
     idempotency.PURGE_JOB: idempotency.purge_job,
 }
