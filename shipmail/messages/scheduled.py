@@ -181,6 +181,7 @@ async def cancel(svc: Services, session: AsyncSession, organization_id: str, mes
     )
     if won.rowcount != 1:
         await session.rollback()
+        await session.refresh(row)
         raise _not_pending(row)
     await jobs.cancel(session, messages.dispatch_key(row.id))  # a running dispatch sees "cancelled"
     sending.give_back(mailbox, row.created_at)
@@ -269,6 +270,7 @@ async def update(
         await session.rollback()
         if new_email_id != old_email_id:
             await messages.destroy(svc, mailbox, new_email_id)
+        await session.refresh(row)
         raise _not_pending(row)
     await jobs.enqueue(
         session, messages.DISPATCH_KIND, {"id": row.id}, run_at=when, key=messages.dispatch_key(row.id), replace=True

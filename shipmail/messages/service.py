@@ -568,7 +568,9 @@ async def submit_draft(
     """Submit the stored draft ``email_id`` (RFC 8621 section 7.5, ``onSuccessUpdateEmail``
     moving it to Sent and clearing ``$draft``). ServiceUnavailable when the mail server refuses."""
     drafts, sent = folders["drafts"], folders["sent"]
-    request = Request()
+    # onSuccessUpdateEmail is an implicit Email/set: without the mail capability in ``using``
+    # Cyrus answers invalidArguments (measured), so it is named here.
+    request = Request(capabilities=("urn:ietf:params:jmap:mail",))
     submitted = request.add(
         EmailSubmissionSet(
             create={
