@@ -120,7 +120,10 @@ def due_time(value: datetime | None, field_name: str = "scheduled_at") -> dateti
     than :data:`MAX_SCHEDULE_AHEAD` ahead."""
     if value is None:
         return None
-    when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-10:00 is past year 9999 in UTC
+        when = datetime.max.replace(tzinfo=UTC) if value.year > 1 else datetime.min.replace(tzinfo=UTC)
     now = utcnow()
     if when > now + MAX_SCHEDULE_AHEAD:
         raise ValidationFailed(

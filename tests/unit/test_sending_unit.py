@@ -126,6 +126,9 @@ def test_scheduled_at_bounds_and_metadata_size() -> None:
     assert service.due_time(naive) == naive.replace(tzinfo=UTC)  # no offset: UTC
     with pytest.raises(ValidationFailed):
         service.due_time(now() + timedelta(days=366))
+    with pytest.raises(ValidationFailed):  # past year 9999 once in UTC: 422, not an overflow
+        service.due_time(datetime.fromisoformat("9999-12-31T23:59:59-10:00"))
+    assert service.due_time(datetime.fromisoformat("0001-01-01T00:00:00+10:00")) is None
 
     base = {"from": "a@one.example", "to": ["b@two.example"], "subject": "s", "text": "t"}
     fits = {f"k{i}": "v" * 390 for i in range(20)}
