@@ -46,7 +46,7 @@ from shipmail.jmap.request import Request
 from shipmail.jobs import Handler, Job
 from shipmail.mailboxes import sending
 from shipmail.mailboxes.accounts import system_folders
-from shipmail.mailboxes.models import Mailbox
+from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.messages import compose, outbound, staged
 from shipmail.messages import service as messages
 from shipmail.messages.models import MessageStatus, OutboundMessage
@@ -184,6 +184,7 @@ async def cancel(svc: Services, session: AsyncSession, organization_id: str, mes
         await session.refresh(row)
         raise _not_pending(row)
     await jobs.cancel(session, messages.dispatch_key(row.id))  # a running dispatch sees "cancelled"
+    await session.refresh(mailbox, with_for_update=True)  # in the write transaction: current counters
     sending.give_back(mailbox, row.created_at)
     session.add(mailbox)
     email_id = row.email_id
@@ -325,7 +326,7 @@ async def dispatch_job(job: Job, svc: Services) -> None:
         if row is None or row.status not in (SCHEDULED, MessageStatus.QUEUED.value):
             return  # cancelled, already sent or failed
         mailbox = await session.get(Mailbox, row.mailbox_id)
-        if mailbox is None:
+        if mailbox is None or mailbox.state != MailboxState.ACTIVE.value:
             await _fail(session, row, "the sending mailbox no longer exists")
             return
         now = utcnow()
@@ -333,6 +334,9 @@ async def dispatch_job(job: Job, svc: Services) -> None:
             assert row.scheduled_at is not None
             if row.scheduled_at > now:
                 raise jobs.Retry(after=min(RECHECK_SECONDS, (row.scheduled_at - now).total_seconds()))
+            if mailbox.suspended_at is not None:
+                await _fail(session, row, "the mailbox was suspended at the scheduled time: it cannot send")
+                return
             if row.email_id is None:  # its request is still storing the draft (or died doing it)
                 if now - row.created_at > DRAFT_GRACE:
                     await _fail(session, row, "the scheduled message's draft was never stored")
