@@ -21,6 +21,13 @@ How a message is sent (measured facts in :mod:`shipmail.jmap.email_submission`)
        the submission succeeded).
     5. The row records the Sent copy's email and thread ids. If the upload, import or
        submission fails, the row is deleted and the imported draft destroyed: nothing is left.
+
+Staged attachments (``staged_attachment_ids``) are read back from the mailbox's account and
+checked against their SHA-256 in step 1 (:mod:`shipmail.messages.staged`). A ``scheduled_at``
+more than :data:`NEAR_IMMEDIATE` ahead (at most :data:`MAX_SCHEDULE_AHEAD`) stops after the
+import into Drafts: the row is committed ``scheduled`` with its dispatch job in step 3, and
+:mod:`shipmail.messages.scheduled` submits the stored draft at its time. ``client_reference``
+is unique within an organisation (409, also enforced by a unique index).
 """
 
 from __future__ import annotations
