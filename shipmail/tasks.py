@@ -11,7 +11,7 @@ from shipmail.imports import tasks as imports
 from shipmail.inbound import service as inbound
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
-from shipmail.messages import outbound
+from shipmail.messages import outbound, scheduled
 from shipmail.webhooks import service as webhooks
 
 HANDLERS: dict[str, Handler] = {
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     **imports.handlers,
     **inbound.handlers,
     **outbound.handlers,
+    **scheduled.handlers,
     **webhooks.handlers,
     idempotency.PURGE_JOB: idempotency.purge_job,
 }
