@@ -27,10 +27,11 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,12 +84,22 @@ def download_path(mailbox_id: str, blob_id: str, message_id: str | None = None, 
     with the blob, and the message (``eml_...``) and part that name its type and file name.
     Identical bytes share one blob id across messages, so the blob alone does not say which
     part's type and name to serve."""
-    query = {"blob_id": blob_id}
+    query = "blob_id=" + _query_value(blob_id)
     if message_id is not None:
-        query["message_id"] = message_id
+        query += "&message_id=" + _query_value(message_id)
     if part_id is not None:
-        query["part_id"] = part_id
-    return f"/mailboxes/{mailbox_id}/inbox/attachments?{urlencode(query)}"
+        query += "&part_id=" + _query_value(part_id)
+    return f"/mailboxes/{mailbox_id}/inbox/attachments?{query}"
+
+
+#: What :func:`urllib.parse.quote_plus` leaves as it is.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _query_value(value: str) -> str:
+    """``value`` as :func:`urllib.parse.urlencode` writes it (``quote_plus``), without its cost for
+    the usual ids, which need no escaping (a page of 50 messages made ~650 of these)."""
+    return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
 
 
 def _attachments(e: dict[str, Any]) -> list[dict[str, Any]]:
