@@ -173,8 +173,9 @@ class JmapClient:
             return session
 
     def forget(self, address: str) -> None:
-        """Drop the cached session of ``address`` (after deprovisioning, say)."""
+        """Drop the cached session and credential of ``address`` (after deprovisioning, say)."""
         self._sessions.pop(address, None)
+        self._access.pop(address, None)
 
     # ----------------------------------------------------------------- calls
 
