@@ -19,15 +19,19 @@ Per client transaction it opens (or reuses) one LMTP session with the mail serve
   the ``Received:`` field: the delivery script sees the address the message was sent to, which
   the mail server's envelope no longer has (a rule's ``recipient_is``, :mod:`shipmail.rules.sieve`).
   That field is per copy, so other recipients of the same transaction never see it (no Bcc
-  leaks); the replies go back in ``RCPT`` order.
-  For each ``250`` the gateway finds the stored message and records its
-  events and counter (:func:`shipmail.inbound.service.record_delivery`) BEFORE it answers
-  ``250``; when that fails (JMAP or database unavailable) it answers ``451 4.3.0`` for that
-  recipient: the sender retries, the mail server drops the copy as a duplicate of its
-  Message-ID and answers ``250``, and the retry records the message found by its Message-ID
-  (so an event is never lost, and never recorded twice). Every other reply (``4xx``, ``5xx``)
-  goes back as the mail server gave it. No ``250`` is ever answered before the mail server's.
-* ``RSET``/``QUIT``/a lost connection end the mail server's session too.
+  leaks); the replies go back in ``RCPT`` order. For each ``250`` the gateway commits a durable record of the delivery
+  (the ``inbound.record`` job, :func:`shipmail.inbound.service.accept`; the records of deliveries
+  finishing together share one commit, :class:`Recorder`) BEFORE it answers ``250``; the job
+  then finds the stored message over JMAP and records its events and counter, off the delivery's
+  path. When the record cannot be committed (database unavailable) it answers ``451 4.3.0`` for
+  that recipient: the sender retries, the mail server drops the copy as a duplicate of its
+  Message-ID and answers ``250``, and the retry's job records the message found by its
+  Message-ID (so an event is never lost, and never recorded twice). Every other reply (``4xx``,
+  ``5xx``) goes back as the mail server gave it. No ``250`` is ever answered before the mail
+  server's.
+* ``RSET`` goes to the mail server; ``QUIT`` or a lost connection hand the mail server's session
+  back to a small pool of idle sessions when it is between transactions (:class:`BackendPool`),
+  so the next client does not pay for connecting and ``LHLO``; otherwise it is closed.
 
 A mail server that cannot be reached answers ``451 4.4.1`` at ``MAIL``. Messages are not
 limited in size here (the mail server's own limit applies), nor their lines in length.
@@ -40,6 +44,7 @@ import contextlib
 import email.parser
 import logging
 import socket
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,7 +60,7 @@ from shipmail.db.engine import Database
 from shipmail.ids import new_id
 from shipmail.inbound.backend import BackendError, LmtpConnection, Reply, Target
 from shipmail.inbound.resolve import base_address, resolve
-from shipmail.inbound.service import received_field, record_delivery
+from shipmail.inbound.service import accept, received_field
 from shipmail.jmap.client import JmapClient
 from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.mailserver.base import MailServer
@@ -85,6 +90,8 @@ class _Transaction:
     conn: LmtpConnection | None = None
     mail_command: str | None = None
     accepted: list[_Accepted] = field(default_factory=list)
+    #: Whether the mail server's session is inside a transaction (after MAIL, before its end).
+    open: bool = False
 
     def clear(self) -> None:
         """Forget the accepted recipients, closing their own sessions."""
@@ -97,7 +104,95 @@ class _Transaction:
         if self.conn is not None:
             self.conn.close()
         self.conn = None
+        self.open = False
         self.clear()
+
+
+class BackendPool:
+    """Idle LMTP sessions with the mail server, between transactions, kept at most
+    :data:`IDLE_SECONDS` and at most :data:`SIZE` of them: a client connection takes one (or opens
+    one) at its first ``MAIL`` and gives it back when it ends."""
+
+    SIZE = 8
+    IDLE_SECONDS = 20.0
+
+    def __init__(self, target: Target, *, hostname: str, timeout: float) -> None:
+        self.target = target
+        self.hostname = hostname
+        self.timeout = timeout
+        self._idle: list[tuple[float, LmtpConnection]] = []
+
+    def take(self) -> LmtpConnection | None:
+        """An idle session, or None (the caller opens one)."""
+        now = time.monotonic()
+        while self._idle:
+            since, conn = self._idle.pop()
+            if now - since < self.IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
+
+    async def open(self) -> LmtpConnection:
+        return await LmtpConnection.open(self.target, hostname=self.hostname, timeout=self.timeout)
+
+    def give_back(self, conn: LmtpConnection) -> None:
+        if len(self._idle) >= self.SIZE:
+            conn.close()
+            return
+        self._idle.append((time.monotonic(), conn))
+
+    def close(self) -> None:
+        for _, conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+@dataclass
+class _Pending:
+    mailbox_id: str
+    delivery_id: str
+    message_id: str | None
+    reply: str
+    done: asyncio.Future[None]
+
+
+class Recorder:
+    """Commits the durable records of deliveries (:func:`shipmail.inbound.service.accept`): each
+    :meth:`record` waits for the commit of its record; records that arrive while a commit is
+    under way go into the next one together (group commit: one transaction for every delivery
+    finishing at the same moment)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[_Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, mailbox_id: str, delivery_id: str, message_id: str | None, reply: str) -> None:
+        """Returns once the record is committed; raises what the commit raised otherwise."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(mailbox_id, delivery_id, message_id, reply, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._commit_all())
+        await asyncio.shield(done)
+
+    async def _commit_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self.db.session() as session:
+                    for p in batch:
+                        await accept(session, p.mailbox_id, p.delivery_id, p.message_id, p.reply)
+                    await session.commit()
+            except BaseException as exc:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for p in batch:
+                if not p.done.done():
+                    p.done.set_result(None)
 
 
 class GatewayHandler:
@@ -107,6 +202,8 @@ class GatewayHandler:
         self.db = db
         self.jmap = jmap
         self.backend = backend
+        self.pool = BackendPool(backend, hostname=hostname, timeout=timeout)
+        self.recorder = Recorder(db)
         self.hostname = hostname
         self.timeout = timeout
         #: Seconds the mail server may take to store a message and answer.
@@ -122,6 +219,9 @@ class GatewayHandler:
     def closed(self, session: Session | None) -> None:
         """The client connection is gone: end the mail server's session too."""
         if session is not None and (t := self._transactions.pop(session, None)) is not None:
+            if t.conn is not None and not t.open:
+                self.pool.give_back(t.conn)
+                t.conn = None
             t.drop()
 
     async def handle_MAIL(
@@ -129,21 +229,33 @@ class GatewayHandler:
     ) -> str:
         t = self._transaction(session)
         t.clear()
-        if t.conn is None:
+        options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
+        line = t.mail_command = " ".join([f"MAIL FROM:<{address}>", *options])
+        reply: Reply | None = None
+        if t.conn is None and (pooled := self.pool.take()) is not None:
+            t.conn = pooled
             try:
-                t.conn = await LmtpConnection.open(self.backend, hostname=self.hostname, timeout=self.timeout)
+                reply = await pooled.command(line)
+            except BackendError:
+                reply = None
+            if reply is None or reply.code == 421:
+                reply = None
+                t.drop()  # the mail server ended the idle session: open a new one below
+        if reply is None:
+            if t.conn is None:
+                try:
+                    t.conn = await self.pool.open()
+                except BackendError as exc:
+                    logger.warning("inbound: %s", exc)
+                    return UNAVAILABLE
+            try:
+                reply = await t.conn.command(line)
             except BackendError as exc:
                 logger.warning("inbound: %s", exc)
+                t.drop()
                 return UNAVAILABLE
-        options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
-        t.mail_command = " ".join([f"MAIL FROM:<{address}>", *options])
-        try:
-            reply = await t.conn.command(t.mail_command)
-        except BackendError as exc:
-            logger.warning("inbound: %s", exc)
-            t.drop()
-            return UNAVAILABLE
         if reply.ok:
+            t.open = True
             envelope.mail_from = address or "<>"  # the null reverse-path must not read as "no MAIL yet"
             envelope.mail_options.extend(mail_options)
         return reply.wire()
@@ -203,7 +315,7 @@ class GatewayHandler:
         """A new mail server session with the transaction's ``MAIL`` and ``RCPT TO`` of
         ``mailbox_address``: the reply (of ``MAIL`` when it failed) and the session when the
         recipient was accepted (else it is closed)."""
-        conn = await LmtpConnection.open(self.backend, hostname=self.hostname, timeout=self.timeout)
+        conn = await self.pool.open()
         try:
             reply = await conn.command(t.mail_command or "MAIL FROM:<>")
             if reply.ok:
@@ -222,6 +334,7 @@ class GatewayHandler:
         if t.conn is not None:
             try:
                 await t.conn.command("RSET")
+                t.open = False
             except BackendError:
                 t.drop()
         return "250 2.0.0 OK"
@@ -230,17 +343,17 @@ class GatewayHandler:
         t = self._transaction(session)
         accepted = list(t.accepted)
         t.accepted.clear()
+        own = [a for a in accepted if a.conn is not None]
         if t.conn is None or not accepted:
-            for a in accepted:
-                if a.conn is not None:
-                    a.conn.close()
+            for a in own:
+                assert a.conn is not None
+                a.conn.close()
             return "503 5.5.1 Error: need RCPT command"
         delivery_id = new_id("dlv")
         original = envelope.original_content or b""
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
         received = received_field(delivery_id, session.host_name, peer, self.hostname)
         shared = [a for a in accepted if a.conn is None]
-        own = [a for a in accepted if a.conn is not None]
         replies: dict[int, Reply] = {}
         try:
             if shared:
@@ -260,13 +373,11 @@ class GatewayHandler:
                 assert a.conn is not None
                 a.conn.close()
             return UNAVAILABLE
+        t.open = False  # the mail server's transaction ended with its replies
         for a in own:
-            assert a.conn is not None
             replies[id(a)] = await self._own_data(a, received, original)
         message_id = _message_id(original)
-        answers = []
-        for a in accepted:
-            answers.append(await self._after(a.row, replies[id(a)], delivery_id, message_id))
+        answers = await asyncio.gather(*(self._after(a.row, replies[id(a)], delivery_id, message_id) for a in accepted))
         return "\r\n".join(answers)
 
     async def _own_data(self, a: _Accepted, received: bytes, original: bytes) -> Reply:
@@ -284,11 +395,11 @@ class GatewayHandler:
         return got[0] if start.code == 354 and got else start
 
     async def _after(self, row: Mailbox, reply: Reply, delivery_id: str, message_id: str | None) -> str:
-        """The answer for one recipient: the mail server's, once its 250 is recorded."""
+        """The answer for one recipient: the mail server's, once its 250 is durably recorded."""
         if reply.code != 250:
             return reply.wire()
         try:
-            await record_delivery(self.db, self.jmap, row, delivery_id, message_id)
+            await self.recorder.record(row.id, delivery_id, message_id, reply.wire())
         except Exception:
             logger.exception("inbound: recording delivery %s to %s failed", delivery_id, row.address)
             return NOT_RECORDED
@@ -384,6 +495,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
+        self.handler.pool.close()
 
 
 @asynccontextmanager
