@@ -113,12 +113,82 @@ def secure_sqlite_files(url: str) -> None:
 
 
 def create_sync_engine(url: str) -> Engine:
-    """A pooled synchronous engine (migrations, CLI, the API key lookup, the login checker)."""
-    engine = sa.create_engine(sync_url(url), pool_pre_ping=True)
+    """A pooled synchronous engine (migrations, CLI, the login checker). A network database's
+    connections are pinged on checkout; a local SQLite file's need no ping."""
+    is_sqlite = make_url(sync_url(url)).drivername == "sqlite"
+    engine = sa.create_engine(sync_url(url), pool_pre_ping=not is_sqlite)
     if engine.dialect.name == "sqlite":
         secure_sqlite_files(url)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+#: Milliseconds a point read on the event loop (:class:`PointReader`) waits for a SQLite lock. A WAL
+#: reader never waits for a writer; it can only meet a lock while another connection recovers
+#: the WAL after a crash or changes the journal mode: then the request answers 503 quickly
+#: instead of holding the event loop for :data:`SQLITE_BUSY_TIMEOUT_MS`.
+POINT_READ_BUSY_TIMEOUT_MS = 200
+
+
+def _sqlite_reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Set up a point-read SQLite connection: read-only, short busy timeout (the file is already
+    in WAL mode: :func:`_sqlite_pragmas` of the writers set it)."""
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={int(POINT_READ_BUSY_TIMEOUT_MS)}")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+class PointReader:
+    """Reads of at most one row by key, with no thread hop: the cheapest way to the database for
+    the reads every request makes (the API key on a cache miss, the mailbox row of the path).
+
+    - SQLite file: the query runs synchronously on the event loop, on a read-only connection of
+      a pool of its own (:data:`POINT_READ_BUSY_TIMEOUT_MS`). A primary-key read of a local
+      file takes ~10 us, less than one round trip to aiosqlite's thread (~100 us of CPU each,
+      and an ORM read through aiosqlite makes five); in WAL mode a reader never waits for a
+      writer, so the loop is not held by other transactions.
+    - Another database: the async engine's connection (PostgreSQL through psycopg's async API,
+      no thread either).
+
+    Rows come from a Core ``SELECT`` (no ORM session): statements are built once by the caller
+    and compiled once by SQLAlchemy's statement cache.
+    """
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self._async = engine
+        self._sync: Engine | None = None
+        #: Open connections not in use (SQLite): taken and given back around each read, so a read
+        #: pays no pool checkout; each is used by one thread at a time.
+        self._idle: list[sa.Connection] = []
+        if sqlite_path(url) is not None:
+            self._sync = sa.create_engine(sync_url(url), pool_pre_ping=False, connect_args={"check_same_thread": False})
+            sa.event.listen(self._sync, "connect", _sqlite_reader_pragmas)
+
+    async def one(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
+        """The first row of ``statement`` with ``params``, or None."""
+        if self._sync is None:
+            async with self._async.connect() as aconn:
+                return (await aconn.execute(statement, params)).first()
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._sync.connect()
+        try:
+            row = conn.execute(statement, params).first()  # the statement is done: no snapshot kept
+            conn.rollback()  # ends SQLAlchemy's (autobegun) transaction; no SQL for a read
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        self._idle.append(conn)
+        return row
+
+    def dispose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+        if self._sync is not None:
+            self._sync.dispose()
 
 
 def create_async_db_engine(url: str) -> AsyncEngine:
@@ -179,16 +249,24 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _PG_LOCK_STATES
 
 
+#: ``session.info`` entry holding the :class:`PointReader` of the session's database (sessions of
+#: :meth:`Database.session`; :func:`shipmail.db.repository.get_owned` uses it).
+READER = "shipmail.point_reader"
+
+
 class Database:
     """The API's database handle: ``async with db.session() as s: ...`` (one session per request,
-    opened by the route: :class:`shipmail.http.routing.Context`). The API key lookup does not use
-    it: it runs inside authlib's worker thread on a synchronous engine of its own
-    (:func:`shipmail.app.create_app`), one thread hop instead of aiosqlite's several."""
+    opened by the route: :class:`shipmail.http.routing.Context`), and :attr:`reader`, the
+    :class:`PointReader` of the API key lookup and of tenant lookups of one row in a session that
+    has not touched the database yet (:func:`shipmail.db.repository.get_owned`)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_async_db_engine(url)
-        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self.reader = PointReader(url, self.engine)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False, info={READER: self.reader}
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -218,4 +296,5 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        self.reader.dispose()
         await self.engine.dispose()
