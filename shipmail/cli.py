@@ -500,6 +500,7 @@ def serve_api(fd: int, workers: int, parent: int | None) -> None:
         factory=True,
         workers=workers,
         log_level="info",
+        access_log=Settings.from_env().access_log,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=5,

@@ -98,9 +98,7 @@ def _point_statement(model: type[SQLModel], without: tuple[str, ...]) -> tuple[s
     mapper: Mapper[Any] = sa.inspect(model)
     columns = [c for c in mapper.columns if mapper.get_property_by_column(c).key not in without]
     table = mapper.local_table
-    stmt = sa.select(*columns).where(
-        table.c.id == sa.bindparam("id"), table.c.organization_id == sa.bindparam("org")
-    )
+    stmt = sa.select(*columns).where(table.c.id == sa.bindparam("id"), table.c.organization_id == sa.bindparam("org"))
     return stmt, tuple(mapper.get_property_by_column(c).key for c in columns)
 
 
