@@ -15,6 +15,9 @@ from shipmail.db.engine import READER, Database, PointReader
 from shipmail.mailboxes.models import Mailbox
 from tests.unit.conftest import run_db
 
+#: SQLite (the read on the event loop) and, with SHIPMAIL_TEST_POSTGRES_URL, PostgreSQL (async engine).
+pytestmark = pytest.mark.usefixtures("db_backend")
+
 
 def org_of(settings: Settings, mailbox_id: str) -> str:
     async def read(s: Any) -> str:
