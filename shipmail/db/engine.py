@@ -125,9 +125,9 @@ def create_sync_engine(url: str) -> Engine:
 
 
 #: Milliseconds a point read on the event loop (:class:`PointReader`) waits for a SQLite lock. A WAL
-#: reader never waits for a writer; it can only meet a lock while another connection recovers
-#: the WAL after a crash or changes the journal mode: then the request answers 503 quickly
-#: instead of holding the event loop for :data:`SQLITE_BUSY_TIMEOUT_MS`.
+#: reader never waits for a writer; it can only meet a lock while another connection recovers or
+#: closes the WAL: then :func:`shipmail.db.repository.get_owned` reads through the session instead
+#: (which waits off the event loop), so the loop is held at most this long.
 POINT_READ_BUSY_TIMEOUT_MS = 200
 
 
@@ -291,9 +291,13 @@ def is_lock_timeout(exc: BaseException) -> bool:
     same request can succeed when retried."""
     if isinstance(exc, sa.exc.TimeoutError):
         return True
-    if not isinstance(exc, sa.exc.DBAPIError):
+    orig: Any
+    if isinstance(exc, sa.exc.DBAPIError):
+        orig = exc.orig
+    elif isinstance(exc, sqlite3.Error):  # raised as it is by PointReader's reads
+        orig = exc
+    else:
         return False
-    orig = exc.orig
     code = getattr(orig, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -17,7 +17,7 @@ from sqlalchemy.sql.base import ExecutableOption
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.db.engine import READER, PointReader, begin_write
+from shipmail.db.engine import READER, PointReader, begin_write, is_lock_timeout
 from shipmail.db.types import UTCDateTime
 
 T = TypeVar("T", bound=SQLModel)
@@ -57,7 +57,13 @@ async def get_owned(
         and not session.in_transaction()
         and not (session.new or session.dirty or session.deleted)
     ):
-        return await _point_read(session, reader, model, organization_id, object_id, tuple(without))
+        try:
+            return await _point_read(session, reader, model, organization_id, object_id, tuple(without))
+        except Exception as exc:
+            if not is_lock_timeout(exc):
+                raise
+            # A WAL reader meets a lock only in rare moments (another connection recovering or
+            # closing the WAL): read through the session, which waits for it off the event loop.
     stmt = select(model).where(
         col(model.id) == object_id,  # type: ignore[attr-defined]
         col(model.organization_id) == organization_id,  # type: ignore[attr-defined]

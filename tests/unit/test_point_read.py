@@ -4,6 +4,7 @@ behave exactly as if the session had loaded it (issue 10)."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -131,3 +132,32 @@ def test_the_api_reads_the_mailbox_of_the_path_through_the_point_reader(
     r = client.get(f"/v1/mailboxes/{mbx['id']}", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200 and r.json() == mbx | {k: r.json()[k] for k in r.json() if k not in mbx}
     assert [p["id"] for p in reads] == [mbx["id"]]
+
+
+def test_a_point_read_that_meets_a_lock_reads_through_the_session(
+    settings: Settings, mbx: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database is locked" on the event loop: the ORM reads it instead (waiting off the loop)."""
+    org = org_of(settings, mbx["id"])
+    tried: list[str] = []
+
+    async def locked(self: PointReader, statement: Any, params: dict[str, Any]) -> Any:
+        tried.append(params["id"])
+        if is_sqlite:
+            raise sqlite3.OperationalError("database is locked")
+        raise sa.exc.OperationalError("SELECT", {}, Exception("lock_not_available"))
+
+    is_sqlite = settings.database_url.startswith("sqlite")
+    monkeypatch.setattr(PointReader, "one", locked)
+
+    async def read(s: Any) -> str:
+        row = await repository.get_owned(s, Mailbox, org, mbx["id"])
+        assert row is not None
+        return row.address
+
+    if is_sqlite:
+        assert run_db(settings, read) == mbx["address"]
+    else:  # not a lock timeout on PostgreSQL's terms: raised as it is
+        with pytest.raises(sa.exc.OperationalError):
+            run_db(settings, read)
+    assert tried == [mbx["id"]]
