@@ -322,7 +322,11 @@ def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, siz
     return {c.label: c for c in contenders}
 
 
-@case("growth", "list pages, search, thread get, folder list at 100 / 1,000 / 10,000 messages and 200 folders")
+@case(
+    "growth",
+    f"list pages, search, thread get, folder list at {' / '.join(f'{n:,}' for n in GROWTH_SIZES)} messages "
+    f"and {GROWTH_FOLDERS} folders",
+)
 def growth(bench: Bench) -> None:
     stack = bench.stack
     mailbox_id, address = stack.create_mailbox("growth")
