@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     #: Unset: ``mx_host``.
     outbound_host: str = Field(default="", validate_default=True)
     spf_include: str | None = None
+    #: Authentication-Results authserv-ids (RFC 8601 section 2.5) whose verdicts the inbox trusts:
+    #: those the border MTA in front of the LMTP port stamps (comma-separated; unset: ``mx_host``).
+    authserv_ids: str = Field(default="", validate_default=True)
     dkim_selector: str = Field(default="shipmail", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
     dkim_ed25519_selector: str = Field(
         default="shipmail-ed25519", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
@@ -215,6 +218,18 @@ class Settings(BaseSettings):
         if value or "mx_host" not in info.data:
             return value.rstrip(".").lower()
         return str(info.data["mx_host"])
+
+    @field_validator("authserv_ids")
+    @classmethod
+    def _default_authserv_ids(cls, value: str, info: ValidationInfo) -> str:
+        if value or "mx_host" not in info.data:
+            return value.lower()
+        return str(info.data["mx_host"])
+
+    @property
+    def trusted_authserv_ids(self) -> frozenset[str]:
+        """:attr:`authserv_ids` as a set of lower-case names."""
+        return frozenset(n.strip().rstrip(".") for n in self.authserv_ids.lower().split(",") if n.strip())
 
     @field_validator("dns_resolver")
     @classmethod

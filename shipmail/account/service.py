@@ -6,15 +6,17 @@ from __future__ import annotations
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.account.schemas import Account, MailboxTotals, StorageTotals
+from shipmail import utc
+from shipmail.account.schemas import Account, MailboxTotals, MessageTotals, StorageTotals
 from shipmail.aliases.models import MailboxAlias
 from shipmail.mailboxes import lifecycle
-from shipmail.mailboxes.models import Mailbox, MailboxState
+from shipmail.mailboxes.models import Mailbox, MailboxState, usage
 from shipmail.runtime import Services
 
 
 async def summary(svc: Services, session: AsyncSession, organization_id: str) -> Account:
-    """The organisation's mailbox counts by status, storage use and quotas, alias count and limits."""
+    """The organisation's mailbox counts by status, storage use and quotas, alias count and limits,
+    and its sends (the mailboxes' monthly send counters) and deliveries of the current UTC month."""
     rows = list(
         (
             await session.exec(
@@ -29,6 +31,9 @@ async def summary(svc: Services, session: AsyncSession, organization_id: str) ->
     counted = select(func.count()).select_from(MailboxAlias).where(col(MailboxAlias.organization_id) == organization_id)
     aliases = int((await session.exec(counted)).one())
     limit = svc.settings.max_mailboxes_per_org or None
+    now = utc.now()
+    month = utc.month_key(now)
+    uses = [usage(r, svc.settings, now) for r in rows]
     return Account(
         organization_id=organization_id,
         mailboxes=MailboxTotals(
@@ -44,4 +49,10 @@ async def summary(svc: Services, session: AsyncSession, organization_id: str) ->
             mailboxes_without_quota=sum(1 for r in rows if r.storage_quota_bytes is None),
         ),
         aliases=aliases,
+        messages=MessageTotals(
+            month=month,
+            sent_this_month=sum(u.monthly_count for u in uses),
+            monthly_send_limit=sum(u.monthly_limit for u in uses),
+            received_this_month=sum(r.received_count for r in rows if r.received_month == month),
+        ),
     )

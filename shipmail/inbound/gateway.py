@@ -9,10 +9,17 @@ Per client transaction it opens (or reuses) one LMTP session with the mail serve
   an address no resolver knows is refused ``550 5.1.1`` without asking the mail server; else
   ``RCPT TO`` of the mailbox's address (a subaddress of it as given) goes to the mail server
   and its reply goes back as it is (``452`` of a suspended mailbox, ...). A database failure
-  answers ``451 4.3.0``.
+  answers ``451 4.3.0``. An address that reaches a mailbox of ANOTHER address (an alias, the
+  catch-all) gets a mail server session of its own (the same ``MAIL FROM``, then its
+  ``RCPT TO``), because its copy differs: see ``DATA``.
 * ``DATA``: the message, with the gateway's ``Received:`` field on top
   (:func:`shipmail.inbound.service.received_field`), goes to the mail server, which answers once
-  per accepted recipient. For each ``250`` the gateway commits a durable record of the delivery
+  per accepted recipient. The copy for an alias or catch-all address also carries
+  ``Delivered-To: <that address>`` (RFC 9228: the address a copy was delivered to) right below
+  the ``Received:`` field: the delivery script sees the address the message was sent to, which
+  the mail server's envelope no longer has (a rule's ``recipient_is``, :mod:`shipmail.rules.sieve`).
+  That field is per copy, so other recipients of the same transaction never see it (no Bcc
+  leaks); the replies go back in ``RCPT`` order. For each ``250`` the gateway commits a durable record of the delivery
   (the ``inbound.record`` job, :func:`shipmail.inbound.service.accept`; the records of deliveries
   finishing together share one commit, :class:`Recorder`) BEFORE it answers ``250``; the job
   then finds the stored message over JMAP and records its events and counter, off the delivery's
@@ -66,20 +73,39 @@ NOT_RECORDED = "451 4.3.0 The delivery could not be recorded; try again later"
 
 
 @dataclass
+class _Accepted:
+    """One accepted recipient: its mailbox and, for an address other than the mailbox's (an
+    alias, the catch-all), the address as given and its own mail server session."""
+
+    row: Mailbox
+    alias: str | None = None
+    conn: LmtpConnection | None = None
+
+
+@dataclass
 class _Transaction:
-    """The mail server session of one client connection and the mailboxes accepted so far."""
+    """The mail server session of one client connection, the ``MAIL`` command of the current
+    transaction and the recipients accepted so far."""
 
     conn: LmtpConnection | None = None
-    accepted: list[Mailbox] = field(default_factory=list)
+    mail_command: str | None = None
+    accepted: list[_Accepted] = field(default_factory=list)
     #: Whether the mail server's session is inside a transaction (after MAIL, before its end).
     open: bool = False
+
+    def clear(self) -> None:
+        """Forget the accepted recipients, closing their own sessions."""
+        for a in self.accepted:
+            if a.conn is not None:
+                a.conn.close()
+        self.accepted.clear()
 
     def drop(self) -> None:
         if self.conn is not None:
             self.conn.close()
         self.conn = None
         self.open = False
-        self.accepted.clear()
+        self.clear()
 
 
 class BackendPool:
@@ -202,9 +228,9 @@ class GatewayHandler:
         self, server: LMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         t = self._transaction(session)
-        t.accepted.clear()
+        t.clear()
         options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
-        line = " ".join([f"MAIL FROM:<{address}>", *options])
+        line = t.mail_command = " ".join([f"MAIL FROM:<{address}>", *options])
         reply: Reply | None = None
         if t.conn is None and (pooled := self.pool.take()) is not None:
             t.conn = pooled
@@ -264,21 +290,47 @@ class GatewayHandler:
         if row is None:
             return f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
         given = address.strip().lower()
-        deliver_to = given if base_address(given) == row.address else row.address
-        try:
-            reply = await t.conn.command(f"RCPT TO:<{deliver_to}>")
-        except BackendError as exc:
-            logger.warning("inbound: %s", exc)
-            t.drop()
-            return UNAVAILABLE
+        if base_address(given) == row.address:
+            try:
+                reply = await t.conn.command(f"RCPT TO:<{given}>")
+            except BackendError as exc:
+                logger.warning("inbound: %s", exc)
+                t.drop()
+                return UNAVAILABLE
+            accepted = _Accepted(row)
+        else:
+            # An alias or the catch-all: a session of its own, for a copy with Delivered-To.
+            try:
+                reply, conn = await self._own_session(t, row.address)
+            except BackendError as exc:
+                logger.warning("inbound: %s", exc)
+                return UNAVAILABLE
+            accepted = _Accepted(row, given if _traceable(given) else None, conn)
         if reply.ok:
             envelope.rcpt_tos.append(address)
-            t.accepted.append(row)
+            t.accepted.append(accepted)
         return reply.wire()
+
+    async def _own_session(self, t: _Transaction, mailbox_address: str) -> tuple[Reply, LmtpConnection | None]:
+        """A new mail server session with the transaction's ``MAIL`` and ``RCPT TO`` of
+        ``mailbox_address``: the reply (of ``MAIL`` when it failed) and the session when the
+        recipient was accepted (else it is closed)."""
+        conn = await self.pool.open()
+        try:
+            reply = await conn.command(t.mail_command or "MAIL FROM:<>")
+            if reply.ok:
+                reply = await conn.command(f"RCPT TO:<{mailbox_address}>")
+        except BaseException:
+            conn.close()
+            raise
+        if not reply.ok:
+            await conn.quit()
+            return reply, None
+        return reply, conn
 
     async def handle_RSET(self, server: LMTP, session: Session, envelope: Envelope) -> str:
         t = self._transaction(session)
-        t.accepted.clear()
+        t.clear()
         if t.conn is not None:
             try:
                 await t.conn.command("RSET")
@@ -291,26 +343,56 @@ class GatewayHandler:
         t = self._transaction(session)
         accepted = list(t.accepted)
         t.accepted.clear()
+        own = [a for a in accepted if a.conn is not None]
         if t.conn is None or not accepted:
+            for a in own:
+                assert a.conn is not None
+                a.conn.close()
             return "503 5.5.1 Error: need RCPT command"
         delivery_id = new_id("dlv")
         original = envelope.original_content or b""
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        content = received_field(delivery_id, session.host_name, peer, self.hostname) + original
+        received = received_field(delivery_id, session.host_name, peer, self.hostname)
+        shared = [a for a in accepted if a.conn is None]
+        replies: dict[int, Reply] = {}
         try:
-            start, replies = await t.conn.data(content, len(accepted), self.data_timeout)
+            if shared:
+                start, got = await t.conn.data(received + original, len(shared), self.data_timeout)
+                if start.code != 354:
+                    for a in own:
+                        assert a.conn is not None
+                        a.conn.close()
+                    return start.wire()
+                replies.update((id(a), r) for a, r in zip(shared, got, strict=True))
+            else:
+                await t.conn.command("RSET")  # the MAIL of this transaction, without recipients there
         except BackendError as exc:
             logger.warning("inbound: %s", exc)
             t.drop()
+            for a in own:
+                assert a.conn is not None
+                a.conn.close()
             return UNAVAILABLE
-        if start.code != 354:
-            return start.wire()
         t.open = False  # the mail server's transaction ended with its replies
+        for a in own:
+            replies[id(a)] = await self._own_data(a, received, original)
         message_id = _message_id(original)
-        answers = await asyncio.gather(
-            *(self._after(row, reply, delivery_id, message_id) for row, reply in zip(accepted, replies, strict=True))
-        )
+        answers = await asyncio.gather(*(self._after(a.row, replies[id(a)], delivery_id, message_id) for a in accepted))
         return "\r\n".join(answers)
+
+    async def _own_data(self, a: _Accepted, received: bytes, original: bytes) -> Reply:
+        """``DATA`` of the copy for an alias or catch-all recipient on its own session (closed
+        afterwards): ``Received``, ``Delivered-To: <the address as given>``, the message."""
+        assert a.conn is not None
+        trace = f"Delivered-To: {a.alias}\r\n".encode() if a.alias is not None else b""
+        try:
+            start, got = await a.conn.data(received + trace + original, 1, self.data_timeout)
+        except BackendError as exc:
+            logger.warning("inbound: %s", exc)
+            a.conn.close()
+            return Reply(451, (UNAVAILABLE[4:],))
+        await a.conn.quit()
+        return got[0] if start.code == 354 and got else start
 
     async def _after(self, row: Mailbox, reply: Reply, delivery_id: str, message_id: str | None) -> str:
         """The answer for one recipient: the mail server's, once its 250 is durably recorded."""
@@ -322,6 +404,12 @@ class GatewayHandler:
             logger.exception("inbound: recording delivery %s to %s failed", delivery_id, row.address)
             return NOT_RECORDED
         return reply.wire()
+
+
+def _traceable(address: str) -> bool:
+    """Whether ``address`` can be written into a header field as it is: printable, no white
+    space or control characters, at most 254 characters (RFC 5321 section 4.5.3.1.3)."""
+    return 0 < len(address) <= 254 and all(c.isprintable() and not c.isspace() for c in address)
 
 
 def _message_id(message: bytes) -> str | None:

@@ -25,15 +25,20 @@ _HIDDEN = "head, script, style, template, noscript, title"
 _HTML = ("text/html", "application/xhtml+xml")
 
 
-def html_to_text(html: str) -> str:
-    """The visible text of ``html``: hidden elements dropped, entities decoded, white space
-    collapsed to single spaces, stripped."""
+def visible_text(html: str, separator: str = " ") -> str:
+    """The text of ``html`` without its hidden elements (entities decoded), the text of each
+    node joined with ``separator``; white space as it is."""
     tree = LexborHTMLParser(html)
     for node in tree.css(_HIDDEN):
         node.decompose()
     root = tree.body if tree.body is not None else tree.root
-    text = root.text(separator=" ") if root is not None else ""
-    return " ".join(text.split())
+    return root.text(separator=separator) if root is not None else ""
+
+
+def html_to_text(html: str) -> str:
+    """The visible text of ``html``: hidden elements dropped, entities decoded, white space
+    collapsed to single spaces, stripped."""
+    return " ".join(visible_text(html).split())
 
 
 def preview(email: dict[str, Any]) -> str:

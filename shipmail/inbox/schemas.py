@@ -80,6 +80,51 @@ class InboxAttachment(Wire):
     )
 
 
+EmailAuthVerdict = Literal["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy", "unknown"]
+
+
+class EmailAuthenticationSpam(Wire):
+    isSpam: bool | None = Field(description="The spam filter's verdict (X-Spam-Status), or null.")
+    scoreMilli: int | None = Field(description="Spam score multiplied by 1000, or null when unavailable.")
+
+
+class EmailAuthenticationRaw(Wire):
+    authenticationResults: str | None = Field(
+        description="The trusted Authentication-Results value (unfolded), or null."
+    )
+    receivedSpf: str | None = Field(description="The topmost Received-SPF value (unfolded), or null.")
+    spamStatus: str | None = Field(description="The topmost X-Spam-Status value (unfolded), or null.")
+
+
+class EmailAuthenticationResults(Wire):
+    """SPF, DKIM and DMARC verdicts of the border MTA's trusted Authentication-Results header (RFC
+    8601; authserv-ids of ``SHIPMAIL_AUTHSERV_IDS``), the spam verdict and the source headers
+    (:mod:`shipmail.inbox.authentication`)."""
+
+    spf: EmailAuthVerdict
+    dkim: EmailAuthVerdict
+    dmarc: EmailAuthVerdict
+    spam: EmailAuthenticationSpam
+    raw: EmailAuthenticationRaw
+
+
+class InboxMessageSecurityReviewInfo(Wire):
+    decision: Literal["released"]
+    released_at: datetime
+    released_by: Literal["user", "api_key"]
+
+
+class InboxMessageSecurity(Wire):
+    """Content-scan state (Shipmail SDK 0.6.7's ``InboxMessageSecurity``). No scanner runs here:
+    always ``not_scanned``; ``content_sha256`` names the exact stored message."""
+
+    status: Literal["flagged", "not_flagged", "not_scanned"]
+    risk_codes: list[str]
+    scanner: Literal["pattern_v1"]
+    content_sha256: str = Field(description="SHA-256 (hex) of the message's JMAP blob id (its exact bytes).")
+    review: InboxMessageSecurityReviewInfo | None
+
+
 class _MessageSummary(Wire):
     """What every rendering of a message carries: envelope, flags, preview, size."""
 
@@ -102,7 +147,8 @@ class _MessageSummary(Wire):
     size: int = Field(ge=0)
     authentication_results: None = Field(
         default=None,
-        description="Always null here: the mail server does not verify SPF/DKIM/DMARC for this mailbox.",
+        description="Null in summaries (a thread's latest_message, events); the full message carries the "
+        "border MTA's verdicts.",
     )
 
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
@@ -132,6 +178,19 @@ class InboxFullMessage(_MessageSummary):
     text_body: list[InboxBodyPart]
     html_body: list[InboxBodyPart]
     attachments: list[InboxAttachment]
+    authentication_results: EmailAuthenticationResults | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="Normalized SPF, DKIM and DMARC verdicts, spam assessment and source headers; null when the "
+        "message has no trusted Authentication-Results, Received-SPF nor X-Spam-Status. Require dmarc to be pass "
+        "before trusting the From address.",
+    )
+    reply_text: str | None = Field(
+        default=None,
+        description="The new text of the message without what it quotes (reply and forward headers and what "
+        "follows them, a trailing block of `>` lines); null when it has no text body. In a list it comes from "
+        "the bounded body value (cut like it when `is_truncated`).",
+    )
+    security: InboxMessageSecurity = Field(description="Content-scan state (never scanned here: `not_scanned`).")
 
 
 class InboxCursorPagination(Wire):
@@ -150,6 +209,9 @@ class InboxMessages(Wire):
     address: str
     data: list[InboxFullMessage] = Field(
         description="The page's messages in full; each body value at most 32 KiB of UTF-8 (`is_truncated`)."
+    )
+    junk_total: int | None = Field(
+        ge=0, description="Messages in the mailbox's Junk folder (all of them, whatever the filters); null without one."
     )
     pagination: InboxCursorPagination
 

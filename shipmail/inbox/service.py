@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,8 +40,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shipmail import utc
 from shipmail.http.cursors import invalid_cursor
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
+from shipmail.inbox import authentication
 from shipmail.inbox.preview import preview
 from shipmail.inbox.rendering import DictRenderer
+from shipmail.inbox.replies import reply_text
 from shipmail.inbox.schemas import (
     InboxFullMessage,
     InboxListQuery,
@@ -178,8 +181,12 @@ def _headers(e: dict[str, Any], raw: bool) -> list[dict[str, str]]:
     return [{"name": h["name"], "value": jemail.unfold(h["value"])} for h in fields]
 
 
-def full_data(row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False) -> dict[str, Any]:
-    """A raw JMAP Email (``FULL_PROPERTIES``) as :class:`InboxFullMessage` data (not validated)."""
+def full_data(
+    row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False, authserv_ids: Collection[str] = ()
+) -> dict[str, Any]:
+    """A raw JMAP Email (``FULL_PROPERTIES``) as :class:`InboxFullMessage` data (not validated).
+    ``authserv_ids``: the Authentication-Results authserv-ids to trust
+    (:func:`shipmail.inbox.authentication.authentication_results`)."""
     data = message_data(row, e)
     message_id = data["id"]
     attachments = []
@@ -219,13 +226,18 @@ def full_data(row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False) -> 
         text_body=[_part(row, message_id, p) for p in e.get("textBody") or []],
         html_body=[_part(row, message_id, p) for p in e.get("htmlBody") or []],
         attachments=attachments,
+        authentication_results=authentication.authentication_results(e.get("headers") or [], authserv_ids),
+        reply_text=reply_text(e),
+        security=authentication.security(e.get("blobId")),
     )
     return data
 
 
-def render_full(row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False) -> InboxFullMessage:
+def render_full(
+    row: Mailbox, e: dict[str, Any], *, raw_headers: bool = False, authserv_ids: Collection[str] = ()
+) -> InboxFullMessage:
     """A raw JMAP Email (``FULL_PROPERTIES``) as an :class:`InboxFullMessage`."""
-    return InboxFullMessage.model_validate(full_data(row, e, raw_headers=raw_headers))
+    return InboxFullMessage.model_validate(full_data(row, e, raw_headers=raw_headers, authserv_ids=authserv_ids))
 
 
 def _in_order(listed: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
@@ -253,7 +265,7 @@ async def get_message_data(svc: Services, row: Mailbox, email_id: str, *, raw_he
     listed = results.get(get, what="message").get("list") or []
     if not listed:
         raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
-    return full_data(row, listed[0], raw_headers=raw_headers)
+    return full_data(row, listed[0], raw_headers=raw_headers, authserv_ids=svc.settings.trusted_authserv_ids)
 
 
 async def get_thread(svc: Services, row: Mailbox, thread_id: str, *, raw_headers: bool = False) -> InboxThread:
@@ -281,7 +293,9 @@ async def get_thread_data(svc: Services, row: Mailbox, thread_id: str, *, raw_he
         "mailbox_id": row.id,
         "address": row.address,
         "thread_id": ids.to_wire(ids.THREAD, thread_id),
-        "data": [full_data(row, e, raw_headers=raw_headers) for e in found],
+        "data": [
+            full_data(row, e, raw_headers=raw_headers, authserv_ids=svc.settings.trusted_authserv_ids) for e in found
+        ],
     }
 
 
@@ -392,11 +406,14 @@ async def _page(
     limit: int,
     position: int,
     anchor: str | None,
-) -> tuple[Results, Call | None, Call, Call]:
+    junk: str | None,
+) -> tuple[Results, Call | None, Call, Call, Call | None]:
     """ONE JMAP request: the folder check, Email/query (``before``, newest first, ``limit`` from
-    ``position``, or from just after ``anchor``) and Email/get of its ids; the results and calls."""
+    ``position``, or from just after ``anchor``), Email/get of its ids and Mailbox/get of the
+    ``junk`` folder's ``totalEmails``; the results and calls."""
     request = Request()
     folder = _folder_check(request, listing)
+    junk_call = request.add(MailboxGet(ids=[junk], properties=["totalEmails"])) if junk is not None else None
     method = jemail.query(
         _filter(listing.conditions, before), jemail.NEWEST_FIRST, position=position, limit=limit, calculate_total=True
     )
@@ -405,7 +422,7 @@ async def _page(
     query = request.add(method)
     listed = jemail.full_get(request.ref(query, "/ids"), max_body_value_bytes=jemail.LIST_MAX_BODY_VALUE_BYTES)
     get = request.add(listed)
-    return await svc.jmap.call(row.address, request), folder, query, get
+    return await svc.jmap.call(row.address, request), folder, query, get, junk_call
 
 
 async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> InboxMessages:
@@ -445,8 +462,8 @@ async def list_messages_data(svc: Services, session: AsyncSession, row: Mailbox,
     if last is not None:
         # The page right after the previous page's last message (RFC 8620 section 5.5 anchor):
         # Cyrus places it; nothing is fetched twice.
-        results, folder, query, get = await _page(
-            svc, row, listing, page_before, limit=q.limit, anchor=last[1], position=0
+        results, folder, query, get, junk = await _page(
+            svc, row, listing, page_before, limit=q.limit, anchor=last[1], position=0, junk=folders.get("junk")
         )
         _check_folder(results, listing, folder)
         anchored = results.error_type(query) != "anchorNotFound"
@@ -455,12 +472,23 @@ async def list_messages_data(svc: Services, session: AsyncSession, row: Mailbox,
         # deleted): place the page by that message's (receivedAt, id), fetching the messages of
         # its second up to it again, to be dropped (at most MAX_REFETCH; beyond, by position).
         skip = max(0, refetch - MAX_REFETCH)
-        results, folder, query, get = await _page(
-            svc, row, listing, page_before, limit=q.limit + refetch - skip, anchor=None, position=skip
+        results, folder, query, get, junk = await _page(
+            svc,
+            row,
+            listing,
+            page_before,
+            limit=q.limit + refetch - skip,
+            anchor=None,
+            position=skip,
+            junk=folders.get("junk"),
         )
         _check_folder(results, listing, folder)
     found = results.get(query, what="message search")
     listed = results.get(get, what="message list").get("list") or []
+    junk_total: int | None = None
+    if junk is not None:
+        junk_folder = results.get(junk, what="junk folder").get("list") or []
+        junk_total = int(junk_folder[0].get("totalEmails") or 0) if junk_folder else None
     emails = _in_order(listed, found.get("ids") or [])
 
     kept = emails
@@ -513,7 +541,8 @@ async def list_messages_data(svc: Services, session: AsyncSession, row: Mailbox,
     return {
         "mailbox_id": row.id,
         "address": row.address,
-        "data": [full_data(row, e) for e in page],
+        "data": [full_data(row, e, authserv_ids=svc.settings.trusted_authserv_ids) for e in page],
+        "junk_total": junk_total,
         "pagination": {
             "limit": q.limit,
             "total": total,

@@ -51,6 +51,7 @@ LIST_PROPERTIES: list[str] = [
 #: Properties of a full message.
 FULL_PROPERTIES: list[str] = [
     *LIST_PROPERTIES,
+    "blobId",
     "cc",
     "bcc",
     "replyTo",

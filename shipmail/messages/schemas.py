@@ -158,6 +158,11 @@ class Message(Wire):
     id: str = Field(description="msg_...")
     mailbox_id: str
     thread_id: str | None = Field(description="Thread of the Sent copy (thr_...), as the inbox lists it.")
+    conversation_id: str | None = Field(
+        default=None,
+        description="Shipmail SDK 0.6.7's conversation id (not in the reference's Message): the thread id, as the "
+        "inbox's `conversation_id`.",
+    )
     email_id: str | None = Field(default=None, description="The Sent copy (eml_...), as the inbox lists it.")
     source_rfc_message_id: str | None = Field(description="The Message-ID header the message was sent with.")
     delivered_rfc_message_id: str | None = None

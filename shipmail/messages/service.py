@@ -28,6 +28,11 @@ more than :data:`NEAR_IMMEDIATE` ahead (at most :data:`MAX_SCHEDULE_AHEAD`) stop
 import into Drafts: the row is committed ``scheduled`` with its dispatch job in step 3, and
 :mod:`shipmail.messages.scheduled` submits the stored draft at its time. ``client_reference``
 is unique within an organisation (409, also enforced by a unique index).
+
+A mailbox over its storage quota (``storage_quota_bytes``, enforced by the mail server) cannot
+keep the copy a send files in Drafts and Sent: Cyrus refuses the ``Email/import`` with
+``overQuota`` (RFC 8620 section 5.3; measured: also when the copy would cross the quota) and the
+send answers 422 ``quota_exceeded`` (:class:`MailboxOverQuota`), with nothing sent or counted.
 """
 
 from __future__ import annotations
@@ -75,6 +80,22 @@ from shipmail.utc import now as utcnow
 
 logger = logging.getLogger("shipmail.messages.service")
 
+
+class MailboxOverQuota(ValidationFailed):
+    """422 ``quota_exceeded``: the sending mailbox has no room for the copy the send keeps (its
+    storage quota, the mail server's ``overQuota``). Detail ``from`` / ``mailbox_over_quota``."""
+
+    error_type = "quota_exceeded"
+
+
+def _over_quota(row: Mailbox) -> MailboxOverQuota:
+    return MailboxOverQuota(
+        f"The mailbox {row.address} is over its storage quota: the message and its copy in Sent do not fit. "
+        "Delete mail or raise its storage_quota_bytes, then send again.",
+        details=[detail("from", "mailbox_over_quota", "the sending mailbox is over its storage quota")],
+    )
+
+
 PREFIX = "msg"
 #: The job that sends a scheduled message at its time (:mod:`shipmail.messages.scheduled`), named
 #: :func:`dispatch_key`; payload ``{"id": <msg_...>}``.
@@ -96,6 +117,7 @@ def render(row: OutboundMessage) -> Message:
             "id": row.id,
             "mailbox_id": row.mailbox_id,
             "thread_id": ids.to_wire(ids.THREAD, row.thread_id) if row.thread_id else None,
+            "conversation_id": ids.to_wire(ids.THREAD, row.thread_id) if row.thread_id else None,
             "email_id": ids.to_wire(ids.EMAIL, row.email_id) if row.email_id else None,
             "source_rfc_message_id": row.rfc_message_id,
             "client_reference": row.client_reference,
@@ -563,6 +585,8 @@ async def import_draft(
         listed = (await svc.jmap.call(row.address, request)).get(call, what="message").get("list") or []
         if listed:
             return existing, str(listed[0]["threadId"])
+    if failed.get("type") == "overQuota":
+        raise _over_quota(row)
     raise from_jmap(failed, what="message import")
 
 
@@ -637,6 +661,8 @@ async def _import_and_submit(
         failed = (got.get("notCreated") or {}).get("d") or {"type": "serverFail"}
         if failed.get("type") == "alreadyExists":
             raise Conflict("A message with this Message-ID is already in the mailbox.")
+        if failed.get("type") == "overQuota":
+            raise _over_quota(row)
         raise from_jmap(failed, what="message import")
     email_id, thread_id = str(created["id"]), str(created["threadId"])
     result = results.get(submitted, what="message submission")

@@ -22,9 +22,12 @@ Conditions (every value matched literally; :is and :contains use the default com
 ``from_is``                      ``address :all :is "from" v``
 ``from_contains``                ``address :all :contains "from" v`` (the address, not the
                                  display name)
-``recipient_is``                 ``anyof(address :all :is ["to", "cc"] v, envelope :all :is
-                                 "to" v)``: a To or Cc address, or the address the message was
-                                 delivered to (which covers Bcc copies)
+``recipient_is``                 ``anyof(address :all :is ["to", "cc", "delivered-to"] v,
+                                 envelope :all :is "to" v)``: a To or Cc address, or the address
+                                 the message was delivered to (which covers Bcc copies): the
+                                 envelope's for the mailbox's own address, ``Delivered-To`` (RFC
+                                 9228, added by the inbound gateway, :mod:`shipmail.inbound.gateway`)
+                                 for one of its aliases or the domain's catch-all
 ``plus_tag_is``                  ``envelope :detail :is "to" v`` (``local+v@domain``)
 ``subject_contains``             ``header :contains "subject" v`` (the decoded Subject)
 ``has_attachment``               ``hasflag "$HasAttachment"``: the keyword the delivery prelude
@@ -132,7 +135,8 @@ class _Compiler:
                 return test("address", ALL, CONTAINS, "from", value)
             case "recipient_is":
                 self.need("envelope")
-                return anyof([test("address", ALL, IS, ["to", "cc"], value), test("envelope", ALL, IS, "to", value)])
+                headers = test("address", ALL, IS, ["to", "cc", "delivered-to"], value)
+                return anyof([headers, test("envelope", ALL, IS, "to", value)])
             case "plus_tag_is":
                 self.need("envelope", "subaddress")
                 return test("envelope", DETAIL, IS, "to", value)

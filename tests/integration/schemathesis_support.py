@@ -386,8 +386,8 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     from starlette.testclient import TestClient
 
     from shipmail.app import create_app
+    from shipmail.app_passwords.logins import credential_lookup
     from shipmail.config import Settings
-    from shipmail.mailboxes.logins import password_lookup
     from tests.dbfixtures import migrated_database
     from tests.dnsserver import dns_server
     from tests.integration.conftest import gateway_mail_server
@@ -417,7 +417,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
             dns_timeout=1.0,
             ratelimit_send=RATELIMIT,
         )
-        lookup, close = password_lookup(url)
+        lookup, close = credential_lookup(url)  # as `shipmail serve-login-checker` composes it
         registry.lookup = lookup
         app = create_app(settings, mail_server_factory=lambda s: gateway_mail_server(inst, s))
         try:

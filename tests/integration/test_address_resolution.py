@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import smtplib
 import time
+import uuid
 from typing import Any
 
 from tests.integration.conftest import ApiEnv
@@ -79,3 +80,84 @@ def test_aliases_and_the_catch_all_deliver_through_the_gateway(api: ApiEnv) -> N
     r = api.client.patch(f"/v1/domains/{dom['id']}", json={"catch_all_mailbox_id": None}, headers=api.auth())
     assert r.status_code == 200, r.text
     assert rcpt_reply(api, f"nobody@{domain}") == 550
+
+
+def _full(api: ApiEnv, mailbox_id: str, subject: str) -> dict[str, Any]:
+    """The full inbox message of ``mailbox_id`` with ``subject`` (waits for it)."""
+    assert subject in subjects(api, mailbox_id, subject)
+    listed = api.client.get(f"/v1/mailboxes/{mailbox_id}/inbox/messages", headers=api.auth()).json()["data"]
+    (found,) = [m for m in listed if m["subject"] == subject]
+    r = api.client.get(f"/v1/mailboxes/{mailbox_id}/inbox/messages/{found['id']}", headers=api.auth())
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _delivered_to(message: dict[str, Any]) -> list[str]:
+    return [h["value"] for h in message["headers"] if h["name"].lower() == "delivered-to"]
+
+
+def _star_rule(recipient: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "name": f"star mail to {recipient}",
+        "enabled": True,
+        "position": 0,
+        "match_mode": "all",
+        "stop": False,
+        "conditions": [{"type": "recipient_is", "value": recipient}],
+        "actions": [{"type": "star"}],
+    }
+
+
+def test_rules_match_an_alias_or_the_catch_all_as_the_recipient(api: ApiEnv) -> None:
+    """Mail to an alias (or through the catch-all) that does not name it in To/Cc (a Bcc copy, a
+    list) still matches ``recipient_is <that address>``: the gateway gives that copy
+    ``Delivered-To: <address>``, and no other recipient of the same transaction sees it."""
+    domain = f"alias-rules-{secrets.token_hex(4)}.example"
+    dom: dict[str, Any] = api.verified_domain(domain)
+    made = {}
+    for local in ("hello", "other", "catch"):
+        body = {"domain_id": dom["id"], "address": local, "generate_password": True}
+        r = api.client.post("/v1/mailboxes", json=body, headers=api.auth())
+        assert r.status_code == 201, r.text
+        made[local] = r.json()
+    hello, other, catch = made["hello"], made["other"], made["catch"]
+    r = api.client.post(f"/v1/mailboxes/{hello['id']}/aliases", json={"local_part": "sales"}, headers=api.auth())
+    assert r.status_code == 201, r.text
+    r = api.client.patch(f"/v1/domains/{dom['id']}", json={"catch_all_mailbox_id": catch["id"]}, headers=api.auth())
+    assert r.status_code == 200, r.text
+    for box, recipient in ((hello, f"sales@{domain}"), (catch, f"nobody@{domain}")):
+        rules = {"rules": [_star_rule(recipient)]}
+        r = api.client.put(f"/v1/mailboxes/{box['id']}/rules", json=rules, headers=api.auth())
+        assert r.status_code == 200, r.text
+
+    # Bcc'd to the alias (To names someone else): the rule matches.
+    assert api.lmtp(f"sales@{domain}", message("list@example.net", "bcc to the alias")) == {}
+    via_alias = _full(api, hello["id"], "bcc to the alias")
+    assert via_alias["keywords"].get("$flagged") is True
+    assert _delivered_to(via_alias) == [f"sales@{domain}"]
+    # The mailbox's own address: no Delivered-To, the alias rule does not match.
+    assert api.lmtp(hello["address"], message("list@example.net", "to the mailbox")) == {}
+    direct = _full(api, hello["id"], "to the mailbox")
+    assert not direct["keywords"].get("$flagged") and _delivered_to(direct) == []
+    # Through the catch-all.
+    assert api.lmtp(f"nobody@{domain}", message("list@example.net", "to nobody")) == {}
+    caught = _full(api, catch["id"], "to nobody")
+    assert caught["keywords"].get("$flagged") is True and _delivered_to(caught) == [f"nobody@{domain}"]
+
+    # One transaction for the alias and another mailbox: each copy is its own; replies in order.
+    raw = message("list@example.net", "shared transaction")
+    with smtplib.LMTP("127.0.0.1", api.lmtp_port, timeout=15) as lmtp:
+        lmtp.ehlo()
+        assert lmtp.mail("ann@sender.example")[0] == 250
+        assert lmtp.rcpt(other["address"])[0] == 250
+        assert lmtp.rcpt(f"sales@{domain}")[0] == 250
+        assert lmtp.rcpt(f"nobody+x@{domain}")[0] == 250
+        assert lmtp.data(raw)[0] == 250
+        assert lmtp.getreply()[0] == 250
+        assert lmtp.getreply()[0] == 250
+    mine = _full(api, hello["id"], "shared transaction")
+    assert mine["keywords"].get("$flagged") is True and _delivered_to(mine) == [f"sales@{domain}"]
+    theirs = _full(api, other["id"], "shared transaction")
+    assert _delivered_to(theirs) == [] and not theirs["keywords"].get("$flagged")
+    assert _delivered_to(_full(api, catch["id"], "shared transaction")) == [f"nobody+x@{domain}"]

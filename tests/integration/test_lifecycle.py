@@ -465,3 +465,41 @@ def test_account_totals_and_the_mailbox_limit(two_mailboxes_per_org: int, api: A
     assert account["storage"]["quota_bytes"] == 1 << 20 and account["storage"]["mailboxes_without_quota"] == 1
     assert 3000 < account["storage"]["used_bytes"] < 6000
     assert account["aliases"] == 1 and account["object"] == "account"
+
+
+def test_account_counts_the_organisations_sends_and_deliveries_this_month(api: ApiEnv) -> None:
+    key = api.new_key(org=f"sends-{secrets.token_hex(3)}")
+    other = api.new_key(org=f"other-{secrets.token_hex(3)}")
+    dom = api.verified_domain(f"sends-{secrets.token_hex(4)}.example", key)
+    made = []
+    for local in ("ann", "bob"):
+        body = {"domain_id": dom["id"], "address": local, "password": PASSWORD}
+        r = api.client.post("/v1/mailboxes", json=body, headers=api.auth(key))
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    ann, bob = made
+    # Another organisation's send counts for it, not for this one.
+    outsider = api.new_mailbox(f"out-{secrets.token_hex(4)}.example", "eve", key=other, password=PASSWORD)
+    empty = api.client.get("/v1/account", headers=api.auth(key)).json()["messages"]
+    assert empty["sent_this_month"] == 0 and empty["received_this_month"] == 0
+    assert empty["monthly_send_limit"] == 2 * api.settings.monthly_send_limit
+    assert empty["month"] == time.strftime("%Y-%m", time.gmtime())
+
+    sends = [(ann, bob), (ann, bob), (bob, ann), (outsider, ann)]
+    for sender, rcpt in sends:
+        who = other if sender is outsider else key
+        body = {"from": sender["address"], "to": [rcpt["address"]], "subject": "count me", "text": "hi"}
+        r = api.client.post("/v1/messages", json=body, headers=api.auth(who))
+        assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 20
+    while True:
+        totals = api.client.get("/v1/account", headers=api.auth(key)).json()["messages"]
+        if totals["received_this_month"] >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert totals["sent_this_month"] == 3
+    assert totals["received_this_month"] == 4  # the outsider's message arrived here too
+    per_mailbox = [api.client.get(f"/v1/mailboxes/{m['id']}", headers=api.auth(key)).json() for m in made]
+    assert totals["sent_this_month"] == sum(m["monthly_send_count"] for m in per_mailbox)
+    assert totals["received_this_month"] == sum(m["received_this_month"] for m in per_mailbox)
+    assert api.client.get("/v1/account", headers=api.auth(other)).json()["messages"]["sent_this_month"] == 1

@@ -302,6 +302,8 @@ def test_list_items_are_full_messages_with_bounded_bodies(api: ApiEnv) -> None:
     full = get(api, f"{base}/{item['id']}")
     assert full["body_values"][text["part_id"]]["is_truncated"] is False
     assert full["body_values"][text["part_id"]]["value"].startswith(long_text)
-    assert {k: v for k, v in item.items() if k != "body_values"} == {
-        k: v for k, v in full.items() if k != "body_values"
+    # reply_text is the new text of the body value the rendering has: cut like it in a list.
+    assert full["reply_text"] == long_text and long_text.startswith(item["reply_text"])
+    assert {k: v for k, v in item.items() if k not in ("body_values", "reply_text")} == {
+        k: v for k, v in full.items() if k not in ("body_values", "reply_text")
     }

@@ -12,7 +12,7 @@ A failing generated case is classified:
 - a documented reference quirk (:data:`REFERENCE_QUIRKS`, listed in the README's "Compatibility"
   section: the reference leaves out a status code we answer for a reason it does not cover) is
   recorded and shown as a warning;
-- a failure in an area another issue-9 item owns (:data:`PENDING`: message shapes, reply state) is
+- a failure in an area another issue-9 item owns (:data:`PENDING`: thread reply state) is
   recorded the same way and reproduced by a strict-xfail test naming the item;
 - anything else fails the test.
 """
@@ -136,6 +136,17 @@ def _status(*codes: int, ops: tuple[str, ...] | None = None) -> Callable[[schema
     return match
 
 
+def _schema(op_id: str, status: int) -> Callable[[schemathesis.Case[Any], Response, str], bool]:
+    def match(case: schemathesis.Case[Any], response: Response, failure: str) -> bool:
+        return (
+            case.operation.definition.raw.get("operationId") == op_id
+            and response.status_code == status
+            and "Response violates schema" in failure
+        )
+
+    return match
+
+
 #: Reference quirks: what the reference leaves out, for reasons the README's "Compatibility"
 #: section gives.
 REFERENCE_QUIRKS: list[Known] = [
@@ -158,47 +169,25 @@ REFERENCE_QUIRKS: list[Known] = [
         "Modified to an If-None-Match naming the part's ETag (as for any cacheable download).",
         _status(304, ops=("downloadMailboxInboxAttachment",)),
     ),
+    Known(
+        "dns-record-ownership",
+        "GET /domains/{id}/dns-records lists the ownership TXT record (_shipmail) a domain is verified by, "
+        "of type 'ownership', which the reference's record-type enum lacks.",
+        _schema("getDomainDnsRecords", 200),
+    ),
 ]
-
-
-def _schema(op_id: str, status: int) -> Callable[[schemathesis.Case[Any], Response, str], bool]:
-    def match(case: schemathesis.Case[Any], response: Response, failure: str) -> bool:
-        return (
-            case.operation.definition.raw.get("operationId") == op_id
-            and response.status_code == status
-            and "Response violates schema" in failure
-        )
-
-    return match
 
 
 #: Failures in areas other issue-9 items own (each reproduced by a strict-xfail test below).
 PENDING: list[Known] = [
     Known(
-        "sandbox-inbound-message",
-        "issue 9, conformance item 3 (branch sending): POST .../sandbox/inbound answers 201 with the "
-        "reference's Message object; it answers an InboxFullMessage",
-        _schema("injectSandboxInbound", 201),
-    ),
-    Known(
-        "inbox-list-full-messages",
-        "issue 9, conformance item 1 (branch fidelity): GET .../inbox/messages items are the reference's "
-        "InboxFullMessage (object inbox_message_full, cc, reply_to, bodies, attachments); ours are summaries",
-        _schema("listMailboxInboxMessages", 200),
-    ),
-    Known(
         "thread-reply-state",
-        "issue 9, conformance item 4 (branch sending): thread summaries carry reply_state, reply_version "
+        "issue 9, conformance item 4 (branch replystate): thread summaries carry reply_state, reply_version "
         "and needs_reply_since, and the list its per-state summary counts",
         _schema("listMailboxInboxThreads", 200),
     ),
-    Known(
-        "dns-record-ownership",
-        "domains work merged from main (not issue 9): GET /domains/{id}/dns-records lists a record of "
-        "type 'ownership' that the reference's enum lacks",
-        _schema("getDomainDnsRecords", 200),
-    ),
 ]
+THREAD_REPLY_STATE = PENDING[0]
 
 #: name -> failing cases seen (label, status, first line of the failure).
 _hits: dict[str, list[str]] = {}
@@ -267,7 +256,7 @@ def test_inbox_list_items_are_full_messages(seeded: Seeded) -> None:
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/messages", query={"limit": 5})
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING[2].reason)
+@pytest.mark.xfail(strict=True, reason=THREAD_REPLY_STATE.reason)
 def test_pending_thread_list_has_reply_state(seeded: Seeded) -> None:
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/threads", query={"limit": 5})
 

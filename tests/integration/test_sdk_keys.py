@@ -22,7 +22,7 @@ from tests.integration.test_folders import load_sdk
 
 #: Keys the SDK declares that other issue-9 items add, per SDK method.
 PENDING: dict[str, set[str]] = {
-    # Thread reply state (issue 9 conformance item 4, branch sending): SDK 0.6.7 calls it attention.
+    # Thread reply state (issue 9 conformance item 4, branch replystate): SDK 0.6.7 calls it attention.
     "list_inbox_threads": {
         "summary",
         "data[].conversation_id",
@@ -33,45 +33,10 @@ PENDING: dict[str, set[str]] = {
         "data[].follow_up_at",
         "data[].assigned_member_id",
     },
-    # conversation_id/version: reply state (branch sending); reply_text/security of each message:
-    # the full message shape (branch fidelity).
-    "get_inbox_thread": {"conversation_id", "version", "data[].reply_text", "data[].security"},
-    # InboxFullMessage list items (issue 9 conformance item 1, branch fidelity).
-    "list_inbox_messages": {
-        "junk_total",
-        "data[].cc",
-        "data[].reply_to",
-        "data[].message_id",
-        "data[].in_reply_to",
-        "data[].references",
-        "data[].body_values",
-        "data[].text_body",
-        "data[].html_body",
-        "data[].attachments",
-        "data[].reply_text",
-        "data[].security",
-    },
-    # The reference's Message object (issue 9 conformance item 3, branch sending), and
-    # `conversation_id`, which SDK 0.6.7 declares but the reference's Message does not have.
-    "inject_sandbox_inbound": {
-        "conversation_id",
-        "bcc_addresses",
-        "cc_addresses",
-        "client_reference",
-        "created_at",
-        "delivered_rfc_message_id",
-        "from_address",
-        "metadata",
-        "mode",
-        "rule",
-        "rule_disposition",
-        "scheduled_at",
-        "source",
-        "source_rfc_message_id",
-        "status",
-        "to_addresses",
-        "updated_at",
-    },
+    # conversation_id/version of the thread: reply state (branch replystate).
+    "get_inbox_thread": {"conversation_id", "version"},
+    "list_inbox_messages": set(),
+    "inject_sandbox_inbound": set(),
 }
 
 
@@ -164,10 +129,7 @@ def test_missing_keys_walks_the_sdk_types() -> None:
     assert missing_keys({"data": None}, _sdk_type("InboxThread")) >= {"object", "mailbox_id"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9: thread reply state (branch sending) and the full message shape (branch fidelity)",
-)
+@pytest.mark.xfail(strict=True, reason="issue 9: thread reply state (branch replystate)")
 def test_sdk_thread_methods_return_every_declared_key(api: ApiEnv) -> None:
     results = _results(api)
     for method in ("list_inbox_threads", "get_inbox_thread"):
@@ -175,13 +137,11 @@ def test_sdk_thread_methods_return_every_declared_key(api: ApiEnv) -> None:
         assert missing_keys(value, _sdk_type(type_name)) == set(), method
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 conformance item 1: InboxFullMessage list items (branch fidelity)")
 def test_sdk_list_inbox_messages_returns_every_declared_key(api: ApiEnv) -> None:
     value, type_name = _results(api)["list_inbox_messages"]
     assert missing_keys(value, _sdk_type(type_name)) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 conformance item 3: sandbox inbound answers a Message (branch sending)")
 def test_sdk_inject_sandbox_inbound_returns_every_declared_key(api: ApiEnv) -> None:
     value, type_name = _results(api)["inject_sandbox_inbound"]
     assert missing_keys(value, _sdk_type(type_name)) == set()

@@ -253,9 +253,9 @@ def test_database_gone_after_provisioning_leaves_an_intent_the_reconciliation_ro
     assert again.status_code == 409
     assert again.json()["error"]["message"] == "The mailbox hello@example.com is being created; retry in a moment."
     assert client.get(f"/v1/mailboxes/{row.id}", headers=auth(key)).status_code == 409
-    from shipmail.mailboxes.logins import password_lookup
+    from shipmail.app_passwords.logins import credential_lookup
 
-    lookup, close = password_lookup(settings.database_url)
+    lookup, close = credential_lookup(settings.database_url)
     try:
         assert lookup("hello@example.com") is None  # no login into a half-made mailbox
     finally:

@@ -84,8 +84,8 @@ def test_the_key_lookup_and_the_login_checker_set_up_their_connections(
     settings: Settings, mail: FakeMailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The synchronous engines of the API key lookup (:func:`shipmail.app.create_app`) and of the
-    login checker (:func:`shipmail.mailboxes.logins.password_lookup`) get the same set-up."""
-    from shipmail.mailboxes.logins import password_lookup
+    login checker (:func:`shipmail.app_passwords.logins.credential_lookup`) get the same set-up."""
+    from shipmail.app_passwords.logins import credential_lookup
 
     seen: list[tuple[object, ...]] = []
     original = db_engine._sqlite_pragmas
@@ -98,7 +98,7 @@ def test_the_key_lookup_and_the_login_checker_set_up_their_connections(
             cur.close()
 
     monkeypatch.setattr(db_engine, "_sqlite_pragmas", recording)
-    lookup, close = password_lookup(settings.database_url)
+    lookup, close = credential_lookup(settings.database_url)
     try:
         assert lookup("nobody@example.com") is None
     finally:

@@ -22,6 +22,8 @@ from shipmail.jmap import email as jemail
 from shipmail.jmap.request import Request, Results
 from shipmail.mailboxes.models import Mailbox
 
+#: What the listing reads of the settings: the trusted authserv-ids.
+SETTINGS = SimpleNamespace(trusted_authserv_ids=frozenset({"mx.example"}))
 FOLDERS = {"inbox": "Fin", "drafts": "Fdr", "sent": "Fse", "trash": "Ftr", "junk": "Fju", "archive": "Far"}
 UTC = UTC
 #: The rows here carry their folder ids, so the services never touch the database session.
@@ -317,6 +319,12 @@ class CyrusLikeStore:
                 wanted = by_id[ref["resultOf"]]["ids"]
                 res = {"list": [dict(self.emails[i]) for i in wanted if i in self.emails], "notFound": []}
                 self.fetched += len(res["list"])
+            elif name == "Mailbox/get":  # the Junk folder's count (junk_total)
+                counted = [
+                    {"id": m, "totalEmails": sum(1 for e in self.emails.values() if e["mailboxIds"].get(m))}
+                    for m in args["ids"]
+                ]
+                res = {"list": counted, "notFound": []}
             else:
                 raise AssertionError(name)
             by_id[cid] = res
@@ -368,7 +376,7 @@ def test_keyset_paging_never_repeats_or_skips(seed: int, monkeypatch: pytest.Mon
     random.seed(seed)
     emails = [email_at(n, rnd.randrange(4)) for n in range(rnd.randrange(1, 40))]
     store = CyrusLikeStore(emails)
-    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"))
+    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"), settings=SETTINGS)
     listed: set[str] = set()
     gone: set[str] = set()
     added: set[str] = set()
@@ -396,7 +404,7 @@ def test_keyset_paging_never_repeats_or_skips(seed: int, monkeypatch: pytest.Mon
     # MAX_REFETCH (the rest of such a second is then skipped by position: exact only without churn).
     monkeypatch.setattr(inbox, "MAX_REFETCH", rnd.choice([500, 2]))
     store = CyrusLikeStore(emails)
-    svc = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"))
+    svc = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"), settings=SETTINGS)
     totals: list[int] = []
     seen = walk(svc, {"limit": limit}, lambda page: totals.append(page.pagination.total))
     ordered = sorted(emails, key=lambda e: (e["receivedAt"], e["id"]), reverse=True)
@@ -411,7 +419,7 @@ def test_a_page_whose_anchor_left_the_list_is_placed_by_received_at() -> None:
     falls back to (receivedAt, id) placement in a second request and still skips nothing."""
     emails = [email_at(n, n // 3) for n in range(9)]  # three per second
     store = CyrusLikeStore(emails)
-    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"))
+    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"), settings=SETTINGS)
     import asyncio
 
     first = asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), InboxListQuery(limit=4, not_keyword="$seen")))
@@ -427,7 +435,7 @@ def test_a_page_whose_anchor_left_the_list_is_placed_by_received_at() -> None:
 
 def test_cursor_checks() -> None:
     store = CyrusLikeStore([email_at(n, 0) for n in range(5)])
-    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"))
+    svc: Any = SimpleNamespace(jmap=store, cursors=CursorCodec(b"k"), settings=SETTINGS)
     import asyncio
 
     first = asyncio.run(inbox.list_messages(svc, NO_SESSION, row(), InboxListQuery(limit=2)))

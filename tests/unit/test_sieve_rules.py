@@ -146,7 +146,10 @@ def test_every_condition_maps_to_its_test() -> None:
     text = script(rule(conditions=conditions))
     assert 'address :all :is "from" "ann@example.org"' in text
     assert 'address :all :contains "from" "example"' in text
-    assert 'anyof (address :all :is ["to", "cc"] "team@example.com", envelope :all :is "to" "team@example.com")' in text
+    assert (
+        'anyof (address :all :is ["to", "cc", "delivered-to"] "team@example.com", '
+        'envelope :all :is "to" "team@example.com")'
+    ) in text
     assert 'envelope :detail :is "to" "news"' in text
     assert 'header :contains "subject" "invoice"' in text
     assert 'hasflag "$HasAttachment"' in text

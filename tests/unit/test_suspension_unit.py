@@ -186,15 +186,20 @@ def test_concurrent_suspends_keep_one_suspended_at(client: TestClient, key: str,
 def test_login_lookup_refuses_a_suspended_mailbox(
     client: TestClient, key: str, mbx: dict[str, Any], settings: Settings
 ) -> None:
-    from shipmail.mailboxes.logins import password_lookup
+    from shipmail.app_passwords.logins import credential_lookup
 
-    lookup, close = password_lookup(settings.database_url)
+    lookup, close = credential_lookup(settings.database_url)
+
+    def password_hash() -> str | None:
+        found = lookup(ADDRESS)
+        return found[0].password_hash if found else None
+
     try:
-        assert (lookup(ADDRESS) or "").startswith("$argon2id$")
+        assert (password_hash() or "").startswith("$argon2id$")
         _post(client, key, mbx["id"], "suspend")
         assert lookup(ADDRESS) is None
         _post(client, key, mbx["id"], "resume")
-        assert (lookup(ADDRESS) or "").startswith("$argon2id$")
+        assert (password_hash() or "").startswith("$argon2id$")
     finally:
         close()
 
