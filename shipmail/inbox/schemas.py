@@ -121,7 +121,13 @@ class InboxMessageSecurity(Wire):
     status: Literal["flagged", "not_flagged", "not_scanned"]
     risk_codes: list[str]
     scanner: Literal["pattern_v1"]
-    content_sha256: str = Field(description="SHA-256 (hex) of the message's JMAP blob id (its exact bytes).")
+    content_sha256: str = Field(
+        description=(
+            "SHA-256 (hex) of the message's JMAP blobId, which the mail server derives from the exact "
+            "stored bytes: a content fingerprint that changes exactly when the content does, not the "
+            "SHA-256 of the bytes themselves (that would cost a download per message)."
+        )
+    )
     review: InboxMessageSecurityReviewInfo | None
 
 
