@@ -7,8 +7,10 @@ is compared with the JMAP request the API sends for it (built with the same buil
 Bearer JWT over the SAME Unix socket the API uses; each case checks that both answer the same.
 
 ``inbox``: ``GET /v1/mailboxes/{id}/inbox/messages?limit=50`` vs its Email/query (``before`` the
-next second, sort ``receivedAt desc, id desc``, limit 50, calculateTotal) + Email/get
-(:data:`~shipmail.jmap.email.LIST_PROPERTIES`) by back-reference; on 1 connection, then on 4.
+next second, sort ``receivedAt desc, id desc``, limit 50, calculateTotal) + Email/get of the full
+list item (:func:`~shipmail.jmap.email.full_get` with body values bounded at
+:data:`~shipmail.jmap.email.LIST_MAX_BODY_VALUE_BYTES`) by back-reference + the Junk folder's
+``totalEmails`` (``junk_total``): the same JMAP work the API does; on 1 connection, then on 4.
 Goals (issue 10): p50 <= 1.15x direct and API CPU <= 1.5 ms/request on 1 connection; throughput
 >= 0.8x direct on 4.
 
@@ -36,13 +38,14 @@ import os
 import random
 import time
 import urllib.parse
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime
 from typing import Any
 
 from bench_harness import Bench, Contender, Stack, case, http_json
-from jmapc.methods import EmailGet, MailboxGet, MailboxSet, ThreadGet
+from jmapc.methods import MailboxGet, MailboxSet, ThreadGet
 
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
@@ -138,24 +141,37 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
 # --------------------------------------------------------------------------- JMAP requests the API sends
 
 
-def list_request(account_id: str, *, limit: int = LIMIT, position: int = 0, text: str | None = None) -> dict[str, Any]:
+def list_request(
+    account_id: str,
+    *,
+    limit: int = LIMIT,
+    position: int = 0,
+    text: str | None = None,
+    junk_id: str | None = None,
+    anchor: str | None = None,
+) -> dict[str, Any]:
     """The JMAP request of ``GET .../inbox/messages?limit=50`` (first page; with ``text``, of
     ``&search_text=<text>``), as :func:`shipmail.inbox.service.list_messages` builds it."""
     ceiling = datetime.fromtimestamp(int(time.time()) + 1, UTC)
     before: jemail.Filter = {"before": jemail.received_before(ceiling)}
     where: jemail.Filter = before if text is None else {"operator": "AND", "conditions": [{"text": text}, before]}
     request = Request()
-    query = request.add(
-        jemail.query(
-            where,
-            jemail.NEWEST_FIRST,
-            position=position,
-            limit=limit,
-            calculate_total=True,
-        )
-    )
-    request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.LIST_PROPERTIES))
+    method = jemail.query(where, jemail.NEWEST_FIRST, position=position, limit=limit, calculate_total=True)
+    if anchor is not None:  # a cursor page: just after the previous page's last message
+        method = replace(method, position=None, anchor=anchor, anchor_offset=1)
+    query = request.add(method)
+    request.add(jemail.full_get(request.ref(query, "/ids"), max_body_value_bytes=jemail.LIST_MAX_BODY_VALUE_BYTES))
+    if junk_id is not None:
+        request.add(MailboxGet(ids=[junk_id], properties=["totalEmails"]))
     return request.body(account_id)
+
+
+def junk_id(stack: Stack, address: str | None = None) -> str | None:
+    """The JMAP id of ``address``'s Junk folder (role ``junk``), as the API's list asks its count."""
+    body = folders_request(address or stack.address)
+    answer: Any = stack.jmap_call(body, address)
+    folders = answer["methodResponses"][0][1]["list"]
+    return next((f["id"] for f in folders if f.get("role") == "junk"), None)
 
 
 def message_request(account_id: str, email_id: str) -> dict[str, Any]:
@@ -235,7 +251,7 @@ def inbox_list(bench: Bench) -> None:
     stack = bench.stack
     ensure_seeded(stack)
     api_path = f"/v1/mailboxes/{stack.mailbox_id}/inbox/messages?limit={LIMIT}"
-    body = list_request(stack.address)
+    body = list_request(stack.address, junk_id=junk_id(stack))
     listed = _api_get(stack, api_path)
     answer = stack.jmap_call(body)
     _same_list(listed, answer)
@@ -297,20 +313,22 @@ def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, siz
     first = f"{base}/inbox/messages?limit={LIMIT}"
     path = paged = f"{base}/inbox/messages?limit={PAGE_LIMIT}"
     for _ in range(5):  # follow 5 cursors: the 6th page
-        cursor = _api_get(stack, path)["pagination"]["next_cursor"]
+        page = _api_get(stack, path)
+        cursor, last = page["pagination"]["next_cursor"], page["data"][-1]["id"]
         path = f"{paged}&cursor={urllib.parse.quote(cursor)}"
+    junk = junk_id(stack, address)
     page6 = path
     newest = _api_get(stack, first)["data"]
     thread = next((m for m in newest if m["subject"].startswith("Re")), newest[0])["thread_id"]
     targets = {
         "API list, first page": bench.api(first),
-        "direct list, first page": bench.direct(list_request(address), address),
+        "direct list, first page": bench.direct(list_request(address, junk_id=junk), address),
         f"API list limit={PAGE_LIMIT}, page 6": bench.api(page6),
-        f"direct list, page 6 (position {5 * PAGE_LIMIT})": bench.direct(
-            list_request(address, limit=PAGE_LIMIT, position=5 * PAGE_LIMIT), address
+        "direct list, page 6 (anchor: page 5's last)": bench.direct(
+            list_request(address, limit=PAGE_LIMIT, junk_id=junk, anchor=ids.from_wire(ids.EMAIL, last)), address
         ),
         "API search_text=invoice": bench.api(f"{first}&search_text=invoice"),
-        "direct search (text filter)": bench.direct(list_request(address, text="invoice"), address),
+        "direct search (text filter)": bench.direct(list_request(address, text="invoice", junk_id=junk), address),
         "API thread get": bench.api(f"{base}/inbox/threads/{thread}"),
         "direct thread get": bench.direct(thread_request(address, ids.from_wire(ids.THREAD, thread)), address),
         "API folder list": bench.api(f"{base}/folders"),
