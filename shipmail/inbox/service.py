@@ -628,6 +628,12 @@ class _Scanned:
     def thread_id(self) -> str:
         return str(self.latest["threadId"])
 
+    @property
+    def tie(self) -> str:
+        """The tie-breaker of equal keys: the thread's newest message's id (as the default order's)."""
+        members = self.classified.members
+        return str(members[-1]["id"]) if members else str(self.latest["id"])
+
     def key(self, sort_key: str) -> str | None:
         if sort_key == "needs_reply_since":
             return self.view.needs_reply_since
@@ -636,20 +642,20 @@ class _Scanned:
 
 
 def _ordered(items: list[_Scanned], sort_key: str, desc: bool) -> list[_Scanned]:
-    """``items`` by (key, thread id) in the direction asked, those without a key last."""
+    """``items`` by (key, newest message id) in the direction asked, those without a key last."""
     keyed = [i for i in items if i.key(sort_key) is not None]
     unkeyed = [i for i in items if i.key(sort_key) is None]
-    return sorted(keyed, key=lambda i: (i.key(sort_key) or "", i.thread_id), reverse=desc) + sorted(
-        unkeyed, key=lambda i: i.thread_id, reverse=desc
+    return sorted(keyed, key=lambda i: (i.key(sort_key) or "", i.tie), reverse=desc) + sorted(
+        unkeyed, key=lambda i: i.tie, reverse=desc
     )
 
 
 def _after(item: _Scanned, sort_key: str, desc: bool, last: tuple[str | None, str]) -> bool:
-    """Whether ``item`` sorts after the cursor's ``(key, thread id)`` (:func:`_ordered`)."""
+    """Whether ``item`` sorts after the cursor's ``(key, newest message id)`` (:func:`_ordered`)."""
     key, last_key = item.key(sort_key), last[0]
     if (key is None) != (last_key is None):
         return key is None
-    here, there = (key or "", item.thread_id), (last_key or "", last[1])
+    here, there = (key or "", item.tie), (last_key or "", last[1])
     return here < there if desc else here > there
 
 
@@ -702,7 +708,7 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
     never a request per thread); the ``summary`` counts and the reply-queue views
     (``reply_state``, ``sort_by``, ``order``) cover those threads. The default view (newest
     matching message first, no ``reply_state``) is paged by position in the same ONE JMAP
-    request; a reply-queue view is paged by its keys (``(key, thread id)``, keyset) and takes a
+    request; a reply-queue view is paged by its keys (``(key, newest message id)``, keyset) and takes a
     second request for the page's message summaries.
 
     422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
@@ -801,7 +807,7 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
                 {
                     "s": snapshot_text,
                     "k": page[-1].key(sort_key or "last_message_at"),
-                    "t": page[-1].thread_id,
+                    "t": page[-1].tie,
                     "o": offset + len(page),
                 },
             )

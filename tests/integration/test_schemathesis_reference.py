@@ -187,12 +187,6 @@ PENDING: list[Known] = [
         _schema("listMailboxInboxMessages", 200),
     ),
     Known(
-        "thread-reply-state",
-        "issue 9, conformance item 4 (branch sending): thread summaries carry reply_state, reply_version "
-        "and needs_reply_since, and the list its per-state summary counts",
-        _schema("listMailboxInboxThreads", 200),
-    ),
-    Known(
         "dns-record-ownership",
         "domains work merged from main (not issue 9): GET /domains/{id}/dns-records lists a record of "
         "type 'ownership' that the reference's enum lacks",
@@ -267,9 +261,16 @@ def test_inbox_list_items_are_full_messages(seeded: Seeded) -> None:
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/messages", query={"limit": 5})
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING[2].reason)
-def test_pending_thread_list_has_reply_state(seeded: Seeded) -> None:
+def test_thread_list_has_reply_state(seeded: Seeded) -> None:
+    """Issue 9, conformance item 4 (landed with issue 11's reply state): thread summaries carry
+    reply_state, reply_version and needs_reply_since, the list its per-state summary counts."""
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/threads", query={"limit": 5})
+    _reference_schema_check(
+        seeded,
+        "GET",
+        "/mailboxes/{id}/inbox/threads",
+        query={"reply_state": "needs_reply", "sort_by": "needs_reply_since"},
+    )
 
 
 def test_no_unexplained_failure(request: pytest.FixtureRequest, seeded: Seeded) -> None:

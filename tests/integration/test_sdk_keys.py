@@ -22,20 +22,10 @@ from tests.integration.test_folders import load_sdk
 
 #: Keys the SDK declares that other issue-9 items add, per SDK method.
 PENDING: dict[str, set[str]] = {
-    # Thread reply state (issue 9 conformance item 4, branch sending): SDK 0.6.7 calls it attention.
-    "list_inbox_threads": {
-        "summary",
-        "data[].conversation_id",
-        "data[].attention_state",
-        "data[].version",
-        "data[].attention_since",
-        "data[].done_at",
-        "data[].follow_up_at",
-        "data[].assigned_member_id",
-    },
-    # conversation_id/version: reply state (branch sending); reply_text/security of each message:
-    # the full message shape (branch fidelity).
-    "get_inbox_thread": {"conversation_id", "version", "data[].reply_text", "data[].security"},
+    # Thread reply state is served (issue 11, branch replystate), with SDK 0.6.7's attention names.
+    "list_inbox_threads": set(),
+    # reply_text/security of each message: the full message shape (branch fidelity).
+    "get_inbox_thread": {"data[].reply_text", "data[].security"},
     # InboxFullMessage list items (issue 9 conformance item 1, branch fidelity).
     "list_inbox_messages": {
         "junk_total",
@@ -164,15 +154,20 @@ def test_missing_keys_walks_the_sdk_types() -> None:
     assert missing_keys({"data": None}, _sdk_type("InboxThread")) >= {"object", "mailbox_id"}
 
 
+def test_sdk_list_inbox_threads_returns_every_declared_key(api: ApiEnv) -> None:
+    """Issue 9's thread item (landed with the reply state, issue 11): every key of the SDK's
+    InboxThreads, its summaries' attention names included."""
+    value, type_name = _results(api)["list_inbox_threads"]
+    assert missing_keys(value, _sdk_type(type_name)) == set()
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 9: thread reply state (branch sending) and the full message shape (branch fidelity)",
+    reason="issue 9: reply_text and security of each message (the full message shape, branch fidelity)",
 )
-def test_sdk_thread_methods_return_every_declared_key(api: ApiEnv) -> None:
-    results = _results(api)
-    for method in ("list_inbox_threads", "get_inbox_thread"):
-        value, type_name = results[method]
-        assert missing_keys(value, _sdk_type(type_name)) == set(), method
+def test_sdk_get_inbox_thread_returns_every_declared_key(api: ApiEnv) -> None:
+    value, type_name = _results(api)["get_inbox_thread"]
+    assert missing_keys(value, _sdk_type(type_name)) == set()
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9 conformance item 1: InboxFullMessage list items (branch fidelity)")
