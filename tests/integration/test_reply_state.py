@@ -158,7 +158,7 @@ def _outbox_messages(api: ApiEnv, subject: str, timeout: float = 15.0) -> list[e
             if msg["Subject"] == subject:
                 found.append(msg)
         if found or time.monotonic() > deadline:
-            return found  # type: ignore[return-value]
+            return found
         time.sleep(0.1)
 
 
