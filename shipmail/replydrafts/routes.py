@@ -9,7 +9,13 @@ from shipmail.http.routing import Context, Operation, operation
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
 from shipmail.replydrafts import service as drafts
-from shipmail.replydrafts.schemas import CreateInboxReplyDraftRequest, InboxReplyDraft, InboxReplyDraftSend
+from shipmail.replydrafts.schemas import (
+    CreateInboxReplyDraftRequest,
+    InboxReplyDraft,
+    InboxReplyDraftList,
+    InboxReplyDraftSend,
+    UpdateInboxReplyDraftRequest,
+)
 
 operations: list[Operation] = []
 
@@ -65,3 +71,85 @@ async def send_reply_draft(ctx: Context[None, None]) -> InboxReplyDraftSend:
     row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
     thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
     return await drafts.send(ctx.services, ctx.session, row, thread_id, ctx.path["draft_id"])
+
+
+@operation(
+    operations,
+    "GET",
+    _BASE,
+    operation_id="listMailboxInboxReplyDrafts",
+    summary="List the reply drafts of an inbox thread",
+    scope=Scope.DRAFTS_READ,
+    tier=Tier.READ,
+    response=InboxReplyDraftList,
+    errors=(401, 403, 404, 409, 422, 429),
+    tags=_TAGS,
+)
+async def list_reply_drafts(ctx: Context[None, None]) -> InboxReplyDraftList:
+    """The thread's reply drafts (every status), oldest first (Shipmail SDK 0.6.7's
+    `list_inbox_reply_drafts`; not in the reference)."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    return InboxReplyDraftList(data=await drafts.list_for_thread(ctx.session, row, thread_id))
+
+
+@operation(
+    operations,
+    "GET",
+    f"{_BASE}/{{draft_id}}",
+    operation_id="getMailboxInboxReplyDraft",
+    summary="Get an inbox reply draft",
+    scope=Scope.DRAFTS_READ,
+    tier=Tier.READ,
+    response=InboxReplyDraft,
+    errors=(401, 403, 404, 409, 422, 429),
+    tags=_TAGS,
+)
+async def get_reply_draft(ctx: Context[None, None]) -> InboxReplyDraft:
+    """One reply draft (SDK 0.6.7's `get_inbox_reply_draft`; not in the reference). 404 for an
+    unknown draft or one of another thread."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    return drafts.render(await drafts.get(ctx.session, row, thread_id, ctx.path["draft_id"]))
+
+
+@operation(
+    operations,
+    "PATCH",
+    f"{_BASE}/{{draft_id}}",
+    operation_id="updateMailboxInboxReplyDraft",
+    summary="Update an inbox reply draft",
+    scope=Scope.DRAFTS_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateInboxReplyDraftRequest,
+    response=InboxReplyDraft,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=_TAGS,
+)
+async def update_reply_draft(ctx: Context[UpdateInboxReplyDraftRequest, None]) -> InboxReplyDraft:
+    """Replace the draft's body (SDK 0.6.7's `update_inbox_reply_draft`; not in the reference):
+    recipients, subject and the bound `expected_reply_version` stay; the Drafts copy is
+    replaced. 409 unless its status is `draft`."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    return await drafts.update(ctx.services, ctx.session, row, thread_id, ctx.path["draft_id"], ctx.body)
+
+
+@operation(
+    operations,
+    "DELETE",
+    f"{_BASE}/{{draft_id}}",
+    operation_id="deleteMailboxInboxReplyDraft",
+    summary="Delete an inbox reply draft",
+    scope=Scope.DRAFTS_WRITE,
+    tier=Tier.WRITE,
+    status_code=204,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=_TAGS,
+)
+async def delete_reply_draft(ctx: Context[None, None]) -> None:
+    """Delete the draft and its Drafts copy (SDK 0.6.7's `delete_inbox_reply_draft`; not in the
+    reference). 409 while it is being sent."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    await drafts.delete(ctx.services, ctx.session, row, thread_id, ctx.path["draft_id"])

@@ -88,3 +88,22 @@ class InboxReplyDraftSend(Wire):
     draft_id: str
     status: Literal["sent"] = "sent"
     message: Message
+
+
+class UpdateInboxReplyDraftRequest(Request):
+    """Shipmail SDK 0.6.7's draft update: the new body replaces the old one (at least one of
+    text and html)."""
+
+    text: str | None = Field(default=None, max_length=256000, description="Plain text body.")
+    html: str | None = Field(default=None, max_length=512000, description="HTML body.")
+
+    @model_validator(mode="after")
+    def _a_body(self) -> UpdateInboxReplyDraftRequest:
+        if self.text is None and self.html is None:
+            raise ValueError("send at least one of text and html")
+        return self
+
+
+class InboxReplyDraftList(Wire):
+    object: Literal["list"] = "list"
+    data: list[InboxReplyDraft] = Field(description="The thread's reply drafts, oldest first.")

@@ -34,7 +34,7 @@ from typing import Any
 
 from jmapc.methods import EmailGet, EmailSet
 from sqlalchemy import update as sa_update
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import ids as public_ids
@@ -50,7 +50,12 @@ from shipmail.messages import compose
 from shipmail.messages import service as messages
 from shipmail.messages.schemas import ReplyToThreadRequest
 from shipmail.replydrafts.models import DraftStatus, InboxReplyDraftRow
-from shipmail.replydrafts.schemas import CreateInboxReplyDraftRequest, InboxReplyDraft, InboxReplyDraftSend
+from shipmail.replydrafts.schemas import (
+    CreateInboxReplyDraftRequest,
+    InboxReplyDraft,
+    InboxReplyDraftSend,
+    UpdateInboxReplyDraftRequest,
+)
 from shipmail.runtime import Services
 from shipmail.sandbox.schemas import RecipientObject
 from shipmail.sandbox.service import Party, Problems
@@ -304,3 +309,73 @@ async def send(
     if draft_email is not None:
         await _destroy(svc, row, draft_email)
     return InboxReplyDraftSend(draft_id=draft_id, message=message)
+
+
+async def list_for_thread(session: AsyncSession, row: Mailbox, thread_id: str) -> list[InboxReplyDraft]:
+    """The reply drafts of ``row``'s thread ``thread_id`` (JMAP id), oldest first."""
+    rows = await session.exec(
+        select(InboxReplyDraftRow)
+        .where(InboxReplyDraftRow.mailbox_id == row.id)
+        .where(InboxReplyDraftRow.thread_id == thread_id)
+        .order_by(col(InboxReplyDraftRow.created_at), col(InboxReplyDraftRow.id))
+    )
+    return [render(r) for r in rows.all()]
+
+
+async def update(
+    svc: Services,
+    session: AsyncSession,
+    row: Mailbox,
+    thread_id: str,
+    draft_id: str,
+    body: UpdateInboxReplyDraftRequest,
+) -> InboxReplyDraft:
+    """Replace the draft's body (its recipients, subject and binding stay): a new Drafts copy,
+    the old one destroyed. 409 unless it is a ``draft``; 404 for an unknown draft."""
+    problems = Problems("reply draft")
+    compose.check_bodies(problems, body.text, body.html)
+    problems.raise_if_any()
+    found = await get(session, row, thread_id, draft_id)
+    if found.status != DraftStatus.DRAFT.value:
+        raise Conflict(f"The reply draft is {found.status}: only a draft can be changed.")
+    old_email = found.email_id
+    in_reply_to: str | None = None
+    references: list[str] = []
+    if found.based_on_email_id is not None:  # 409 when the message answered is gone
+        in_reply_to, references, _ = _threading(await _original(svc, row, found.based_on_email_id))
+    now = utcnow()
+    draft = compose.Draft(
+        sender=Party(address=row.address, name=row.display_name or None),
+        to=[Party(address=p["address"], name=p.get("name")) for p in found.to_addresses],
+        cc=[Party(address=p["address"], name=p.get("name")) for p in found.cc_addresses],
+        subject=found.subject or "",
+        text=body.text,
+        html=body.html,
+        message_id=compose.new_message_id(draft_id, row.address.rpartition("@")[2]),
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    email_id = await _store_draft(svc, session, row, compose.build(draft, date=now))
+    found.text, found.html, found.email_id, found.updated_at = body.text, body.html, email_id, now
+    session.add(found)
+    try:
+        await session.commit()
+    except BaseException:
+        await _destroy(svc, row, email_id)
+        raise
+    if old_email is not None:
+        await _destroy(svc, row, old_email)
+    await session.refresh(found)
+    return render(found)
+
+
+async def delete(svc: Services, session: AsyncSession, row: Mailbox, thread_id: str, draft_id: str) -> None:
+    """Delete the draft and its Drafts copy; 409 while it is being sent; 404 for an unknown draft."""
+    found = await get(session, row, thread_id, draft_id)
+    if found.status == DraftStatus.SENDING.value:
+        raise Conflict("The reply draft is being sent.")
+    email_id = found.email_id if found.status == DraftStatus.DRAFT.value or found.status == "invalidated" else None
+    await session.delete(found)
+    await session.commit()
+    if email_id is not None:
+        await _destroy(svc, row, email_id)

@@ -289,7 +289,25 @@ def test_sdk_thread_state_and_drafts(api: ApiEnv) -> None:
         mbx["id"], summary["thread_id"], {"expected_version": reopened["version"], "text": "Hello Dee"}
     )
     assert draft["expected_version"] == reopened["version"] and draft["to"][0]["address"] == "dee@sender.example"
+    # The SDK's other draft methods: list, get, update (a new Drafts copy), delete.
+    tid = summary["thread_id"]
+    assert [d["id"] for d in client.mailboxes.list_inbox_reply_drafts(mbx["id"], tid)["data"]] == [draft["id"]]
+    assert client.mailboxes.get_inbox_reply_draft(mbx["id"], tid, draft["id"])["text"] == "Hello Dee"
+    changed = client.mailboxes.update_inbox_reply_draft(mbx["id"], tid, draft["id"], {"text": "Hello again, Dee"})
+    assert changed["text"] == "Hello again, Dee" and changed["content_sha256"] != draft["content_sha256"]
+    assert changed["draft_message_id"] != draft["draft_message_id"]
+    drafts_folder = get(api, f"/mailboxes/{mbx['id']}/inbox/messages", folder_role="drafts")["data"]
+    assert [m["id"] for m in drafts_folder] == [changed["draft_message_id"]]
+    spare = client.mailboxes.create_inbox_reply_draft(
+        mbx["id"], tid, {"expected_version": reopened["version"], "html": "<p>x</p>"}
+    )
+    client.mailboxes.delete_inbox_reply_draft(mbx["id"], tid, spare["id"])
+    r = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/threads/{tid}/drafts/{spare['id']}", headers=api.auth())
+    assert r.status_code == 404
+    drafts_folder = get(api, f"/mailboxes/{mbx['id']}/inbox/messages", folder_role="drafts")["data"]
+    assert [m["id"] for m in drafts_folder] == [changed["draft_message_id"]]
     sent = client.mailboxes.send_inbox_reply_draft(mbx["id"], summary["thread_id"], draft["id"])
     assert sent["status"] == "sent" and sent["message"]["subject"] == "Re: SDK state"
+    assert client.mailboxes.get_inbox_reply_draft(mbx["id"], tid, draft["id"])["status"] == "sent"
     after = client.mailboxes.list_inbox_threads(mbx["id"], {"attention_state": "waiting_on_them"})
     assert [t["thread_id"] for t in after["data"]] == [summary["thread_id"]]
