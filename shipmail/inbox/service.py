@@ -72,6 +72,9 @@ KIND_REPLY_QUEUE = "inbox_reply_queue"
 #: Threads (those with the newest matching mail) whose reply state one thread list looks at:
 #: the ``summary`` counts and the reply-queue views cover these.
 SCAN_THREADS = 500
+#: What the scan reads of each thread's newest matching message (its thread; the page's
+#: summaries are read on their own).
+SCAN_LATEST_PROPERTIES = ["id", "threadId", "receivedAt"]
 #: Emails asked for in one Email/get when the server refused them all at once (its
 #: ``maxObjectsInGet`` is 4096 for Cyrus 3.6).
 GET_CHUNK = 4000
@@ -672,7 +675,7 @@ def _scan_calls(request: Request, listing: _Listing, snapshot: datetime) -> tupl
             calculate_total=True,
         )
     )
-    latest = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=jemail.THREAD_MEMBER_PROPERTIES))
+    latest = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=SCAN_LATEST_PROPERTIES))
     threads = request.add(ThreadGet(ids=request.ref(latest, jemail.THREAD_IDS)))
     members = request.add(
         EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
