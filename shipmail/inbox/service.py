@@ -535,7 +535,8 @@ def _summary_data(
     message matching the filters), classified as ``c``, in reply state ``view``."""
     members = c.members or [latest]
     newest = members[-1]
-    unread = sum(1 for e in members if not (e.get("keywords") or {}).get("$seen") and not _is_draft(e, c))
+    kept = {str(e["id"]) for e in c.messages}  # not drafts
+    unread = sum(1 for e in members if str(e["id"]) in kept and not (e.get("keywords") or {}).get("$seen"))
     newest_from = newest.get("from") or []
     thread = ids.to_wire(ids.THREAD, latest["threadId"])
     return {
@@ -551,10 +552,6 @@ def _summary_data(
         **replystate.view_data(view, thread),
         "latest_message": message_data(row, latest),
     }
-
-
-def _is_draft(e: dict[str, Any], c: replystate.Classified) -> bool:
-    return not any(m is e for m in c.messages)
 
 
 def _latest_fields(c: replystate.Classified, newest: dict[str, Any] | None) -> dict[str, Any]:
@@ -775,8 +772,9 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
         page_latest = _in_order(
             results.get(latest_get, what="thread list").get("list") or [], page_found.get("ids") or []
         )
+        scanned_ids = {str(m["id"]) for members in by_thread.values() for m in members}
         for e in results.get(members_get, what="thread list").get("list") or []:
-            if e["threadId"] not in by_thread or not any(m["id"] == e["id"] for m in by_thread[e["threadId"]]):
+            if str(e["id"]) not in scanned_ids:  # a page thread beyond the scan
                 by_thread.setdefault(e["threadId"], []).append(e)
     stored = await stored_states(
         session, row, [e["threadId"] for e in scanned_latest] + [e["threadId"] for e in page_latest]
