@@ -184,8 +184,8 @@ async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads
     """Threads with mail matching the filters (the message-list filters): that message, the
     thread's message and unread counts, first and last dates, latest inbound and outbound
     messages, and its reply state (`reply_state`, `reply_version`, `needs_reply_since`). The
-    reply queue: `reply_state` lists one state, `sort_by` (`needs_reply_since`, threads without
-    one last; `last_message_at`) and `order` (default `asc` with `sort_by`) order it, keyset-paged.
+    reply queue: `reply_state` lists one state, `sort_by` (`needs_reply_since` by default, threads
+    without one last; `last_message_at`) and `order` (default `asc`) order it, keyset-paged.
     Without them: every thread, newest matching message first. `summary` counts the threads of
     each reply state (and `total`) under the filters other than `reply_state`; reply states are
     computed over the 500 threads with the newest matching mail. Paged under the first page's

@@ -391,8 +391,9 @@ class InboxThreadListQuery(InboxListQuery):
     25) and its reply-queue parameters ``reply_state``, ``sort_by`` and ``order``.
 
     Without ``reply_state`` every thread is listed (this list is also the thread browser of the
-    message filters); without ``sort_by`` and ``order`` newest matching message first. With
-    ``sort_by`` the order defaults to ``asc`` (the reference's). ``attention_state`` and
+    message filters); without ``reply_state``, ``sort_by`` and ``order`` newest matching message
+    first. With ``reply_state`` the reference's defaults apply (``sort_by=needs_reply_since``,
+    ``order=asc``); with ``sort_by`` the order defaults to ``asc``. ``attention_state`` and
     ``sort_by=attention_since`` are SDK 0.6.7's names (``follow_up_due`` and
     ``delivery_failed`` are not tracked here: 422 ``not_supported``)."""
 
@@ -403,8 +404,8 @@ class InboxThreadListQuery(InboxListQuery):
     )
     sort_by: InboxThreadSort | None = Field(
         default=None,
-        description="needs_reply_since (threads without one last), or last_message_at. Default: newest matching "
-        "message first.",
+        description="needs_reply_since (threads without one last), or last_message_at. Default: needs_reply_since "
+        "with reply_state, else newest matching message first.",
     )
     order: Literal["asc", "desc"] | None = Field(
         default=None, description="Order direction (default asc with sort_by, else desc)."
@@ -440,18 +441,21 @@ class InboxThreadListQuery(InboxListQuery):
 
     @property
     def sort_key(self) -> str | None:
-        """``needs_reply_since``, ``last_message_at``, or None (the default order)."""
+        """``needs_reply_since``, ``last_message_at``, or None (the default view's order): the
+        reference's default ``needs_reply_since`` when a reply state is asked for."""
         if self.sort_by == "attention_since":
             return "needs_reply_since"
-        if self.sort_by is None and self.order is not None:
-            return "last_message_at"
-        return self.sort_by
+        if self.sort_by is not None:
+            return self.sort_by
+        if self.state_filter is not None:
+            return "needs_reply_since"
+        return "last_message_at" if self.order is not None else None
 
     @property
     def descending(self) -> bool:
         if self.order is not None:
             return self.order == "desc"
-        return self.sort_by is None
+        return self.sort_key is None  # the reference's asc whenever the queue is sorted
 
 
 class MessageQuery(Query):

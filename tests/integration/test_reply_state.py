@@ -60,6 +60,7 @@ def test_reply_state_follows_the_messages_and_the_user(api: ApiEnv) -> None:
     # The reply queue, oldest first (the reference's default direction with sort_by), and back.
     queue = threads(api, mbx, reply_state="needs_reply", sort_by="needs_reply_since")
     assert [t["latest_message"]["subject"] for t in queue["data"]] == ["Alpha", "Beta", "Gamma"]
+    assert threads(api, mbx, reply_state="needs_reply")["data"] == queue["data"]  # the reference's defaults
     queue = threads(api, mbx, reply_state="needs_reply", sort_by="needs_reply_since", order="desc")
     assert [t["latest_message"]["subject"] for t in queue["data"]] == ["Gamma", "Beta", "Alpha"]
     # A queue view costs two JMAP requests, whatever the number of threads.

@@ -105,6 +105,10 @@ def test_thread_list_reply_parameters() -> None:
     assert (q.state_filter, q.sort_key, q.descending) == ("needs_reply", "needs_reply_since", False)
     q = InboxThreadListQuery.model_validate({"attention_state": "waiting_on_them", "sort_by": "attention_since"})
     assert (q.state_filter, q.sort_key) == ("waiting_on_contact", "needs_reply_since")
+    q = InboxThreadListQuery.model_validate({"reply_state": "resolved"})  # the reference's defaults
+    assert (q.sort_key, q.descending) == ("needs_reply_since", False)
+    q = InboxThreadListQuery.model_validate({"reply_state": "resolved", "order": "desc"})
+    assert (q.sort_key, q.descending) == ("needs_reply_since", True)
     q = InboxThreadListQuery.model_validate({"order": "asc"})
     assert (q.sort_key, q.descending) == ("last_message_at", False)
     for bad, code in [
