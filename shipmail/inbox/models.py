@@ -5,13 +5,14 @@ Only the user's part is stored; the rest of a thread's reply state is derived fr
 on every read (:mod:`shipmail.inbox.replystate`). ``updates`` counts the user's changes (it is
 part of ``reply_version`` and the optimistic check of concurrent updates); ``basis_email_id``
 is the JMAP id of the thread's newest message when the user set ``user_state``: the setting
-holds until a newer message arrives.
+holds until a newer message arrives. Rows go with their mailbox (``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from shipmail.db.types import timestamp_field
@@ -22,7 +23,11 @@ class InboxThreadState(SQLModel, table=True):
 
     __tablename__ = "inbox_thread_states"
 
-    mailbox_id: str = Field(primary_key=True, max_length=64)
+    mailbox_id: str = Field(
+        sa_column=sa.Column(
+            "mailbox_id", sa.String(64), sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
     thread_id: str = Field(primary_key=True, max_length=300)
     user_state: str | None = Field(default=None, max_length=32)
     basis_email_id: str | None = Field(default=None, max_length=300)

@@ -33,7 +33,11 @@ class InboxReplyDraftRow(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     organization_id: str = Field(max_length=64)
-    mailbox_id: str = Field(index=True, max_length=64)
+    mailbox_id: str = Field(
+        sa_column=sa.Column(
+            "mailbox_id", sa.String(64), sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
     thread_id: str = Field(max_length=300)
     based_on_email_id: str | None = Field(default=None, max_length=300)
     basis_email_id: str | None = Field(default=None, max_length=300)

@@ -263,6 +263,28 @@ def test_draft_scope(api: ApiEnv) -> None:
     r = api.client.post(url, json=body, headers=api.auth(other))
     assert r.status_code == 404
 
+    # The thread state and the draft go with their mailbox (ON DELETE CASCADE).
+    from sqlmodel import select
+
+    from shipmail.inbox.models import InboxThreadState
+    from shipmail.replydrafts.models import InboxReplyDraftRow
+
+    svc = api.client.app.state.services  # type: ignore[attr-defined]
+
+    async def rows() -> tuple[int, int]:
+        async with svc.db.session() as session:
+            states = (
+                await session.exec(select(InboxThreadState).where(InboxThreadState.mailbox_id == mbx["id"]))
+            ).all()
+            drafts = (
+                await session.exec(select(InboxReplyDraftRow).where(InboxReplyDraftRow.mailbox_id == mbx["id"]))
+            ).all()
+        return len(states), len(drafts)
+
+    assert api.client.portal.call(rows) == (1, 1)  # type: ignore[union-attr]
+    assert api.client.delete(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).status_code == 204
+    assert api.client.portal.call(rows) == (0, 0)  # type: ignore[union-attr]
+
 
 def test_sdk_thread_state_and_drafts(api: ApiEnv) -> None:
     client = load_sdk().client(api)

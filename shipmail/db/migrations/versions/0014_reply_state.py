@@ -22,20 +22,21 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "inbox_thread_states",
-        sa.Column("mailbox_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("mailbox_id", sa.String(length=64), nullable=False),
         sa.Column("thread_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
         sa.Column("user_state", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("basis_email_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
         sa.Column("updates", sa.Integer(), nullable=False),
         sa.Column("set_at", UTCDateTime(), nullable=True),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["mailbox_id"], ["mailboxes.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("mailbox_id", "thread_id"),
     )
     op.create_table(
         "inbox_reply_drafts",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("organization_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("mailbox_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("mailbox_id", sa.String(length=64), nullable=False),
         sa.Column("thread_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
         sa.Column("based_on_email_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
         sa.Column("basis_email_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
@@ -52,6 +53,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("sent_at", UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["mailbox_id"], ["mailboxes.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_inbox_reply_drafts_mailbox_id"), "inbox_reply_drafts", ["mailbox_id"], unique=False)
