@@ -72,6 +72,7 @@ class ReplyView:
     needs_reply_since: str | None  # RFC 3339 UTC, as JMAP's receivedAt
     done_at: datetime | None  # when the user resolved it (SDK ``done_at``)
     basis_email_id: str | None  # the newest non-draft message (JMAP id)
+    updates: int = 0  # the user's updates so far (the stored row's, 0 without one)
 
 
 def order_key(e: dict[str, Any]) -> tuple[str, str]:
@@ -125,7 +126,9 @@ def derive(c: Classified, stored: InboxThreadState | None) -> ReplyView:
             state = "resolved" if user == "resolved" else "no_reply_expected"
             since = None
             done_at = stored.set_at if user == "resolved" else None
-    return ReplyView(state=state, version=version, needs_reply_since=since, done_at=done_at, basis_email_id=basis)
+    return ReplyView(
+        state=state, version=version, needs_reply_since=since, done_at=done_at, basis_email_id=basis, updates=updates
+    )
 
 
 def view_data(view: ReplyView, thread_wire_id: str) -> dict[str, Any]:

@@ -991,35 +991,37 @@ async def update_reply_state(
     current = await thread_state(svc, session, row, thread_id)
     if current.view.version != expected_version:
         raise _stale(current.view.version)
+    mailbox_id, before = row.id, current.view.updates
+    # End the read transaction: the write below is checked against the row as committed now
+    # (SQLite cannot turn a read snapshot another writer has moved past into a write).
+    await session.commit()
     now = utc.now()
-    stored = (await stored_states(session, row, [thread_id])).get(thread_id)
-    if stored is None:
-        stored = InboxThreadState(
-            mailbox_id=row.id,
-            thread_id=thread_id,
-            user_state=target,
-            basis_email_id=current.view.basis_email_id,
-            updates=1,
-            set_at=now,
-            updated_at=now,
-        )
+    stored = InboxThreadState(
+        mailbox_id=mailbox_id,
+        thread_id=thread_id,
+        user_state=target,
+        basis_email_id=current.view.basis_email_id,
+        updates=before + 1,
+        set_at=now,
+        updated_at=now,
+    )
+    if before == 0:  # no row yet: of two inserts one fails on the primary key
         session.add(stored)
         try:
             await session.commit()
         except IntegrityError:
             await session.rollback()
             raise _stale(None) from None
-    else:
-        updates = stored.updates + 1  # read before the commit expires the row
+    else:  # only from the updates count read: of two updates one finds it changed
         done = await session.exec(
             sa_update(InboxThreadState)
-            .where(col(InboxThreadState.mailbox_id) == row.id)
+            .where(col(InboxThreadState.mailbox_id) == mailbox_id)
             .where(col(InboxThreadState.thread_id) == thread_id)
-            .where(col(InboxThreadState.updates) == updates - 1)
+            .where(col(InboxThreadState.updates) == before)
             .values(
                 user_state=target,
                 basis_email_id=current.view.basis_email_id,
-                updates=updates,
+                updates=before + 1,
                 set_at=now,
                 updated_at=now,
             )
@@ -1028,15 +1030,6 @@ async def update_reply_state(
             await session.rollback()
             raise _stale(None)
         await session.commit()
-        stored = InboxThreadState(
-            mailbox_id=row.id,
-            thread_id=thread_id,
-            user_state=target,
-            basis_email_id=current.view.basis_email_id,
-            updates=updates,
-            set_at=now,
-            updated_at=now,
-        )
     view = replystate.derive(current.classified, stored)
     wire_id = ids.to_wire(ids.THREAD, thread_id)
     return InboxThreadReplyStateResult.model_validate(

@@ -254,6 +254,7 @@ async def get(session: AsyncSession, row: Mailbox, thread_id: str, draft_id: str
 
 async def _move(session: AsyncSession, draft_id: str, source: DraftStatus, target: DraftStatus) -> bool:
     """Set the draft's status to ``target`` if it is ``source`` (committed); whether it was."""
+    await session.commit()  # end the read transaction: compared against the row as committed now
     done = await session.exec(
         sa_update(InboxReplyDraftRow)
         .where(col(InboxReplyDraftRow.id) == draft_id)
