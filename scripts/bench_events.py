@@ -6,8 +6,10 @@
   each, one connection per message as an MTA's delivery attempt) through the gateway on
   ``SHIPMAIL_LMTP_PORT`` and straight to Cyrus's LMTP socket behind it, in alternating rounds in
   the same run; p50 and p95 of each and the difference of the p50s (what the gateway adds:
-  the relay hop, the recipient lookup, the JMAP request finding the stored message, and the
-  committed event);
+  the relay hop, the recipient lookup and the committed delivery record), and the CPU per message
+  of the gateway process, the API process (which runs the record job: the JMAP request finding
+  the stored message and the committed event) and Cyrus, the figure that survives a loaded
+  machine;
 * the latency from the gateway's ``250`` to the webhook request arriving at a receiver on
   127.0.0.1 (``N`` messages, a webhook subscribed to ``message.received``; the stack restarted
   with ``SHIPMAIL_WEBHOOK_ALLOW_PRIVATE=1``): p50 and p95 (the goal is p95 <= 1 s).
@@ -22,9 +24,10 @@ import statistics
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from bench_harness import Bench, case, http_json
+from bench_harness import Bench, case, http_json, tree_cpu
 
 N = 200
 
@@ -58,19 +61,33 @@ def events(bench: Bench) -> None:
     run = secrets.token_hex(3)
     through: list[float] = []
     direct: list[float] = []
+    gateway = [p for p in stack.api_pids() if b"serve-gateway" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    others = [p for p in stack.api_pids() if p not in gateway]
+    cpu = {"gateway": [0.0, 0.0, 0.0], "direct": [0.0, 0.0, 0.0]}  # gateway process, API, Cyrus
     rounds = 4
     for r in range(rounds):
         for label in ("gateway", "direct") if r % 2 == 0 else ("direct", "gateway"):
+            before = (tree_cpu(gateway), tree_cpu(others), stack.cyrus_cpu())
             for i in range(N // rounds):
                 data = _message(f"ev-{run}-{label}-{r}-{i}")
                 if label == "gateway":
                     through.append(_one(stack.lmtp_port, stack.address, data))
                 else:
                     direct.append(_one(socket_path, stack.address, data))
+            stack.wait_cyrus_idle()  # the record jobs (API process) and Cyrus's indexing finish
+            after = (tree_cpu(gateway), tree_cpu(others), stack.cyrus_cpu())
+            for k in range(3):
+                cpu[label][k] += after[k] - before[k]
     g50, d50 = _pct(through, 0.5), _pct(direct, 0.5)
     print(f"    LMTP through the gateway: p50 {g50:.2f} ms, p95 {_pct(through, 0.95):.2f} ms ({len(through)} messages)")
     print(f"    LMTP straight to Cyrus:   p50 {d50:.2f} ms, p95 {_pct(direct, 0.95):.2f} ms ({len(direct)} messages)")
     print(f"    added by the gateway (p50 difference): {g50 - d50:.2f} ms")
+    for label, n in (("gateway", len(through)), ("direct", len(direct))):
+        g, a, c = (1000 * v / n for v in cpu[label])
+        print(
+            f"    CPU per message, {label:7}: gateway process {g:.2f} ms, API process {a:.2f} ms "
+            f"(the record job), Cyrus {c:.2f} ms"
+        )
 
     arrivals: dict[str, float] = {}
     lock = threading.Lock()

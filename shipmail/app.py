@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipmail.auth.bearer import BearerAuth, Principal
 from shipmail.config import Settings
+from shipmail.db import wake
 from shipmail.db.engine import Database, create_sync_engine
 from shipmail.http.cursors import CursorCodec
 from shipmail.http.errors import (
@@ -178,6 +179,7 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
+            wake.close_all()
             await jmap.aclose()
             if mail_server is None:
                 await mail.aclose()

@@ -8,9 +8,10 @@ from shipmail.domains import tasks as domains
 from shipmail.exports import tasks as exports
 from shipmail.http import idempotency
 from shipmail.imports import tasks as imports
+from shipmail.inbound import service as inbound
 from shipmail.jobs import Handler
 from shipmail.mailboxes import lifecycle as mailbox_lifecycle
-from shipmail.messages import outbound
+from shipmail.messages import outbound, scheduled
 from shipmail.webhooks import service as webhooks
 
 HANDLERS: dict[str, Handler] = {
@@ -18,7 +19,9 @@ HANDLERS: dict[str, Handler] = {
     **domains.handlers,
     **exports.handlers,
     **imports.handlers,
+    **inbound.handlers,
     **outbound.handlers,
+    **scheduled.handlers,
     **webhooks.handlers,
     idempotency.PURGE_JOB: idempotency.purge_job,
 }

@@ -7,15 +7,19 @@ The stream (https://html.spec.whatwg.org/multipage/server-sent-events.html): eac
 it. It starts after the newest event (nothing old is replayed) unless the request names where it
 left off: ``Last-Event-ID: <evt_...>`` (what a browser's ``EventSource`` sends by itself when it
 reconnects) or ``?cursor=`` (a JSON page's ``next_cursor``); it then first sends every later event,
-without a gap, then new ones as they are recorded. New events are read from the database every
-:data:`POLL_SECONDS` seconds (the gateway records them in another process, and with several API
-workers in another worker): a new message is on screen well within a second. On shutdown the
-stream sends ``retry: 1000`` and ends; the client reconnects with its ``Last-Event-ID``.
+without a gap, then new ones as they are recorded. Events are recorded in another process (the
+job worker of another API worker) or in this one; a commit that recorded events wakes every
+stream of this machine (:mod:`shipmail.db.wake`), which then reads what is new: a new message is
+on screen within milliseconds of its event. Streams still read every :data:`FALLBACK_SECONDS`
+seconds (every :data:`POLL_SECONDS` when wake-ups are not available). On shutdown the stream
+ends within :data:`SHUTDOWN_CHECK_SECONDS` seconds (``retry: 1000`` was sent first: the client
+reconnects with its ``Last-Event-ID``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +27,7 @@ from collections.abc import AsyncIterator
 from starlette.responses import Response, StreamingResponse
 
 from shipmail.auth.scopes import Scope
+from shipmail.db import wake
 from shipmail.events import service
 from shipmail.events.schemas import Event, EventListQuery, EventPage, EventPagination
 from shipmail.http.cursors import CursorCodec, invalid_cursor
@@ -35,8 +40,13 @@ from shipmail.runtime import SHUTTING_DOWN, Services
 operations: list[Operation] = []
 
 KIND = "mailbox_events"
-#: Seconds between two reads of new events by an open stream.
+#: Seconds between two reads of new events by an open stream when wake-ups are not available.
 POLL_SECONDS = 0.25
+#: Seconds between two reads of an open stream that is woken by new events (a safety net only:
+#: events recorded by a process on another machine sharing a PostgreSQL database).
+FALLBACK_SECONDS = 5.0
+#: Seconds within which an open stream notices the server shutting down.
+SHUTDOWN_CHECK_SECONDS = 0.5
 #: Seconds without an event after which the stream sends a heartbeat comment.
 HEARTBEAT_SECONDS = 15.0
 #: Events read at once by the stream.
@@ -60,26 +70,45 @@ def _sse(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
+async def _wait(news: asyncio.Event, seconds: float) -> None:
+    """Until ``news`` is set, the server shuts down, or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while not news.is_set() and not SHUTTING_DOWN.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(news.wait(), min(left, SHUTDOWN_CHECK_SECONDS))
+
+
 async def _stream(svc: Services, mailbox_id: str, seq: int) -> AsyncIterator[bytes]:
     yield b"retry: 1000\n\n"
-    quiet_since = time.monotonic()
-    while not SHUTTING_DOWN.is_set():
-        async with svc.db.session() as session:
-            rows = await service.after(session, mailbox_id, seq, BATCH)
-        for row in rows:
-            assert row.seq is not None
-            seq = row.seq
-            yield _sse(Event.of(row))
-        now = time.monotonic()
-        if rows:
-            quiet_since = now
-            if len(rows) == BATCH:
-                continue
-        elif now - quiet_since >= HEARTBEAT_SECONDS:
-            quiet_since = now
-            yield b": heartbeat\n\n"
-        await asyncio.sleep(POLL_SECONDS)
-    yield b": shutting down\n\n"
+    listener = await wake.listen(svc.db.url)
+    news = asyncio.Event()
+    unsubscribe = listener.subscribe(wake.EVENTS, news.set)
+    try:
+        quiet_since = time.monotonic()
+        while not SHUTTING_DOWN.is_set():
+            news.clear()  # before the read: an event committed after it wakes the wait below
+            async with svc.db.session() as session:
+                rows = await service.after(session, mailbox_id, seq, BATCH)
+            for row in rows:
+                assert row.seq is not None
+                seq = row.seq
+                yield _sse(Event.of(row))
+            now = time.monotonic()
+            if rows:
+                quiet_since = now
+                if len(rows) == BATCH:
+                    continue
+            elif now - quiet_since >= HEARTBEAT_SECONDS:
+                quiet_since = now
+                yield b": heartbeat\n\n"
+            interval = FALLBACK_SECONDS if listener.active else POLL_SECONDS
+            await _wait(news, max(0.0, min(interval, quiet_since + HEARTBEAT_SECONDS - time.monotonic())))
+        yield b": shutting down\n\n"
+    finally:
+        unsubscribe()
 
 
 @operation(

@@ -12,8 +12,10 @@ their ``seq`` order; a reader that saw the later one first would skip the earlie
 so event-writing transactions commit one at a time in ``seq`` order (SQLite has one writer at a
 time anyway).
 
-Every recorded event is handed to the organisation's webhooks in the same transaction
-(:func:`shipmail.webhooks.service.fan_out`): a delivery exists exactly when its event does.
+Once the transaction commits, open event streams of this machine are woken
+(:func:`shipmail.db.wake.after_commit`). Every recorded event is handed to the organisation's
+webhooks in the same transaction (:func:`shipmail.webhooks.service.fan_out`): a delivery exists
+exactly when its event does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
+from shipmail.db import wake
 from shipmail.events.models import Event
 from shipmail.ids import new_id
 from shipmail.webhooks import service as webhooks
@@ -75,6 +78,7 @@ async def record(
     )
     session.add(event)
     await session.flush()
+    wake.after_commit(session, wake.EVENTS)
     if notify:
         await webhooks.fan_out(session, event)
     return event
@@ -106,8 +110,15 @@ async def last_seq(session: AsyncSession, mailbox_id: str) -> int:
 
 
 async def seq_of(session: AsyncSession, mailbox_id: str, event_id: str) -> int | None:
-    """The ``seq`` of the mailbox's event ``event_id`` (None: unknown, another mailbox's, or expired)."""
+    """The ``seq`` of the mailbox's event ``event_id`` (None: unknown, another mailbox's, or older
+    than :data:`RETENTION`)."""
     value = (
-        await session.exec(select(Event.seq).where(col(Event.id) == event_id, col(Event.mailbox_id) == mailbox_id))
+        await session.exec(
+            select(Event.seq).where(
+                col(Event.id) == event_id,
+                col(Event.mailbox_id) == mailbox_id,
+                col(Event.created_at) >= utc.now() - RETENTION,
+            )
+        )
     ).first()
     return int(value) if value is not None else None

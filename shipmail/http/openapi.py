@@ -105,6 +105,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         doc["x-scope"] = "authenticated"
     else:
         doc["security"] = []
+        if op.tier is not None:  # a public operation limited per path (the reference's "public")
+            doc["x-scope"] = "public"
     if op.tier is not None:
         doc["x-rate-limit-tier"] = op.tier.value
     params = _path_parameters(op.path) + (_query_parameters(op.query) if op.query else [])

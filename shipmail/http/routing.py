@@ -357,6 +357,9 @@ def _endpoint(op: Operation, pipeline: Pipeline) -> Endpoint:
                     rate_headers = await pipeline.limits.check(op.tier, bucket)
                 if op.scope is not None:
                     pipeline.auth.require(principal, op.scope)
+            elif op.tier is not None:  # public, limited per path (e.g. per one-time upload URL)
+                where = "/".join(f"{k}={v}" for k, v in sorted(request.path_params.items()))
+                rate_headers = await pipeline.limits.check(op.tier, f"public/{op.operation_id}/{where}")
             response = await _handle(op, request, principal, pipeline.max_body)
         except ShipmailError as exc:
             response = exc.response(request_id_of(request))

@@ -12,14 +12,19 @@ Per client transaction it opens (or reuses) one LMTP session with the mail serve
   answers ``451 4.3.0``.
 * ``DATA``: the message, with the gateway's ``Received:`` field on top
   (:func:`shipmail.inbound.service.received_field`), goes to the mail server, which answers once
-  per accepted recipient. For each ``250`` the gateway finds the stored message and records its
-  events and counter (:func:`shipmail.inbound.service.record_delivery`) BEFORE it answers
-  ``250``; when that fails (JMAP or database unavailable) it answers ``451 4.3.0`` for that
-  recipient: the sender retries, the mail server drops the copy as a duplicate of its
-  Message-ID and answers ``250``, and the retry records the message found by its Message-ID
-  (so an event is never lost, and never recorded twice). Every other reply (``4xx``, ``5xx``)
-  goes back as the mail server gave it. No ``250`` is ever answered before the mail server's.
-* ``RSET``/``QUIT``/a lost connection end the mail server's session too.
+  per accepted recipient. For each ``250`` the gateway commits a durable record of the delivery
+  (the ``inbound.record`` job, :func:`shipmail.inbound.service.accept`; the records of deliveries
+  finishing together share one commit, :class:`Recorder`) BEFORE it answers ``250``; the job
+  then finds the stored message over JMAP and records its events and counter, off the delivery's
+  path. When the record cannot be committed (database unavailable) it answers ``451 4.3.0`` for
+  that recipient: the sender retries, the mail server drops the copy as a duplicate of its
+  Message-ID and answers ``250``, and the retry's job records the message found by its
+  Message-ID (so an event is never lost, and never recorded twice). Every other reply (``4xx``,
+  ``5xx``) goes back as the mail server gave it. No ``250`` is ever answered before the mail
+  server's.
+* ``RSET`` goes to the mail server; ``QUIT`` or a lost connection hand the mail server's session
+  back to a small pool of idle sessions when it is between transactions (:class:`BackendPool`),
+  so the next client does not pay for connecting and ``LHLO``; otherwise it is closed.
 
 A mail server that cannot be reached answers ``451 4.4.1`` at ``MAIL``. Messages are not
 limited in size here (the mail server's own limit applies), nor their lines in length.
@@ -32,6 +37,7 @@ import contextlib
 import email.parser
 import logging
 import socket
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,7 +53,7 @@ from shipmail.db.engine import Database
 from shipmail.ids import new_id
 from shipmail.inbound.backend import BackendError, LmtpConnection, Reply, Target
 from shipmail.inbound.resolve import base_address, resolve
-from shipmail.inbound.service import received_field, record_delivery
+from shipmail.inbound.service import accept, received_field
 from shipmail.jmap.client import JmapClient
 from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.mailserver.base import MailServer
@@ -65,12 +71,102 @@ class _Transaction:
 
     conn: LmtpConnection | None = None
     accepted: list[Mailbox] = field(default_factory=list)
+    #: Whether the mail server's session is inside a transaction (after MAIL, before its end).
+    open: bool = False
 
     def drop(self) -> None:
         if self.conn is not None:
             self.conn.close()
         self.conn = None
+        self.open = False
         self.accepted.clear()
+
+
+class BackendPool:
+    """Idle LMTP sessions with the mail server, between transactions, kept at most
+    :data:`IDLE_SECONDS` and at most :data:`SIZE` of them: a client connection takes one (or opens
+    one) at its first ``MAIL`` and gives it back when it ends."""
+
+    SIZE = 8
+    IDLE_SECONDS = 20.0
+
+    def __init__(self, target: Target, *, hostname: str, timeout: float) -> None:
+        self.target = target
+        self.hostname = hostname
+        self.timeout = timeout
+        self._idle: list[tuple[float, LmtpConnection]] = []
+
+    def take(self) -> LmtpConnection | None:
+        """An idle session, or None (the caller opens one)."""
+        now = time.monotonic()
+        while self._idle:
+            since, conn = self._idle.pop()
+            if now - since < self.IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
+
+    async def open(self) -> LmtpConnection:
+        return await LmtpConnection.open(self.target, hostname=self.hostname, timeout=self.timeout)
+
+    def give_back(self, conn: LmtpConnection) -> None:
+        if len(self._idle) >= self.SIZE:
+            conn.close()
+            return
+        self._idle.append((time.monotonic(), conn))
+
+    def close(self) -> None:
+        for _, conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+@dataclass
+class _Pending:
+    mailbox_id: str
+    delivery_id: str
+    message_id: str | None
+    reply: str
+    done: asyncio.Future[None]
+
+
+class Recorder:
+    """Commits the durable records of deliveries (:func:`shipmail.inbound.service.accept`): each
+    :meth:`record` waits for the commit of its record; records that arrive while a commit is
+    under way go into the next one together (group commit: one transaction for every delivery
+    finishing at the same moment)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[_Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, mailbox_id: str, delivery_id: str, message_id: str | None, reply: str) -> None:
+        """Returns once the record is committed; raises what the commit raised otherwise."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(mailbox_id, delivery_id, message_id, reply, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._commit_all())
+        await asyncio.shield(done)
+
+    async def _commit_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self.db.session() as session:
+                    for p in batch:
+                        await accept(session, p.mailbox_id, p.delivery_id, p.message_id, p.reply)
+                    await session.commit()
+            except BaseException as exc:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for p in batch:
+                if not p.done.done():
+                    p.done.set_result(None)
 
 
 class GatewayHandler:
@@ -80,6 +176,8 @@ class GatewayHandler:
         self.db = db
         self.jmap = jmap
         self.backend = backend
+        self.pool = BackendPool(backend, hostname=hostname, timeout=timeout)
+        self.recorder = Recorder(db)
         self.hostname = hostname
         self.timeout = timeout
         #: Seconds the mail server may take to store a message and answer.
@@ -95,6 +193,9 @@ class GatewayHandler:
     def closed(self, session: Session | None) -> None:
         """The client connection is gone: end the mail server's session too."""
         if session is not None and (t := self._transactions.pop(session, None)) is not None:
+            if t.conn is not None and not t.open:
+                self.pool.give_back(t.conn)
+                t.conn = None
             t.drop()
 
     async def handle_MAIL(
@@ -102,20 +203,33 @@ class GatewayHandler:
     ) -> str:
         t = self._transaction(session)
         t.accepted.clear()
-        if t.conn is None:
+        options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
+        line = " ".join([f"MAIL FROM:<{address}>", *options])
+        reply: Reply | None = None
+        if t.conn is None and (pooled := self.pool.take()) is not None:
+            t.conn = pooled
             try:
-                t.conn = await LmtpConnection.open(self.backend, hostname=self.hostname, timeout=self.timeout)
+                reply = await pooled.command(line)
+            except BackendError:
+                reply = None
+            if reply is None or reply.code == 421:
+                reply = None
+                t.drop()  # the mail server ended the idle session: open a new one below
+        if reply is None:
+            if t.conn is None:
+                try:
+                    t.conn = await self.pool.open()
+                except BackendError as exc:
+                    logger.warning("inbound: %s", exc)
+                    return UNAVAILABLE
+            try:
+                reply = await t.conn.command(line)
             except BackendError as exc:
                 logger.warning("inbound: %s", exc)
+                t.drop()
                 return UNAVAILABLE
-        options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
-        try:
-            reply = await t.conn.command(" ".join([f"MAIL FROM:<{address}>", *options]))
-        except BackendError as exc:
-            logger.warning("inbound: %s", exc)
-            t.drop()
-            return UNAVAILABLE
         if reply.ok:
+            t.open = True
             envelope.mail_from = address or "<>"  # the null reverse-path must not read as "no MAIL yet"
             envelope.mail_options.extend(mail_options)
         return reply.wire()
@@ -168,6 +282,7 @@ class GatewayHandler:
         if t.conn is not None:
             try:
                 await t.conn.command("RSET")
+                t.open = False
             except BackendError:
                 t.drop()
         return "250 2.0.0 OK"
@@ -190,18 +305,19 @@ class GatewayHandler:
             return UNAVAILABLE
         if start.code != 354:
             return start.wire()
+        t.open = False  # the mail server's transaction ended with its replies
         message_id = _message_id(original)
-        answers = []
-        for row, reply in zip(accepted, replies, strict=True):
-            answers.append(await self._after(row, reply, delivery_id, message_id))
+        answers = await asyncio.gather(
+            *(self._after(row, reply, delivery_id, message_id) for row, reply in zip(accepted, replies, strict=True))
+        )
         return "\r\n".join(answers)
 
     async def _after(self, row: Mailbox, reply: Reply, delivery_id: str, message_id: str | None) -> str:
-        """The answer for one recipient: the mail server's, once its 250 is recorded."""
+        """The answer for one recipient: the mail server's, once its 250 is durably recorded."""
         if reply.code != 250:
             return reply.wire()
         try:
-            await record_delivery(self.db, self.jmap, row, delivery_id, message_id)
+            await self.recorder.record(row.id, delivery_id, message_id, reply.wire())
         except Exception:
             logger.exception("inbound: recording delivery %s to %s failed", delivery_id, row.address)
             return NOT_RECORDED
@@ -291,6 +407,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
+        self.handler.pool.close()
 
 
 @asynccontextmanager

@@ -2,12 +2,15 @@
 
 Each read is one JMAP request; ids on the wire are ``eml_``/``thr_``/``fld_`` + the JMAP id. The
 handlers resolve the mailbox in the request's session (404 for another organisation's) and pass
-that session on (:mod:`shipmail.inbox.service`).
+that session on (:mod:`shipmail.inbox.service`). The reads answer with the declared model's JSON
+rendered from the service's data dicts (:mod:`shipmail.inbox.rendering`: the same bytes).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from starlette.responses import Response
 
 from shipmail.auth.scopes import Scope
 from shipmail.http.ratelimit import Tier
@@ -58,7 +61,7 @@ def _action(row: Mailbox, message_id: str) -> InboxMessageAction:
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
+async def list_messages(ctx: Context[None, InboxListQuery]) -> Response:
     """Messages of the mailbox, newest first, in full (the shape of one message: headers, bodies,
     body parts and attachments), each body value at most 32 KiB of UTF-8 (`is_truncated` when
     cut; one message: up to 4 MiB), with folder, keyword, date, text and attachment filters.
@@ -69,7 +72,7 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     Without folder_id/folder_role every folder is listed; `starred` lists `$flagged` mail outside
     Trash and Junk."""
     row = await _row(ctx)
-    return await inbox.list_messages(ctx.services, ctx.session, row, ctx.query)
+    return inbox.MESSAGES_JSON.response(await inbox.list_messages_data(ctx.services, ctx.session, row, ctx.query))
 
 
 @operation(
@@ -85,14 +88,15 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> InboxMessages:
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def get_message(ctx: Context[None, MessageQuery]) -> InboxFullMessage:
+async def get_message(ctx: Context[None, MessageQuery]) -> Response:
     """The full message: headers (unfolded; `?headers=raw` as stored), text and HTML bodies
     decoded to UTF-8 (up to 4 MiB per part, `is_truncated` beyond), every body part and
     attachment with its `blob_id` and `download_path`. The original message:
     `GET …/messages/{message_id}/raw`."""
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
-    return await inbox.get_message(ctx.services, row, email_id, raw_headers=ctx.query.headers == "raw")
+    data = await inbox.get_message_data(ctx.services, row, email_id, raw_headers=ctx.query.headers == "raw")
+    return inbox.MESSAGE_JSON.response(data)
 
 
 @operation(
@@ -180,7 +184,7 @@ async def delete_message(ctx: Context[None, None]) -> None:
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads:
+async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> Response:
     """Threads with mail matching the filters (the message-list filters): that message, the
     thread's message and unread counts, first and last dates, latest inbound and outbound
     messages, and its reply state (`reply_state`, `reply_version`, `needs_reply_since`). The
@@ -191,7 +195,7 @@ async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads
     computed over the 500 threads with the newest matching mail. Paged under the first page's
     cutoff."""
     row = await _row(ctx)
-    return await inbox.list_threads(ctx.services, ctx.session, row, ctx.query)
+    return inbox.THREADS_JSON.response(await inbox.list_threads_data(ctx.services, ctx.session, row, ctx.query))
 
 
 @operation(
@@ -207,12 +211,15 @@ async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> InboxThreads
     errors=(401, 403, 404, 409, 422, 429, 503),
     tags=_TAGS,
 )
-async def get_thread(ctx: Context[None, MessageQuery]) -> InboxThread:
+async def get_thread(ctx: Context[None, MessageQuery]) -> Response:
     """The thread's messages, oldest first, with bodies and attachment metadata (headers as for
-    one message, `?headers=raw`)."""
+    one message, `?headers=raw`), its reply state and latest inbound and outbound messages."""
     row = await _row(ctx)
     thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
-    return await inbox.get_thread(ctx.services, ctx.session, row, thread_id, raw_headers=ctx.query.headers == "raw")
+    data = await inbox.get_thread_data(
+        ctx.services, ctx.session, row, thread_id, raw_headers=ctx.query.headers == "raw"
+    )
+    return inbox.THREAD_JSON.response(data)
 
 
 @operation(

@@ -27,11 +27,12 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
 from sqlalchemy import update as sa_update
@@ -46,6 +47,7 @@ from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
 from shipmail.inbox import replystate
 from shipmail.inbox.models import InboxThreadState
 from shipmail.inbox.preview import preview
+from shipmail.inbox.rendering import DictRenderer
 from shipmail.inbox.schemas import (
     InboxFullMessage,
     InboxListQuery,
@@ -64,6 +66,13 @@ from shipmail.jmap.request import Call, Request, Results
 from shipmail.mailboxes.accounts import system_folders
 from shipmail.mailboxes.models import Mailbox
 from shipmail.runtime import Services
+
+#: The wire JSON of the reads from their data dicts (:mod:`shipmail.inbox.rendering`: the models'
+#: own schemas, no model instances; the routes answer with these).
+MESSAGE_JSON = DictRenderer(InboxFullMessage)
+THREAD_JSON = DictRenderer(InboxThread)
+MESSAGES_JSON = DictRenderer(InboxMessages)
+THREADS_JSON = DictRenderer(InboxThreads)
 
 KIND_MESSAGES = "inbox_messages"
 KIND_THREADS = "inbox_threads"
@@ -102,12 +111,22 @@ def download_path(mailbox_id: str, blob_id: str, message_id: str | None = None, 
     with the blob, and the message (``eml_...``) and part that name its type and file name.
     Identical bytes share one blob id across messages, so the blob alone does not say which
     part's type and name to serve."""
-    query = {"blob_id": blob_id}
+    query = "blob_id=" + _query_value(blob_id)
     if message_id is not None:
-        query["message_id"] = message_id
+        query += "&message_id=" + _query_value(message_id)
     if part_id is not None:
-        query["part_id"] = part_id
-    return f"/mailboxes/{mailbox_id}/inbox/attachments?{urlencode(query)}"
+        query += "&part_id=" + _query_value(part_id)
+    return f"/mailboxes/{mailbox_id}/inbox/attachments?{query}"
+
+
+#: What :func:`urllib.parse.quote_plus` leaves as it is.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _query_value(value: str) -> str:
+    """``value`` as :func:`urllib.parse.urlencode` writes it (``quote_plus``), without its cost for
+    the usual ids, which need no escaping (a page of 50 messages made ~650 of these)."""
+    return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
 
 
 def _attachments(e: dict[str, Any]) -> list[dict[str, Any]]:
@@ -242,13 +261,18 @@ async def get_message(svc: Services, row: Mailbox, email_id: str, *, raw_headers
 
     One JMAP request (Email/get).
     """
+    return InboxFullMessage.model_validate(await get_message_data(svc, row, email_id, raw_headers=raw_headers))
+
+
+async def get_message_data(svc: Services, row: Mailbox, email_id: str, *, raw_headers: bool = False) -> dict[str, Any]:
+    """:func:`get_message` as :class:`InboxFullMessage` data (not validated: :data:`FULL_JSON`)."""
     request = Request()
     get = request.add(jemail.full_get([email_id]))
     results = await svc.jmap.call(row.address, request)
     listed = results.get(get, what="message").get("list") or []
     if not listed:
         raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
-    return render_full(row, listed[0], raw_headers=raw_headers)
+    return full_data(row, listed[0], raw_headers=raw_headers)
 
 
 async def get_thread(
@@ -259,6 +283,13 @@ async def get_thread(
 
     One JMAP request (Thread/get, Email/get of its emailIds by back-reference).
     """
+    return InboxThread.model_validate(await get_thread_data(svc, session, row, thread_id, raw_headers=raw_headers))
+
+
+async def get_thread_data(
+    svc: Services, session: AsyncSession, row: Mailbox, thread_id: str, *, raw_headers: bool = False
+) -> dict[str, Any]:
+    """:func:`get_thread` as :class:`InboxThread` data (not validated: :data:`THREAD_JSON`)."""
     folders = await system_folders(svc, session, row)
     request = Request()
     thread = request.add(ThreadGet(ids=[thread_id]))
@@ -274,16 +305,14 @@ async def get_thread(
     c = replystate.classify(found, folders, await own_addresses(session, row))
     view = replystate.derive(c, (await stored_states(session, row, [thread_id])).get(thread_id))
     wire_id = ids.to_wire(ids.THREAD, thread_id)
-    return InboxThread.model_validate(
-        {
-            "mailbox_id": row.id,
-            "address": row.address,
-            "thread_id": wire_id,
-            **_latest_fields(c, c.members[-1] if c.members else None),
-            **replystate.view_data(view, wire_id),
-            "data": [full_data(row, e, raw_headers=raw_headers) for e in found],
-        }
-    )
+    return {
+        "mailbox_id": row.id,
+        "address": row.address,
+        "thread_id": wire_id,
+        **_latest_fields(c, c.members[-1] if c.members else None),
+        **replystate.view_data(view, wire_id),
+        "data": [full_data(row, e, raw_headers=raw_headers) for e in found],
+    }
 
 
 # ----------------------------------------------------------------------------- filters
@@ -414,6 +443,11 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
     the previous page's last message has left the list since).
 
     422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
+    return InboxMessages.model_validate(await list_messages_data(svc, session, row, q))
+
+
+async def list_messages_data(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> dict[str, Any]:
+    """:func:`list_messages` as :class:`InboxMessages` data (not validated: :data:`MESSAGES_JSON`)."""
     folders = await system_folders(svc, session, row)
     listing = _resolve(row, folders, q)
 
@@ -506,20 +540,18 @@ async def list_messages(svc: Services, session: AsyncSession, row: Mailbox, q: I
             listing.binding,
             {"s": jemail.utc_date(snapshot), "r": last[0], "i": last[1], "k": dropped, "o": offset},
         )
-    return InboxMessages.model_validate(
-        {
-            "mailbox_id": row.id,
-            "address": row.address,
-            "data": [full_data(row, e) for e in page],
-            "pagination": {
-                "limit": q.limit,
-                "total": total,
-                "has_more": has_more,
-                "next_cursor": next_cursor,
-                "snapshot_at": snapshot,
-            },
-        }
-    )
+    return {
+        "mailbox_id": row.id,
+        "address": row.address,
+        "data": [full_data(row, e) for e in page],
+        "pagination": {
+            "limit": q.limit,
+            "total": total,
+            "has_more": has_more,
+            "next_cursor": next_cursor,
+            "snapshot_at": snapshot,
+        },
+    }
 
 
 # ----------------------------------------------------------------------------- thread list
@@ -712,6 +744,13 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
     second request for the page's message summaries.
 
     422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
+    return InboxThreads.model_validate(await list_threads_data(svc, session, row, q))
+
+
+async def list_threads_data(
+    svc: Services, session: AsyncSession, row: Mailbox, q: InboxThreadListQuery
+) -> dict[str, Any]:
+    """:func:`list_threads` as :class:`InboxThreads` data (not validated: :data:`THREADS_JSON`)."""
     folders = await system_folders(svc, session, row)
     listing = _resolve(row, folders, q)
     sort_key, desc, wanted_state = q.sort_key, q.descending, q.state_filter
@@ -825,21 +864,19 @@ async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: In
             if has_more
             else None
         )
-    return InboxThreads.model_validate(
-        {
-            "mailbox_id": row.id,
-            "address": row.address,
-            "data": data,
-            "summary": summary,
-            "pagination": {
-                "limit": q.limit,
-                "total": total,
-                "has_more": has_more,
-                "next_cursor": next_cursor,
-                "snapshot_at": snapshot,
-            },
-        }
-    )
+    return {
+        "mailbox_id": row.id,
+        "address": row.address,
+        "data": data,
+        "summary": summary,
+        "pagination": {
+            "limit": q.limit,
+            "total": total,
+            "has_more": has_more,
+            "next_cursor": next_cursor,
+            "snapshot_at": snapshot,
+        },
+    }
 
 
 async def _summaries(svc: Services, row: Mailbox, email_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -281,7 +281,9 @@ def unfold(raw: str) -> str:
     folded, with the white space after the colon) unfolded per RFC 5322 section 2.2.3 (every
     CRLF followed by white space removed) and without its leading white space. Encoded words and
     other white space are kept (the ``asRaw`` form, unfolded)."""
-    return _FOLD.sub("", raw).lstrip(" \t")
+    if "\n" in raw:
+        raw = _FOLD.sub("", raw)
+    return raw.lstrip(" \t")
 
 
 def find_part(part: dict[str, Any], blob_id: str) -> dict[str, Any] | None:

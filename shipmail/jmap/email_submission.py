@@ -28,6 +28,14 @@ pipe (:mod:`shipmail.mailserver.sendmail`). Measured on Cyrus 3.6.1 (2026-12-06)
   ``/query`` list none afterwards.
 * ``onSuccessDestroyEmail: ["#s"]`` destroys the Email after sending (also works).
 * Local recipients are not delivered by Cyrus itself: everything goes to ``sendmail``.
+* A draft stored earlier (``Email/import`` with ``$draft``) is submitted later by its id in a
+  request of its own (scheduled sends). Such a request must name ``urn:ietf:params:jmap:mail`` in
+  ``using`` besides the submission capability: ``onSuccessUpdateEmail`` is an implicit
+  ``Email/set``, and without that capability Cyrus answers the whole call ``invalidArguments``
+  (measured 2026-12-06; in the import+submit request the ``Email/import`` brings it in).
+* Blobs uploaded to the account (RFC 8620 section 6.1) are kept in Cyrus's ``#jmap`` upload
+  folder; nothing in our instance's ``EVENTS`` expires them (``cyr_expire -E`` only prunes the
+  duplicate-delivery database), so staged attachments stay readable past their 24 hours.
 
 Responses are read as raw dicts, as everywhere in :mod:`shipmail.jmap` (measured faster than
 jmapc's models, see :mod:`shipmail.jmap.request`).

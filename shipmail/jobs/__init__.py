@@ -36,8 +36,10 @@ Guarantees:
 * **Periodic work** is one job that never finishes: its handler ends with ``raise Retry(after=
   period)``. (``enqueue`` with the key of a job that is running returns that job: enqueueing
   "again" from inside its own handler does not schedule another run.)
-* **Latency.** A commit that enqueued a job wakes this process's workers at once; other processes
-  notice within their poll interval (``SHIPMAIL_JOBS_POLL_INTERVAL``, default 0.5 s).
+* **Latency.** A commit that enqueued a job wakes the workers of every process on this machine
+  using the same database at once (:mod:`shipmail.db.wake`: the inbound gateway's process wakes
+  the API's worker); a worker also looks every poll interval (``SHIPMAIL_JOBS_POLL_INTERVAL``,
+  default 0.5 s; a plain read), which bounds the latency of workers on other machines.
 
 Why our own ~200 lines rather than a task-queue library: none found runs on both SQLite (the
 embedded default) and PostgreSQL with leases (procrastinate and pgqueuer are PostgreSQL-only;
@@ -69,6 +71,7 @@ from sqlalchemy import event
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shipmail.db import wake
 from shipmail.db.engine import begin_write
 from shipmail.jobs.models import FAILED, QUEUED, Job
 from shipmail.runtime import Services
@@ -178,6 +181,7 @@ async def enqueue(
     sync = session.sync_session
     if not event.contains(sync, "after_commit", _wake_workers):
         event.listen(sync, "after_commit", _wake_workers, once=True)
+    wake.after_commit(session, wake.JOBS)
     return job
 
 
@@ -228,15 +232,29 @@ class Worker:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def wake(self) -> None:
-        """Look for due jobs now rather than at the next poll."""
-        self._wakeup.set()
+        """Look for due jobs now rather than at the next poll (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wakeup.set()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wakeup.set)
 
     def start(self) -> None:
         """Run in the background of the current event loop."""
         _workers.add(self)
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="shipmail.jobs.worker")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self.run(), name="shipmail.jobs.worker")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming jobs, give running ones ``grace`` seconds, then cancel them (their leases
@@ -256,7 +274,10 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and start due jobs until stopped; then return (running jobs are left to stop)."""
-        lease_renewal = asyncio.get_running_loop().create_task(self._renew_leases())
+        self._loop = asyncio.get_running_loop()
+        lease_renewal = self._loop.create_task(self._renew_leases())
+        listener = await wake.listen(self.services.db.url)
+        self._unsubscribe = listener.subscribe(wake.JOBS, self._wakeup.set)
         try:
             while not self._stopping:
                 self._wakeup.clear()
@@ -274,6 +295,8 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
         finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
             lease_renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lease_renewal

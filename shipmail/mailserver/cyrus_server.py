@@ -55,6 +55,8 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from shipmail.jmap.transport import UnixSocketTransport
+
 from . import authd, cyrus_admin
 from .base import DeliveryRefused, DeliverySieve, JmapAccess, MailHealth, MailServerUnavailable, SieveTest
 
@@ -434,10 +436,12 @@ class CyrusMailServer:
         """The Unix-socket transport to httpd when the instance has one, else None (TCP).
 
         Cyrus writes responses in 4 KiB pieces with Nagle on, so over TCP every answer above
-        4 KiB waits ~40 ms for the client's delayed ACK; a Unix socket has no such stall."""
+        4 KiB waits ~40 ms for the client's delayed ACK; a Unix socket has no such stall. The
+        transport is httpx's on a lean asyncio network layer (:mod:`shipmail.jmap.transport`:
+        one write per request, large reads)."""
         if self._jmap_socket is None:
             return None
-        return httpx.AsyncHTTPTransport(uds=str(self._jmap_socket))
+        return UnixSocketTransport(str(self._jmap_socket))
 
     async def ping(self) -> bool:
         """True when ``GET /jmap/`` answers 401 (or 200) within ``timeout``; never raises."""

@@ -68,6 +68,13 @@ class Draft:
         return list(seen)
 
 
+def mime_type(value: str | None) -> str | None:
+    """``value`` (a Content-Type, parameters dropped) as a lower-case ``type/subtype``;
+    ``application/octet-stream`` when empty; None when it is not a MIME type."""
+    bare = (value or "").split(";", 1)[0].strip().lower() or "application/octet-stream"
+    return bare if _MIME_TYPE.match(bare) else None
+
+
 def new_message_id(message_id: str, domain: str) -> str:
     """``<msg_....<16 hex>@domain>``: unique, on the sender's domain, naming our message row."""
     return f"<{message_id}.{secrets.token_hex(8)}@{domain}>"

@@ -38,6 +38,7 @@ class OutboundMessage(SQLModel, table=True):
     """
 
     __tablename__ = "messages"
+    __table_args__ = (sa.Index("ux_messages_org_client_reference", "organization_id", "client_reference", unique=True),)
 
     id: str = Field(primary_key=True, max_length=64)
     organization_id: str = Field(index=True, max_length=64)
@@ -59,8 +60,54 @@ class OutboundMessage(SQLModel, table=True):
     status: str = Field(default=MessageStatus.QUEUED.value, max_length=16, index=True)
     last_error: str | None = Field(default=None, max_length=1000)
     scheduled_at: datetime | None = timestamp_field(nullable=True)
+    #: What a scheduled message keeps until it is dispatched (:mod:`shipmail.messages.scheduled`):
+    #: the JMAP identity it is submitted with, the message it answers (gets ``$answered``), its
+    #: bodies and threading headers (``getScheduledMessage`` shows them; an update replaces them).
+    identity_id: str | None = Field(default=None, max_length=300)
+    reply_email_id: str | None = Field(default=None, max_length=300)
+    body_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    body_html: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    in_reply_to: str | None = Field(default=None, max_length=998)
+    references: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
     created_at: datetime = timestamp_field()
     updated_at: datetime = timestamp_field()
+
+
+class StagedAttachmentRow(SQLModel, table=True):
+    """Bytes staged for a later send (``sat_...``, Shipmail's ``StagedAttachment``): a blob
+    uploaded into the mailbox's JMAP account (RFC 8620 section 6.1, ``blob_id``), usable by the
+    API key ``key_id`` of the organisation for sends from that mailbox until ``expires_at``."""
+
+    __tablename__ = "staged_attachments"
+
+    id: str = Field(primary_key=True, max_length=64)
+    organization_id: str = Field(max_length=64)
+    mailbox_id: str = Field(index=True, max_length=64)
+    key_id: str = Field(max_length=64)
+    filename: str = Field(max_length=256)
+    content_type: str = Field(max_length=256)
+    size: int
+    sha256: str = Field(max_length=64)
+    blob_id: str = Field(max_length=300)
+    expires_at: datetime = timestamp_field(index=True)
+    created_at: datetime = timestamp_field()
+
+
+class StagedAttachmentUploadRow(SQLModel, table=True):
+    """A prepared one-time upload (``prepareStagedAttachmentUpload``): the SHA-256 of its URL
+    token (the token itself is never stored) and what the upload must be."""
+
+    __tablename__ = "staged_attachment_uploads"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    organization_id: str = Field(max_length=64)
+    mailbox_id: str = Field(max_length=64)
+    key_id: str = Field(max_length=64)
+    filename: str = Field(max_length=256)
+    content_type: str = Field(max_length=256)
+    size: int
+    sha256: str = Field(max_length=64)
+    expires_at: datetime = timestamp_field(index=True)
 
 
 class OutgoingStatus(StrEnum):

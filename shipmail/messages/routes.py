@@ -7,13 +7,29 @@ from __future__ import annotations
 
 from shipmail.auth.scopes import Scope
 from shipmail.http.errors import NotFound
+from shipmail.http.idempotency import Idempotency
 from shipmail.http.ratelimit import Tier
 from shipmail.http.routing import Context, Operation, operation
 from shipmail.http.schemas import Pagination
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
+from shipmail.messages import scheduled, staged
 from shipmail.messages import service as messages
-from shipmail.messages.schemas import ListMessagesQuery, Message, MessageList, ReplyToThreadRequest, SendMessageRequest
+from shipmail.messages.schemas import (
+    ListMessagesQuery,
+    ListScheduledMessagesQuery,
+    Message,
+    MessageList,
+    PrepareStagedAttachmentUploadRequest,
+    ReplyToThreadRequest,
+    ScheduledMessage,
+    ScheduledMessageList,
+    SendMessageRequest,
+    StageAttachmentQuery,
+    StagedAttachment,
+    StagedAttachmentUpload,
+    UpdateScheduledMessageRequest,
+)
 from shipmail.sandbox import service as sandbox
 from shipmail.sandbox.schemas import InjectSandboxInboundRequest
 
@@ -52,8 +68,17 @@ async def send_message(ctx: Context[SendMessageRequest, None]) -> Message:
     than 50 recipients (to + cc + bcc), CR/LF or other control characters in names, subject or
     headers, no text nor html, bad attachments (base64, at most 20, 3 MB each and together).
     409: the mailbox is suspended. 404: unknown `mailbox_id`. 503: the mail server is
-    unavailable (nothing was sent)."""
-    return await messages.send(ctx.services, ctx.session, ctx.organization_id, ctx.body)
+    unavailable (nothing was sent).
+
+    `staged_attachment_ids`: attachments staged by this API key for this mailbox
+    (`stageMailboxAttachment`); at most 20 attachments in all, 25 MB together; 404 for an id that
+    is unknown, expired, or another key's, organisation's or mailbox's. `scheduled_at`: send later
+    (more than 1 s and at most 365 days ahead; earlier times send at once): `status` is
+    `scheduled` until its time (see `listScheduledMessages`), the message waits in the mailbox's
+    Drafts. `client_reference` is unique within the organisation: a second message with the same
+    one answers 409. `metadata`: at most 20 scalar values and 8 KB of JSON (422 beyond)."""
+    key_id = ctx.principal.key_id if ctx.principal is not None else None
+    return await messages.send(ctx.services, ctx.session, ctx.organization_id, ctx.body, key_id=key_id)
 
 
 @operation(
@@ -113,7 +138,8 @@ async def get_message(ctx: Context[None, None]) -> Message:
 async def reply_to_message(ctx: Context[ReplyToThreadRequest, None]) -> Message:
     """Send a follow-up in the thread of a message sent through the API (`msg_...`), from the
     same mailbox: `In-Reply-To`/`References` name it, the subject is `Re: <its subject>`.
-    Errors as for `sendMessage`; 404 for an unknown message or one whose Sent copy is gone."""
+    `scheduled_at` sends it later, as for `sendMessage`. Errors as for `sendMessage`; 404 for an
+    unknown message or one whose Sent copy is gone."""
     sent = await messages.get(ctx.session, ctx.organization_id, ctx.path["id"])
     row = await mailboxes.get(ctx.session, ctx.organization_id, sent.mailbox_id)
     if sent.email_id is None:
@@ -201,3 +227,166 @@ async def inject_sandbox_inbound(ctx: Context[InjectSandboxInboundRequest, None]
     delivered = await sandbox.inject(ctx.services, row, ctx.body)
     headers = [{"name": h.name, "value": h.value} for h in ctx.body.headers or []]
     return await messages.record_inbound(ctx.session, row, delivered, headers)
+
+
+# ------------------------------------------------------------------------- staged attachments
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/staged-attachments",
+    operation_id="stageMailboxAttachment",
+    summary="Stage a message attachment",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    query=StageAttachmentQuery,
+    response=StagedAttachment,
+    status_code=201,
+    errors=(401, 403, 404, 409, 413, 422, 429, 503),
+    tags=("Mailboxes", "Messages"),
+    raw_body="application/octet-stream",
+)
+async def stage_attachment(ctx: Context[None, StageAttachmentQuery]) -> StagedAttachment:
+    """Upload raw attachment bytes (1 byte to 25 MiB; the request's `Content-Type` is the
+    attachment's type, `application/octet-stream` when absent) for a later `sendMessage` or
+    `updateScheduledMessage` from this mailbox (`staged_attachment_ids`). The bytes are stored in
+    the mailbox's account on the mail server (a JMAP blob, RFC 8620 section 6.1). The id is bound
+    to this API key, organisation and mailbox and expires after 24 hours. 413: more than 25 MiB.
+    422: empty, a file name with control characters, a bad content type. 404: unknown mailbox."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    assert ctx.principal is not None
+    return await staged.stage(ctx.services, ctx.session, row, ctx.principal.key_id, ctx.query.filename, ctx.request)
+
+
+@operation(
+    operations,
+    "POST",
+    "/mailboxes/{id}/staged-attachment-upload-tokens",
+    operation_id="prepareStagedAttachmentUpload",
+    summary="Prepare a one-time attachment upload",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=PrepareStagedAttachmentUploadRequest,
+    response=StagedAttachmentUpload,
+    status_code=201,
+    errors=(401, 403, 404, 409, 422, 429),
+    tags=("Mailboxes", "Messages"),
+    idempotency=Idempotency.REFUSED,
+)
+async def prepare_staged_upload(ctx: Context[PrepareStagedAttachmentUploadRequest, None]) -> StagedAttachmentUpload:
+    """A five-minute, single-use `upload_url` bound to this API key, organisation, mailbox, file
+    name, content type, byte size and SHA-256: POST exactly those bytes to it (no API key) to
+    stage them (`consumeStagedAttachmentUpload`). Idempotency-Key is refused: the response holds
+    a one-time URL. 422: bad name or type. 404: unknown mailbox."""
+    row = await mailboxes.get(ctx.session, ctx.organization_id, ctx.path["id"])
+    assert ctx.principal is not None
+    return await staged.prepare(
+        ctx.services, ctx.session, row, ctx.principal.key_id, ctx.body, str(ctx.request.base_url)
+    )
+
+
+@operation(
+    operations,
+    "POST",
+    staged.UPLOAD_PATH,
+    operation_id="consumeStagedAttachmentUpload",
+    summary="Upload bytes through a prepared URL",
+    scope=None,
+    tier=Tier.SEND,
+    response=StagedAttachment,
+    status_code=201,
+    errors=(404, 413, 422, 503),
+    tags=("Messages",),
+    raw_body="*/*",
+)
+async def consume_staged_upload(ctx: Context[None, None]) -> StagedAttachment:
+    """The `upload_url` of `prepareStagedAttachmentUpload` (no API key: the URL is the
+    credential): the body is the exact raw bytes declared. The token is consumed by the first
+    successful upload. 404: unknown, used or expired URL. 413: more bytes than declared. 422:
+    fewer bytes, or another SHA-256 (the URL stays usable until it expires)."""
+    return await staged.consume(ctx.services, ctx.session, ctx.path["token"], ctx.request)
+
+
+# ------------------------------------------------------------------------- scheduled messages
+
+_SCHEDULED_TAGS = ("Messages",)
+
+
+@operation(
+    operations,
+    "GET",
+    "/scheduled-messages",
+    operation_id="listScheduledMessages",
+    summary="List scheduled messages",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    query=ListScheduledMessagesQuery,
+    response=ScheduledMessageList,
+    errors=(401, 403, 422, 429),
+    tags=_SCHEDULED_TAGS,
+)
+async def list_scheduled(ctx: Context[None, ListScheduledMessagesQuery]) -> ScheduledMessageList:
+    """The organisation's messages waiting for their `scheduled_at`, soonest first (at most
+    `limit`; `total` counts all); `search` matches the subject or a recipient. No undo holds are
+    made by this service, so `include_held` changes nothing."""
+    return await scheduled.list_scheduled(ctx.session, ctx.organization_id, ctx.query)
+
+
+@operation(
+    operations,
+    "GET",
+    "/scheduled-messages/{id}",
+    operation_id="getScheduledMessage",
+    summary="Get a scheduled message",
+    scope=Scope.MESSAGES_READ,
+    tier=Tier.READ,
+    response=ScheduledMessage,
+    errors=(401, 403, 404, 422, 429),
+    tags=_SCHEDULED_TAGS,
+)
+async def get_scheduled(ctx: Context[None, None]) -> ScheduledMessage:
+    """A message (`msg_...`) waiting for its time, with its bodies; 404 once it was dispatched
+    or cancelled (`getMessage` shows it then)."""
+    return await scheduled.get(ctx.session, ctx.organization_id, ctx.path["id"])
+
+
+@operation(
+    operations,
+    "PATCH",
+    "/scheduled-messages/{id}",
+    operation_id="updateScheduledMessage",
+    summary="Update a scheduled message",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    body=UpdateScheduledMessageRequest,
+    response=ScheduledMessage,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=_SCHEDULED_TAGS,
+)
+async def update_scheduled(ctx: Context[UpdateScheduledMessageRequest, None]) -> ScheduledMessage:
+    """Replace recipients, subject, bodies (kept when neither `text` nor `html` is given),
+    threading headers, attachments (`staged_attachment_ids`; kept when absent, `[]` removes them)
+    and `scheduled_at` (a time now or past sends it at once) before dispatch begins. 409: it was
+    dispatched or cancelled. 404: unknown, or not a scheduled message. 422 as for `sendMessage`."""
+    key_id = ctx.principal.key_id if ctx.principal is not None else None
+    return await scheduled.update(ctx.services, ctx.session, ctx.organization_id, key_id, ctx.path["id"], ctx.body)
+
+
+@operation(
+    operations,
+    "DELETE",
+    "/scheduled-messages/{id}",
+    operation_id="cancelScheduledMessage",
+    summary="Cancel a scheduled message",
+    scope=Scope.MESSAGES_SEND,
+    tier=Tier.SEND,
+    status_code=204,
+    errors=(401, 403, 404, 409, 422, 429),
+    tags=_SCHEDULED_TAGS,
+)
+async def cancel_scheduled(ctx: Context[None, None]) -> None:
+    """Cancel a scheduled message before dispatch begins: it is never sent, its `status` is
+    `cancelled`, its draft is removed and the send no longer counts against the mailbox's limits.
+    409: dispatch began (or it was cancelled already). 404: unknown, or not a scheduled message."""
+    await scheduled.cancel(ctx.services, ctx.session, ctx.organization_id, ctx.path["id"])

@@ -8,12 +8,13 @@ are the sandbox's (:mod:`shipmail.sandbox.schemas`: the same reference types).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from shipmail.http.schemas import PageQuery, Pagination, Request, Wire
+from shipmail.http.schemas import PageQuery, Pagination, Query, Request, Wire
 from shipmail.sandbox.schemas import OutboundHeader, Recipient
 
 #: Most recipients of one message (to + cc + bcc).
@@ -23,6 +24,13 @@ MAX_ATTACHMENTS = 20
 MAX_ATTACHMENT_BYTES = 3 * 1024 * 1024
 #: Base64 of :data:`MAX_ATTACHMENT_BYTES` (what the JSON may carry per attachment).
 MAX_ATTACHMENT_BASE64 = (MAX_ATTACHMENT_BYTES + 2) // 3 * 4
+
+#: Largest staged attachment (``StagedAttachment.size``), and of all attachments of one message.
+MAX_STAGED_BYTES = 26214400
+#: Largest ``metadata`` as compact JSON (the reference's MessageMetadata: "8 KB of JSON").
+MAX_METADATA_BYTES = 8192
+#: Staged attachment ids (``sat_...``).
+STAGED_ID = r"^sat_[0-9a-z]+$"
 
 _SOURCE_MSG_ID = r"^<[^<>\s@]+@[^<>\s@]+>$"
 _MSG_ID = r"^<[^<>\r\n]+>$"
@@ -53,7 +61,7 @@ class _Outgoing(Request):
         default=None, min_length=1, max_length=255, description="Caller-defined reference (organisation-scoped)."
     )
     metadata: dict[str, Scalar] | None = Field(
-        default=None, max_length=20, description="Up to 20 scalar values, kept with the message."
+        default=None, max_length=20, description="Up to 20 scalar values and 8 KB of JSON, kept with the message."
     )
     source_rfc_message_id: str | None = Field(
         default=None,
@@ -64,6 +72,20 @@ class _Outgoing(Request):
     headers: list[OutboundHeader] | None = Field(
         default=None, max_length=20, description="List-Unsubscribe, List-Unsubscribe-Post or non-reserved X-* headers."
     )
+    scheduled_at: datetime | None = Field(
+        default=None,
+        description="UTC ISO 8601 time to send later (at most 365 days ahead); past or near-immediate times "
+        "(within 1 s) are sent immediately.",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Scalar] | None) -> dict[str, Scalar] | None:
+        if value is not None:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > MAX_METADATA_BYTES:
+                raise ValueError(f"metadata is at most {MAX_METADATA_BYTES} bytes of JSON ({size} given)")
+        return value
 
 
 class SendMessageRequest(_Outgoing):
@@ -90,6 +112,20 @@ class SendMessageRequest(_Outgoing):
     attachments: list[AttachmentInput] | None = Field(
         default=None, max_length=MAX_ATTACHMENTS, description="Base64 attachments: at most 20, 3 MB each, 3 MB total."
     )
+    staged_attachment_ids: list[Annotated[str, Field(max_length=64, pattern=STAGED_ID)]] | None = Field(
+        default=None,
+        max_length=MAX_ATTACHMENTS,
+        json_schema_extra={"uniqueItems": True},
+        description="IDs returned by stageMailboxAttachment (sat_...): of this API key, organisation and sending "
+        "mailbox, not expired. At most 20 attachments in all (base64 and staged), 25 MB together.",
+    )
+
+    @field_validator("staged_attachment_ids")
+    @classmethod
+    def _unique_staged(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("staged_attachment_ids must be unique")
+        return value
 
 
 class ReplyToThreadRequest(_Outgoing):
@@ -161,3 +197,122 @@ class ListMessagesQuery(PageQuery):
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         return value or None
+
+
+# ------------------------------------------------------------------------- staged attachments
+
+
+class StageAttachmentQuery(Query):
+    filename: str = Field(min_length=1, max_length=256, description="File name of the attachment (any Unicode).")
+
+
+class StagedAttachment(Wire):
+    """Bytes staged for a send (Shipmail's ``StagedAttachment``)."""
+
+    object: Literal["staged_attachment"] = "staged_attachment"
+    id: str = Field(pattern=STAGED_ID)
+    mailbox_id: str
+    filename: str
+    content_type: str
+    size: int = Field(ge=1, le=MAX_STAGED_BYTES, description="Bytes.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bytes (hex).")
+    expires_at: datetime
+
+
+class PrepareStagedAttachmentUploadRequest(Request):
+    filename: str = Field(min_length=1, max_length=256)
+    content_type: str = Field(min_length=1, max_length=256, description="MIME type (type/subtype).")
+    size: int = Field(ge=1, le=MAX_STAGED_BYTES, description="Exact byte size of the upload.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the exact bytes (lower-case hex).")
+
+
+class StagedAttachmentUpload(Wire):
+    """A one-time upload URL (Shipmail's ``StagedAttachmentUpload``)."""
+
+    object: Literal["staged_attachment_upload"] = "staged_attachment_upload"
+    mailbox_id: str
+    filename: str
+    content_type: str
+    size: int = Field(ge=1, le=MAX_STAGED_BYTES)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    upload_url: str = Field(description="Absolute URL: POST the exact bytes to it once, without an API key.")
+    expires_at: datetime
+
+
+# ------------------------------------------------------------------------- scheduled messages
+
+
+class ScheduledAttachment(Wire):
+    blob_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+class ScheduledMessage(Wire):
+    """A message waiting for its ``scheduled_at`` (Shipmail's ``ScheduledMessage``)."""
+
+    object: Literal["scheduled_message"] = "scheduled_message"
+    id: str = Field(description="The message (msg_...) used by the scheduled-message endpoints.")
+    scheduled_message_id: str = Field(description="The same id (one row per scheduled message here).")
+    kind: Literal["scheduled", "undo"] = "scheduled"
+    mailbox_id: str
+    mailbox_address: str
+    from_address: str
+    identity_id: str
+    mode: Literal["live", "test"] = "live"
+    subject: str
+    to: list[MessageRecipient]
+    cc: list[MessageRecipient]
+    bcc: list[MessageRecipient]
+    attachments: list[AttachmentMetadata]
+    scheduled_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None
+    draft_email_id: str | None = Field(default=None, description="The draft in the mailbox's Drafts (eml_...).")
+    from_name: str | None = None
+    text: str | None = None
+    html: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    uploaded_attachments: list[ScheduledAttachment] = Field(default_factory=list)
+
+
+class ScheduledMessageList(Wire):
+    object: Literal["scheduled_message_list"] = "scheduled_message_list"
+    data: list[ScheduledMessage]
+    total: int = Field(ge=0)
+
+
+class ListScheduledMessagesQuery(Query):
+    include_held: bool = Field(default=False, description="Undo holds are never made here: no effect.")
+    search: str | None = Field(default=None, max_length=200, description="Substring of the subject or a recipient.")
+    limit: int = Field(default=100, ge=1, le=200)
+
+
+class UpdateScheduledMessageRequest(Request):
+    """Replace recipients, content, staged attachments and the time of a scheduled message."""
+
+    to: list[Recipient] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    cc: list[Recipient] | None = Field(default=None, max_length=MAX_RECIPIENTS)
+    bcc: list[Recipient] | None = Field(default=None, max_length=MAX_RECIPIENTS)
+    subject: str = Field(max_length=998)
+    html: str | None = Field(default=None, max_length=524288, description="Kept when neither html nor text is given.")
+    text: str | None = Field(default=None, max_length=262144)
+    in_reply_to: str | None = Field(default=None, max_length=998, pattern=_MSG_ID)
+    references: list[Annotated[str, Field(max_length=998, pattern=_MSG_ID)]] | None = Field(default=None, max_length=50)
+    staged_attachment_ids: list[Annotated[str, Field(max_length=64, pattern=STAGED_ID)]] | None = Field(
+        default=None,
+        max_length=MAX_ATTACHMENTS,
+        json_schema_extra={"uniqueItems": True},
+        description="The attachments from now on (absent: the current ones are kept; [] removes them).",
+    )
+    scheduled_at: datetime = Field(description="New send time (UTC ISO 8601, at most 365 days ahead).")
+
+    @field_validator("staged_attachment_ids")
+    @classmethod
+    def _unique_staged(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("staged_attachment_ids must be unique")
+        return value

@@ -21,6 +21,13 @@ How a message is sent (measured facts in :mod:`shipmail.jmap.email_submission`)
        the submission succeeded).
     5. The row records the Sent copy's email and thread ids. If the upload, import or
        submission fails, the row is deleted and the imported draft destroyed: nothing is left.
+
+Staged attachments (``staged_attachment_ids``) are read back from the mailbox's account and
+checked against their SHA-256 in step 1 (:mod:`shipmail.messages.staged`). A ``scheduled_at``
+more than :data:`NEAR_IMMEDIATE` ahead (at most :data:`MAX_SCHEDULE_AHEAD`) stops after the
+import into Drafts: the row is committed ``scheduled`` with its dispatch job in step 3, and
+:mod:`shipmail.messages.scheduled` submits the stored draft at its time. ``client_reference``
+is unique within an organisation (409, also enforced by a unique index).
 """
 
 from __future__ import annotations
@@ -28,13 +35,16 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from jmapc.methods import EmailGet, EmailSet, IdentityGet
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import ids as public_ids
+from shipmail import jobs
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
 from shipmail.inbox import service as inbox
@@ -49,9 +59,11 @@ from shipmail.mailboxes import sending
 from shipmail.mailboxes import service as mailboxes
 from shipmail.mailboxes.accounts import system_folders
 from shipmail.mailboxes.models import Mailbox, MailboxState
-from shipmail.messages import compose, outbound
+from shipmail.messages import compose, outbound, staged
 from shipmail.messages.models import MessageStatus, OutboundMessage
 from shipmail.messages.schemas import (
+    MAX_ATTACHMENTS,
+    MAX_STAGED_BYTES,
     ListMessagesQuery,
     Message,
     ReplyToThreadRequest,
@@ -64,6 +76,13 @@ from shipmail.utc import now as utcnow
 logger = logging.getLogger("shipmail.messages.service")
 
 PREFIX = "msg"
+#: The job that sends a scheduled message at its time (:mod:`shipmail.messages.scheduled`), named
+#: :func:`dispatch_key`; payload ``{"id": <msg_...>}``.
+DISPATCH_KIND = "messages.dispatch_scheduled"
+#: A ``scheduled_at`` at most this far ahead is sent at once (the reference: "past or
+#: near-immediate times are sent immediately"); the farthest one allowed.
+NEAR_IMMEDIATE = timedelta(seconds=1)
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 _RE_PREFIX = re.compile(r"^\s*(re|aw|sv)\s*:", re.IGNORECASE)
 
 
@@ -96,6 +115,62 @@ def render(row: OutboundMessage) -> Message:
             "updated_at": row.updated_at,
         }
     )
+
+
+def dispatch_key(message_id: str) -> str:
+    return f"{DISPATCH_KIND}:{message_id}"
+
+
+def due_time(value: datetime | None, field_name: str = "scheduled_at") -> datetime | None:
+    """When a message with ``scheduled_at`` ``value`` is to be sent: None for now (absent, past or
+    within :data:`NEAR_IMMEDIATE`), else the time in UTC (a time without offset is UTC). 422 more
+    than :data:`MAX_SCHEDULE_AHEAD` ahead."""
+    if value is None:
+        return None
+    try:
+        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-10:00 is past year 9999 in UTC
+        when = datetime.max.replace(tzinfo=UTC) if value.year > 1 else datetime.min.replace(tzinfo=UTC)
+    now = utcnow()
+    if when > now + MAX_SCHEDULE_AHEAD:
+        raise ValidationFailed(
+            "scheduled_at is too far ahead.",
+            details=[detail(field_name, "too_far_ahead", "at most 365 days ahead")],
+        )
+    return when if when > now + NEAR_IMMEDIATE else None
+
+
+async def check_client_reference(session: AsyncSession, organization_id: str, reference: str | None) -> None:
+    """409 when a message of the organisation already has ``client_reference`` ``reference``
+    (the reference's ``ClientReference``: unique within an organisation)."""
+    if reference is None:
+        return
+    taken = (
+        await session.exec(
+            select(OutboundMessage.id)
+            .where(OutboundMessage.organization_id == organization_id)
+            .where(OutboundMessage.client_reference == reference)
+        )
+    ).first()
+    if taken is not None:
+        raise _reference_taken(reference)
+
+
+def _reference_taken(reference: str) -> Conflict:
+    return Conflict(
+        f"A message with client_reference {reference!r} already exists in this organisation.",
+        details=[detail("client_reference", "duplicate", "client_reference is unique within an organisation")],
+    )
+
+
+def check_attachment_totals(attachments: list[compose.Attachment]) -> None:
+    """422 for more than 20 attachments (base64 and staged) or more than 25 MiB together."""
+    problems = Problems("message")
+    if len(attachments) > MAX_ATTACHMENTS:
+        problems.add("staged_attachment_ids", "too_many", f"at most {MAX_ATTACHMENTS} attachments in all")
+    if sum(len(a.data) for a in attachments) > MAX_STAGED_BYTES:
+        problems.add("staged_attachment_ids", "too_large", f"attachments are at most {MAX_STAGED_BYTES} bytes together")
+    problems.raise_if_any()
 
 
 def _party_json(party: Party) -> dict[str, Any]:
@@ -239,8 +314,11 @@ def _problems_of(body: SendMessageRequest | ReplyToThreadRequest, problems: Prob
     return {"to": to, "cc": cc, "bcc": bcc, "headers": headers}
 
 
-async def send(svc: Services, session: AsyncSession, organization_id: str, body: SendMessageRequest) -> Message:
-    """Send ``body`` (see the module docstring); the ``Message`` (201)."""
+async def send(
+    svc: Services, session: AsyncSession, organization_id: str, body: SendMessageRequest, *, key_id: str | None = None
+) -> Message:
+    """Send ``body`` (see the module docstring); the ``Message`` (201). ``key_id``: the calling
+    API key (its staged attachments only)."""
     row = await _sender_mailbox(session, organization_id, body)
     problems = Problems("message")
     parts = _problems_of(body, problems)
@@ -248,6 +326,10 @@ async def send(svc: Services, session: AsyncSession, organization_id: str, body:
     compose.check_text(problems, "subject", body.subject)
     attachments = compose.decode_attachments(problems, body.attachments)
     problems.raise_if_any()
+    due_time(body.scheduled_at)  # 422 before any mail server work
+    await check_client_reference(session, organization_id, body.client_reference)
+    attachments += await staged.resolve(svc, session, row, key_id, body.staged_attachment_ids or [])
+    check_attachment_totals(attachments)
     references = list(body.references or ([body.in_reply_to] if body.in_reply_to else []))
     return await _submit(
         svc,
@@ -274,6 +356,8 @@ async def reply(
     problems = Problems("reply")
     parts = _problems_of(body, problems)
     problems.raise_if_any()
+    due_time(body.scheduled_at)
+    await check_client_reference(session, row.organization_id, body.client_reference)
     original = await _original(svc, row, email_id)
     return await _submit(
         svc,
@@ -343,6 +427,7 @@ async def _submit(
 ) -> Message:
     if row.suspended_at is not None:
         raise Conflict("The mailbox is suspended: it cannot send until it is resumed.")
+    when = due_time(body.scheduled_at)
     sender, identity_id = await _sender(svc, row, sender_address)
     domain = sender.address.rpartition("@")[2]
     message_id = public_ids.new_id(PREFIX)
@@ -368,7 +453,7 @@ async def _submit(
         headers=parts["headers"],
     )
     now = utcnow()
-    data = compose.build(draft, date=now)
+    data = compose.build(draft, date=when or now)
     folders = await system_folders(svc, session, row)
 
     message = OutboundMessage(
@@ -385,9 +470,15 @@ async def _submit(
         to_addresses=[_party_json(p) for p in draft.to],
         cc_addresses=[_party_json(p) for p in draft.cc],
         bcc_addresses=[_party_json(p) for p in draft.bcc],
-        attachments=[{"filename": a.filename, "size": len(a.data), "content_type": a.content_type} for a in attachments]
-        or None,
-        status=MessageStatus.QUEUED.value,
+        attachments=attachment_json(attachments),
+        status=(MessageStatus.SCHEDULED if when else MessageStatus.QUEUED).value,
+        scheduled_at=when,
+        identity_id=identity_id,
+        reply_email_id=reply.email_id if reply is not None else None,
+        body_text=body.text if when else None,
+        body_html=body.html if when else None,
+        in_reply_to=in_reply_to if when else None,
+        references=references if when else None,
         created_at=now,
         updated_at=now,
     )
@@ -395,26 +486,111 @@ async def _submit(
     sending.take(locked, svc.settings, now)  # 429 over the daily or monthly limit
     session.add(locked)
     session.add(message)
-    await session.commit()
+    if when is not None:  # in the same commit as the row: a crash right after still sends it
+        await jobs.enqueue(session, DISPATCH_KIND, {"id": message_id}, run_at=when, key=dispatch_key(message_id))
     try:
-        email_id, thread_id = await _import_and_submit(svc, row, folders, data, draft, identity_id)
+        await session.commit()
+    except sa.exc.IntegrityError:
+        await session.rollback()
+        if body.client_reference is not None:
+            raise _reference_taken(body.client_reference) from None
+        raise
+    try:
+        if when is None:
+            email_id, thread_id = await _import_and_submit(svc, row, folders, data, draft, identity_id)
+        else:
+            email_id, thread_id = await import_draft(svc, row, folders, data)
     except BaseException:
         locked = await mailboxes.get(session, row.organization_id, row.id, for_update=True)
         sending.give_back(locked, now)
         session.add(locked)
         await session.delete(message)
+        if when is not None:
+            await jobs.cancel(session, dispatch_key(message_id))
         await session.commit()
         raise
-    if reply is not None:
-        await _mark_answered(svc, row, reply.email_id)
+    if reply is not None and when is None:
+        await mark_answered(svc, row, reply.email_id)
     message.email_id = email_id
     message.thread_id = thread_id
     message.updated_at = utcnow()
     session.add(message)
-    await outbound.wake_spool(session)
+    if when is None:
+        await outbound.wake_spool(session)
     await session.commit()
     await session.refresh(message)
     return render(message)
+
+
+def attachment_json(attachments: list[compose.Attachment]) -> list[dict[str, Any]] | None:
+    """``messages.attachments`` of ``attachments`` (the reference's AttachmentMetadata)."""
+    return [{"filename": a.filename, "size": len(a.data), "content_type": a.content_type} for a in attachments] or None
+
+
+async def import_draft(
+    svc: Services,
+    row: Mailbox,
+    folders: dict[str, str],
+    data: bytes,
+    *,
+    keywords: tuple[str, ...] = ("$draft", "$seen"),
+) -> tuple[str, str]:
+    """Upload ``data`` and import it into ``row``'s Drafts (``$draft``: a message to be sent
+    later); its (email id, thread id). The same bytes already there are that message."""
+    blob_id = await svc.jmap.upload(row.address, data, "message/rfc822")
+    request = Request()
+    imported = request.add(
+        jemail.EmailImport(emails={"d": jemail.import_entry(blob_id, [folders["drafts"]], list(keywords), None)})
+    )
+    got = (await svc.jmap.call(row.address, request)).get(imported, what="message import")
+    created = (got.get("created") or {}).get("d")
+    if created:
+        return str(created["id"]), str(created["threadId"])
+    failed = (got.get("notCreated") or {}).get("d") or {"type": "serverFail"}
+    if failed.get("type") == "alreadyExists" and failed.get("existingId"):
+        existing = str(failed["existingId"])
+        request = Request()
+        call = request.add(EmailGet(ids=[existing], properties=["id", "threadId"]))
+        listed = (await svc.jmap.call(row.address, request)).get(call, what="message").get("list") or []
+        if listed:
+            return existing, str(listed[0]["threadId"])
+    raise from_jmap(failed, what="message import")
+
+
+async def submit_draft(
+    svc: Services,
+    row: Mailbox,
+    folders: dict[str, str],
+    email_id: str,
+    identity_id: str,
+    sender: str,
+    recipients: list[str],
+) -> None:
+    """Submit the stored draft ``email_id`` (RFC 8621 section 7.5, ``onSuccessUpdateEmail``
+    moving it to Sent and clearing ``$draft``). ServiceUnavailable when the mail server refuses."""
+    drafts, sent = folders["drafts"], folders["sent"]
+    # onSuccessUpdateEmail is an implicit Email/set: without the mail capability in ``using``
+    # Cyrus answers invalidArguments (measured), so it is named here.
+    request = Request(capabilities=("urn:ietf:params:jmap:mail",))
+    submitted = request.add(
+        EmailSubmissionSet(
+            create={
+                "s": {  # type: ignore[dict-item]  # raw JSON, as in _import_and_submit
+                    "identityId": identity_id,
+                    "emailId": email_id,
+                    "envelope": {"mailFrom": {"email": sender}, "rcptTo": [{"email": r} for r in recipients]},
+                }
+            },
+            on_success_update_email={
+                "#s": {f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True, "keywords/$draft": None}
+            },
+        )
+    )
+    result = (await svc.jmap.call(row.address, request)).get(submitted, what="message submission")
+    if not (result.get("created") or {}).get("s"):
+        failed = (result.get("notCreated") or {}).get("s") or {"type": "serverFail"}
+        logger.warning("EmailSubmission/set refused a scheduled message of %s: %s", row.id, failed.get("type"))
+        raise ServiceUnavailable("The mail server did not accept the message for sending.")
 
 
 async def _import_and_submit(
@@ -463,6 +639,11 @@ async def _import_and_submit(
     return email_id, thread_id
 
 
+async def destroy(svc: Services, row: Mailbox, email_id: str) -> None:
+    """Destroy ``email_id`` of ``row`` (a draft no longer wanted); failures are logged."""
+    await _destroy(svc, row, email_id)
+
+
 async def _destroy(svc: Services, row: Mailbox, email_id: str) -> None:
     request = Request()
     request.add(EmailSet(destroy=[email_id]))
@@ -472,7 +653,7 @@ async def _destroy(svc: Services, row: Mailbox, email_id: str) -> None:
         logger.exception("could not destroy the unsent draft %s of %s", email_id, row.id)
 
 
-async def _mark_answered(svc: Services, row: Mailbox, email_id: str) -> None:
+async def mark_answered(svc: Services, row: Mailbox, email_id: str) -> None:
     """``$answered`` on the message replied to (RFC 8621 section 4.1.1)."""
     request = Request()
     call = request.add(EmailSet(update={email_id: {"keywords/$answered": True}}))

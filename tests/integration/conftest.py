@@ -207,6 +207,29 @@ class ApiEnv:
         """The inbound gateway's LMTP port (``settings.lmtp_port``), in front of Cyrus."""
         return self.settings.lmtp_port
 
+    def recorded(self, timeout: float = 15.0) -> None:
+        """Wait until every delivery the inbound gateway accepted has been recorded: its durable
+        ``inbound.record`` job (committed before the 250) has run and made its events. Fails the
+        test after ``timeout`` seconds."""
+        import time
+
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.settings.database_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                with engine.connect() as conn:
+                    left = conn.execute(
+                        sa.text("SELECT count(*) FROM jobs WHERE kind = 'inbound.record' AND state = 'queued'")
+                    ).scalar_one()
+                if left == 0:
+                    return
+                assert time.monotonic() < deadline, f"{left} inbound deliveries not recorded in {timeout} s"
+                time.sleep(0.02)
+        finally:
+            engine.dispose()
+
     def lmtp(self, recipient: str, message: bytes, sender: str = "sender@example.org") -> dict[str, object]:
         """Deliver ``message`` over LMTP through the inbound gateway (as an MTA would); returns
         smtplib's refused-recipients dict."""

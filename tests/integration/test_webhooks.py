@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -255,3 +256,77 @@ def test_the_official_sdk_drives_webhooks_and_verifies_them(api: ApiEnv) -> None
             check=False,
         )
         assert verified.returncode == 0 and verified.stdout.strip() == "webhook.test", verified.stderr
+
+
+def _age(api: ApiEnv, model: Any, row_id: str, **moved: timedelta) -> None:
+    """Move timestamps of one row back in time (``field=how_long_ago_from_now``): 3 or 30 days pass
+    for the code under test without the test sleeping."""
+    import sqlalchemy as sa
+    from sqlmodel import Session
+
+    from shipmail import utc
+
+    engine = sa.create_engine(api.settings.database_url)
+    with Session(engine) as session:
+        row = session.get(model, row_id)
+        assert row is not None
+        for name, ago in moved.items():
+            setattr(row, name, utc.now() - ago)
+        session.add(row)
+        session.commit()
+    engine.dispose()
+
+
+def test_a_webhook_failing_for_3_days_is_disabled_until_update_enables_it(api: ApiEnv) -> None:
+    """Every attempt has failed since 3 days ago (``failing_since`` moved back): the next failed
+    attempt disables the webhook and fails its delivery; ``updateWebhook`` with ``active: true``
+    enables it again, and the next event is delivered."""
+    from shipmail.webhooks.models import Webhook
+
+    mbx = api.new_mailbox("hooks-disable.example", "hello")
+    with Receiver(answers=[500]) as receiver:
+        hook = create(api, receiver.url, ["message.received"])
+        _age(api, Webhook, hook["id"], failing_since=timedelta(days=3, minutes=1))
+        raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "disable")
+        assert api.lmtp(mbx["address"], raw) == {}
+        (first,) = receiver.wait_for(1)
+        (delivery,) = settled(api, hook["id"], 1)
+        assert delivery["status"] == "failed" and delivery["attempts"] == 1
+        shown = api.client.get(f"/v1/webhooks/{hook['id']}", headers=api.auth()).json()
+        assert shown["active"] is False
+        # Disabled: a new event makes no delivery to it.
+        raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "while-disabled")
+        assert api.lmtp(mbx["address"], raw) == {}
+        api.recorded()
+        assert len(deliveries(api, hook["id"])) == 1
+        r = api.client.patch(f"/v1/webhooks/{hook['id']}", json={"active": True}, headers=api.auth())
+        assert r.status_code == 200 and r.json()["active"] is True, r.text
+        raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "enabled-again")
+        assert api.lmtp(mbx["address"], raw) == {}
+        got = receiver.wait_for(2)
+        assert got[-1].headers["webhook-id"] != first.headers["webhook-id"]
+        assert verify(hook["secret"], got[-1])
+        assert sorted(d["status"] for d in settled(api, hook["id"], 2)) == ["delivered", "failed"]
+
+
+def test_a_delivery_of_the_last_30_days_replays_an_older_one_does_not(api: ApiEnv) -> None:
+    from shipmail.webhooks.models import WebhookDelivery
+
+    mbx = api.new_mailbox("hooks-replay-window.example", "hello")
+    with Receiver() as receiver:
+        hook = create(api, receiver.url, ["message.received"])
+        raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"), "window")
+        assert api.lmtp(mbx["address"], raw) == {}
+        (original,) = receiver.wait_for(1)
+        (delivery,) = settled(api, hook["id"], 1)
+        replay = f"/v1/webhooks/{hook['id']}/deliveries/{delivery['id']}/replay"
+        _age(api, WebhookDelivery, delivery["id"], created_at=timedelta(days=29, hours=23))
+        r = api.client.post(replay, headers=api.auth())
+        assert r.status_code == 201, r.text
+        again = receiver.wait_for(2)[-1]
+        assert again.headers["webhook-id"] == original.headers["webhook-id"]
+        _age(api, WebhookDelivery, delivery["id"], created_at=timedelta(days=30, minutes=1))
+        r = api.client.post(replay, headers=api.auth())
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["type"] == "conflict"
+        assert len(deliveries(api, hook["id"])) == 2  # the refused replay made no delivery

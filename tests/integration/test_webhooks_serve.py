@@ -1,7 +1,8 @@
 """Webhooks end to end with the real ``shipmail serve``: the inbound gateway (its own supervised
-process) records the event before answering 250; the API process, whose job worker sends webhooks,
-is frozen and then killed with ``kill -9`` before it could attempt; the supervisor restarts it and
-the event reaches the receiver (once, or at worst twice with the same ``webhook-id``)."""
+process) records the delivery durably before answering 250; the API process, whose job worker
+records its event and sends webhooks, is frozen and then killed with ``kill -9`` before it could
+act; the supervisor restarts it and the event reaches the receiver (once, or at worst twice with
+the same ``webhook-id``)."""
 
 from __future__ import annotations
 

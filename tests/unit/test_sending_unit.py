@@ -106,3 +106,40 @@ def test_relay_unreachable_is_temporary() -> None:
     got = outbound.relay(settings, "a@one.example", ["b@two.example"], b"Subject: x\r\n\r\nx\r\n")
     assert got.done == [] and got.refused == {}
     assert "relay unreachable" in got.temporary["b@two.example"]
+
+
+def test_scheduled_at_bounds_and_metadata_size() -> None:
+    from datetime import timedelta
+
+    import pydantic
+
+    from shipmail.messages import service
+    from shipmail.messages.schemas import SendMessageRequest
+    from shipmail.utc import now
+
+    assert service.due_time(None) is None
+    assert service.due_time(now() - timedelta(days=3)) is None  # past: sent at once
+    assert service.due_time(now() + timedelta(milliseconds=200)) is None  # near-immediate
+    later = now() + timedelta(hours=1)
+    assert service.due_time(later) == later
+    naive = (now() + timedelta(hours=2)).replace(tzinfo=None)
+    assert service.due_time(naive) == naive.replace(tzinfo=UTC)  # no offset: UTC
+    with pytest.raises(ValidationFailed):
+        service.due_time(now() + timedelta(days=366))
+    with pytest.raises(ValidationFailed):  # past year 9999 once in UTC: 422, not an overflow
+        service.due_time(datetime.fromisoformat("9999-12-31T23:59:59-10:00"))
+    assert service.due_time(datetime.fromisoformat("0001-01-01T00:00:00+10:00")) is None
+
+    base = {"from": "a@one.example", "to": ["b@two.example"], "subject": "s", "text": "t"}
+    fits = {f"k{i}": "v" * 390 for i in range(20)}
+    assert SendMessageRequest.model_validate({**base, "metadata": fits}).metadata == fits
+    with pytest.raises(pydantic.ValidationError, match="8192 bytes"):
+        SendMessageRequest.model_validate({**base, "metadata": {"k": "é" * 4100}})  # 8 KB counted in UTF-8 bytes
+    with pytest.raises(pydantic.ValidationError, match="unique"):
+        SendMessageRequest.model_validate({**base, "staged_attachment_ids": ["sat_a", "sat_a"]})
+
+
+def test_mime_type_of_a_content_type_header() -> None:
+    assert compose.mime_type(None) == "application/octet-stream"
+    assert compose.mime_type("Text/Plain; charset=utf-8") == "text/plain"
+    assert compose.mime_type("not a type") is None

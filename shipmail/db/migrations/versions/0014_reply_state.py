@@ -1,7 +1,7 @@
 """inbox_thread_states (what the user set on a thread's reply state) and inbox_reply_drafts
 
 Revision ID: 0014
-Revises: 0005
+Revises: 0015
 Create Date: 2026-12-06 10:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from shipmail.db.types import UTCDateTime
 
 revision = "0014"
-down_revision = "0005"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

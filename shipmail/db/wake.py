@@ -1,0 +1,231 @@
+"""Wake-ups across processes after a commit: "jobs were enqueued", "events were recorded".
+
+The job worker (:mod:`shipmail.jobs`) and the event stream (:mod:`shipmail.events.routes`) wait
+for rows other processes commit: the inbound gateway (``serve-gateway``) enqueues and records in
+its own process, and ``serve --workers N`` runs N API processes. Rather than reading the database
+every fraction of a second, every process that waits binds one Unix datagram socket in a
+directory private to the service's user and to the database (:func:`wake_dir`: the same
+database URL on this machine gives the same directory), and a writer, once its transaction has
+committed, sends the topic's name (``b"jobs"``, ``b"events"``) to every socket there
+(:func:`publish`; a few microseconds each, never blocking, never raising). A socket whose
+process died is removed by the first sender that finds it dead.
+
+This is a hint, never the source of truth: a waiter always re-reads the database when woken, and
+still reads it at its (long) fallback interval, so a lost datagram (a full buffer, another
+machine sharing a PostgreSQL database, a directory that cannot be made) costs latency, never an
+event. Only processes of the same machine are reached; with several machines on one PostgreSQL
+database the fallback interval bounds the latency of the others.
+
+Use::
+
+    listener = await wake.listen(db.url)              # once per event loop; closed by close_all()
+    unsubscribe = listener.subscribe("jobs", callback) # callback() runs in that loop
+    wake.after_commit(session, "events")                # publish once this transaction commits
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import tempfile
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+logger = logging.getLogger("shipmail.db.wake")
+
+JOBS = "jobs"
+EVENTS = "events"
+
+#: Longest Unix socket path (``sun_path`` is 108 bytes on Linux, with its NUL).
+_MAX_PATH = 107
+
+
+def _identity(url: str) -> str:
+    """What makes two URLs the same database: backend, host, port, database (driver ignored)."""
+    u = make_url(url)
+    return f"{u.get_backend_name()}|{u.host or ''}|{u.port or ''}|{u.database or ''}"
+
+
+def wake_dir(url: str) -> Path:
+    """The directory of the wake sockets of the database ``url``: under ``$XDG_RUNTIME_DIR`` or the
+    temporary directory, named after a digest of the database's identity and the user id."""
+    digest = hashlib.sha256(f"{os.getuid()}|{_identity(url)}".encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"shipmail-wake-{digest}"
+
+
+def _private_dir(path: Path) -> bool:
+    """Make ``path`` (0700) or check that it is ours and private; False when it cannot be used."""
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+    except OSError as exc:
+        logger.warning("wake-ups disabled: cannot make %s: %s", path, exc)
+        return False
+    if st.st_uid != os.getuid() or (st.st_mode & 0o077) or not path.is_dir() or path.is_symlink():
+        logger.warning("wake-ups disabled: %s is not a private directory of this user", path)
+        return False
+    return True
+
+
+_sender: socket.socket | None = None
+
+
+def publish(url: str, topic: str) -> None:
+    """Tell every waiting process of the database ``url`` that ``topic`` has news. Never raises,
+    never blocks (a full socket buffer drops the datagram: that waiter already has one pending)."""
+    global _sender
+    directory = wake_dir(url)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    if _sender is None:
+        try:
+            _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            _sender.setblocking(False)
+        except OSError:
+            return
+    payload = topic.encode()
+    for name in names:
+        if not name.endswith(".sock"):
+            continue
+        path = directory / name
+        try:
+            _sender.sendto(payload, str(path))
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+                with contextlib.suppress(OSError):
+                    path.unlink()  # its process is gone
+            continue
+
+
+def after_commit(session: AsyncSession, topic: str) -> None:
+    """Publish ``topic`` for ``session``'s database once its current transaction commits."""
+    sync = session.sync_session
+    key = f"shipmail.wake.{topic}"
+    if sync.info.get(key):
+        return  # already registered for this transaction
+    bind = session.sync_session.get_bind()
+    url = bind.engine.url.render_as_string(hide_password=False)
+    sync.info[key] = True
+
+    def fire(_session: Any) -> None:
+        sync.info.pop(key, None)
+        publish(url, topic)
+
+    event.listen(sync, "after_commit", fire, once=True)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.listener._deliver(data.decode("ascii", "replace"))
+
+
+class Listener:
+    """One bound wake socket of this process and event loop, for one database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path: Path | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether wake-ups reach this listener (False: its users fall back to polling)."""
+        return self._transport is not None
+
+    async def _start(self) -> None:
+        directory = wake_dir(self.url)
+        if not _private_dir(directory):
+            return
+        path = directory / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
+        if len(str(path)) > _MAX_PATH:
+            logger.warning("wake-ups disabled: the socket path %s is too long", path)
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        except OSError as exc:
+            sock.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            logger.warning("wake-ups disabled: cannot bind %s: %s", path, exc)
+            return
+        self.path = path
+        self._transport = transport
+
+    def subscribe(self, topic: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (in this listener's loop) whenever ``topic`` is published; returns
+        the function that unsubscribes it."""
+        callbacks = self._callbacks.setdefault(topic, [])
+        callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _deliver(self, topic: str) -> None:
+        for callback in list(self._callbacks.get(topic, ())):
+            try:
+                callback()
+            except Exception:
+                logger.exception("wake-up callback for %r failed", topic)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # the last one out removes the (empty) directory
+            self.path = None
+
+
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Listener]] = weakref.WeakKeyDictionary()
+
+
+async def listen(url: str) -> Listener:
+    """This event loop's listener for the database ``url`` (bound on first use)."""
+    loop = asyncio.get_running_loop()
+    per_loop = _listeners.setdefault(loop, {})
+    key = _identity(url)
+    listener = per_loop.get(key)
+    if listener is None:
+        listener = per_loop[key] = Listener(url)
+        await listener._start()
+    return listener
+
+
+def close_all() -> None:
+    """Close this event loop's listeners (the app's lifespan end) and remove their sockets."""
+    with contextlib.suppress(RuntimeError):
+        for listener in _listeners.pop(asyncio.get_running_loop(), {}).values():
+            listener.close()
