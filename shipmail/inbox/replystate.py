@@ -50,7 +50,7 @@ REPLY_STATE_OF_ATTENTION: dict[str, str] = {v: k for k, v in ATTENTION_OF.items(
 
 @dataclass(frozen=True)
 class Classified:
-    """A thread's messages (raw JMAP Emails with ``THREAD_MEMBER_PROPERTIES``), oldest first."""
+    """A thread's messages (raw JMAP Emails with :data:`MEMBER_PROPERTIES`), oldest first."""
 
     members: list[dict[str, Any]]  # all, drafts included
     messages: list[dict[str, Any]]  # non-draft
@@ -75,15 +75,49 @@ class ReplyView:
     updates: int = 0  # the user's updates so far (the stored row's, 0 without one)
 
 
-def order_key(e: dict[str, Any]) -> tuple[str, str]:
-    return (str(e["receivedAt"]), str(e["id"]))
+#: What the reply state reads of every message of a thread: JMAP's thread member properties and
+#: the threading ids that order the messages of one received-at second.
+MEMBER_PROPERTIES: list[str] = [*jemail.THREAD_MEMBER_PROPERTIES, "messageId", "inReplyTo"]
+
+
+def _depth(parent: dict[str, str | None], email_id: str) -> int:
+    """How many replies up ``email_id`` is from a message without a parent in ``parent``."""
+    seen, n = {email_id}, 0
+    while (up := parent.get(email_id)) is not None and up not in seen:
+        seen.add(up)
+        email_id, n = up, n + 1
+    return n
+
+
+def chronological(members: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``members`` oldest first: by ``receivedAt`` (whole seconds in Cyrus 3.6); within one
+    second a message after the one it replies to (its ``inReplyTo`` names that one's
+    ``messageId``: a reply sent within the second of the message it answers is newer), then by
+    id."""
+    ordered = sorted(members, key=lambda e: (str(e["receivedAt"]), str(e["id"])))
+    by_second: dict[str, list[dict[str, Any]]] = {}
+    for e in ordered:
+        by_second.setdefault(str(e["receivedAt"]), []).append(e)
+    out: list[dict[str, Any]] = []
+    for group in by_second.values():
+        if len(group) == 1:
+            out.extend(group)
+            continue
+        owner = {str(m): str(e["id"]) for e in group for m in e.get("messageId") or []}
+        parent: dict[str, str | None] = {
+            str(e["id"]): next((owner[r] for r in e.get("inReplyTo") or [] if r in owner), None) for e in group
+        }
+
+        depths = {str(e["id"]): _depth(parent, str(e["id"])) for e in group}
+        out.extend(sorted(group, key=lambda e: (depths[str(e["id"])], str(e["id"]))))
+    return out
 
 
 def classify(members: Iterable[dict[str, Any]], folders: dict[str, str], own_addresses: Iterable[str]) -> Classified:
     """Split ``members`` (one thread's Emails) into drafts, outbound and inbound (module docstring)."""
     drafts, sent = folders.get("drafts"), folders.get("sent")
     own = {a.lower() for a in own_addresses}
-    ordered = sorted(members, key=order_key)
+    ordered = chronological(members)
     messages, inbound, outbound = [], [], []
     for e in ordered:
         boxes = set(jemail.mailbox_ids(e))
@@ -110,8 +144,9 @@ def derive(c: Classified, stored: InboxThreadState | None) -> ReplyView:
         state = "no_reply_expected"
     elif c.inbound and c.inbound[-1] is newest:
         state = "needs_reply"
-        last_out = order_key(c.outbound[-1]) if c.outbound else None
-        first = next(e for e in c.inbound if last_out is None or order_key(e) > last_out)
+        position = {id(e): i for i, e in enumerate(c.messages)}
+        last_out = position[id(c.outbound[-1])] if c.outbound else -1
+        first = next(e for e in c.inbound if position[id(e)] > last_out)
         since = str(first["receivedAt"])
     else:
         state = "waiting_on_contact"

@@ -636,9 +636,7 @@ async def thread_state(svc: Services, session: AsyncSession, row: Mailbox, threa
     folders = await system_folders(svc, session, row)
     request = Request()
     thread = request.add(ThreadGet(ids=[thread_id]))
-    members = request.add(
-        EmailGet(ids=request.ref(thread, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
-    )
+    members = request.add(EmailGet(ids=request.ref(thread, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES))
     results = await svc.jmap.call(row.address, request)
     listed = results.get(members, what="thread").get("list") or []
     if not results.get(thread, what="thread").get("list") or not listed:
@@ -707,7 +705,7 @@ def _scan_calls(request: Request, listing: _Listing, snapshot: datetime) -> tupl
     latest = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=SCAN_LATEST_PROPERTIES))
     threads = request.add(ThreadGet(ids=request.ref(latest, jemail.THREAD_IDS)))
     members = request.add(
-        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
+        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
     )
     return query, latest, threads, members
 
@@ -721,7 +719,7 @@ async def _members(svc: Services, row: Mailbox, results: Results, threads: Call,
     wanted = [i for t in results.get(threads, what="thread list").get("list") or [] for i in jthread.email_ids(t)]
     request = Request()
     calls = [
-        request.add(EmailGet(ids=wanted[i : i + GET_CHUNK], properties=jemail.THREAD_MEMBER_PROPERTIES))
+        request.add(EmailGet(ids=wanted[i : i + GET_CHUNK], properties=replystate.MEMBER_PROPERTIES))
         for i in range(0, len(wanted), GET_CHUNK)
     ]
     if not calls:
@@ -793,7 +791,7 @@ async def list_threads_data(
         latest_get = request.add(jemail.summary_get(request.ref(query, "/ids")))
         threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
         members_get = request.add(
-            EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
+            EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
         )
     results = await svc.jmap.call(row.address, request)
     _check_folder(results, listing, folder)

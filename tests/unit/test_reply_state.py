@@ -177,3 +177,22 @@ def test_content_hash_is_stable_and_content_bound() -> None:
     assert content_sha256("Re: x", "hi", None) == content_sha256("Re: x", "hi", None)
     assert content_sha256("Re: x", "hi", None) != content_sha256("Re: x", None, "hi")
     assert len(content_sha256(None, None, None)) == 64
+
+
+def test_a_reply_within_the_same_second_is_newer() -> None:
+    """receivedAt has whole seconds: the reply sent within the second of the message it answers
+    sorts after it, whatever the ids (an id-only order said needs_reply, measured on Cyrus)."""
+    inbound = {**e("Mz", 5), "messageId": ["q@x.example"], "inReplyTo": None}
+    reply = {**e("Ma", 5, box="Fse", sender="me@ours.example"), "messageId": ["r@ours.example"]}
+    reply["inReplyTo"] = ["q@x.example"]
+    for members in ([inbound, reply], [reply, inbound]):
+        c = replystate.classify(members, FOLDERS, OWN)
+        assert [m["id"] for m in c.messages] == ["Mz", "Ma"]
+        assert replystate.derive(c, None).state == "waiting_on_contact"
+    # Unrelated messages of one second keep the id order; a reply loop does not hang.
+    loop = [
+        {**e("M1", 5), "messageId": ["a"], "inReplyTo": ["b"]},
+        {**e("M2", 5), "messageId": ["b"], "inReplyTo": ["a"]},
+    ]
+    assert [m["id"] for m in replystate.chronological(loop)] in (["M1", "M2"], ["M2", "M1"])
+    assert [m["id"] for m in replystate.chronological([e("M9", 5), e("M1", 5)])] == ["M1", "M9"]
