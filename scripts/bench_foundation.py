@@ -10,14 +10,24 @@ Goal (issue 10): at 8 connections the authenticated read reaches at least half t
 route's throughput, at most 0.3 ms of API CPU per request.
 
 A third contender reads a mailbox holding the largest rule set (50 rules x 10 conditions of 256
-characters, as in the ``rules`` case): the ORM loads the whole row, rules column included, on
-every request scoped to a mailbox.
+characters, as in the ``rules`` case): the row is read without its rules column.
+
+Before/after in the same run: ``SHIPMAIL_BENCH_BASELINE=<git revision>`` (e.g. ``main``) also
+starts two API servers on the same data, each as ``shipmail serve`` starts its API (uvicorn, one
+worker, access log on): one running this tree, one running that revision's ``shipmail`` package
+(``git archive``, first on ``PYTHONPATH``); both serve the authenticated read and the trivial
+route, in the same alternating rounds.
 """
 
 from __future__ import annotations
 
-from bench_harness import Bench, Stack, case, http_json
+import os
+import subprocess
+import tempfile
+
+from bench_harness import REPO, Bench, Contender, Stack, Target, case, http_json
 from bench_rules import _rules
+from bench_workers import servers
 
 
 def _mailbox_with_rules(stack: Stack) -> str:
@@ -47,3 +57,38 @@ def auth_overhead(bench: Bench) -> None:
             f"    ratio auth/trivial (medians): throughput {auth.median('rps') / trivial.median('rps'):.2f}x; "
             f"API CPU per request {auth.median('api_ms'):.3f} ms vs {trivial.median('api_ms'):.3f} ms"
         )
+
+
+def _baseline(bench: Bench, revision: str) -> None:
+    """This tree and ``revision``, each in an API server of its own (see the module doc)."""
+    stack = bench.stack
+    with tempfile.TemporaryDirectory(prefix="shipmail-bench-baseline-") as tree:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        configs = {"this tree": (1, "memory://", None), f"{revision}": (1, "memory://", tree)}
+        with servers(
+            stack, {k: (w, s) for k, (w, s, _) in configs.items()}, sources={k: v[2] for k, v in configs.items()}
+        ) as running:
+            for concurrency in (1, 8):
+                targets: dict[str, Target] = {}
+                for label, server in running.items():
+                    for what, path in (("auth", f"/v1/mailboxes/{stack.mailbox_id}"), ("trivial", "/v1/openapi.json")):
+                        request = bench.api(path).request.replace(
+                            f"127.0.0.1:{stack.app_port}".encode(), f"127.0.0.1:{server.port}".encode()
+                        )
+                        targets[f"{what:7} {label}"] = Target(request, port=server.port, server_cpu=server.cpu)
+                print(f"  before/after, {concurrency} connection(s):")
+                measured: list[Contender] = bench.compare(targets, concurrency=concurrency)
+                bench.table(measured)
+                by = {c.label: c for c in measured}
+                new, old = by["auth    this tree"], by[f"auth    {revision}"]
+                print(
+                    f"    this tree / {revision} (medians): API CPU per request {new.median('api_ms'):.3f} / "
+                    f"{old.median('api_ms'):.3f} ms ({new.median('api_ms') / old.median('api_ms'):.2f}x), "
+                    f"throughput {new.median('rps') / old.median('rps'):.2f}x"
+                )
+
+
+@case("auth-baseline", "auth and trivial route: this tree vs $SHIPMAIL_BENCH_BASELINE (default main), same run")
+def auth_baseline(bench: Bench) -> None:
+    _baseline(bench, os.environ.get("SHIPMAIL_BENCH_BASELINE", "main"))

@@ -21,15 +21,18 @@ messages in bulk (uploaded and imported 100 per ``Email/import`` over the Unix s
 a received-at second, as after a burst of deliveries; Cyrus's search indexer is waited for), and
 at each size the first page of the list, the page after 5 cursors (``limit=16``: the 6th page,
 which exists at 100 messages too),
-``search_text``, a thread get and the folder list through the API (API and Cyrus CPU per
-request, p50), the first page and the 6th also straight to Cyrus; then 200 custom folders (one
-Mailbox/set) and the folder list again. Goal: the API's share flat in mailbox size.
+``search_text``, a thread get and the folder list, each through the API and as the same JMAP
+request straight to Cyrus (API and Cyrus CPU per request, p50); then 200 custom folders (one
+Mailbox/set) and the folder list again. Goal: the API's share flat in mailbox size. For a quick
+run: ``SHIPMAIL_BENCH_GROWTH_SIZES=100,500`` (message counts, comma-separated) and
+``SHIPMAIL_BENCH_GROWTH_FOLDERS=50``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import time
 import urllib.parse
@@ -135,14 +138,16 @@ def seed_messages(address: str, count: int = SEED_MESSAGES, seed: int = 3) -> li
 # --------------------------------------------------------------------------- JMAP requests the API sends
 
 
-def list_request(account_id: str, *, limit: int = LIMIT, position: int = 0) -> dict[str, Any]:
-    """The JMAP request of ``GET .../inbox/messages?limit=50`` (first page, no filters), as
-    :func:`shipmail.inbox.service.list_messages` builds it."""
+def list_request(account_id: str, *, limit: int = LIMIT, position: int = 0, text: str | None = None) -> dict[str, Any]:
+    """The JMAP request of ``GET .../inbox/messages?limit=50`` (first page; with ``text``, of
+    ``&search_text=<text>``), as :func:`shipmail.inbox.service.list_messages` builds it."""
     ceiling = datetime.fromtimestamp(int(time.time()) + 1, UTC)
+    before: jemail.Filter = {"before": jemail.received_before(ceiling)}
+    where: jemail.Filter = before if text is None else {"operator": "AND", "conditions": [{"text": text}, before]}
     request = Request()
     query = request.add(
         jemail.query(
-            {"before": jemail.received_before(ceiling)},
+            where,
             jemail.NEWEST_FIRST,
             position=position,
             limit=limit,
@@ -272,10 +277,19 @@ def reads(bench: Bench) -> None:
         print(bench.ratio(api, direct))
 
 
-GROWTH_SIZES = (100, 1_000, 10_000)
+def _sizes(value: str) -> tuple[int, ...]:
+    sizes = tuple(sorted({int(x) for x in value.replace(" ", "").split(",") if x}))
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"SHIPMAIL_BENCH_GROWTH_SIZES: positive message counts, comma-separated, not {value!r}")
+    return sizes
+
+
+#: Mailbox sizes of the growth case; ``SHIPMAIL_BENCH_GROWTH_SIZES=100,500`` for a quick run.
+GROWTH_SIZES = _sizes(os.environ.get("SHIPMAIL_BENCH_GROWTH_SIZES", "100,1000,10000"))
 #: Page size of the deep-page figure: the 6th page exists at 100 messages too.
 PAGE_LIMIT = 16
-GROWTH_FOLDERS = 200
+#: Custom folders of the last growth step; ``SHIPMAIL_BENCH_GROWTH_FOLDERS`` to change it.
+GROWTH_FOLDERS = int(os.environ.get("SHIPMAIL_BENCH_GROWTH_FOLDERS", "200"))
 
 
 def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, size: int) -> dict[str, Contender]:
@@ -296,8 +310,11 @@ def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, siz
             list_request(address, limit=PAGE_LIMIT, position=5 * PAGE_LIMIT), address
         ),
         "API search_text=invoice": bench.api(f"{first}&search_text=invoice"),
+        "direct search (text filter)": bench.direct(list_request(address, text="invoice"), address),
         "API thread get": bench.api(f"{base}/inbox/threads/{thread}"),
+        "direct thread get": bench.direct(thread_request(address, ids.from_wire(ids.THREAD, thread)), address),
         "API folder list": bench.api(f"{base}/folders"),
+        "direct folder list": bench.direct(folders_request(address), address),
     }
     contenders = bench.compare(targets, seconds=max(0.5, bench.seconds / 2))
     print(f"  {size} messages:")
@@ -305,7 +322,11 @@ def _growth_round(bench: Bench, stack: Stack, mailbox_id: str, address: str, siz
     return {c.label: c for c in contenders}
 
 
-@case("growth", "list pages, search, thread get, folder list at 100 / 1,000 / 10,000 messages and 200 folders")
+@case(
+    "growth",
+    f"list pages, search, thread get, folder list at {' / '.join(f'{n:,}' for n in GROWTH_SIZES)} messages "
+    f"and {GROWTH_FOLDERS} folders",
+)
 def growth(bench: Bench) -> None:
     stack = bench.stack
     mailbox_id, address = stack.create_mailbox("growth")
@@ -318,6 +339,8 @@ def growth(bench: Bench) -> None:
     small, large = by_size[GROWTH_SIZES[0]], by_size[GROWTH_SIZES[-1]]
     print(f"  growth {GROWTH_SIZES[0]} -> {GROWTH_SIZES[-1]} messages (medians):")
     for label in small:
+        if not label.startswith("API"):
+            continue
         a, b = small[label], large[label]
         print(
             f"    {label:36} p50 x{b.median('p50') / a.median('p50'):.2f}  "
@@ -326,7 +349,7 @@ def growth(bench: Bench) -> None:
         )
     # 200 custom folders, created in one Mailbox/set (setup, not measured).
     request = Request()
-    request.add(MailboxSet(create={f"f{i}": {"name": f"Growth folder {i:03d}"} for i in range(GROWTH_FOLDERS)}))
+    request.add(MailboxSet(create={f"f{i}": {"name": f"Growth folder {i:04d}"} for i in range(GROWTH_FOLDERS)}))
     answer = stack.jmap_call(request.body(address), address)
     created = answer["methodResponses"][0][1].get("created") or {}
     if len(created) != GROWTH_FOLDERS:

@@ -75,7 +75,7 @@ def send(bench: Bench) -> None:
         for who in order:
             latencies: list[float] = []
             if who == "api":
-                a0, c0 = stack.api_cpu(), stack.cyrus_cpu()
+                a0, c0 = stack.api_cpu(), stack.instance_cpu()
                 for _ in range(per_round):
                     began = time.perf_counter()
                     status, answer = http_json("POST", stack.app_url + "/v1/messages", stack.key, body)
@@ -84,7 +84,7 @@ def send(bench: Bench) -> None:
                         raise RuntimeError(f"POST /v1/messages: {status} {answer}")
                     sent += 1
                 api_cpu.append((stack.api_cpu() - a0) / per_round)
-                cyrus_cpu.append((stack.cyrus_cpu() - c0) / per_round)
+                cyrus_cpu.append((stack.instance_cpu() - c0) / per_round)
                 api_lat.append(latencies)
             else:
                 if not sample:

@@ -45,12 +45,18 @@ REDIS_URL = os.environ.get("SHIPMAIL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/1
 class ApiServer:
     """``uvicorn shipmail.app:create_app`` as ``shipmail serve --workers N`` runs it, on a free port."""
 
-    def __init__(self, stack: Stack, workers: int, storage: str) -> None:
+    def __init__(self, stack: Stack, workers: int, storage: str, source: str | None = None) -> None:
+        """``source``: a directory holding another version's ``shipmail`` package (put first on
+        ``PYTHONPATH`` and the working directory: the same virtualenv runs that code), for
+        before/after figures."""
         (self.port,) = free_ports(1)
         env = {**stack.env, "SHIPMAIL_RATELIMIT_STORAGE": storage, "SHIPMAIL_PORT": str(self.port)}
+        if source is not None:
+            env["PYTHONPATH"] = source
         argv = [str(PYTHON), "-m", "uvicorn", "shipmail.app:create_app", "--factory", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port), "--workers", str(workers), "--log-level", "info", "--no-server-header"]
-        self.proc = stack.spawn(argv, env)
+        # ``python -m`` puts the working directory first on sys.path: run another version from its tree.
+        self.proc = stack.spawn(argv, env, cwd=source)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -78,11 +84,13 @@ class ApiServer:
 
 
 @contextlib.contextmanager
-def servers(stack: Stack, configs: dict[str, tuple[int, str]]) -> Iterator[dict[str, ApiServer]]:
+def servers(
+    stack: Stack, configs: dict[str, tuple[int, str]], sources: dict[str, str | None] | None = None
+) -> Iterator[dict[str, ApiServer]]:
     started: dict[str, ApiServer] = {}
     try:
         for label, (workers, storage) in configs.items():
-            started[label] = ApiServer(stack, workers, storage)
+            started[label] = ApiServer(stack, workers, storage, (sources or {}).get(label))
         yield started
     finally:
         for server in started.values():

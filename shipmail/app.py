@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,7 +56,10 @@ API_PREFIX = "/v1"
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (``req_`` + 24 hex) and sets ``X-Request-Id`` on the response."""
+    """Gives every request an id (``req_`` + 24 hex: 96 random bits from the process's Mersenne
+    Twister, seeded from the OS at start; an id names a request in logs and error envelopes, it
+    is no secret, so it needs no system call per request) and sets ``X-Request-Id`` on the
+    response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -65,7 +68,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = "req_" + secrets.token_hex(12)
+        request_id = f"req_{random.getrandbits(96):024x}"
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

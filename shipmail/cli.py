@@ -478,6 +478,10 @@ def serve_gateway(fd: int, parent: int | None) -> None:
     asyncio.run(run())
 
 
+#: Seconds a ``serve --workers N`` worker may take to start or to answer uvicorn's health ping.
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 @main.command("serve-api", hidden=True)
 @click.option("--fd", type=int, required=True, help="The listening socket, inherited from serve.")
 @click.option("--workers", type=click.IntRange(min=1), default=1)
@@ -500,6 +504,12 @@ def serve_api(fd: int, workers: int, parent: int | None) -> None:
         factory=True,
         workers=workers,
         log_level="info",
+        access_log=Settings.from_env().access_log,
+        # uvicorn's supervisor kills a worker that has not answered its ping (or finished its
+        # start-up) within this many seconds; its default of 5 s killed and restarted workers in a
+        # loop on this 2-core machine under a load average of 20 (importing the app alone took
+        # longer), dropping their connections. A hung worker is still replaced, 30 s later.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=5,

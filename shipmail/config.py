@@ -38,6 +38,7 @@
 | ``SHIPMAIL_WEBHOOK_RETRY_BASE`` | 30 | seconds before a failed webhook delivery's 2nd attempt (doubling) |
 | ``SHIPMAIL_JOBS_WORKER`` | ``true`` | run the background job worker in this process |
 | ``SHIPMAIL_JOBS_POLL_INTERVAL`` | ``0.5`` | seconds between looks for due jobs queued by other processes |
+| ``SHIPMAIL_ACCESS_LOG`` | ``true`` | ``serve`` logs one line per request (uvicorn's access log); ``false``: none |
 
 An empty (or blank) variable counts as unset. Each default is written once, on its field below;
 the table above and the README's repeat them for readers.
@@ -171,6 +172,8 @@ class Settings(BaseSettings):
     jobs_worker: bool = True
     #: Seconds between two looks for due jobs (a commit in this process wakes the worker at once).
     jobs_poll_interval: float = Field(default=0.5, gt=0, le=60)
+    #: Whether ``shipmail serve`` writes uvicorn's access log (one line per request).
+    access_log: bool = True
 
     @field_validator("*", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import threading
 import time
@@ -206,8 +207,14 @@ class ApiKeyValidator(BearerTokenValidator):  # type: ignore[misc]
     @staticmethod
     def scope_insufficient(token_scopes: str, required_scopes: list[str] | None) -> bool:
         """authlib's check, over every scope the held ones grant (``*``, write implies read)."""
-        expanded = list_to_scope(sorted(granted(scope_to_list(token_scopes) or [])))
-        return bool(TokenValidator.scope_insufficient(expanded, required_scopes))
+        return bool(TokenValidator.scope_insufficient(_expanded(token_scopes), required_scopes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _expanded(token_scopes: str) -> str:
+    """Every scope that the space-separated ``token_scopes`` grant, space-separated (a key's
+    scopes are few and fixed: expanded once per distinct set)."""
+    return str(list_to_scope(sorted(granted(scope_to_list(token_scopes) or []))))
 
 
 class BearerAuth:

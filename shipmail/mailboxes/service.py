@@ -112,9 +112,9 @@ WITHOUT_RULES = _WITHOUT_RULES
 async def _get_any(
     session: AsyncSession, organization_id: str, mailbox_id: str, *, for_update: bool, with_rules: bool = True
 ) -> Mailbox:
-    options = () if for_update or with_rules else _WITHOUT_RULES
+    without = () if for_update or with_rules else ("rules",)
     mailbox = await repository.get_owned(
-        session, Mailbox, organization_id, mailbox_id, for_update=for_update, options=options
+        session, Mailbox, organization_id, mailbox_id, for_update=for_update, without=without
     )
     if mailbox is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
