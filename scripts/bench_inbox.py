@@ -45,7 +45,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from bench_harness import Bench, Contender, Stack, case, http_json
-from jmapc.methods import MailboxGet, MailboxSet, ThreadGet
+from jmapc.methods import EmailGet, MailboxGet, MailboxSet, ThreadGet
 
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
@@ -389,3 +389,57 @@ def growth(bench: Bench) -> None:
         f"Cyrus CPU {before.median('cyrus_ms'):.2f} -> {api.median('cyrus_ms'):.2f} ms"
     )
     print(bench.ratio(api, direct))
+
+
+def thread_page_request(account_id: str, *, limit: int = 25) -> dict[str, Any]:
+    """The thread list's page request WITHOUT the reply-state scan (what the list sent before
+    reply state, :func:`shipmail.inbox.service.list_threads`'s default view minus the scan):
+    Email/query ``collapseThreads`` + summaries + Thread/get + Email/get of the members."""
+    ceiling = datetime.fromtimestamp(int(time.time()) + 1, UTC)
+    request = Request()
+    query = request.add(
+        jemail.query(
+            {"before": jemail.received_before(ceiling)},
+            jemail.NEWEST_FIRST,
+            collapse_threads=True,
+            position=0,
+            limit=limit,
+            calculate_total=True,
+        )
+    )
+    latest = request.add(jemail.summary_get(request.ref(query, "/ids")))
+    threads = request.add(ThreadGet(ids=request.ref(latest, jemail.THREAD_IDS)))
+    request.add(EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES))
+    return request.body(account_id)
+
+
+@case(
+    "threads",
+    "GET .../inbox/threads (default view; reply queue) via the API vs the page's JMAP request without the "
+    "reply-state scan",
+)
+def thread_list(bench: Bench) -> None:
+    """What reply state costs the thread list: the default view (page + the scan of up to 500
+    threads, one JMAP request) and the reply queue (``reply_state=needs_reply&sort_by=
+    needs_reply_since``: the scan, then the page's summaries) against the page's request alone
+    straight to Cyrus (the list's cost before reply state, minus the API's own share)."""
+    stack = bench.stack
+    ensure_seeded(stack)
+    base = f"/v1/mailboxes/{stack.mailbox_id}/inbox/threads"
+    listed = _api_get(stack, f"{base}?limit=25")
+    queue = f"{base}?limit=25&reply_state=needs_reply&sort_by=needs_reply_since"
+    queued = _api_get(stack, queue)
+    print(
+        f"  {listed['summary']['total']} threads; summary {listed['summary']}; the queue lists "
+        f"{len(queued['data'])} of {queued['pagination']['total']}"
+    )
+    contenders = bench.compare(
+        {
+            "API    threads, default view": bench.api(f"{base}?limit=25"),
+            "API    threads, reply queue": bench.api(queue),
+            "direct JMAP page request without the scan": bench.direct(thread_page_request(stack.address)),
+        }
+    )
+    bench.table(contenders)
+    print(bench.ratio(contenders[0], contenders[2]))
+    print(bench.ratio(contenders[1], contenders[2]))

@@ -18,6 +18,7 @@ from shipmail.inbox import attachment_routes as attachments
 from shipmail.inbox import routes as inbox
 from shipmail.mailboxes import routes as mailboxes
 from shipmail.messages import routes as messages
+from shipmail.replydrafts import routes as replydrafts
 from shipmail.rules import routes as rules
 from shipmail.settings import routes as mailbox_settings
 from shipmail.status import routes as status
@@ -41,6 +42,7 @@ OPERATIONS: list[Operation] = [
     *exports.operations,
     *imports.operations,
     *messages.operations,
+    *replydrafts.operations,
     *events.operations,
     *webhooks.operations,
 ]

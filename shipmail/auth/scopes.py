@@ -22,6 +22,9 @@ class Scope(StrEnum):
     MESSAGES_READ = "messages:read"
     MESSAGES_WRITE = "messages:write"
     MESSAGES_SEND = "messages:send"
+    #: Reply drafts (``createMailboxInboxReplyDraft``); sending one needs messages:send.
+    DRAFTS_READ = "drafts:read"
+    DRAFTS_WRITE = "drafts:write"
     MAILBOX_RULES_READ = "mailbox_rules:read"
     MAILBOX_RULES_WRITE = "mailbox_rules:write"
     MAILBOX_CREDENTIALS_READ = "mailbox_credentials:read"

@@ -23,10 +23,12 @@ from shipmail.inbox.schemas import (
     InboxMessages,
     InboxThread,
     InboxThreadListQuery,
+    InboxThreadReplyStateResult,
     InboxThreads,
     MessageQuery,
     MoveInboxMessageRequest,
     UpdateInboxMessageRequest,
+    UpdateInboxThreadReplyStateRequest,
 )
 from shipmail.jmap import ids
 from shipmail.mailboxes import service as mailboxes
@@ -183,9 +185,15 @@ async def delete_message(ctx: Context[None, None]) -> None:
     tags=_TAGS,
 )
 async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> Response:
-    """Threads with mail matching the filters (the message-list filters), ordered by their newest
-    matching message: that message, the thread's message and unread counts, first and last dates,
-    latest inbound and outbound messages. Paged under the first page's cutoff."""
+    """Threads with mail matching the filters (the message-list filters): that message, the
+    thread's message and unread counts, first and last dates, latest inbound and outbound
+    messages, and its reply state (`reply_state`, `reply_version`, `needs_reply_since`). The
+    reply queue: `reply_state` lists one state, `sort_by` (`needs_reply_since` by default, threads
+    without one last; `last_message_at`) and `order` (default `asc`) order it, keyset-paged.
+    Without them: every thread, newest matching message first. `summary` counts the threads of
+    each reply state (and `total`) under the filters other than `reply_state`; reply states are
+    computed over the 500 threads with the newest matching mail. Paged under the first page's
+    cutoff."""
     row = await _row(ctx)
     return inbox.THREADS_JSON.response(await inbox.list_threads_data(ctx.services, ctx.session, row, ctx.query))
 
@@ -205,8 +213,39 @@ async def list_threads(ctx: Context[None, InboxThreadListQuery]) -> Response:
 )
 async def get_thread(ctx: Context[None, MessageQuery]) -> Response:
     """The thread's messages, oldest first, with bodies and attachment metadata (headers as for
-    one message, `?headers=raw`)."""
+    one message, `?headers=raw`), its reply state and latest inbound and outbound messages."""
     row = await _row(ctx)
     thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
-    data = await inbox.get_thread_data(ctx.services, row, thread_id, raw_headers=ctx.query.headers == "raw")
+    data = await inbox.get_thread_data(
+        ctx.services, ctx.session, row, thread_id, raw_headers=ctx.query.headers == "raw"
+    )
     return inbox.THREAD_JSON.response(data)
+
+
+@operation(
+    operations,
+    "PATCH",
+    f"{_BASE}/threads/{{thread_id}}",
+    operation_id="updateMailboxInboxThreadReplyState",
+    summary="Update an inbox thread reply state",
+    scope=Scope.MESSAGES_WRITE,
+    tier=Tier.WRITE,
+    body=UpdateInboxThreadReplyStateRequest,
+    response=InboxThreadReplyStateResult,
+    errors=(401, 403, 404, 409, 422, 429, 503),
+    tags=_TAGS,
+)
+async def update_thread_reply_state(
+    ctx: Context[UpdateInboxThreadReplyStateRequest, None],
+) -> InboxThreadReplyStateResult:
+    """Resolve (`resolved`), suppress (`no_reply_expected`) or reopen (`needs_reply`) a thread,
+    with optimistic concurrency: `expected_reply_version` must be the thread's current
+    `reply_version` (409 otherwise: a message arrived or was sent, or another update came
+    first). The setting holds until a newer message arrives in or is sent from the thread; the
+    answer carries the new `reply_version`. Shipmail SDK 0.6.7's body (`expected_version` with
+    `done`) is accepted too. 404 for an unknown thread."""
+    row = await _row(ctx)
+    thread_id = ids.from_wire(ids.THREAD, ctx.path["thread_id"])
+    return await inbox.update_reply_state(
+        ctx.services, ctx.session, row, thread_id, target=ctx.body.target, expected_version=ctx.body.expected
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shipmail import utc
@@ -222,7 +222,56 @@ class InboxMessages(Wire):
     pagination: InboxCursorPagination
 
 
-class InboxThreadSummary(Wire):
+ReplyStateName = Literal["needs_reply", "waiting_on_contact", "resolved", "no_reply_expected"]
+AttentionStateName = Literal["needs_reply", "waiting_on_them", "done", "follow_up_due", "delivery_failed", "no_action"]
+
+
+class _ReplyStateFields(Wire):
+    """A thread's reply state (:mod:`shipmail.inbox.replystate`): the reference's fields and
+    Shipmail SDK 0.6.7's names of the same things."""
+
+    reply_state: ReplyStateName = Field(
+        description="needs_reply: the newest message is inbound (or the user reopened it); waiting_on_contact: the "
+        "newest message was sent by the mailbox; resolved / no_reply_expected: set by the user, until a newer "
+        "message arrives."
+    )
+    reply_version: int = Field(
+        ge=1,
+        description="Grows with every message of the thread (drafts excluded) and every reply-state update: pass "
+        "it as expected_reply_version.",
+    )
+    needs_reply_since: datetime | None = Field(
+        description="Since when the thread needs a reply: the first inbound message after the last outbound one "
+        "(or when the user reopened it); null unless reply_state is needs_reply."
+    )
+    conversation_id: str = Field(description="SDK 0.6.7's name of the thread id.")
+    attention_state: AttentionStateName = Field(
+        description="SDK 0.6.7's name of reply_state (waiting_on_contact = waiting_on_them, resolved = done, "
+        "no_reply_expected = no_action)."
+    )
+    version: int = Field(ge=1, description="SDK 0.6.7's name of reply_version.")
+    attention_since: datetime | None = Field(description="SDK 0.6.7's name of needs_reply_since.")
+    done_at: datetime | None = Field(description="When the user resolved the thread (reply_state resolved), else null.")
+    follow_up_at: None = Field(default=None, description="Always null: follow-up reminders are not offered.")
+    assigned_member_id: None = Field(default=None, description="Always null: threads are not assigned here.")
+
+
+class _LatestFields(Wire):
+    latest_message_id: str | None = Field(description="The newest message of the thread (eml_...).")
+    latest_email_id: str | None = Field(description="The JMAP Email id of the newest message.")
+    latest_inbound_message_id: str | None = Field(
+        description="The newest inbound message: not a draft, not in Sent, not from the mailbox's own addresses."
+    )
+    latest_inbound_email_id: str | None
+    latest_inbound_at: datetime | None
+    latest_outbound_message_id: str | None = Field(
+        description="The newest outbound message: in Sent, or from one of the mailbox's own addresses."
+    )
+    latest_outbound_email_id: str | None
+    latest_outbound_at: datetime | None
+
+
+class InboxThreadSummary(_ReplyStateFields, _LatestFields):
     object: Literal["inbox_thread_summary"] = "inbox_thread_summary"
     id: str = Field(description="Thread id (thr_...).")
     thread_id: str
@@ -232,14 +281,6 @@ class InboxThreadSummary(Wire):
     unread_count: int = Field(ge=0, description="Messages in the thread without $seen (drafts excluded).")
     first_message_at: datetime
     last_message_at: datetime
-    latest_message_id: str | None = Field(description="The newest message of the thread (eml_...).")
-    latest_email_id: str | None = Field(description="The JMAP Email id of the newest message.")
-    latest_inbound_message_id: str | None
-    latest_inbound_email_id: str | None
-    latest_inbound_at: datetime | None
-    latest_outbound_message_id: str | None
-    latest_outbound_email_id: str | None
-    latest_outbound_at: datetime | None
     latest_message: InboxMessage = Field(description="The newest message matching the filters.")
 
 
@@ -252,16 +293,66 @@ class InboxThreads(Wire):
     mailbox_id: str
     address: str
     data: list[InboxThreadSummary]
-    summary: dict[str, int] = Field(description="Counts: `total` threads matching the filters.")
+    summary: dict[str, int] = Field(
+        description="Threads matching the filters other than reply_state: `total`, and one count per reply "
+        "state (needs_reply, waiting_on_contact, resolved, no_reply_expected)."
+    )
     pagination: InboxThreadsPagination
 
 
-class InboxThread(Wire):
+class InboxThread(_ReplyStateFields, _LatestFields):
     object: Literal["inbox_thread"] = "inbox_thread"
     mailbox_id: str
     address: str
     thread_id: str
     data: list[InboxFullMessage] = Field(description="The thread's messages, oldest first.")
+
+
+class UpdateInboxThreadReplyStateRequest(Request):
+    """The reference's body (``reply_state`` and ``expected_reply_version``), or Shipmail SDK
+    0.6.7's (``expected_version`` with ``done``: true resolves, false reopens): one or the other."""
+
+    reply_state: Literal["needs_reply", "resolved", "no_reply_expected"] | None = Field(
+        default=None, description="The state to set: resolved, no_reply_expected, or needs_reply to reopen."
+    )
+    expected_reply_version: int | None = Field(
+        default=None, ge=1, description="The thread's reply_version the change is based on (409 when stale)."
+    )
+    expected_version: int | None = Field(default=None, ge=1, description="SDK 0.6.7's expected_reply_version.")
+    done: bool | None = Field(default=None, description="SDK 0.6.7: true = resolved, false = needs_reply.")
+    follow_up_at: None = Field(default=None, description="SDK 0.6.7: follow-up reminders are not offered; only null.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> UpdateInboxThreadReplyStateRequest:
+        reference = self.reply_state is not None or self.expected_reply_version is not None
+        sdk = self.expected_version is not None or self.done is not None
+        if reference and sdk:
+            raise ValueError("send reply_state with expected_reply_version, or expected_version with done; not both")
+        if sdk:
+            if self.expected_version is None or self.done is None:
+                raise ValueError("expected_version and done are both required")
+        elif self.reply_state is None or self.expected_reply_version is None:
+            raise ValueError("reply_state and expected_reply_version are both required")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The reply state to set."""
+        if self.reply_state is not None:
+            return self.reply_state
+        return "resolved" if self.done else "needs_reply"
+
+    @property
+    def expected(self) -> int:
+        version = self.expected_reply_version if self.expected_reply_version is not None else self.expected_version
+        assert version is not None
+        return version
+
+
+class InboxThreadReplyStateResult(_ReplyStateFields):
+    object: Literal["inbox_thread_reply_state"] = "inbox_thread_reply_state"
+    id: str = Field(description="Thread id (thr_...).")
+    thread_id: str
 
 
 class InboxMessageAction(Wire):
@@ -358,72 +449,81 @@ class InboxListQuery(Query):
         return self
 
 
-#: Reply state of a thread (the reference's ``InboxThreadReplyState``).
-InboxThreadReplyState = Literal["needs_reply", "waiting_on_contact", "resolved", "no_reply_expected"]
-#: Attention state of a thread in Shipmail's SDK 0.6.7 (``InboxThreadAttentionState``: the SDK's
-#: name for the reply queue, sent as ``attention_state``).
-InboxThreadAttentionState = Literal[
-    "needs_reply", "waiting_on_them", "done", "follow_up_due", "delivery_failed", "no_action"
-]
-#: Order keys of the thread list: the reference's ``sort_by`` values and the SDK's
-#: ``attention_since``.
+#: Order keys of the thread list: the reference's ``sort_by`` values and SDK 0.6.7's
+#: ``attention_since`` (= ``needs_reply_since``).
 InboxThreadSort = Literal["needs_reply_since", "attention_since", "last_message_at"]
-
-
-def _not_yet(field: str, value: str, what: str) -> PydanticCustomError:
-    return PydanticCustomError(
-        "not_supported",
-        "{field}={value} is not supported yet: {what}",
-        {"field": field, "value": value, "what": what},
-    )
 
 
 class InboxThreadListQuery(InboxListQuery):
     """Query of the thread list: the message-list filters, the reference's page size (default
     25) and its reply-queue parameters ``reply_state``, ``sort_by`` and ``order``.
 
-    Reply state is not tracked yet, so those parameters take only what the list does now: no
-    ``reply_state`` filter (nor the SDK's ``attention_state``), ``sort_by=last_message_at`` with
-    ``order=desc`` (the default: newest last message first). Any other value answers 422
-    (``literal_error`` for a value neither the reference nor the SDK defines, ``not_supported``
-    for one they do) rather than being ignored."""
+    Without ``reply_state`` every thread is listed (this list is also the thread browser of the
+    message filters); without ``reply_state``, ``sort_by`` and ``order`` newest matching message
+    first. With ``reply_state`` the reference's defaults apply (``sort_by=needs_reply_since``,
+    ``order=asc``); with ``sort_by`` the order defaults to ``asc``. ``attention_state`` and
+    ``sort_by=attention_since`` are SDK 0.6.7's names (``follow_up_due`` and
+    ``delivery_failed`` are not tracked here: 422 ``not_supported``)."""
 
     limit: int = Field(default=25, ge=1, le=100, description="Number of items to return (1-100, default 25).")
-    reply_state: InboxThreadReplyState | None = Field(
-        default=None, description="Only threads in this reply state (not supported yet: 422)."
-    )
-    attention_state: InboxThreadAttentionState | None = Field(
-        default=None, description="Shipmail SDK 0.6.7's name of the reply-state filter (not supported yet: 422)."
+    reply_state: ReplyStateName | None = Field(default=None, description="Only threads in this reply state.")
+    attention_state: AttentionStateName | None = Field(
+        default=None, description="SDK 0.6.7's name of the reply-state filter (waiting_on_them, done, no_action)."
     )
     sort_by: InboxThreadSort | None = Field(
         default=None,
-        description="Order key. Only last_message_at (newest last message first) is supported yet; "
-        "needs_reply_since and attention_since answer 422.",
+        description="needs_reply_since (threads without one last), or last_message_at. Default: needs_reply_since "
+        "with reply_state, else newest matching message first.",
     )
     order: Literal["asc", "desc"] | None = Field(
-        default=None, description="Order direction. Only desc is supported yet; asc answers 422."
+        default=None, description="Order direction (default asc with sort_by, else desc)."
     )
 
-    @field_validator("reply_state", "attention_state")
+    @field_validator("attention_state")
     @classmethod
-    def _no_reply_state(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            raise _not_yet(str(info.field_name), value, "thread reply state is not tracked")
+    def _tracked_attention(cls, value: str | None) -> str | None:
+        if value in ("follow_up_due", "delivery_failed"):
+            raise PydanticCustomError(
+                "not_supported",
+                "attention_state={value} is not supported: follow-ups and delivery failures are not tracked",
+                {"value": value},
+            )
         return value
 
-    @field_validator("sort_by")
-    @classmethod
-    def _known_sort(cls, value: str | None) -> str | None:
-        if value is not None and value != "last_message_at":
-            raise _not_yet("sort_by", value, "thread reply state is not tracked")
-        return value
+    @model_validator(mode="after")
+    def _one_state_filter(self) -> InboxThreadListQuery:
+        if self.reply_state is not None and self.attention_state is not None:
+            raise ValueError("use either reply_state or attention_state, not both")
+        return self
 
-    @field_validator("order")
-    @classmethod
-    def _known_order(cls, value: str | None) -> str | None:
-        if value is not None and value != "desc":
-            raise _not_yet("order", value, "threads are listed newest first")
-        return value
+    @property
+    def state_filter(self) -> str | None:
+        """The reply state to list (from ``reply_state`` or ``attention_state``), or None."""
+        if self.reply_state is not None:
+            return self.reply_state
+        if self.attention_state is not None:
+            return {"waiting_on_them": "waiting_on_contact", "done": "resolved", "no_action": "no_reply_expected"}.get(
+                self.attention_state, self.attention_state
+            )
+        return None
+
+    @property
+    def sort_key(self) -> str | None:
+        """``needs_reply_since``, ``last_message_at``, or None (the default view's order): the
+        reference's default ``needs_reply_since`` when a reply state is asked for."""
+        if self.sort_by == "attention_since":
+            return "needs_reply_since"
+        if self.sort_by is not None:
+            return self.sort_by
+        if self.state_filter is not None:
+            return "needs_reply_since"
+        return "last_message_at" if self.order is not None else None
+
+    @property
+    def descending(self) -> bool:
+        if self.order is not None:
+            return self.order == "desc"
+        return self.sort_key is None  # the reference's asc whenever the queue is sorted
 
 
 class MessageQuery(Query):

@@ -28,19 +28,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
 from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
+from sqlalchemy import update as sa_update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
+from shipmail.aliases.models import MailboxAlias
 from shipmail.http.cursors import invalid_cursor
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
-from shipmail.inbox import authentication
+from shipmail.inbox import authentication, replystate
+from shipmail.inbox.models import InboxThreadState
 from shipmail.inbox.preview import preview
 from shipmail.inbox.rendering import DictRenderer
 from shipmail.inbox.replies import reply_text
@@ -50,8 +55,9 @@ from shipmail.inbox.schemas import (
     InboxMessage,
     InboxMessages,
     InboxThread,
+    InboxThreadListQuery,
+    InboxThreadReplyStateResult,
     InboxThreads,
-    InboxThreadSummary,
 )
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
@@ -71,6 +77,17 @@ THREADS_JSON = DictRenderer(InboxThreads)
 
 KIND_MESSAGES = "inbox_messages"
 KIND_THREADS = "inbox_threads"
+KIND_REPLY_QUEUE = "inbox_reply_queue"
+
+#: Threads (those with the newest matching mail) whose reply state one thread list looks at:
+#: the ``summary`` counts and the reply-queue views cover these.
+SCAN_THREADS = 500
+#: What the scan reads of each thread's newest matching message (its thread; the page's
+#: summaries are read on their own).
+SCAN_LATEST_PROPERTIES = ["id", "threadId", "receivedAt"]
+#: Emails asked for in one Email/get when the server refused them all at once (its
+#: ``maxObjectsInGet`` is 4096 for Cyrus 3.6).
+GET_CHUNK = 4000
 
 #: At most this many messages of a boundary second are fetched again to place the next page;
 #: beyond it (a huge burst delivered within one second) the rest of that second is skipped by position.
@@ -268,16 +285,22 @@ async def get_message_data(svc: Services, row: Mailbox, email_id: str, *, raw_he
     return full_data(row, listed[0], raw_headers=raw_headers, authserv_ids=svc.settings.trusted_authserv_ids)
 
 
-async def get_thread(svc: Services, row: Mailbox, thread_id: str, *, raw_headers: bool = False) -> InboxThread:
-    """Thread ``thread_id`` (JMAP id) with its messages, oldest first; 404 when absent.
+async def get_thread(
+    svc: Services, session: AsyncSession, row: Mailbox, thread_id: str, *, raw_headers: bool = False
+) -> InboxThread:
+    """Thread ``thread_id`` (JMAP id) with its messages, oldest first, its reply state and latest
+    inbound/outbound messages; 404 when absent.
 
     One JMAP request (Thread/get, Email/get of its emailIds by back-reference).
     """
-    return InboxThread.model_validate(await get_thread_data(svc, row, thread_id, raw_headers=raw_headers))
+    return InboxThread.model_validate(await get_thread_data(svc, session, row, thread_id, raw_headers=raw_headers))
 
 
-async def get_thread_data(svc: Services, row: Mailbox, thread_id: str, *, raw_headers: bool = False) -> dict[str, Any]:
+async def get_thread_data(
+    svc: Services, session: AsyncSession, row: Mailbox, thread_id: str, *, raw_headers: bool = False
+) -> dict[str, Any]:
     """:func:`get_thread` as :class:`InboxThread` data (not validated: :data:`THREAD_JSON`)."""
+    folders = await system_folders(svc, session, row)
     request = Request()
     thread = request.add(ThreadGet(ids=[thread_id]))
     emails = request.add(jemail.full_get(request.ref(thread, jthread.EMAIL_IDS)))
@@ -289,10 +312,15 @@ async def get_thread_data(svc: Services, row: Mailbox, thread_id: str, *, raw_he
     found = _in_order(listed, jthread.email_ids(threads[0]))
     if not found:
         raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
+    c = replystate.classify(found, folders, await own_addresses(session, row))
+    view = replystate.derive(c, (await stored_states(session, row, [thread_id])).get(thread_id))
+    wire_id = ids.to_wire(ids.THREAD, thread_id)
     return {
         "mailbox_id": row.id,
         "address": row.address,
-        "thread_id": ids.to_wire(ids.THREAD, thread_id),
+        "thread_id": wire_id,
+        **_latest_fields(c, c.members[-1] if c.members else None),
+        **replystate.view_data(view, wire_id),
         "data": [
             full_data(row, e, raw_headers=raw_headers, authserv_ids=svc.settings.trusted_authserv_ids) for e in found
         ],
@@ -556,41 +584,19 @@ async def list_messages_data(svc: Services, session: AsyncSession, row: Mailbox,
 # ----------------------------------------------------------------------------- thread list
 
 
-def _summary(
-    row: Mailbox,
-    folders: dict[str, str],
-    latest: dict[str, Any],
-    members: list[dict[str, Any]],
-) -> InboxThreadSummary:
-    """The :class:`InboxThreadSummary` of the thread of ``latest`` (its ``members``)."""
-    return InboxThreadSummary.model_validate(_summary_data(row, folders, latest, members))
-
-
 def _summary_data(
     row: Mailbox,
-    folders: dict[str, str],
     latest: dict[str, Any],
-    members: list[dict[str, Any]],
+    c: replystate.Classified,
+    view: replystate.ReplyView,
 ) -> dict[str, Any]:
-    """:class:`InboxThreadSummary` data (not validated) of the thread of ``latest``."""
-    sent, drafts = folders.get("sent"), folders.get("drafts")
-    if not members:
-        members = [latest]
-    members = sorted(members, key=lambda e: (e["receivedAt"], e["id"]))
+    """:class:`InboxThreadSummary` data (not validated) of the thread of ``latest`` (the newest
+    message matching the filters), classified as ``c``, in reply state ``view``."""
+    members = c.members or [latest]
     newest = members[-1]
-
-    def boxes(e: dict[str, Any]) -> set[str]:
-        return set(jemail.mailbox_ids(e))
-
-    def flags(e: dict[str, Any]) -> dict[str, Any]:
-        return e.get("keywords") or {}
-
-    inbound = [e for e in members if sent not in boxes(e) and drafts not in boxes(e) and not flags(e).get("$draft")]
-    outbound = [e for e in members if sent in boxes(e)]
-    unread = sum(1 for e in members if not flags(e).get("$seen") and not flags(e).get("$draft"))
+    kept = {str(e["id"]) for e in c.messages}  # not drafts
+    unread = sum(1 for e in members if str(e["id"]) in kept and not (e.get("keywords") or {}).get("$seen"))
     newest_from = newest.get("from") or []
-    li = inbound[-1] if inbound else None
-    lo = outbound[-1] if outbound else None
     thread = ids.to_wire(ids.THREAD, latest["threadId"])
     return {
         "id": thread,
@@ -601,40 +607,195 @@ def _summary_data(
         "unread_count": unread,
         "first_message_at": members[0]["receivedAt"],
         "last_message_at": newest["receivedAt"],
-        "latest_message_id": ids.to_wire(ids.EMAIL, newest["id"]),
-        "latest_email_id": newest["id"],
+        **_latest_fields(c, newest),
+        **replystate.view_data(view, thread),
+        "latest_message": message_data(row, latest),
+    }
+
+
+def _latest_fields(c: replystate.Classified, newest: dict[str, Any] | None) -> dict[str, Any]:
+    li = c.inbound[-1] if c.inbound else None
+    lo = c.outbound[-1] if c.outbound else None
+    return {
+        "latest_message_id": ids.to_wire(ids.EMAIL, newest["id"]) if newest else None,
+        "latest_email_id": newest["id"] if newest else None,
         "latest_inbound_message_id": ids.to_wire(ids.EMAIL, li["id"]) if li else None,
         "latest_inbound_email_id": li["id"] if li else None,
         "latest_inbound_at": li["receivedAt"] if li else None,
         "latest_outbound_message_id": ids.to_wire(ids.EMAIL, lo["id"]) if lo else None,
         "latest_outbound_email_id": lo["id"] if lo else None,
         "latest_outbound_at": lo["receivedAt"] if lo else None,
-        "latest_message": message_data(row, latest),
     }
 
 
-async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> InboxThreads:
-    """One page of ``row``'s threads (newest matching message first) matching ``q``. One JMAP request:
-    Email/query (``collapseThreads``), Email/get of the newest matching messages, Thread/get of
-    their threads and Email/get of every member (:data:`~shipmail.jmap.email.THREAD_MEMBER_PROPERTIES`).
+async def own_addresses(session: AsyncSession, row: Mailbox) -> list[str]:
+    """The mailbox's own addresses: its address and its aliases (mail From one of them is outbound)."""
+    aliases = (await session.exec(select(MailboxAlias.address).where(MailboxAlias.mailbox_id == row.id))).all()
+    return [row.address, *aliases]
+
+
+async def stored_states(session: AsyncSession, row: Mailbox, thread_ids: Iterable[str]) -> dict[str, InboxThreadState]:
+    """What the user set on these threads (JMAP ids) of ``row``, by thread id."""
+    wanted = sorted(set(thread_ids))
+    out: dict[str, InboxThreadState] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        rows = await session.exec(
+            select(InboxThreadState)
+            .where(InboxThreadState.mailbox_id == row.id)
+            .where(col(InboxThreadState.thread_id).in_(chunk))
+        )
+        out.update({r.thread_id: r for r in rows.all()})
+    return out
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """One thread's messages classified and its reply state."""
+
+    classified: replystate.Classified
+    view: replystate.ReplyView
+
+
+async def thread_state(svc: Services, session: AsyncSession, row: Mailbox, thread_id: str) -> ThreadState:
+    """The reply state of ``row``'s thread ``thread_id`` (JMAP id); 404 when absent. One JMAP
+    request (Thread/get, Email/get of its members by back-reference)."""
+    folders = await system_folders(svc, session, row)
+    request = Request()
+    thread = request.add(ThreadGet(ids=[thread_id]))
+    members = request.add(EmailGet(ids=request.ref(thread, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES))
+    results = await svc.jmap.call(row.address, request)
+    listed = results.get(members, what="thread").get("list") or []
+    if not results.get(thread, what="thread").get("list") or not listed:
+        raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
+    c = replystate.classify(listed, folders, await own_addresses(session, row))
+    stored = (await stored_states(session, row, [thread_id])).get(thread_id)
+    return ThreadState(classified=c, view=replystate.derive(c, stored))
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """A thread of the reply-queue scan: its newest matching message and reply state."""
+
+    latest: dict[str, Any]
+    classified: replystate.Classified
+    view: replystate.ReplyView
+
+    @property
+    def thread_id(self) -> str:
+        return str(self.latest["threadId"])
+
+    @property
+    def tie(self) -> str:
+        """The tie-breaker of equal keys: the thread's newest message's id (as the default order's)."""
+        members = self.classified.members
+        return str(members[-1]["id"]) if members else str(self.latest["id"])
+
+    def key(self, sort_key: str) -> str | None:
+        if sort_key == "needs_reply_since":
+            return self.view.needs_reply_since
+        members = self.classified.members
+        return str(members[-1]["receivedAt"]) if members else str(self.latest["receivedAt"])
+
+
+def _ordered(items: list[_Scanned], sort_key: str, desc: bool) -> list[_Scanned]:
+    """``items`` by (key, newest message id) in the direction asked, those without a key last."""
+    keyed = [i for i in items if i.key(sort_key) is not None]
+    unkeyed = [i for i in items if i.key(sort_key) is None]
+    return sorted(keyed, key=lambda i: (i.key(sort_key) or "", i.tie), reverse=desc) + sorted(
+        unkeyed, key=lambda i: i.tie, reverse=desc
+    )
+
+
+def _after(item: _Scanned, sort_key: str, desc: bool, last: tuple[str | None, str]) -> bool:
+    """Whether ``item`` sorts after the cursor's ``(key, newest message id)`` (:func:`_ordered`)."""
+    key, last_key = item.key(sort_key), last[0]
+    if (key is None) != (last_key is None):
+        return key is None
+    here, there = (key or "", item.tie), (last_key or "", last[1])
+    return here < there if desc else here > there
+
+
+def _scan_calls(request: Request, listing: _Listing, snapshot: datetime) -> tuple[Call, Call, Call, Call]:
+    """Add the reply-queue scan: the :data:`SCAN_THREADS` threads with the newest matching mail
+    (Email/query ``collapseThreads``), their Thread/get and one Email/get of every member."""
+    query = request.add(
+        jemail.query(
+            _filter(listing.conditions, snapshot),
+            jemail.NEWEST_FIRST,
+            collapse_threads=True,
+            position=0,
+            limit=SCAN_THREADS,
+            calculate_total=True,
+        )
+    )
+    latest = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=SCAN_LATEST_PROPERTIES))
+    threads = request.add(ThreadGet(ids=request.ref(latest, jemail.THREAD_IDS)))
+    members = request.add(
+        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
+    )
+    return query, latest, threads, members
+
+
+async def _members(svc: Services, row: Mailbox, results: Results, threads: Call, members: Call) -> list[dict[str, Any]]:
+    """The members the scan's Email/get returned; when there were more than the server gets at
+    once (RFC 8620 ``requestTooLarge``), fetched again in chunks of :data:`GET_CHUNK` (one more
+    JMAP request)."""
+    if results.error_type(members) != "requestTooLarge":
+        return list(results.get(members, what="thread list").get("list") or [])
+    wanted = [i for t in results.get(threads, what="thread list").get("list") or [] for i in jthread.email_ids(t)]
+    request = Request()
+    calls = [
+        request.add(EmailGet(ids=wanted[i : i + GET_CHUNK], properties=replystate.MEMBER_PROPERTIES))
+        for i in range(0, len(wanted), GET_CHUNK)
+    ]
+    if not calls:
+        return []
+    again = await svc.jmap.call(row.address, request)
+    return [e for call in calls for e in again.get(call, what="thread list").get("list") or []]
+
+
+async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: InboxThreadListQuery) -> InboxThreads:
+    """One page of ``row``'s threads matching ``q``, with their reply states and the per-state
+    ``summary`` counts.
+
+    The reply state needs every message of a thread, so the list looks at the
+    :data:`SCAN_THREADS` threads with the newest matching mail at once (one Email/query with
+    ``collapseThreads``, one Thread/get, one Email/get of all their members, by back-reference:
+    never a request per thread); the ``summary`` counts and the reply-queue views
+    (``reply_state``, ``sort_by``, ``order``) cover those threads. The default view (newest
+    matching message first, no ``reply_state``) is paged by position in the same ONE JMAP
+    request; a reply-queue view is paged by its keys (``(key, newest message id)``, keyset) and takes a
+    second request for the page's message summaries.
 
     422 for a cursor of other filters or a tampered one; 404 for an unknown ``folder_id``."""
     return InboxThreads.model_validate(await list_threads_data(svc, session, row, q))
 
 
-async def list_threads_data(svc: Services, session: AsyncSession, row: Mailbox, q: InboxListQuery) -> dict[str, Any]:
+async def list_threads_data(
+    svc: Services, session: AsyncSession, row: Mailbox, q: InboxThreadListQuery
+) -> dict[str, Any]:
     """:func:`list_threads` as :class:`InboxThreads` data (not validated: :data:`THREADS_JSON`)."""
     folders = await system_folders(svc, session, row)
     listing = _resolve(row, folders, q)
-    position = 0
+    sort_key, desc, wanted_state = q.sort_key, q.descending, q.state_filter
+    queue = wanted_state is not None or sort_key is not None
+    binding = {**listing.binding, "rs": wanted_state, "sb": sort_key, "ds": desc}
+    kind = KIND_REPLY_QUEUE if queue else KIND_THREADS
+    position, offset = 0, 0
+    last: tuple[str | None, str] | None = None
     if q.cursor:
-        pos = svc.cursors.decode(q.cursor, KIND_THREADS, listing.binding)
+        pos = svc.cursors.decode(q.cursor, kind, binding)
         try:
             snapshot = datetime.fromisoformat(str(pos["s"]))
-            position = int(pos["p"])
+            if queue:
+                last = (None if pos["k"] is None else str(pos["k"]), str(pos["t"]))
+                offset = int(pos["o"])
+            else:
+                position = int(pos["p"])
         except (KeyError, TypeError, ValueError):
             raise invalid_cursor() from None
-        if position < 0:
+        if position < 0 or offset < 0:
             raise invalid_cursor()
     else:
         snapshot = _snapshot(q)
@@ -642,41 +803,97 @@ async def list_threads_data(svc: Services, session: AsyncSession, row: Mailbox, 
 
     request = Request()
     folder = _folder_check(request, listing)
-    query = request.add(
-        jemail.query(
-            _filter(listing.conditions, snapshot),
-            jemail.NEWEST_FIRST,
-            collapse_threads=True,
-            position=position,
-            limit=q.limit,
-            calculate_total=True,
+    scan_query, scan_latest, scan_threads, scan_members = _scan_calls(request, listing, snapshot)
+    if not queue:
+        query = request.add(
+            jemail.query(
+                _filter(listing.conditions, snapshot),
+                jemail.NEWEST_FIRST,
+                collapse_threads=True,
+                position=position,
+                limit=q.limit,
+                calculate_total=True,
+            )
         )
-    )
-    latest_get = request.add(jemail.summary_get(request.ref(query, "/ids")))
-    threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
-    members_get = request.add(
-        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=jemail.THREAD_MEMBER_PROPERTIES)
-    )
+        latest_get = request.add(jemail.summary_get(request.ref(query, "/ids")))
+        threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
+        members_get = request.add(
+            EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
+        )
     results = await svc.jmap.call(row.address, request)
     _check_folder(results, listing, folder)
-    found = results.get(query, what="thread search")
-    latest = _in_order(results.get(latest_get, what="thread list").get("list") or [], found.get("ids") or [])
-    members: dict[str, list[dict[str, Any]]] = {}
-    for e in results.get(members_get, what="thread list").get("list") or []:
-        members.setdefault(e["threadId"], []).append(e)
-    total = int(found.get("total") or 0)
-    data = [_summary_data(row, folders, e, members.get(e["threadId"], [])) for e in latest]
-    has_more = position + len(latest) < total and bool(latest)
-    next_cursor = (
-        svc.cursors.encode(KIND_THREADS, listing.binding, {"s": snapshot_text, "p": position + len(latest)})
-        if has_more
-        else None
+
+    own = await own_addresses(session, row)
+    found = results.get(scan_query, what="thread search")
+    scan_order = found.get("ids") or []
+    scanned_latest = _in_order(results.get(scan_latest, what="thread list").get("list") or [], scan_order)
+    by_thread: dict[str, list[dict[str, Any]]] = {}
+    for e in await _members(svc, row, results, scan_threads, scan_members):
+        by_thread.setdefault(e["threadId"], []).append(e)
+    page_latest: list[dict[str, Any]] = []
+    if not queue:
+        page_found = results.get(query, what="thread search")
+        page_latest = _in_order(
+            results.get(latest_get, what="thread list").get("list") or [], page_found.get("ids") or []
+        )
+        scanned_ids = {str(m["id"]) for members in by_thread.values() for m in members}
+        for e in results.get(members_get, what="thread list").get("list") or []:
+            if str(e["id"]) not in scanned_ids:  # a page thread beyond the scan
+                by_thread.setdefault(e["threadId"], []).append(e)
+    stored = await stored_states(
+        session, row, [e["threadId"] for e in scanned_latest] + [e["threadId"] for e in page_latest]
     )
+
+    def state_of(latest: dict[str, Any]) -> _Scanned:
+        c = replystate.classify(by_thread.get(latest["threadId"]) or [latest], folders, own)
+        return _Scanned(latest=latest, classified=c, view=replystate.derive(c, stored.get(latest["threadId"])))
+
+    scanned = [state_of(e) for e in scanned_latest]
+    total_threads = int(found.get("total") or 0)
+    summary: dict[str, int] = {"total": total_threads, **dict.fromkeys(replystate.REPLY_STATES, 0)}
+    for item in scanned:
+        summary[item.view.state] += 1
+
+    next_cursor: str | None
+    if queue:
+        candidates = [i for i in scanned if wanted_state is None or i.view.state == wanted_state]
+        ordered = _ordered(candidates, sort_key or "last_message_at", desc)
+        if last is not None:
+            ordered = [i for i in ordered if _after(i, sort_key or "last_message_at", desc, last)]
+        page = ordered[: q.limit]
+        has_more = len(ordered) > len(page)
+        total = offset + len(ordered)
+        details = await _summaries(svc, row, [i.latest["id"] for i in page])
+        data = [_summary_data(row, details.get(i.latest["id"], i.latest), i.classified, i.view) for i in page]
+        next_cursor = (
+            svc.cursors.encode(
+                kind,
+                binding,
+                {
+                    "s": snapshot_text,
+                    "k": page[-1].key(sort_key or "last_message_at"),
+                    "t": page[-1].tie,
+                    "o": offset + len(page),
+                },
+            )
+            if has_more and page
+            else None
+        )
+    else:
+        total = int(page_found.get("total") or 0)
+        items = [state_of(e) for e in page_latest]
+        data = [_summary_data(row, i.latest, i.classified, i.view) for i in items]
+        has_more = position + len(page_latest) < total and bool(page_latest)
+        next_cursor = (
+            svc.cursors.encode(kind, binding, {"s": snapshot_text, "p": position + len(page_latest)})
+            if has_more
+            else None
+        )
     return {
         "mailbox_id": row.id,
         "address": row.address,
         "data": data,
-        "summary": {"total": total},
+        "summary": summary,
         "pagination": {
             "limit": q.limit,
             "total": total,
@@ -685,6 +902,17 @@ async def list_threads_data(svc: Services, session: AsyncSession, row: Mailbox, 
             "snapshot_at": snapshot,
         },
     }
+
+
+async def _summaries(svc: Services, row: Mailbox, email_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Message summaries (:func:`~shipmail.jmap.email.summary_get`) of ``email_ids``, by id: one
+    JMAP request (none for an empty page)."""
+    if not email_ids:
+        return {}
+    request = Request()
+    call = request.add(jemail.summary_get(email_ids))
+    listed = (await svc.jmap.call(row.address, request)).get(call, what="thread list").get("list") or []
+    return {str(e["id"]): e for e in listed}
 
 
 # ----------------------------------------------------------------------------- writes
@@ -806,3 +1034,75 @@ async def delete(svc: Services, session: AsyncSession, row: Mailbox, email_id: s
         _set_result(results, call, email_id, what="message deletion")
         return
     raise Conflict("The mailbox changed while deleting the message; retry.")
+
+
+# ----------------------------------------------------------------------------- reply state
+
+
+async def update_reply_state(
+    svc: Services, session: AsyncSession, row: Mailbox, thread_id: str, *, target: str, expected_version: int
+) -> InboxThreadReplyStateResult:
+    """Set the reply state of ``row``'s thread ``thread_id`` (JMAP id) to ``target``
+    (``resolved``, ``no_reply_expected``, or ``needs_reply`` to reopen), if the thread's
+    ``reply_version`` is still ``expected_version``; the new state.
+
+    409 when the version is stale (a message arrived or was sent, or another update came
+    first: compared again at the write, so of two concurrent updates with the same version one
+    wins and the other answers 409); 404 for an unknown thread. The setting holds until a newer
+    message arrives (:mod:`shipmail.inbox.replystate`)."""
+    current = await thread_state(svc, session, row, thread_id)
+    if current.view.version != expected_version:
+        raise _stale(current.view.version)
+    mailbox_id, before = row.id, current.view.updates
+    # End the read transaction: the write below is checked against the row as committed now
+    # (SQLite cannot turn a read snapshot another writer has moved past into a write).
+    await session.commit()
+    now = utc.now()
+    stored = InboxThreadState(
+        mailbox_id=mailbox_id,
+        thread_id=thread_id,
+        user_state=target,
+        basis_email_id=current.view.basis_email_id,
+        updates=before + 1,
+        set_at=now,
+        updated_at=now,
+    )
+    if before == 0:  # no row yet: of two inserts one fails on the primary key
+        session.add(stored)
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise _stale(None) from None
+    else:  # only from the updates count read: of two updates one finds it changed
+        done = await session.exec(
+            sa_update(InboxThreadState)
+            .where(col(InboxThreadState.mailbox_id) == mailbox_id)
+            .where(col(InboxThreadState.thread_id) == thread_id)
+            .where(col(InboxThreadState.updates) == before)
+            .values(
+                user_state=target,
+                basis_email_id=current.view.basis_email_id,
+                updates=before + 1,
+                set_at=now,
+                updated_at=now,
+            )
+        )
+        if done.rowcount != 1:
+            await session.rollback()
+            raise _stale(None)
+        await session.commit()
+    view = replystate.derive(current.classified, stored)
+    wire_id = ids.to_wire(ids.THREAD, thread_id)
+    return InboxThreadReplyStateResult.model_validate(
+        {"id": wire_id, "thread_id": wire_id, **replystate.view_data(view, wire_id)}
+    )
+
+
+def _stale(version: int | None) -> Conflict:
+    now = f" (now {version})" if version is not None else ""
+    return Conflict(
+        f"The thread's reply_version changed{now}: a message arrived or was sent, or its state was updated; read "
+        "the thread again and retry with its current reply_version.",
+        details=[detail("expected_reply_version", "stale_version", "not the thread's current reply_version")],
+    )

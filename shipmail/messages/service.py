@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from jmapc.methods import EmailGet, EmailSet, IdentityGet, ThreadGet
+from jmapc.methods import EmailGet, EmailSet, IdentityGet
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -52,11 +52,11 @@ from shipmail import ids as public_ids
 from shipmail import jobs
 from shipmail.http.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, detail
 from shipmail.http.listing import cursor_page
+from shipmail.inbox import service as inbox
 from shipmail.inbox.schemas import InboxEmailHeader, InboxFullMessage
 from shipmail.jmap import email as jemail
 from shipmail.jmap import identity as jidentity
 from shipmail.jmap import ids
-from shipmail.jmap import thread as jthread
 from shipmail.jmap.email_submission import EmailSubmissionSet
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Request
@@ -423,21 +423,12 @@ async def _original(svc: Services, row: Mailbox, email_id: str) -> _Reply:
 
 
 async def latest_inbound(svc: Services, session: AsyncSession, row: Mailbox, thread_id: str) -> str:
-    """The JMAP id of the newest message of thread ``thread_id`` that is not in Sent or Drafts
-    (the newest message when all are); 404 for an unknown thread."""
-    folders = await system_folders(svc, session, row)
-    request = Request()
-    thread = request.add(ThreadGet(ids=[thread_id]))
-    members = request.add(
-        EmailGet(ids=request.ref(thread, jthread.EMAIL_IDS), properties=["id", "receivedAt", "mailboxIds", "keywords"])
-    )
-    results = await svc.jmap.call(row.address, request)
-    listed = results.get(members, what="thread").get("list") or []
-    if not results.get(thread, what="thread").get("list") or not listed:
-        raise NotFound(f"No thread with id {ids.to_wire(ids.THREAD, thread_id)!r}.")
-    ours = {folders.get("sent"), folders.get("drafts")}
-    inbound = [e for e in listed if not (set(jemail.mailbox_ids(e)) & ours)]
-    newest = max(inbound or listed, key=lambda e: (e["receivedAt"], e["id"]))
+    """The JMAP id of the newest inbound message of thread ``thread_id`` (not a draft, not in
+    Sent, not from the mailbox's own addresses: :mod:`shipmail.inbox.replystate`), or the newest
+    message when none is inbound; 404 for an unknown thread."""
+    state = await inbox.thread_state(svc, session, row, thread_id)
+    c = state.classified
+    newest = c.inbound[-1] if c.inbound else (c.messages or c.members)[-1]
     return str(newest["id"])
 
 

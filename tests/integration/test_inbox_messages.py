@@ -587,11 +587,12 @@ def test_the_official_sdk_parameters_are_accepted(api: ApiEnv) -> None:
     r = api.client.get(f"{base}/threads", params=thread_params, headers=api.auth())
     assert r.status_code == 200, r.text
     assert r.json()["data"][0]["subject"] == "SDK"
-    # A reply-state filter is not served yet: 422 rather than being ignored (issue 9).
+    # The SDK's reply-state filter (its attention_state) is served (issue 11).
     r = api.client.get(
         f"{base}/threads", params={**thread_params, "attention_state": "needs_reply"}, headers=api.auth()
     )
-    assert r.status_code == 422 and r.json()["error"]["details"][0]["code"] == "not_supported", r.text
+    assert r.status_code == 200, r.text
+    assert all(t["attention_state"] == "needs_reply" for t in r.json()["data"])
 
 
 def test_awkward_filter_text_is_never_a_server_error(api: ApiEnv) -> None:

@@ -47,7 +47,15 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
 
     page = costs_one_request(api, lambda: get(api, f"{base}/threads"))
     assert page["object"] == "inbox_threads" and page["mailbox_id"] == mbx["id"] and page["address"] == addr
-    assert page["summary"] == {"total": 2}
+    # Per reply state: the kickoff thread was answered from the mailbox's own address, the
+    # unrelated one waits for a reply.
+    assert page["summary"] == {
+        "total": 2,
+        "needs_reply": 1,
+        "waiting_on_contact": 1,
+        "resolved": 0,
+        "no_reply_expected": 0,
+    }
     p = page["pagination"]
     assert p["total"] == 2 and p["has_more"] is False and p["next_cursor"] is None and p["limit"] == 25
     assert p["snapshot_at"]
@@ -62,8 +70,11 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
     assert kickoff["first_message_at"] < kickoff["last_message_at"]
     assert kickoff["latest_message_id"] == kickoff["latest_message"]["id"]
     assert kickoff["latest_email_id"] == kickoff["latest_message_id"].removeprefix("eml_")
-    assert kickoff["latest_inbound_message_id"] == kickoff["latest_message_id"]
-    assert kickoff["latest_outbound_message_id"] is None
+    # From the mailbox's own address: outbound, although delivered to its inbox.
+    assert kickoff["latest_outbound_message_id"] == kickoff["latest_message_id"]
+    assert kickoff["latest_inbound_message_id"] not in (None, kickoff["latest_message_id"])
+    assert (kickoff["reply_state"], kickoff["reply_version"]) == ("waiting_on_contact", 2)
+    assert unrelated["reply_state"] == "needs_reply" and unrelated["needs_reply_since"] == unrelated["last_message_at"]
     assert unrelated["message_count"] == 1 and unrelated["subject"] == "Unrelated"
 
     # The reply goes to Sent and gets read: outbound/inbound and unread counts follow.
@@ -86,7 +97,7 @@ def test_threads_list_and_get(api: ApiEnv) -> None:
     inbox_only = get(api, f"{base}/threads", folder_role="inbox")
     assert [t["latest_message"]["subject"] for t in inbox_only["data"]] == ["Unrelated", "Project kickoff"]
     assert inbox_only["data"][1]["message_count"] == 2
-    assert get(api, f"{base}/threads", subject="kickoff")["summary"] == {"total": 1}
+    assert get(api, f"{base}/threads", subject="kickoff")["summary"]["total"] == 1
 
     # One thread with its messages, oldest first, bodies decoded.
     thread = costs_one_request(api, lambda: get(api, f"{base}/threads/{kickoff['id']}"))

@@ -212,6 +212,42 @@ def test_concurrent_creates_and_deletes_under_load_all_succeed(served: Served) -
     assert served.active_script(busy["address"]) == served.expected_script(busy["id"])
 
 
+def test_concurrent_reply_state_updates_with_one_version_one_wins(served: Served) -> None:
+    """Issue 11: updates of one thread's reply state sent at once with the same
+    ``expected_reply_version``: exactly one answers 200 (the first one inserts the row, later
+    rounds update it), every other 409, and the version moves on by exactly one."""
+    import smtplib
+
+    with httpx.Client(base_url=served.serve.base_url, headers=served.headers, timeout=30) as http:
+        domain_id = served.verified_domain(http, f"queue-{secrets.token_hex(3)}.example")
+        mbx = served.create_mailbox(http, domain_id, "queue")
+        message = (
+            f"From: ann@sender.example\r\nTo: {mbx['address']}\r\nSubject: Race\r\n"
+            f"Message-ID: <race-{secrets.token_hex(4)}@sender.example>\r\n\r\nHello.\r\n"
+        ).encode()
+        with smtplib.LMTP("127.0.0.1", served.serve.lmtp_port, timeout=15) as lmtp:
+            assert lmtp.sendmail("ann@sender.example", [mbx["address"]], message) == {}
+        listed = http.get(f"/v1/mailboxes/{mbx['id']}/inbox/threads").json()["data"]
+        (thread,) = listed
+        url = f"/v1/mailboxes/{mbx['id']}/inbox/threads/{thread['id']}"
+        version = thread["reply_version"]
+        states = ["resolved", "no_reply_expected", "needs_reply"]
+        for _ in range(3):
+            calls: list[tuple[str, str, Any]] = [
+                ("PATCH", url, {"reply_state": states[i % 3], "expected_reply_version": version}) for i in range(8)
+            ]
+            responses = asyncio.run(send_all(served.serve.base_url, served.headers, calls))
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses == [200] + [409] * 7, [
+                (r.status_code, r.text[:300]) for r in responses if r.status_code != 409
+            ]
+            (won,) = [r.json() for r in responses if r.status_code == 200]
+            assert won["reply_version"] == version + 1
+            now = http.get(url).json()
+            assert (now["reply_state"], now["reply_version"]) == (won["reply_state"], version + 1)
+            version += 1
+
+
 def test_database_files_are_private(served: Served) -> None:
     """The SQLite file and its WAL and shared-memory files, made by ``serve`` under the default
     umask, are 0600 (they hold every tenant's data and the password hashes). With PostgreSQL no

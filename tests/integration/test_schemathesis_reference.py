@@ -12,7 +12,7 @@ A failing generated case is classified:
 - a documented reference quirk (:data:`REFERENCE_QUIRKS`, listed in the README's "Compatibility"
   section: the reference leaves out a status code we answer for a reason it does not cover) is
   recorded and shown as a warning;
-- a failure in an area another issue-9 item owns (:data:`PENDING`: thread reply state) is
+- a failure in an area another issue-9 item owns (:data:`PENDING`: none left now) is
   recorded the same way and reproduced by a strict-xfail test naming the item;
 - anything else fails the test.
 """
@@ -178,16 +178,9 @@ REFERENCE_QUIRKS: list[Known] = [
 ]
 
 
-#: Failures in areas other issue-9 items own (each reproduced by a strict-xfail test below).
-PENDING: list[Known] = [
-    Known(
-        "thread-reply-state",
-        "issue 9, conformance item 4 (branch replystate): thread summaries carry reply_state, reply_version "
-        "and needs_reply_since, and the list its per-state summary counts",
-        _schema("listMailboxInboxThreads", 200),
-    ),
-]
-THREAD_REPLY_STATE = PENDING[0]
+#: Failures in areas other issue-9 items own: none left (every item has landed; an entry here
+#: would need a strict-xfail test reproducing it).
+PENDING: list[Known] = []
 
 #: name -> failing cases seen (label, status, first line of the failure).
 _hits: dict[str, list[str]] = {}
@@ -256,9 +249,16 @@ def test_inbox_list_items_are_full_messages(seeded: Seeded) -> None:
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/messages", query={"limit": 5})
 
 
-@pytest.mark.xfail(strict=True, reason=THREAD_REPLY_STATE.reason)
-def test_pending_thread_list_has_reply_state(seeded: Seeded) -> None:
+def test_thread_list_has_reply_state(seeded: Seeded) -> None:
+    """Issue 9, conformance item 4 (landed with issue 11's reply state): thread summaries carry
+    reply_state, reply_version and needs_reply_since, the list its per-state summary counts."""
     _reference_schema_check(seeded, "GET", "/mailboxes/{id}/inbox/threads", query={"limit": 5})
+    _reference_schema_check(
+        seeded,
+        "GET",
+        "/mailboxes/{id}/inbox/threads",
+        query={"reply_state": "needs_reply", "sort_by": "needs_reply_since"},
+    )
 
 
 def test_no_unexplained_failure(request: pytest.FixtureRequest, seeded: Seeded) -> None:

@@ -15,26 +15,15 @@ import types
 import typing
 from typing import Any
 
-import pytest
-
 from tests.integration.conftest import ApiEnv
 from tests.integration.test_folders import load_sdk
 
 #: Keys the SDK declares that other issue-9 items add, per SDK method.
 PENDING: dict[str, set[str]] = {
-    # Thread reply state (issue 9 conformance item 4, branch replystate): SDK 0.6.7 calls it attention.
-    "list_inbox_threads": {
-        "summary",
-        "data[].conversation_id",
-        "data[].attention_state",
-        "data[].version",
-        "data[].attention_since",
-        "data[].done_at",
-        "data[].follow_up_at",
-        "data[].assigned_member_id",
-    },
-    # conversation_id/version of the thread: reply state (branch replystate).
-    "get_inbox_thread": {"conversation_id", "version"},
+    # Everything issue 9 asked for is served (thread reply state with SDK 0.6.7's attention names,
+    # the full message shape, the sandbox's Message): nothing is pending.
+    "list_inbox_threads": set(),
+    "get_inbox_thread": set(),
     "list_inbox_messages": set(),
     "inject_sandbox_inbound": set(),
 }
@@ -129,12 +118,17 @@ def test_missing_keys_walks_the_sdk_types() -> None:
     assert missing_keys({"data": None}, _sdk_type("InboxThread")) >= {"object", "mailbox_id"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: thread reply state (branch replystate)")
-def test_sdk_thread_methods_return_every_declared_key(api: ApiEnv) -> None:
-    results = _results(api)
-    for method in ("list_inbox_threads", "get_inbox_thread"):
-        value, type_name = results[method]
-        assert missing_keys(value, _sdk_type(type_name)) == set(), method
+def test_sdk_list_inbox_threads_returns_every_declared_key(api: ApiEnv) -> None:
+    """Issue 9's thread item (landed with the reply state, issue 11): every key of the SDK's
+    InboxThreads, its summaries' attention names included."""
+    value, type_name = _results(api)["list_inbox_threads"]
+    assert missing_keys(value, _sdk_type(type_name)) == set()
+
+
+def test_sdk_get_inbox_thread_returns_every_declared_key(api: ApiEnv) -> None:
+    """Every key of the SDK's InboxThread: reply state and each message's reply_text/security."""
+    value, type_name = _results(api)["get_inbox_thread"]
+    assert missing_keys(value, _sdk_type(type_name)) == set()
 
 
 def test_sdk_list_inbox_messages_returns_every_declared_key(api: ApiEnv) -> None:

@@ -165,6 +165,14 @@ def test_thread_reply_and_reply_to_message_follow_up(api: ApiEnv) -> None:
     subject = f"Thread {tag}"
     first = send(api, {"mailbox_id": a["id"], "to": [b["address"]], "subject": subject, "text": "one"}).json()
     got = wait_inbox(api, b["id"], subject)
+
+    def reply_state(mbx: dict[str, Any], thread_id: str) -> tuple[str, int]:
+        t = api.client.get(f"/v1/mailboxes/{mbx['id']}/inbox/threads/{thread_id}", headers=api.auth()).json()
+        return t["reply_state"], t["reply_version"]
+
+    # Reply state (issue 11): A waits for B, B owes A a reply.
+    assert reply_state(a, first["thread_id"]) == ("waiting_on_contact", 1)
+    assert reply_state(b, got["thread_id"]) == ("needs_reply", 1)
     # B answers the thread (its newest inbound message).
     r = api.client.post(
         f"/v1/mailboxes/{b['id']}/inbox/threads/{got['thread_id']}/reply",
@@ -174,6 +182,9 @@ def test_thread_reply_and_reply_to_message_follow_up(api: ApiEnv) -> None:
     assert r.status_code == 201, r.text
     back = wait_inbox(api, a["id"], f"Re: {subject}")
     assert back["thread_id"] == first["thread_id"]
+    # Now B waits for A, and A owes B a reply.
+    assert reply_state(b, got["thread_id"]) == ("waiting_on_contact", 2)
+    assert reply_state(a, first["thread_id"]) == ("needs_reply", 2)
     # A follows up on its own first message through /messages/{id}/reply.
     r = api.client.post(
         f"/v1/messages/{first['id']}/reply", json={"to": [b["address"]], "text": "three"}, headers=api.auth()

@@ -135,14 +135,14 @@ def test_thread_list_default_limit_and_reply_parameters(api: ApiEnv) -> None:
     assert page["pagination"]["limit"] == 25 and len(page["data"]) == 25 and page["pagination"]["has_more"]
     ok = api.client.get(url, params={"sort_by": "last_message_at", "order": "desc"}, headers=api.auth())
     assert ok.status_code == 200 and [t["id"] for t in ok.json()["data"]] == [t["id"] for t in page["data"]]
+    # The reply-state parameters are served (issue 11): every thread here needs a reply.
+    queue = api.client.get(url, params={"reply_state": "needs_reply", "limit": 100}, headers=api.auth())
+    assert queue.status_code == 200 and len(queue.json()["data"]) == 27, queue.text
+    assert queue.json()["summary"]["needs_reply"] == 27
     for params, code in [
-        ({"reply_state": "needs_reply"}, "not_supported"),
         ({"reply_state": "bogus"}, "literal_error"),
-        ({"attention_state": "needs_reply"}, "not_supported"),  # Shipmail SDK 0.6.7's name
-        ({"sort_by": "attention_since"}, "not_supported"),
-        ({"sort_by": "needs_reply_since"}, "not_supported"),
+        ({"attention_state": "follow_up_due"}, "not_supported"),  # Shipmail SDK 0.6.7's name
         ({"sort_by": "subject"}, "literal_error"),
-        ({"order": "asc"}, "not_supported"),
         ({"order": "sideways"}, "literal_error"),
     ]:
         r = api.client.get(url, params=params, headers=api.auth())

@@ -14,7 +14,9 @@ import pydantic
 import pytest
 
 from shipmail.http.schemas import Wire
+from shipmail.inbox import replystate
 from shipmail.inbox import service as inbox
+from shipmail.inbox.models import InboxThreadState
 from shipmail.inbox.rendering import DictRenderer
 from shipmail.inbox.schemas import InboxFullMessage, InboxMessages, InboxThread, InboxThreads
 
@@ -49,6 +51,20 @@ def _variants(seed: int, count: int) -> list[dict[str, Any]]:
     return out
 
 
+def _stored(n: int) -> InboxThreadState:
+    """A stored user setting (resolved on the newest message M0, ``n`` updates)."""
+    at = datetime(2024, 7, 1, tzinfo=UTC)
+    return InboxThreadState(
+        mailbox_id="mbx_1",
+        thread_id="T0",
+        user_state="resolved",
+        basis_email_id="M0",
+        updates=n,
+        set_at=at,
+        updated_at=at,
+    )
+
+
 def _same(model: type[pydantic.BaseModel], data: dict[str, Any]) -> None:
     assert DictRenderer(model).json(data) == model.model_validate(data).model_dump_json(by_alias=True).encode()
 
@@ -68,12 +84,25 @@ def test_the_reads_render_the_same_bytes_as_their_models(seed: int) -> None:
         "pagination": {"limit": 50, "total": 99, "has_more": True, "next_cursor": "c.x", "snapshot_at": snapshot},
     }
     _same(InboxMessages, page)
-    _same(InboxThread, {"mailbox_id": r.id, "address": r.address, "thread_id": "thr_T0", "data": page["data"]})
+    states = [(replystate.classify(emails[: 1 + i % 4], FOLDERS, [r.address]), i % 3) for i in range(len(emails))]
+    views = [replystate.derive(c, None if n == 0 else _stored(n)) for c, n in states]
+    c0 = states[0][0]
+    _same(
+        InboxThread,
+        {
+            "mailbox_id": r.id,
+            "address": r.address,
+            "thread_id": "thr_T0",
+            **inbox._latest_fields(c0, c0.members[-1]),
+            **replystate.view_data(views[0], "thr_T0"),
+            "data": page["data"],
+        },
+    )
     threads = {
         "mailbox_id": r.id,
         "address": r.address,
-        "data": [inbox._summary_data(r, FOLDERS, e, emails[: 1 + i % 4]) for i, e in enumerate(emails)],
-        "summary": {"total": 12},
+        "data": [inbox._summary_data(r, e, states[i][0], views[i]) for i, e in enumerate(emails)],
+        "summary": {"total": 12, "needs_reply": 12, "waiting_on_contact": 0, "resolved": 0, "no_reply_expected": 0},
         "pagination": {"limit": 25, "total": 12, "has_more": False, "next_cursor": None, "snapshot_at": snapshot},
     }
     _same(InboxThreads, threads)

@@ -16,8 +16,14 @@ import pytest
 
 from shipmail.http.cursors import CursorCodec
 from shipmail.http.errors import ValidationFailed
+from shipmail.inbox import replystate
 from shipmail.inbox import service as inbox
-from shipmail.inbox.schemas import InboxListQuery, MoveInboxMessageRequest, UpdateInboxMessageRequest
+from shipmail.inbox.schemas import (
+    InboxListQuery,
+    InboxThreadSummary,
+    MoveInboxMessageRequest,
+    UpdateInboxMessageRequest,
+)
 from shipmail.jmap import email as jemail
 from shipmail.jmap.request import Request, Results
 from shipmail.mailboxes.models import Mailbox
@@ -264,8 +270,12 @@ def test_thread_summary_counts() -> None:
         e("M3", "2024-01-03T00:00:00Z", ["Fin"], {}),
         e("M4", "2024-01-04T00:00:00Z", ["Fdr"], {"$draft": True}),
     ]
-    s = inbox._summary(row(), FOLDERS, members[2], members)
+    c = replystate.classify(members, FOLDERS, [row().address])
+    view = replystate.derive(c, None)
+    s = InboxThreadSummary.model_validate(inbox._summary_data(row(), members[2], c, view))
     assert (s.message_count, s.unread_count) == (4, 2)
+    assert (s.reply_state, s.reply_version, s.attention_state) == ("needs_reply", 3, "needs_reply")
+    assert s.needs_reply_since is not None and s.needs_reply_since.day == 3
     assert s.latest_inbound_email_id == "M3" and s.latest_outbound_email_id == "M2"
     assert s.latest_email_id == "M4" and s.latest_from_address == "M4@x"
     assert s.first_message_at.day == 1 and s.last_message_at.day == 4

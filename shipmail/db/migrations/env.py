@@ -14,10 +14,12 @@ from shipmail.events import models as _events  # noqa: F401
 from shipmail.exports import models as _exports  # noqa: F401
 from shipmail.forwarding import models as _forwarding  # noqa: F401
 from shipmail.imports import models as _imports  # noqa: F401
+from shipmail.inbox import models as _inbox  # noqa: F401
 from shipmail.jobs import models as _jobs  # noqa: F401
 from shipmail.keys import models as _keys  # noqa: F401
 from shipmail.mailboxes import models as _mailboxes  # noqa: F401
 from shipmail.messages import models as _messages  # noqa: F401
+from shipmail.replydrafts import models as _replydrafts  # noqa: F401
 from shipmail.webhooks import models as _webhooks  # noqa: F401
 
 config = context.config

@@ -1,0 +1,2 @@
+"""Recipient-safe reply drafts of inbox threads (``createMailboxInboxReplyDraft``,
+``sendMailboxInboxReplyDraft``)."""
