@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shipmail.inbox.replies import strip_quotes
+from shipmail.inbox import replies
+from shipmail.inbox.replies import reply_text, strip_quotes
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "mail-fixtures"
 FORWARD = "---------- Forwarded message ----------"
@@ -88,3 +89,39 @@ def test_bottom_posting_keeps_the_answer_below_the_quotation() -> None:
     assert strip_quotes("On Mon, Ann wrote:\n> a\n> b\n\nbottom answer\n") == "bottom answer"
     assert strip_quotes("top\n\nOn Mon, Ann wrote:\n> a\n> b\n\nbottom too\n") == "top\n\nbottom too"
     assert strip_quotes("Hi\n> a\n> b\n> c\nmy answer below\n") == "Hi\n\nmy answer below"
+
+
+def test_reply_text_is_cached_per_blob_part_and_value_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer for one blob's part is computed once per body-value length: a second call with
+    the same Email scans nothing, a longer (not truncated) value of the same part is its own entry,
+    and an Email without a blobId is never cached."""
+    full = "Yes, Tuesday works.\n\nOn Mon, 1 Jan 2024, Ann <ann@example.com> wrote:\n> Does Tuesday work?\n"
+    short = full[:40]
+
+    def email_of(value: str, blob: str | None) -> dict[str, object]:
+        e: dict[str, object] = {
+            "textBody": [{"partId": "1", "type": "text/plain"}],
+            "bodyValues": {"1": {"value": value}},
+        }
+        if blob is not None:
+            e["blobId"] = blob
+        return e
+
+    calls: list[str] = []
+    real = replies.strip_quotes
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(replies, "strip_quotes", counting)
+    replies._cache.clear()
+    blob = "G" + "ab" * 20
+    assert reply_text(email_of(full, blob)) == "Yes, Tuesday works."
+    assert reply_text(email_of(full, blob)) == "Yes, Tuesday works."
+    assert len(calls) == 1
+    assert reply_text(email_of(short, blob)) == real(short)
+    assert len(calls) == 2
+    reply_text(email_of(full, None))
+    reply_text(email_of(full, None))
+    assert len(calls) == 4
