@@ -38,6 +38,13 @@ _MSG_ID = r"^<[^<>\r\n]+>$"
 Scalar = str | int | float | bool | None
 
 
+def _unique_staged_ids(cls: type, value: list[str] | None) -> list[str] | None:
+    """``staged_attachment_ids`` without repeats (the validator of every request that takes them)."""
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("staged_attachment_ids must be unique")
+    return value
+
+
 class AttachmentInput(Request):
     """A base64 attachment (the reference's deprecated ``Attachment``; still the only kind here)."""
 
@@ -120,12 +127,7 @@ class SendMessageRequest(_Outgoing):
         "mailbox, not expired. At most 20 attachments in all (base64 and staged), 25 MB together.",
     )
 
-    @field_validator("staged_attachment_ids")
-    @classmethod
-    def _unique_staged(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("staged_attachment_ids must be unique")
-        return value
+    _unique_staged = field_validator("staged_attachment_ids")(_unique_staged_ids)
 
 
 class ReplyToThreadRequest(_Outgoing):
@@ -315,9 +317,4 @@ class UpdateScheduledMessageRequest(Request):
     )
     scheduled_at: datetime = Field(description="New send time (UTC ISO 8601, at most 365 days ahead).")
 
-    @field_validator("staged_attachment_ids")
-    @classmethod
-    def _unique_staged(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("staged_attachment_ids must be unique")
-        return value
+    _unique_staged = field_validator("staged_attachment_ids")(_unique_staged_ids)

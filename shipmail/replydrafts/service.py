@@ -32,7 +32,7 @@ import logging
 import re
 from typing import Any
 
-from jmapc.methods import EmailGet, EmailSet
+from jmapc.methods import EmailGet
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -214,7 +214,7 @@ async def create(
     try:
         await session.commit()
     except BaseException:
-        await _destroy(svc, row, email_id)
+        await messages.destroy(svc, row, email_id)
         raise
     await session.refresh(draft_row)
     return render(draft_row)
@@ -233,15 +233,6 @@ async def _store_draft(svc: Services, session: AsyncSession, row: Mailbox, data:
     if not created:
         raise from_jmap((got.get("notCreated") or {}).get("d") or {"type": "serverFail"}, what="draft import")
     return str(created["id"])
-
-
-async def _destroy(svc: Services, row: Mailbox, email_id: str) -> None:
-    request = Request()
-    request.add(EmailSet(destroy=[email_id]))
-    try:
-        await svc.jmap.call(row.address, request)
-    except Exception:
-        logger.exception("could not destroy the draft copy %s of %s", email_id, row.id)
 
 
 async def get(session: AsyncSession, row: Mailbox, thread_id: str, draft_id: str) -> InboxReplyDraftRow:
@@ -308,7 +299,7 @@ async def send(
     )
     await session.commit()
     if draft_email is not None:
-        await _destroy(svc, row, draft_email)
+        await messages.destroy(svc, row, draft_email)
     return InboxReplyDraftSend(draft_id=draft_id, message=message)
 
 
@@ -362,10 +353,10 @@ async def update(
     try:
         await session.commit()
     except BaseException:
-        await _destroy(svc, row, email_id)
+        await messages.destroy(svc, row, email_id)
         raise
     if old_email is not None:
-        await _destroy(svc, row, old_email)
+        await messages.destroy(svc, row, old_email)
     await session.refresh(found)
     return render(found)
 
@@ -379,4 +370,4 @@ async def delete(svc: Services, session: AsyncSession, row: Mailbox, thread_id: 
     await session.delete(found)
     await session.commit()
     if email_id is not None:
-        await _destroy(svc, row, email_id)
+        await messages.destroy(svc, row, email_id)
