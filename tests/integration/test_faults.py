@@ -430,6 +430,13 @@ def _run_503_scenario(serve: ServeProcess) -> None:
         )
         assert r.status_code == 201, r.text
         email_id = r.json()["email_id"]
+
+        def received() -> int:
+            listed = http.get("/v1/mailboxes").json()["data"]
+            return int(next(m for m in listed if m["id"] == mid)["received_this_month"])
+
+        # The delivery is recorded (its counter) just after the 250, by the API's job worker.
+        wait_for(lambda: received() >= 1, "the sandbox delivery recorded", RECOVERY)
         before = {m["id"]: m for m in http.get("/v1/mailboxes").json()["data"]}
 
     calls: list[tuple[str, str, dict[str, Any] | None]] = [
