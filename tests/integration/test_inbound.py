@@ -1,8 +1,9 @@
 """The inbound gateway on the real Cyrus: every message to ``SHIPMAIL_LMTP_PORT`` goes through our
 LMTP server, which resolves the recipient, hands the message to Cyrus's LMTP socket and answers
-with Cyrus's own per-recipient reply; each stored message is recorded as ``message.received``
-(with the JMAP ids Cyrus gave it) and counted in ``received_this_month`` before the 250 goes back;
-the inbox rules that matched come back as ``mailbox.rule_matched``."""
+with Cyrus's own per-recipient reply. Before the 250 goes back, a durable ``inbound.record`` job is
+committed; the API's job worker then records each stored message as ``message.received`` (with the
+JMAP ids Cyrus gave it), counts it in ``received_this_month`` and reports the inbox rules that
+matched as ``mailbox.rule_matched``."""
 
 from __future__ import annotations
 
