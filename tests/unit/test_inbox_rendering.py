@@ -81,6 +81,7 @@ def test_the_reads_render_the_same_bytes_as_their_models(seed: int) -> None:
         "mailbox_id": r.id,
         "address": r.address,
         "data": [inbox.full_data(r, e) for e in emails],
+        "junk_total": seed,
         "pagination": {"limit": 50, "total": 99, "has_more": True, "next_cursor": "c.x", "snapshot_at": snapshot},
     }
     _same(InboxMessages, page)
