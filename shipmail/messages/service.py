@@ -404,22 +404,28 @@ async def _original(svc: Services, row: Mailbox, email_id: str) -> _Reply:
     if not listed:
         raise NotFound(f"No message with id {ids.to_wire(ids.EMAIL, email_id)!r}.")
     e = listed[0]
-    message_ids = [f"<{m}>" for m in e.get("messageId") or []]
-    if not message_ids:
+    in_reply_to, references, subject = reply_headers(e)
+    if in_reply_to is None:
         raise ValidationFailed(
             "The message has no Message-ID to reply to.",
             details=[detail("message_id", "no_message_id", "the message has no Message-ID")],
         )
-    refs = [f"<{m}>" for m in e.get("references") or []]
-    subject = str(e.get("subject") or "")
+    return _Reply(email_id=str(e["id"]), in_reply_to=in_reply_to, references=references, subject=subject)
+
+
+def reply_headers(original: dict[str, Any]) -> tuple[str | None, list[str], str]:
+    """``In-Reply-To``, ``References`` and subject of a reply to the JMAP Email ``original``
+    (``messageId``, ``references``, ``subject``; RFC 5322 section 3.6.4): its first Message-ID
+    (None when it has none), its references then that Message-ID, ``Re: <subject>`` unless the
+    subject already starts with a reply prefix."""
+    message_ids = [f"<{m}>" for m in original.get("messageId") or []]
+    refs = [f"<{m}>" for m in original.get("references") or []]
+    subject = str(original.get("subject") or "")
     if not _RE_PREFIX.match(subject):
         subject = f"Re: {subject}" if subject else "Re:"
-    return _Reply(
-        email_id=str(e["id"]),
-        in_reply_to=message_ids[0],
-        references=[*[r for r in refs if r != message_ids[0]], message_ids[0]],
-        subject=subject,
-    )
+    if not message_ids:
+        return None, refs, subject
+    return message_ids[0], [*[r for r in refs if r != message_ids[0]], message_ids[0]], subject
 
 
 async def latest_inbound(svc: Services, session: AsyncSession, row: Mailbox, thread_id: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from typing import Any
 
 from jmapc.methods import EmailGet
@@ -64,7 +63,6 @@ from shipmail.utc import now as utcnow
 logger = logging.getLogger("shipmail.replydrafts.service")
 
 PREFIX = "drf"
-_RE_PREFIX = re.compile(r"^\s*(re|aw|sv)\s*:", re.IGNORECASE)
 _ORIGINAL_PROPERTIES = ["id", "threadId", "from", "replyTo", "to", "cc", "messageId", "references", "subject"]
 
 
@@ -124,18 +122,6 @@ def recipients(original: dict[str, Any], mode: str, own: list[str]) -> tuple[lis
     return to, cc
 
 
-def _threading(original: dict[str, Any]) -> tuple[str | None, list[str], str]:
-    """In-Reply-To, References and subject of a reply to ``original``."""
-    message_ids = [f"<{m}>" for m in original.get("messageId") or []]
-    refs = [f"<{m}>" for m in original.get("references") or []]
-    subject = str(original.get("subject") or "")
-    if not _RE_PREFIX.match(subject):
-        subject = f"Re: {subject}" if subject else "Re:"
-    if not message_ids:
-        return None, refs, subject
-    return message_ids[0], [*[r for r in refs if r != message_ids[0]], message_ids[0]], subject
-
-
 async def _original(svc: Services, row: Mailbox, email_id: str) -> dict[str, Any]:
     request = Request()
     call = request.add(EmailGet(ids=[email_id], properties=_ORIGINAL_PROPERTIES))
@@ -175,7 +161,7 @@ async def create(
             "The latest inbound message has no sender address to reply to.",
             details=[detail("thread_id", "no_recipient", "the latest inbound message names no sender")],
         )
-    in_reply_to, references, subject = _threading(original)
+    in_reply_to, references, subject = messages.reply_headers(original)
     draft_id = public_ids.new_id(PREFIX)
     now = utcnow()
     draft = compose.Draft(
@@ -334,7 +320,7 @@ async def update(
     in_reply_to: str | None = None
     references: list[str] = []
     if found.based_on_email_id is not None:  # 409 when the message answered is gone
-        in_reply_to, references, _ = _threading(await _original(svc, row, found.based_on_email_id))
+        in_reply_to, references, _ = messages.reply_headers(await _original(svc, row, found.based_on_email_id))
     now = utcnow()
     draft = compose.Draft(
         sender=Party(address=row.address, name=row.display_name or None),
