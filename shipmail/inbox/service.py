@@ -27,6 +27,7 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+import sqlalchemy as sa
 from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +44,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
 from shipmail.aliases.models import MailboxAlias
+from shipmail.db import repository
 from shipmail.http.cursors import invalid_cursor
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
 from shipmail.inbox import authentication, replystate, threadscan
@@ -618,16 +621,57 @@ def _latest_fields(c: replystate.Classified, newest: dict[str, Any] | None) -> d
     }
 
 
+#: The mailbox's alias addresses (:func:`own_addresses`).
+_ALIASES = sa.select(col(MailboxAlias.address)).where(col(MailboxAlias.mailbox_id) == sa.bindparam("m"))
+#: How many thread ids one read of :func:`stored_states` asks for: the ids are padded to the
+#: next of these sizes (repeating the last), so a few statements serve every count.
+_STATE_BATCHES = (1, 8, 64, 512)
+
+
+@functools.cache
+def _states_statement(size: int) -> tuple[sa.Select[Any], tuple[str, ...]]:
+    """The ``inbox_thread_states`` rows of mailbox ``:m`` among the thread ids ``:t0``..
+    ``:t<size-1>``, and the attribute of each column."""
+    table = InboxThreadState.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(*table.c).where(
+        table.c.mailbox_id == sa.bindparam("m"),
+        table.c.thread_id.in_([sa.bindparam(f"t{i}") for i in range(size)]),
+    )
+    return stmt, tuple(c.key for c in table.c)
+
+
 async def own_addresses(session: AsyncSession, row: Mailbox) -> list[str]:
     """The mailbox's own addresses: its address and its aliases (mail From one of them is outbound)."""
+    rows = await repository.point_rows(session, _ALIASES, {"m": row.id})
+    if rows is not None:
+        return [row.address, *(r[0] for r in rows)]
     aliases = (await session.exec(select(MailboxAlias.address).where(MailboxAlias.mailbox_id == row.id))).all()
     return [row.address, *aliases]
 
 
 async def stored_states(session: AsyncSession, row: Mailbox, thread_ids: Iterable[str]) -> dict[str, InboxThreadState]:
-    """What the user set on these threads (JMAP ids) of ``row``, by thread id."""
+    """What the user set on these threads (JMAP ids) of ``row``, by thread id (read without a
+    thread hop when the session has not touched the database: :func:`repository.point_rows`;
+    the objects are then not in the session)."""
     wanted = sorted(set(thread_ids))
     out: dict[str, InboxThreadState] = {}
+    size = _STATE_BATCHES[-1]
+    for i in range(0, len(wanted), size):
+        chunk = wanted[i : i + size]
+        batch = next(n for n in _STATE_BATCHES if n >= len(chunk))
+        stmt, keys = _states_statement(batch)
+        params = {"m": row.id, **{f"t{j}": chunk[min(j, len(chunk) - 1)] for j in range(batch)}}
+        found = await repository.point_rows(session, stmt, params)
+        if found is None:
+            break
+        manager = sa.inspect(InboxThreadState).class_manager
+        for values in found:
+            obj = manager.new_instance()  # as the ORM's loader: no __init__, no validation
+            obj.__dict__.update(zip(keys, values, strict=True))
+            out[obj.thread_id] = obj
+    else:
+        return out
+    out = {}
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
         rows = await session.exec(
@@ -797,8 +841,8 @@ async def list_threads_data(
 
     def state_of(latest: dict[str, Any]) -> _Scanned:
         thread_id = latest["threadId"]
-        c = window.classify(thread_id, beyond.get(thread_id) or [latest], folders, own)
-        return _Scanned(latest=latest, classified=c, view=replystate.derive(c, stored.get(thread_id)))
+        c, view = window.state(thread_id, beyond.get(thread_id) or [latest], folders, own, stored.get(thread_id))
+        return _Scanned(latest=latest, classified=c, view=view)
 
     scanned = [state_of(e) for e in scanned_latest]
     total_threads = window.total

@@ -48,6 +48,7 @@ from typing import Any
 from jmapc.methods import EmailChanges, EmailGet, ThreadGet
 
 from shipmail.inbox import replystate
+from shipmail.inbox.models import InboxThreadState
 from shipmail.jmap import email as jemail
 from shipmail.jmap import thread as jthread
 from shipmail.jmap.request import Call, Request, Results
@@ -80,7 +81,8 @@ class _Account:
     threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # thread id -> members
     thread_of: dict[str, str] = field(default_factory=dict)  # member email id -> thread id
     basis: Any = None  # what ``classified`` was computed with (folders, own addresses)
-    classified: dict[str, replystate.Classified] = field(default_factory=dict)
+    #: per thread: its members classified and their reply state when the user set nothing
+    classified: dict[str, tuple[replystate.Classified, replystate.ReplyView]] = field(default_factory=dict)
 
     def put(self, thread_id: str, members: list[dict[str, Any]]) -> None:
         self.drop(thread_id)
@@ -169,19 +171,30 @@ class Scanned:
     members: dict[str, list[dict[str, Any]]]
     _account: _Account | None
 
-    def classify(
-        self, thread_id: str, fallback: list[dict[str, Any]], folders: dict[str, str], own: Iterable[str]
-    ) -> replystate.Classified:
-        """Thread ``thread_id`` classified (:func:`replystate.classify`): its scanned members,
-        else ``fallback``; computed once per thread while its members stay the same."""
+    def state(
+        self,
+        thread_id: str,
+        fallback: list[dict[str, Any]],
+        folders: dict[str, str],
+        own: Iterable[str],
+        stored: InboxThreadState | None,
+    ) -> tuple[replystate.Classified, replystate.ReplyView]:
+        """Thread ``thread_id`` classified (:func:`replystate.classify`: its scanned members, else
+        ``fallback``) and its reply state with what the user set (``stored``,
+        :func:`replystate.derive`); both computed once per thread while its members stay the
+        same (the state only when the user set nothing)."""
         members = self.members.get(thread_id)
         account = self._account
         if members is None or account is None or account.threads.get(thread_id) is not members:
-            return replystate.classify(members or fallback, folders, own)
-        c = account.classified.get(thread_id)
-        if c is None:
-            c = account.classified[thread_id] = replystate.classify(members, folders, own)
-        return c
+            c = replystate.classify(members or fallback, folders, own)
+            return c, replystate.derive(c, stored)
+        known = account.classified.get(thread_id)
+        if known is None:
+            c = replystate.classify(members, folders, own)
+            known = account.classified[thread_id] = (c, replystate.derive(c, None))
+        if stored is None:
+            return known
+        return known[0], replystate.derive(known[0], stored)
 
 
 class ThreadScan:
