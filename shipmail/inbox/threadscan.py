@@ -26,11 +26,18 @@ The cache
 
     Threads of the query that are not cached (never read, or dropped) are read in one more JMAP
     request (Email/get of their thread ids, Thread/get, Email/get of the members, by
-    back-reference). ``cannotCalculateChanges`` (or any error), ``hasMoreChanges`` (more than
-    :data:`MAX_CHANGES`) or an unknown state drop the account's cache and read the window again,
-    as the first request does. The state kept is one taken before the reads it covers (the
+    back-reference). ``cannotCalculateChanges`` (or any other error) and ``hasMoreChanges``
+    (more than :data:`MAX_CHANGES`) drop the account's cache and read the window again, as the
+    first request does. The state kept is one taken before the reads it covers (the
     ``newState`` of Email/changes, or an Email/get with no ids at the head of a full read), so a
     change racing a read is seen again by the next Email/changes, never lost.
+
+Cyrus 3.6.1 (measured): the Email state is the account's modseq; Email/changes is exact (an Email
+created and destroyed since the state is not listed, one created and then updated is listed as
+created only); ``maxChanges`` counts Emails and cuts at a modseq boundary (``hasMoreChanges``,
+an intermediate ``newState``), 0 is ``invalidArguments`` (without it, no cap was met); a malformed state answers ``invalidArguments``; a state beyond the account's own answers
+no changes and the current state (not an error): so a state is only ever sent to the account
+that gave it (the key holds the system folders' ids, new when an account is made again).
 
 The result is the full scan's: the same threads in the same order, the same members (the
 classification depends on them alone, plus the system folders and the mailbox's addresses,
@@ -121,25 +128,31 @@ class _Account:
         self.classified.pop(thread_id, None)
 
 
+#: A cached account: the mailbox row's id, its address and its system folders' JMAP ids (an
+#: account made again on the server, ``shipmail doctor --repair``, has new folder ids: a state
+#: string of the old one is never sent to the new one, whose state may have passed it).
+_Key = tuple[str, str, str | None]
+
+
 class _Cache:
     """The scans of the accounts one JMAP client serves, least recently used first."""
 
     def __init__(self) -> None:
-        self.accounts: OrderedDict[tuple[str, str], _Account] = OrderedDict()
+        self.accounts: OrderedDict[_Key, _Account] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> _Account | None:
+    def get(self, key: _Key) -> _Account | None:
         account = self.accounts.get(key)
         if account is not None:
             self.accounts.move_to_end(key)
         return account
 
-    def put(self, key: tuple[str, str], account: _Account) -> None:
+    def put(self, key: _Key, account: _Account) -> None:
         self.accounts[key] = account
         self.accounts.move_to_end(key)
         while len(self.accounts) > MAX_ACCOUNTS:
             self.accounts.popitem(last=False)
 
-    def discard(self, key: tuple[str, str]) -> None:
+    def discard(self, key: _Key) -> None:
         self.accounts.pop(key, None)
 
 
@@ -203,7 +216,7 @@ class ThreadScan:
 
     def __init__(self, svc: Services, row: Mailbox, *, incremental: bool | None = None) -> None:
         self.svc, self.row = svc, row
-        self.key = (row.id, row.address)
+        self.key: _Key = (row.id, row.address, row.folder_ids)
         self.cache = _cache(svc)
         self.incremental = INCREMENTAL if incremental is None else incremental
         self.account = self.cache.get(self.key) if self.incremental else None
