@@ -35,13 +35,12 @@ The cache
 Cyrus 3.6.1 (measured): the Email state is the account's modseq; Email/changes is exact (an Email
 created and destroyed since the state is not listed, one created and then updated is listed as
 created only); ``maxChanges`` counts Emails and cuts at a modseq boundary (``hasMoreChanges``,
-an intermediate ``newState``), 0 is ``invalidArguments`` (without it, no cap was met); a malformed state answers ``invalidArguments``; a state beyond the account's own answers
-no changes and the current state (not an error): so a state is only ever sent to the account
-that gave it (the key holds the system folders' ids, new when an account is made again).
+an intermediate ``newState``), 0 is ``invalidArguments`` (without it, no cap was met); a
+malformed state answers ``invalidArguments``; a state beyond the account's own answers no
+changes and the current state (not an error): so a state is only ever sent to the account that
+gave it (the key holds the system folders' ids, new when an account is made again).
 
-The result is the full scan's: the same threads in the same order, the same members (the
-classification depends on them alone, plus the system folders and the mailbox's addresses,
-which are checked on every request), so the same ``summary``, views and pages.
+The memory kept is bounded by :data:`MAX_ACCOUNTS` and :data:`MAX_EMAILS`.
 """
 
 from __future__ import annotations
@@ -74,6 +73,9 @@ GET_CHUNK = 4000
 MAX_CHANGES = 1000
 #: JMAP accounts whose scan one process keeps (least recently used out).
 MAX_ACCOUNTS = 256
+#: Emails kept in all (least recently used accounts out; an account with more alone is not
+#: kept): about 5.7 KB each with its thread's classification (measured), ~115 MB at most.
+MAX_EMAILS = 20_000
 #: Threads kept per account; beyond it only the threads of the current request are kept.
 MAX_THREADS = 4 * SCAN_THREADS
 #: False: every scan reads the window in full and keeps nothing (what the tests compare with).
@@ -149,8 +151,10 @@ class _Cache:
     def put(self, key: _Key, account: _Account) -> None:
         self.accounts[key] = account
         self.accounts.move_to_end(key)
-        while len(self.accounts) > MAX_ACCOUNTS:
-            self.accounts.popitem(last=False)
+        emails = sum(len(a.thread_of) for a in self.accounts.values())
+        while self.accounts and (len(self.accounts) > MAX_ACCOUNTS or emails > MAX_EMAILS):
+            _, out = self.accounts.popitem(last=False)
+            emails -= len(out.thread_of)
 
     def discard(self, key: _Key) -> None:
         self.accounts.pop(key, None)
