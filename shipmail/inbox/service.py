@@ -625,19 +625,19 @@ def _latest_fields(c: replystate.Classified, newest: dict[str, Any] | None) -> d
 _ALIASES = sa.select(col(MailboxAlias.address)).where(col(MailboxAlias.mailbox_id) == sa.bindparam("m"))
 #: How many thread ids one read of :func:`stored_states` asks for: the ids are padded to the
 #: next of these sizes (repeating the last), so a few statements serve every count.
-_STATE_BATCHES = (1, 8, 64, 512)
+_STATE_BATCHES = (1, 8, 64, 256, 512)
 
 
 @functools.cache
-def _states_statement(size: int) -> tuple[sa.Select[Any], tuple[str, ...]]:
+def _states_statement(size: int) -> tuple[sa.Select[Any], tuple[str, ...], tuple[str, ...]]:
     """The ``inbox_thread_states`` rows of mailbox ``:m`` among the thread ids ``:t0``..
-    ``:t<size-1>``, and the attribute of each column."""
+    ``:t<size-1>``, the attribute of each column and the names of the thread id parameters."""
     table = InboxThreadState.__table__  # type: ignore[attr-defined]
+    names = tuple(f"t{i}" for i in range(size))
     stmt = sa.select(*table.c).where(
-        table.c.mailbox_id == sa.bindparam("m"),
-        table.c.thread_id.in_([sa.bindparam(f"t{i}") for i in range(size)]),
+        table.c.mailbox_id == sa.bindparam("m"), table.c.thread_id.in_([sa.bindparam(n) for n in names])
     )
-    return stmt, tuple(c.key for c in table.c)
+    return stmt, tuple(c.key for c in table.c), names
 
 
 async def own_addresses(session: AsyncSession, row: Mailbox) -> list[str]:
@@ -659,8 +659,9 @@ async def stored_states(session: AsyncSession, row: Mailbox, thread_ids: Iterabl
     for i in range(0, len(wanted), size):
         chunk = wanted[i : i + size]
         batch = next(n for n in _STATE_BATCHES if n >= len(chunk))
-        stmt, keys = _states_statement(batch)
-        params = {"m": row.id, **{f"t{j}": chunk[min(j, len(chunk) - 1)] for j in range(batch)}}
+        stmt, keys, names = _states_statement(batch)
+        padded = chunk + [chunk[-1]] * (batch - len(chunk))
+        params = {"m": row.id, **dict(zip(names, padded, strict=True))}
         found = await repository.point_rows(session, stmt, params)
         if found is None:
             break
