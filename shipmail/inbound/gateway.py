@@ -316,15 +316,6 @@ class GatewayHandler:
     async def handle_MAIL(
         self, server: LMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        _T0 = time.perf_counter()
-        try:
-            return await self._handle_MAIL(server, session, envelope, address, mail_options)
-        finally:
-            _trace("mail", _T0)
-
-    async def _handle_MAIL(
-        self, server: LMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
-    ) -> str:
         t = self._transaction(session)
         t.clear()
         options = [o for o in mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
@@ -390,10 +381,8 @@ class GatewayHandler:
         t = self._transaction(session)
         if t.conn is None:
             return "503 5.5.1 Error: need MAIL command"
-        _T0 = time.perf_counter()
         try:
             row = await self._mailbox_for(address)
-            _trace("rcpt-lookup", _T0)
         except Exception:
             logger.exception("inbound: resolving %r failed", address)
             return LOOKUP_FAILED
@@ -408,7 +397,6 @@ class GatewayHandler:
                 t.drop()
                 return UNAVAILABLE
             accepted = _Accepted(row)
-            _trace("rcpt-total", _T0)
         else:
             # An alias or the catch-all: a session of its own, for a copy with Delivered-To.
             try:
@@ -466,7 +454,6 @@ class GatewayHandler:
         received = received_field(delivery_id, session.host_name, peer, self.hostname)
         shared = [a for a in accepted if a.conn is None]
         replies: dict[int, Reply] = {}
-        _T0 = time.perf_counter()
         try:
             if shared:
                 start, got = await t.conn.data(received + original, len(shared), self.data_timeout)
@@ -488,12 +475,8 @@ class GatewayHandler:
         t.open = False  # the mail server's transaction ended with its replies
         for a in own:
             replies[id(a)] = await self._own_data(a, received, original)
-        _trace("data-cyrus", _T0)
-        _T1 = time.perf_counter()
         message_id = _message_id(original)
         answers = await asyncio.gather(*(self._after(a.row, replies[id(a)], delivery_id, message_id) for a in accepted))
-        _trace("data-record", _T1)
-        _trace("data-total", _T0)
         return "\r\n".join(answers)
 
     async def _own_data(self, a: _Accepted, received: bytes, original: bytes) -> Reply:
@@ -520,24 +503,6 @@ class GatewayHandler:
             logger.exception("inbound: recording delivery %s to %s failed", delivery_id, row.address)
             return NOT_RECORDED
         return reply.wire()
-
-
-_TRACE: dict[str, list[float]] = {}
-
-
-def _trace(stage: str, t0: float) -> None:
-    import os
-
-    if not os.environ.get("GW_TRACE"):
-        return
-    _TRACE.setdefault(stage, []).append((time.perf_counter() - t0) * 1000)
-    if stage == "data-total" and len(_TRACE[stage]) % 50 == 0:
-        parts = []
-        for k, v in _TRACE.items():
-            v = sorted(v)
-            parts.append(f"{k} p50={v[len(v) // 2]:.2f} p90={v[int(len(v) * 0.9)]:.2f} n={len(v)}")
-        logger.warning("GWTRACE %s", " | ".join(parts))
-        _TRACE.clear()
 
 
 def _traceable(address: str) -> bool:
