@@ -443,6 +443,7 @@ def serve_gateway(fd: int, parent: int | None) -> None:
 
     from shipmail.inbound.backend import Target
     from shipmail.inbound.gateway import running_gateway
+    from shipmail.inbound.journal import journal_path
     from shipmail.mailserver import procs
     from shipmail.mailserver.cyrus import CyrusInstance
     from shipmail.mailserver.cyrus_server import CyrusMailServer
@@ -465,6 +466,7 @@ def serve_gateway(fd: int, parent: int | None) -> None:
         try:
             async with running_gateway(
                 database_url=settings.database_url,
+                journal=journal_path(settings.data_dir),
                 mail=mail,
                 backend=backend,
                 sock=sock,

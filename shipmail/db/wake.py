@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -52,8 +53,10 @@ EVENTS = "events"
 _MAX_PATH = 107
 
 
+@functools.lru_cache(maxsize=32)
 def _identity(url: str) -> str:
-    """What makes two URLs the same database: backend, host, port, database (driver ignored)."""
+    """What makes two URLs the same database: backend, host, port, database (driver ignored).
+    Cached: every publish needs it, and parsing the URL was most of a publish's CPU (py-spy)."""
     u = make_url(url)
     return f"{u.get_backend_name()}|{u.host or ''}|{u.port or ''}|{u.database or ''}"
 

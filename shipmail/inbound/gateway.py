@@ -20,11 +20,12 @@ Per client transaction it opens (or reuses) one LMTP session with the mail serve
   the mail server's envelope no longer has (a rule's ``recipient_is``, :mod:`shipmail.rules.sieve`).
   That field is per copy, so other recipients of the same transaction never see it (no Bcc
   leaks); the replies go back in ``RCPT`` order. For each ``250`` the gateway commits a durable record of the delivery
-  (the ``inbound.record`` job, :func:`shipmail.inbound.service.accept`; the records of deliveries
-  finishing together share one commit, :class:`Recorder`) BEFORE it answers ``250``; the job
-  then finds the stored message over JMAP and records its events and counter, off the delivery's
-  path. When the record cannot be committed (database unavailable) it answers ``451 4.3.0`` for
-  that recipient: the sender retries, the mail server drops the copy as a duplicate of its
+  to its own journal (:mod:`shipmail.inbound.journal`; the records of deliveries finishing
+  together share one commit, :class:`Recorder`) BEFORE it answers ``250``; right after, its mover
+  turns the record into the ``inbound.record`` job (:func:`shipmail.inbound.service.accept_many`),
+  which finds the stored message over JMAP and records its events and counter, off the
+  delivery's path. When the record cannot be committed (the journal cannot be written) it
+  answers ``451 4.3.0`` for that recipient: the sender retries, the mail server drops the copy as a duplicate of its
   Message-ID and answers ``250``, and the retry's job records the message found by its
   Message-ID (so an event is never lost, and never recorded twice). Every other reply (``4xx``,
   ``5xx``) goes back as the mail server gave it. No ``250`` is ever answered before the mail
@@ -49,18 +50,22 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
+import sqlalchemy as sa
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session, syntax
 from sqlmodel import col, select
 
-from shipmail.db.engine import Database
+from shipmail import utc
+from shipmail.db.engine import Database, is_lock_timeout
 from shipmail.ids import new_id
 from shipmail.inbound.backend import BackendError, LmtpConnection, Reply, Target
+from shipmail.inbound.journal import Entry, Journal
 from shipmail.inbound.resolve import base_address, resolve
-from shipmail.inbound.service import accept, received_field
+from shipmail.inbound.service import accept_many, received_field
 from shipmail.jmap.client import JmapClient
 from shipmail.mailboxes.models import Mailbox, MailboxState
 from shipmail.mailserver.base import MailServer
@@ -77,7 +82,7 @@ class _Accepted:
     """One accepted recipient: its mailbox and, for an address other than the mailbox's (an
     alias, the catch-all), the address as given and its own mail server session."""
 
-    row: Mailbox
+    row: _Recipient
     alias: str | None = None
     conn: LmtpConnection | None = None
 
@@ -149,28 +154,44 @@ class BackendPool:
 
 @dataclass
 class _Pending:
-    mailbox_id: str
-    delivery_id: str
-    message_id: str | None
-    reply: str
+    entry: Entry
     done: asyncio.Future[None]
 
 
 class Recorder:
-    """Commits the durable records of deliveries (:func:`shipmail.inbound.service.accept`): each
-    :meth:`record` waits for the commit of its record; records that arrive while a commit is
-    under way go into the next one together (group commit: one transaction for every delivery
-    finishing at the same moment)."""
+    """Commits the durable records of deliveries to the gateway's journal
+    (:mod:`shipmail.inbound.journal`) and moves them into the job queue.
 
-    def __init__(self, db: Database) -> None:
+    Each :meth:`record` waits for the commit of its entry; entries that arrive while a commit is
+    under way go into the next one together (group commit: one transaction, one fsync, for every
+    delivery finishing at the same moment). The mover (:meth:`start`) then enqueues their
+    ``inbound.record`` jobs in the service's database (:func:`shipmail.inbound.service.accept_many`)
+    and deletes them from the journal: right after each commit, at start (what a killed gateway
+    left), every :data:`IDLE_SECONDS`, and every :data:`RETRY_SECONDS` while the service's
+    database fails."""
+
+    #: Entries moved per transaction of the service's database.
+    MOVE_BATCH = 500
+    #: Seconds between passes of the mover while the service's database fails.
+    RETRY_SECONDS = 1.0
+    #: Seconds between passes of the mover when nothing woke it.
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, db: Database, journal: Journal) -> None:
         self.db = db
+        self.journal = journal
         self._queue: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
+        self._moved = asyncio.Event()
+        self._mover: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def record(self, mailbox_id: str, delivery_id: str, message_id: str | None, reply: str) -> None:
-        """Returns once the record is committed; raises what the commit raised otherwise."""
+        """Returns once the record is committed to the journal; raises what the commit raised
+        otherwise."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(mailbox_id, delivery_id, message_id, reply, done))
+        entry = Entry(mailbox_id, delivery_id, message_id, reply[:500], utc.now().isoformat())
+        self._queue.append(_Pending(entry, done))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._commit_all())
         await asyncio.shield(done)
@@ -179,10 +200,7 @@ class Recorder:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                async with self.db.session() as session:
-                    for p in batch:
-                        await accept(session, p.mailbox_id, p.delivery_id, p.message_id, p.reply)
-                    await session.commit()
+                await self.journal.append([p.entry for p in batch])
             except BaseException as exc:
                 for p in batch:
                     if not p.done.done():
@@ -193,17 +211,88 @@ class Recorder:
             for p in batch:
                 if not p.done.done():
                     p.done.set_result(None)
+            self._moved.set()
+
+    def start(self) -> None:
+        """Start the mover in the current event loop; its first pass moves what is left."""
+        self._moved.set()
+        self._mover = asyncio.get_running_loop().create_task(self._move_forever(), name="shipmail.inbound.mover")
+
+    async def stop(self) -> None:
+        """Wait for the commits under way, make a last pass of the mover and stop it (what it
+        cannot move stays in the journal for the next start)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        self._stopping = True
+        self._moved.set()
+        if self._mover is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mover
+            self._mover = None
+
+    async def _move_forever(self) -> None:
+        delay = self.IDLE_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), delay)
+            self._moved.clear()
+            try:
+                await self.move()
+                delay = self.IDLE_SECONDS
+            except Exception:
+                logger.exception("inbound: moving journalled deliveries to the job queue failed; retrying")
+                delay = self.RETRY_SECONDS
+            if self._stopping:
+                return
+
+    async def move(self) -> int:
+        """Enqueue the jobs of every journalled delivery, oldest first, a batch per transaction,
+        deleting each batch from the journal once its transaction committed; the number moved.
+        Raises what the database raised (the batch stays in the journal)."""
+        total = 0
+        while True:
+            entries = await self.journal.oldest(self.MOVE_BATCH)
+            if not entries:
+                return total
+            async with self.db.session() as session:
+                await accept_many(session, entries)
+                await session.commit()
+            await self.journal.remove(entries)
+            total += len(entries)
+            if len(entries) < self.MOVE_BATCH:
+                return total
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """The mailbox a recipient resolved to: its id and address."""
+
+    id: str
+    address: str
+
+
+#: The usable mailbox of an address: the first resolver (:func:`shipmail.inbound.resolve.resolve_exact`)
+#: and the mailbox row in one point read.
+_EXACT: sa.Select[Any] = cast(
+    "sa.Select[Any]",
+    sa.select(col(Mailbox.id), col(Mailbox.address)).where(
+        col(Mailbox.address) == sa.bindparam("address"), col(Mailbox.state) == MailboxState.ACTIVE.value
+    ),
+)
 
 
 class GatewayHandler:
     """aiosmtpd handler hooks (``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``, ``handle_RSET``)."""
 
-    def __init__(self, *, db: Database, jmap: JmapClient, backend: Target, hostname: str, timeout: float) -> None:
+    def __init__(
+        self, *, db: Database, journal: Journal, jmap: JmapClient, backend: Target, hostname: str, timeout: float
+    ) -> None:
         self.db = db
         self.jmap = jmap
         self.backend = backend
         self.pool = BackendPool(backend, hostname=hostname, timeout=timeout)
-        self.recorder = Recorder(db)
+        self.recorder = Recorder(db, journal)
         self.hostname = hostname
         self.timeout = timeout
         #: Seconds the mail server may take to store a message and answer.
@@ -260,7 +349,19 @@ class GatewayHandler:
             envelope.mail_options.extend(mail_options)
         return reply.wire()
 
-    async def _mailbox_for(self, address: str) -> Mailbox | None:
+    async def _mailbox_for(self, address: str) -> _Recipient | None:
+        """The usable mailbox ``address`` delivers to (:func:`shipmail.inbound.resolve.resolve`),
+        or None. The common case, the address of a mailbox itself, is one point read
+        (:class:`shipmail.db.engine.PointReader`: no thread hop on SQLite); the others go through
+        the resolver chain."""
+        try:
+            found = await self.db.reader.one(_EXACT, {"address": address.strip().lower()})
+        except Exception as exc:
+            if not is_lock_timeout(exc):
+                raise
+            found = None  # a lock met by the point read: the session below waits for it
+        if found is not None:
+            return _Recipient(str(found[0]), str(found[1]))
         async with self.db.session() as session:
             target = await resolve(session, address)
             if target is None:
@@ -272,9 +373,7 @@ class GatewayHandler:
                     )
                 )
             ).first()
-            if row is not None:
-                session.expunge(row)
-            return row
+            return _Recipient(row.id, row.address) if row is not None else None
 
     async def handle_RCPT(
         self, server: LMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -394,7 +493,7 @@ class GatewayHandler:
         await a.conn.quit()
         return got[0] if start.code == 354 and got else start
 
-    async def _after(self, row: Mailbox, reply: Reply, delivery_id: str, message_id: str | None) -> str:
+    async def _after(self, row: _Recipient, reply: Reply, delivery_id: str, message_id: str | None) -> str:
         """The answer for one recipient: the mail server's, once its 250 is durably recorded."""
         if reply.code != 250:
             return reply.wire()
@@ -465,13 +564,17 @@ class Gateway:
         self,
         *,
         db: Database,
+        journal: Journal,
         jmap: JmapClient,
         backend: Target,
         hostname: str | None = None,
         timeout: float = 5.0,
     ) -> None:
         self.hostname = hostname or socket.gethostname() or "shipmail"
-        self.handler = GatewayHandler(db=db, jmap=jmap, backend=backend, hostname=self.hostname, timeout=timeout)
+        self.journal = journal
+        self.handler = GatewayHandler(
+            db=db, journal=journal, jmap=jmap, backend=backend, hostname=self.hostname, timeout=timeout
+        )
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> _GatewayLMTP:
@@ -487,6 +590,7 @@ class Gateway:
     async def serve(self, sock: socket.socket) -> None:
         """Start accepting connections on ``sock`` (listening, TCP or Unix)."""
         loop = asyncio.get_running_loop()
+        self.handler.recorder.start()
         self._server = await loop.create_server(self._protocol, sock=sock)
 
     async def close(self) -> None:
@@ -496,13 +600,22 @@ class Gateway:
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
         self.handler.pool.close()
+        await self.handler.recorder.stop()
+        await self.journal.close()
 
 
 @asynccontextmanager
 async def running_gateway(
-    *, database_url: str, mail: MailServer, backend: Target, sock: socket.socket, jmap_timeout: float
+    *,
+    database_url: str,
+    journal: Path,
+    mail: MailServer,
+    backend: Target,
+    sock: socket.socket,
+    jmap_timeout: float,
 ) -> AsyncIterator[Gateway]:
-    """A :class:`Gateway` serving on ``sock`` with its own database pool and JMAP client (over
+    """A :class:`Gateway` serving on ``sock`` with its own database pool, its journal at
+    ``journal`` (:func:`shipmail.inbound.journal.journal_path`) and its JMAP client (over
     ``mail``'s transport), until the block ends."""
     db = Database(database_url)
     transport = mail.jmap_transport()
@@ -516,7 +629,7 @@ async def running_gateway(
         else None
     )
     jmap = JmapClient(mail, timeout=jmap_timeout, http=http)
-    gateway = Gateway(db=db, jmap=jmap, backend=backend, timeout=max(jmap_timeout, 5.0))
+    gateway = Gateway(db=db, journal=Journal(journal), jmap=jmap, backend=backend, timeout=max(jmap_timeout, 5.0))
     try:
         await gateway.serve(sock)
         yield gateway

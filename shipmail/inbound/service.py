@@ -2,11 +2,13 @@
 
 Two steps, so that the gateway's answer does not wait for the mail server's JMAP:
 
-1. Before the gateway answers ``250`` (:func:`accept`): one durable row, the ``inbound.record``
-   job (:mod:`shipmail.jobs`) naming the mailbox, the gateway's delivery id, the Message-ID and
-   the mail server's reply, committed together with those of the other deliveries finishing at
-   the same moment (:class:`shipmail.inbound.gateway.Recorder`: one commit for all). Once it is
-   committed the delivery cannot be forgotten: a crash after it leaves the job to a worker.
+1. Before the gateway answers ``250``: one durable entry in the gateway's own journal
+   (:mod:`shipmail.inbound.journal`) naming the mailbox, the gateway's delivery id, the
+   Message-ID and the mail server's reply, committed together with those of the other deliveries
+   finishing at the same moment (:class:`shipmail.inbound.gateway.Recorder`: one commit for all).
+   Once it is committed the delivery cannot be forgotten. Right after, the gateway's mover turns
+   it into the ``inbound.record`` job (:func:`accept_many`, :mod:`shipmail.jobs`) in the service's
+   database; a crash in between leaves the entry to the next mover pass.
 2. The job (:func:`record_job`, run by the API's worker, woken across processes by
    :mod:`shipmail.db.wake`, in delivery order per mailbox: its ordering key is the mailbox) finds
    the stored message with ONE JMAP request (:func:`find_delivered`) and records
@@ -14,7 +16,7 @@ Two steps, so that the gateway's answer does not wait for the mail server's JMAP
    the message in the mailbox's ``received_this_month``, in one database transaction
    (:func:`record_delivery`). A mail server that does not answer retries the job later.
 
-So an event is never lost (the job is durable before the ``250``) and never emitted for a message
+So an event is never lost (the journal entry is durable before the ``250``) and never emitted for a message
 that was not stored (the event is made only from the stored copy the job finds).
 
 Finding the message: the gateway adds a ``Received:`` trace field with its delivery id
@@ -37,6 +39,7 @@ server kept nothing (a duplicate, or a rule that discarded it): no event.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -52,6 +55,7 @@ from shipmail.db.engine import Database
 from shipmail.events import service as events
 from shipmail.events.schemas import MESSAGE_RECEIVED, RULE_MATCHED
 from shipmail.http.errors import ServiceUnavailable
+from shipmail.inbound.journal import Entry
 from shipmail.inbox.service import message_data
 from shipmail.jmap import email as jemail
 from shipmail.jmap import ids
@@ -243,20 +247,27 @@ def record_ordering(mailbox_id: str) -> str:
     return f"inbound:{mailbox_id}"
 
 
-async def accept(session: AsyncSession, mailbox_id: str, delivery_id: str, message_id: str | None, reply: str) -> None:
-    """Step 1: add the ``inbound.record`` job of one stored delivery to ``session`` (the caller
-    commits, before it answers ``250``). ``reply`` is the mail server's reply line."""
-    await jobs.enqueue(
+async def accept_many(session: AsyncSession, entries: Sequence[Entry]) -> None:
+    """Add the ``inbound.record`` job of each of ``entries`` (the gateway's journal, in its
+    order: each mailbox's jobs run in delivery order) in one ``INSERT``
+    (:func:`shipmail.jobs.enqueue_many`); the caller commits. Run by the gateway's mover
+    (:class:`shipmail.inbound.gateway.Recorder`)."""
+    await jobs.enqueue_many(
         session,
         RECORD_JOB,
-        {
-            "mailbox_id": mailbox_id,
-            "delivery_id": delivery_id,
-            "message_id": message_id,
-            "reply": reply[:500],
-            "at": utc.now().isoformat(),
-        },
-        ordering_key=record_ordering(mailbox_id),
+        [
+            (
+                {
+                    "mailbox_id": e.mailbox_id,
+                    "delivery_id": e.delivery_id,
+                    "message_id": e.message_id,
+                    "reply": e.reply[:500],
+                    "at": e.at,
+                },
+                record_ordering(e.mailbox_id),
+            )
+            for e in entries
+        ],
     )
 
 

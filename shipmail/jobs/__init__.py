@@ -62,7 +62,7 @@ import logging
 import random
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +89,7 @@ __all__ = [
     "backoff",
     "cancel",
     "enqueue",
+    "enqueue_many",
     "find",
 ]
 
@@ -178,11 +179,44 @@ async def enqueue(
         created_at=utcnow(),
     )
     session.add(job)
+    _wake_after_commit(session)
+    return job
+
+
+def _wake_after_commit(session: AsyncSession) -> None:
     sync = session.sync_session
     if not event.contains(sync, "after_commit", _wake_workers):
         event.listen(sync, "after_commit", _wake_workers, once=True)
     wake.after_commit(session, wake.JOBS)
-    return job
+
+
+async def enqueue_many(session: AsyncSession, kind: str, jobs: Sequence[tuple[Mapping[str, Any], str | None]]) -> None:
+    """Add one job of ``kind`` per ``(payload, ordering_key)`` of ``jobs``, due now, in one
+    ``INSERT`` (the caller commits): :func:`enqueue` without ``key`` or ``run_at``, for many jobs
+    at once and without an ORM object each (a batch of them costs about one). Their ids
+    follow the order of ``jobs``."""
+    if not jobs:
+        return
+    when = utcnow()
+    rows = [
+        {
+            "kind": kind,
+            "key": None,
+            "ordering_key": ordering_key,
+            "payload": dict(payload),
+            "state": QUEUED,
+            "run_at": when,
+            "attempts": 0,
+            "leased_until": None,
+            "lease_owner": None,
+            "last_error": None,
+            "created_at": when,
+        }
+        for payload, ordering_key in jobs
+    ]
+    table: sa.Table = Job.__table__  # type: ignore[attr-defined]
+    await session.exec(sa.insert(table), params=rows)
+    _wake_after_commit(session)
 
 
 async def find(session: AsyncSession, key: str) -> Job | None:
@@ -234,6 +268,7 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._statements: dict[str, tuple[Any, Any]] = {}
 
     def wake(self) -> None:
         """Look for due jobs now rather than at the next poll (from any thread)."""
@@ -322,8 +357,15 @@ class Worker:
         self._running.pop(job_id, None)
         self._wakeup.set()
 
-    async def _claim(self, limit: int) -> list[Job]:
-        now = utcnow()
+    def _queries(self, dialect: str) -> tuple[Any, Any]:
+        """``(any_due, due)``: the id of one due job, and the due jobs in order (locked with SKIP
+        LOCKED on PostgreSQL), with parameters ``now`` and ``limit``. Built once per worker and
+        dialect: a statement object keeps its compiled cache key, which costs more to compute
+        than the query takes to run (measured: about half the worker's CPU per job)."""
+        found = self._statements.get(dialect)
+        if found is not None:
+            return found
+        now = sa.bindparam("now", type_=Job.__table__.c.run_at.type)  # type: ignore[attr-defined]
         earlier = sa.orm.aliased(Job)
         blocked = (
             select(earlier.id)
@@ -335,22 +377,30 @@ class Worker:
         due_now = (
             Job.state == QUEUED,
             col(Job.kind).in_(list(self.handlers)),
-            Job.run_at <= now,
+            col(Job.run_at) <= now,
             sa.or_(col(Job.leased_until).is_(None), col(Job.leased_until) < now),
             sa.or_(col(Job.ordering_key).is_(None), ~blocked),
         )
-        query = select(Job).where(*due_now).order_by(col(Job.run_at), col(Job.id)).limit(limit)
+        any_due = select(Job.id).where(*due_now).limit(1)
+        due = select(Job).where(*due_now).order_by(col(Job.run_at), col(Job.id)).limit(sa.bindparam("limit"))
+        if dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=Job)
+        self._statements[dialect] = (any_due, due)
+        return any_due, due
+
+    async def _claim(self, limit: int) -> list[Job]:
+        now = utcnow()
         async with self.services.db.session() as session:
+            bind = session.bind
+            any_due, due = self._queries(bind.dialect.name if bind is not None else "")
             # A plain read first: most polls find nothing due, and they must not take SQLite's
             # write lock (BEGIN IMMEDIATE) every poll interval, which would make requests wait.
-            due = (await session.exec(select(Job.id).where(*due_now).limit(1))).first()
+            found = (await session.exec(any_due, params={"now": now})).first()
             await session.rollback()
-            if due is None:
+            if found is None:
                 return []
             await begin_write(session)
-            if session.bind is not None and session.bind.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=Job)
-            jobs = list((await session.exec(query)).all())
+            jobs = list((await session.exec(due, params={"now": now, "limit": limit})).all())
             until = now + timedelta(seconds=self.lease_seconds)
             for job in jobs:
                 job.leased_until = until

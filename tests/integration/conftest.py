@@ -207,14 +207,42 @@ class ApiEnv:
         """The inbound gateway's LMTP port (``settings.lmtp_port``), in front of Cyrus."""
         return self.settings.lmtp_port
 
+    def journalled(self) -> list[dict[str, object]]:
+        """The deliveries in the inbound gateway's journal (committed before the 250, not yet
+        moved into the job queue: :mod:`shipmail.inbound.journal`), oldest first."""
+        import sqlite3
+
+        from shipmail.inbound.journal import journal_path
+
+        path = journal_path(self.settings.data_dir)
+        if not path.exists():
+            return []
+        conn = sqlite3.connect(path, timeout=15)
+        try:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute("SELECT * FROM deliveries ORDER BY id")]
+        finally:
+            conn.close()
+
+    def moved(self, timeout: float = 15.0) -> None:
+        """Wait until the inbound gateway's journal is empty: every delivery it accepted is an
+        ``inbound.record`` job. Fails the test after ``timeout`` seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while left := len(self.journalled()):
+            assert time.monotonic() < deadline, f"{left} inbound deliveries not moved to the job queue in {timeout} s"
+            time.sleep(0.01)
+
     def recorded(self, timeout: float = 15.0) -> None:
         """Wait until every delivery the inbound gateway accepted has been recorded: its durable
-        ``inbound.record`` job (committed before the 250) has run and made its events. Fails the
-        test after ``timeout`` seconds."""
+        journal entry (committed before the 250) has become an ``inbound.record`` job, which has
+        run and made its events. Fails the test after ``timeout`` seconds."""
         import time
 
         import sqlalchemy as sa
 
+        self.moved(timeout)
         engine = sa.create_engine(self.settings.database_url)
         try:
             deadline = time.monotonic() + timeout
@@ -286,7 +314,7 @@ def api_env(cyrus: CyrusFixture, registry: AuthRegistry, tmp_path: Path, **overr
     from tests.integration.gateway_thread import GatewayThread
     from tests.unit.conftest import make_key
 
-    with migrated_database("sqlite", tmp_path) as url, GatewayThread(url, cyrus.instance) as gateway:
+    with migrated_database("sqlite", tmp_path) as url, GatewayThread(url, cyrus.instance, tmp_path) as gateway:
         inst = cyrus.instance
         settings = Settings.from_env(
             **{

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 from shipmail.inbound.backend import Target
 from shipmail.inbound.gateway import running_gateway
+from shipmail.inbound.journal import journal_path
 from shipmail.mailserver.cyrus import CyrusInstance
 from shipmail.mailserver.cyrus_server import CyrusMailServer
 from shipmail.mailserver.supervisor import bind_listener
 
 
 class GatewayThread:
-    """``with GatewayThread(database_url, instance) as gw:`` serves LMTP on 127.0.0.1:``gw.port``."""
+    """``with GatewayThread(database_url, instance, data_dir) as gw:`` serves LMTP on
+    127.0.0.1:``gw.port``, its journal in ``data_dir`` (:func:`shipmail.inbound.journal.journal_path`)."""
 
-    def __init__(self, database_url: str, instance: CyrusInstance, *, jmap_timeout: float = 2.0) -> None:
+    def __init__(
+        self, database_url: str, instance: CyrusInstance, data_dir: Path, *, jmap_timeout: float = 2.0
+    ) -> None:
         self.database_url = database_url
+        self.journal = journal_path(data_dir)
         self.instance = instance
         self.jmap_timeout = jmap_timeout
         self.sock = bind_listener("127.0.0.1", 0)
@@ -43,6 +49,7 @@ class GatewayThread:
         try:
             async with running_gateway(
                 database_url=self.database_url,
+                journal=self.journal,
                 mail=mail,
                 backend=Target(path=self.instance.lmtp_socket),
                 sock=self.sock,

@@ -399,7 +399,7 @@ def seeded_app(cyrus: CyrusFixture, tmp_path: Path) -> Iterator[Seeded]:
     with (
         migrated_database("sqlite", tmp_path) as url,
         dns_server() as (_zone, resolver),
-        GatewayThread(url, cyrus.instance) as gateway,
+        GatewayThread(url, cyrus.instance, tmp_path) as gateway,
     ):
         inst = cyrus.instance
         settings = Settings.from_env(

@@ -68,19 +68,32 @@ def test_the_delivery_is_durable_before_the_250_and_recorded_from_the_stored_cop
     cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
 ) -> None:
     """With no job worker running (an API killed right after the gateway's 250), the 250 has
-    still been answered only after the delivery's ``inbound.record`` job was committed; no event
-    exists yet. A worker started later records ``message.received`` from the stored copy, once,
-    even when it runs twice (at least once)."""
+    still been answered only after the delivery was committed to the gateway's journal, which
+    its mover turns into the ``inbound.record`` job; no event exists yet. A worker started later
+    records ``message.received`` from the stored copy, once, even when it runs twice (at least
+    once)."""
     with api_env(cyrus, authd_registry, tmp_path, jobs_worker=False) as api:
         mbx = api.new_mailbox("inbound-durable.example", "hello")
         raw, _ = unique(corpus_bytes("plain_emails/basic_email.eml"))
         assert api.lmtp(mbx["address"], raw) == {}
+        # Right after the 250: in the journal, or already moved (the job is committed before the
+        # entry is deleted, so reading the journal first never misses it).
+        journalled = api.journalled()
+        engine = sa.create_engine(api.settings.database_url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT payload FROM jobs WHERE kind = 'inbound.record'")).all()
+        engine.dispose()
+        queued = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        (delivery_id,) = {str(e["delivery_id"]) for e in journalled} | {str(p["delivery_id"]) for p in queued}
+        assert delivery_id.startswith("dlv_")
+        assert all(e["mailbox_id"] == mbx["id"] and str(e["reply"]).startswith("250") for e in journalled)
+        api.moved()
         engine = sa.create_engine(api.settings.database_url)
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT payload FROM jobs WHERE kind = 'inbound.record'")).all()
         engine.dispose()
         (payload,) = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
-        assert payload["mailbox_id"] == mbx["id"] and payload["delivery_id"].startswith("dlv_")
+        assert payload["mailbox_id"] == mbx["id"] and payload["delivery_id"] == delivery_id
         assert payload["reply"].startswith("250")
         page = api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth()).json()["data"]
         assert page == []
@@ -121,6 +134,7 @@ def run_jobs(api: ApiEnv, extra: dict[str, Any] | None = None) -> None:
     from shipmail.tasks import HANDLERS
 
     services = api.client.app.state.services  # type: ignore[attr-defined]
+    api.moved()  # every delivery accepted so far is a job
 
     async def go() -> None:
         if extra is not None:
