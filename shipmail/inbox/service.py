@@ -199,7 +199,8 @@ def _headers(e: dict[str, Any], raw: bool) -> list[dict[str, str]]:
     fields = e.get("headers") or []
     if raw:
         return [{"name": h["name"], "value": h["value"]} for h in fields]
-    return [{"name": h["name"], "value": jemail.unfold(h["value"])} for h in fields]
+    unfold = jemail.unfold  # only for a folded value: else it is just the strip
+    return [{"name": h["name"], "value": unfold(v) if "\n" in (v := h["value"]) else v.lstrip(" \t")} for h in fields]
 
 
 #: A date of the server's (RFC 3339, RFC 8621 ``UTCDate``/``Date``) already as the wire models
@@ -249,6 +250,7 @@ class _Fixed:
     html_body: list[dict[str, Any]]
     attachments: list[dict[str, Any]]
     security: dict[str, Any]
+    reply_text: str | None
     weight: int  # approximate characters held, for the cache's bound
 
 
@@ -291,7 +293,8 @@ def _fixed(
     text_body = [part(p) for p in e.get("textBody") or []]
     html_body = [part(p) for p in e.get("htmlBody") or []]
     preview_text = preview(e)
-    weight = 1024 + len(preview_text) + sum(64 + len(h["name"]) + len(h["value"]) for h in headers)
+    reply = reply_text(e)
+    weight = 1024 + len(preview_text) + len(reply or "") + 96 * len(headers) + sum(len(h["value"]) for h in headers)
     weight += 256 * (len(text_body) + len(html_body) + len(attachments))
     return _Fixed(
         thread_id=ids.to_wire(ids.THREAD, e["threadId"]),
@@ -316,6 +319,7 @@ def _fixed(
         html_body=html_body,
         attachments=attachments,
         security=authentication.security(e.get("blobId")),
+        reply_text=reply,
         weight=weight,
     )
 
@@ -335,6 +339,7 @@ def full_data(
     the server sent (a list's bounded values and one message's full ones are different entries).
     The nested objects are shared with that cache: read them, never change them."""
     message_id = ids.to_wire(ids.EMAIL, e["id"])
+    mailbox_id = row.id
     blob = e.get("blobId")
     values = e.get("bodyValues") or {}
     fixed: _Fixed | None = None
@@ -342,7 +347,7 @@ def full_data(
     if isinstance(blob, str):
         trusted = authserv_ids if isinstance(authserv_ids, frozenset) else frozenset(authserv_ids)
         lengths = tuple((k, len(v.get("value") or "")) for k, v in values.items())
-        key = (e["id"], blob, row.id, raw_headers, trusted, lengths)
+        key = (e["id"], blob, mailbox_id, raw_headers, trusted, lengths)
         fixed = _fixed_cache.get(key)
     if fixed is None:
         fixed = _fixed(row, e, message_id, raw_headers, authserv_ids)
@@ -352,7 +357,7 @@ def full_data(
         "id": message_id,
         "thread_id": fixed.thread_id,
         "conversation_id": fixed.thread_id,
-        "mailbox_id": row.id,
+        "mailbox_id": mailbox_id,
         "address": row.address,
         "folder_ids": [ids.to_wire(ids.FOLDER, m) for m in jemail.mailbox_ids(e)],
         "keywords": jemail.keywords(e.get("keywords")),
@@ -385,7 +390,7 @@ def full_data(
         "text_body": fixed.text_body,
         "html_body": fixed.html_body,
         "attachments": fixed.attachments,
-        "reply_text": reply_text(e),
+        "reply_text": fixed.reply_text,
         "security": fixed.security,
     }
 
