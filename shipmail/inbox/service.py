@@ -226,31 +226,12 @@ def wire_date(value: Any) -> Any:
 @dataclass(frozen=True, slots=True)
 class _Fixed:
     """The wire form of what never changes in a message (RFC 8621 section 4.1: of an Email only
-    ``mailboxIds`` and ``keywords`` change; ``blobId`` names its exact bytes)."""
+    ``mailboxIds`` and ``keywords`` change; ``blobId`` names its exact bytes): the fields from
+    ``from`` to ``headers`` and from ``text_body`` to ``security``, in the model's order."""
 
     thread_id: str
-    from_: list[dict[str, Any]] | None
-    to: list[dict[str, Any]] | None
-    subject: Any
-    received_at: str
-    preview: str
-    has_attachment: bool
-    size: int
-    authentication_results: dict[str, Any] | None
-    cc: list[dict[str, Any]] | None
-    bcc: list[dict[str, Any]] | None
-    reply_to: list[dict[str, Any]] | None
-    sender: list[dict[str, Any]] | None
-    sent_at: str | None
-    message_id: Any
-    in_reply_to: Any
-    references: Any
-    headers: list[dict[str, str]]
-    text_body: list[dict[str, Any]]
-    html_body: list[dict[str, Any]]
-    attachments: list[dict[str, Any]]
-    security: dict[str, Any]
-    reply_text: str | None
+    middle: dict[str, Any]  # from, to, ..., headers
+    tail: dict[str, Any]  # text_body, html_body, attachments, reply_text, security
     weight: int  # approximate characters held, for the cache's bound
 
 
@@ -298,32 +279,34 @@ def _fixed(
     reply = reply_text(e)
     weight = 1024 + len(preview_text) + len(reply or "") + 96 * len(headers) + sum(len(h["value"]) for h in headers)
     weight += 256 * (len(text_body) + len(html_body) + len(attachments))
-    return _Fixed(
-        thread_id=ids.to_wire(ids.THREAD, e["threadId"]),
-        from_=_addresses(e.get("from")),
-        to=_addresses(e.get("to")),
-        subject=e.get("subject"),
-        received_at=wire_date(e["receivedAt"]),
-        preview=preview_text,
-        has_attachment=bool(attachments) if "attachments" in e else bool(e.get("hasAttachment")),
-        size=int(e.get("size") or 0),
-        authentication_results=authentication.authentication_results(e.get("headers") or [], authserv_ids),
-        cc=_addresses(e.get("cc")),
-        bcc=_addresses(e.get("bcc")),
-        reply_to=_addresses(e.get("replyTo")),
-        sender=_addresses(e.get("sender")),
-        sent_at=None if e.get("sentAt") is None else wire_date(e["sentAt"]),
-        message_id=e.get("messageId"),
-        in_reply_to=e.get("inReplyTo"),
-        references=e.get("references"),
-        headers=headers,
-        text_body=text_body,
-        html_body=html_body,
-        attachments=attachments,
-        security=authentication.security(e.get("blobId")),
-        reply_text=reply,
-        weight=weight,
-    )
+    middle = {
+        "from": _addresses(e.get("from")),
+        "to": _addresses(e.get("to")),
+        "subject": e.get("subject"),
+        "received_at": wire_date(e["receivedAt"]),
+        "preview": preview_text,
+        "has_attachment": bool(attachments) if "attachments" in e else bool(e.get("hasAttachment")),
+        "size": int(e.get("size") or 0),
+        "authentication_results": authentication.authentication_results(e.get("headers") or [], authserv_ids),
+        "object": "inbox_message_full",
+        "cc": _addresses(e.get("cc")),
+        "bcc": _addresses(e.get("bcc")),
+        "reply_to": _addresses(e.get("replyTo")),
+        "sender": _addresses(e.get("sender")),
+        "sent_at": None if e.get("sentAt") is None else wire_date(e["sentAt"]),
+        "message_id": e.get("messageId"),
+        "in_reply_to": e.get("inReplyTo"),
+        "references": e.get("references"),
+        "headers": headers,
+    }
+    tail = {
+        "text_body": text_body,
+        "html_body": html_body,
+        "attachments": attachments,
+        "reply_text": reply,
+        "security": authentication.security(e.get("blobId")),
+    }
+    return _Fixed(thread_id=ids.to_wire(ids.THREAD, e["threadId"]), middle=middle, tail=tail, weight=weight)
 
 
 def full_data(
@@ -363,24 +346,7 @@ def full_data(
         "address": row.address,
         "folder_ids": [ids.to_wire(ids.FOLDER, m) for m in jemail.mailbox_ids(e)],
         "keywords": jemail.keywords(e.get("keywords")),
-        "from": fixed.from_,
-        "to": fixed.to,
-        "subject": fixed.subject,
-        "received_at": fixed.received_at,
-        "preview": fixed.preview,
-        "has_attachment": fixed.has_attachment,
-        "size": fixed.size,
-        "authentication_results": fixed.authentication_results,
-        "object": "inbox_message_full",
-        "cc": fixed.cc,
-        "bcc": fixed.bcc,
-        "reply_to": fixed.reply_to,
-        "sender": fixed.sender,
-        "sent_at": fixed.sent_at,
-        "message_id": fixed.message_id,
-        "in_reply_to": fixed.in_reply_to,
-        "references": fixed.references,
-        "headers": fixed.headers,
+        **fixed.middle,
         "body_values": {
             k: {
                 "value": v.get("value", ""),
@@ -389,11 +355,7 @@ def full_data(
             }
             for k, v in values.items()
         },
-        "text_body": fixed.text_body,
-        "html_body": fixed.html_body,
-        "attachments": fixed.attachments,
-        "reply_text": fixed.reply_text,
-        "security": fixed.security,
+        **fixed.tail,
     }
 
 
