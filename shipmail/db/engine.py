@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail.http.errors import ServiceUnavailable
+
+R = TypeVar("R")
 
 logger = logging.getLogger("shipmail.db.engine")
 
@@ -169,20 +171,33 @@ class _Prepared:
             ),
         )
 
-    def run(self, dbapi_conn: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """The first row (values processed), or None; the cursor is closed (no read snapshot kept)."""
+    def _values(self, params: dict[str, Any]) -> list[Any]:
         values = []
         for name, default, bind in zip(self.names, self.defaults, self.binds, strict=True):
             value = params.get(name, default)
             values.append(bind(value) if bind is not None else value)
-        cursor = dbapi_conn.execute(self.sql, values)
+        return values
+
+    def _row(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(p(v) if p is not None else v for p, v in zip(self.results, row, strict=True))
+
+    def run(self, dbapi_conn: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row (values processed), or None; the cursor is closed (no read snapshot kept)."""
+        cursor = dbapi_conn.execute(self.sql, self._values(params))
         try:
             row = cursor.fetchone()
         finally:
             cursor.close()
-        if row is None:
-            return None
-        return tuple(p(v) if p is not None else v for p, v in zip(self.results, row, strict=True))
+        return None if row is None else self._row(row)
+
+    def run_all(self, dbapi_conn: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row (values processed); the cursor is closed."""
+        cursor = dbapi_conn.execute(self.sql, self._values(params))
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [self._row(row) for row in rows]
 
 
 class PointReader:
@@ -221,6 +236,20 @@ class PointReader:
             async with self._async.connect() as aconn:
                 found: sa.Row[Any] | None = (await aconn.execute(statement, params)).first()
                 return found
+        return self._run(statement, params, _Prepared.run)
+
+    async def all(self, statement: sa.Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """Every row of ``statement`` with ``params`` (a read of a few small rows by an indexed
+        key, such as a mailbox's aliases: on SQLite it runs on the event loop too)."""
+        if self._sync is None:
+            async with self._async.connect() as aconn:
+                return list((await aconn.execute(statement, params)).all())
+        return self._run(statement, params, _Prepared.run_all)
+
+    def _run(
+        self, statement: sa.Select[Any], params: dict[str, Any], run: Callable[[_Prepared, Any, dict[str, Any]], R]
+    ) -> R:
+        assert self._sync is not None
         prepared = self._prepared.get(statement)
         if prepared is None:
             prepared = self._prepared[statement] = _Prepared.of(statement, self._sync.dialect)
@@ -229,13 +258,13 @@ class PointReader:
         except IndexError:
             conn = self._sync.connect()
         try:
-            row = prepared.run(conn.connection.driver_connection, params)
+            result = run(prepared, conn.connection.driver_connection, params)
         except BaseException:
             conn.invalidate()
             conn.close()
             raise
         self._idle.append(conn)
-        return row
+        return result
 
     def dispose(self) -> None:
         while self._idle:

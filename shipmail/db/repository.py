@@ -23,6 +23,31 @@ from shipmail.db.types import UTCDateTime
 T = TypeVar("T", bound=SQLModel)
 
 
+async def point_rows(
+    session: AsyncSession, statement: sa.Select[Any], params: dict[str, Any]
+) -> Sequence[Sequence[Any]] | None:
+    """Every row of the Core ``statement`` with ``params`` through the database's
+    :class:`~shipmail.db.engine.PointReader` (no thread hop: a few small rows by an indexed key),
+    when ``session`` (of :meth:`shipmail.db.engine.Database.session`) has not touched the database
+    yet (no transaction, nothing pending: it would read what that reader reads); None when the
+    caller must read through the session (or a WAL lock was met, see :func:`get_owned`)."""
+    reader = session.info.get(READER)
+    if (
+        not isinstance(reader, PointReader)
+        or session.in_transaction()
+        or session.new
+        or session.dirty
+        or session.deleted
+    ):
+        return None
+    try:
+        return await reader.all(statement, params)
+    except Exception as exc:
+        if not is_lock_timeout(exc):
+            raise
+        return None
+
+
 async def get_owned(
     session: AsyncSession,
     model: type[T],

@@ -27,6 +27,7 @@ Paging the thread list
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+import sqlalchemy as sa
 from cachetools import LRUCache
 from jmapc.methods import EmailGet, EmailSet, MailboxGet, ThreadGet
 from pydantic import TypeAdapter
@@ -44,9 +46,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shipmail import utc
 from shipmail.aliases.models import MailboxAlias
+from shipmail.db import repository
 from shipmail.http.cursors import invalid_cursor
 from shipmail.http.errors import Conflict, NotFound, ValidationFailed, detail
-from shipmail.inbox import authentication, replystate
+from shipmail.inbox import authentication, replystate, threadscan
 from shipmail.inbox.models import InboxThreadState
 from shipmail.inbox.preview import preview
 from shipmail.inbox.rendering import DictRenderer
@@ -80,16 +83,6 @@ THREADS_JSON = DictRenderer(InboxThreads)
 KIND_MESSAGES = "inbox_messages"
 KIND_THREADS = "inbox_threads"
 KIND_REPLY_QUEUE = "inbox_reply_queue"
-
-#: Threads (those with the newest matching mail) whose reply state one thread list looks at:
-#: the ``summary`` counts and the reply-queue views cover these.
-SCAN_THREADS = 500
-#: What the scan reads of each thread's newest matching message (its thread; the page's
-#: summaries are read on their own).
-SCAN_LATEST_PROPERTIES = ["id", "threadId", "receivedAt"]
-#: Emails asked for in one Email/get when the server refused them all at once (its
-#: ``maxObjectsInGet`` is 4096 for Cyrus 3.6).
-GET_CHUNK = 4000
 
 #: At most this many messages of a boundary second are fetched again to place the next page;
 #: beyond it (a huge burst delivered within one second) the rest of that second is skipped by position.
@@ -741,16 +734,58 @@ def _latest_fields(c: replystate.Classified, newest: dict[str, Any] | None) -> d
     }
 
 
+#: The mailbox's alias addresses (:func:`own_addresses`).
+_ALIASES = sa.select(col(MailboxAlias.address)).where(col(MailboxAlias.mailbox_id) == sa.bindparam("m"))
+#: How many thread ids one read of :func:`stored_states` asks for: the ids are padded to the
+#: next of these sizes (repeating the last), so a few statements serve every count.
+_STATE_BATCHES = (1, 8, 64, 256, 512)
+
+
+@functools.cache
+def _states_statement(size: int) -> tuple[sa.Select[Any], tuple[str, ...], tuple[str, ...]]:
+    """The ``inbox_thread_states`` rows of mailbox ``:m`` among the thread ids ``:t0``..
+    ``:t<size-1>``, the attribute of each column and the names of the thread id parameters."""
+    table = InboxThreadState.__table__  # type: ignore[attr-defined]
+    names = tuple(f"t{i}" for i in range(size))
+    stmt = sa.select(*table.c).where(
+        table.c.mailbox_id == sa.bindparam("m"), table.c.thread_id.in_([sa.bindparam(n) for n in names])
+    )
+    return stmt, tuple(c.key for c in table.c), names
+
+
 async def own_addresses(session: AsyncSession, row: Mailbox) -> list[str]:
     """The mailbox's own addresses: its address and its aliases (mail From one of them is outbound)."""
+    rows = await repository.point_rows(session, _ALIASES, {"m": row.id})
+    if rows is not None:
+        return [row.address, *(r[0] for r in rows)]
     aliases = (await session.exec(select(MailboxAlias.address).where(MailboxAlias.mailbox_id == row.id))).all()
     return [row.address, *aliases]
 
 
 async def stored_states(session: AsyncSession, row: Mailbox, thread_ids: Iterable[str]) -> dict[str, InboxThreadState]:
-    """What the user set on these threads (JMAP ids) of ``row``, by thread id."""
+    """What the user set on these threads (JMAP ids) of ``row``, by thread id (read without a
+    thread hop when the session has not touched the database: :func:`repository.point_rows`;
+    the objects are then not in the session)."""
     wanted = sorted(set(thread_ids))
     out: dict[str, InboxThreadState] = {}
+    size = _STATE_BATCHES[-1]
+    for i in range(0, len(wanted), size):
+        chunk = wanted[i : i + size]
+        batch = next(n for n in _STATE_BATCHES if n >= len(chunk))
+        stmt, keys, names = _states_statement(batch)
+        padded = chunk + [chunk[-1]] * (batch - len(chunk))
+        params = {"m": row.id, **dict(zip(names, padded, strict=True))}
+        found = await repository.point_rows(session, stmt, params)
+        if found is None:
+            break
+        manager = sa.inspect(InboxThreadState).class_manager
+        for values in found:
+            obj = manager.new_instance()  # as the ORM's loader: no __init__, no validation
+            obj.__dict__.update(zip(keys, values, strict=True))
+            out[obj.thread_id] = obj
+    else:
+        return out
+    out = {}
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
         rows = await session.exec(
@@ -829,45 +864,6 @@ def _after(item: _Scanned, sort_key: str, desc: bool, last: tuple[str | None, st
     return here < there if desc else here > there
 
 
-def _scan_calls(request: Request, listing: _Listing, snapshot: datetime) -> tuple[Call, Call, Call, Call]:
-    """Add the reply-queue scan: the :data:`SCAN_THREADS` threads with the newest matching mail
-    (Email/query ``collapseThreads``), their Thread/get and one Email/get of every member."""
-    query = request.add(
-        jemail.query(
-            _filter(listing.conditions, snapshot),
-            jemail.NEWEST_FIRST,
-            collapse_threads=True,
-            position=0,
-            limit=SCAN_THREADS,
-            calculate_total=True,
-        )
-    )
-    latest = request.add(EmailGet(ids=request.ref(query, "/ids"), properties=SCAN_LATEST_PROPERTIES))
-    threads = request.add(ThreadGet(ids=request.ref(latest, jemail.THREAD_IDS)))
-    members = request.add(
-        EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
-    )
-    return query, latest, threads, members
-
-
-async def _members(svc: Services, row: Mailbox, results: Results, threads: Call, members: Call) -> list[dict[str, Any]]:
-    """The members the scan's Email/get returned; when there were more than the server gets at
-    once (RFC 8620 ``requestTooLarge``), fetched again in chunks of :data:`GET_CHUNK` (one more
-    JMAP request)."""
-    if results.error_type(members) != "requestTooLarge":
-        return list(results.get(members, what="thread list").get("list") or [])
-    wanted = [i for t in results.get(threads, what="thread list").get("list") or [] for i in jthread.email_ids(t)]
-    request = Request()
-    calls = [
-        request.add(EmailGet(ids=wanted[i : i + GET_CHUNK], properties=replystate.MEMBER_PROPERTIES))
-        for i in range(0, len(wanted), GET_CHUNK)
-    ]
-    if not calls:
-        return []
-    again = await svc.jmap.call(row.address, request)
-    return [e for call in calls for e in again.get(call, what="thread list").get("list") or []]
-
-
 async def list_threads(svc: Services, session: AsyncSession, row: Mailbox, q: InboxThreadListQuery) -> InboxThreads:
     """One page of ``row``'s threads matching ``q``, with their reply states and the per-state
     ``summary`` counts.
@@ -916,7 +912,8 @@ async def list_threads_data(
 
     request = Request()
     folder = _folder_check(request, listing)
-    scan_query, scan_latest, scan_threads, scan_members = _scan_calls(request, listing, snapshot)
+    scan = threadscan.ThreadScan(svc, row)
+    scan.add(request, _filter(listing.conditions, snapshot))
     if not queue:
         query = request.add(
             jemail.query(
@@ -929,40 +926,40 @@ async def list_threads_data(
             )
         )
         latest_get = request.add(jemail.summary_get(request.ref(query, "/ids")))
-        threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
-        members_get = request.add(
-            EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
-        )
+        members_get = None
+        if position + q.limit > threadscan.SCAN_THREADS:  # page threads beyond the scan's window
+            threads = request.add(ThreadGet(ids=request.ref(latest_get, jemail.THREAD_IDS)))
+            members_get = request.add(
+                EmailGet(ids=request.ref(threads, jthread.EMAIL_IDS), properties=replystate.MEMBER_PROPERTIES)
+            )
     results = await svc.jmap.call(row.address, request)
     _check_folder(results, listing, folder)
 
     own = await own_addresses(session, row)
-    found = results.get(scan_query, what="thread search")
-    scan_order = found.get("ids") or []
-    scanned_latest = _in_order(results.get(scan_latest, what="thread list").get("list") or [], scan_order)
-    by_thread: dict[str, list[dict[str, Any]]] = {}
-    for e in await _members(svc, row, results, scan_threads, scan_members):
-        by_thread.setdefault(e["threadId"], []).append(e)
+    window = await scan.finish(results, folders, own)
+    scanned_latest = window.latest
+    beyond: dict[str, list[dict[str, Any]]] = {}
     page_latest: list[dict[str, Any]] = []
     if not queue:
         page_found = results.get(query, what="thread search")
         page_latest = _in_order(
             results.get(latest_get, what="thread list").get("list") or [], page_found.get("ids") or []
         )
-        scanned_ids = {str(m["id"]) for members in by_thread.values() for m in members}
-        for e in results.get(members_get, what="thread list").get("list") or []:
-            if str(e["id"]) not in scanned_ids:  # a page thread beyond the scan
-                by_thread.setdefault(e["threadId"], []).append(e)
+        if members_get is not None:
+            for e in results.get(members_get, what="thread list").get("list") or []:
+                if e["threadId"] not in window.members:  # a page thread beyond the scan
+                    beyond.setdefault(e["threadId"], []).append(e)
     stored = await stored_states(
         session, row, [e["threadId"] for e in scanned_latest] + [e["threadId"] for e in page_latest]
     )
 
     def state_of(latest: dict[str, Any]) -> _Scanned:
-        c = replystate.classify(by_thread.get(latest["threadId"]) or [latest], folders, own)
-        return _Scanned(latest=latest, classified=c, view=replystate.derive(c, stored.get(latest["threadId"])))
+        thread_id = latest["threadId"]
+        c, view = window.state(thread_id, beyond.get(thread_id) or [latest], folders, own, stored.get(thread_id))
+        return _Scanned(latest=latest, classified=c, view=view)
 
     scanned = [state_of(e) for e in scanned_latest]
-    total_threads = int(found.get("total") or 0)
+    total_threads = window.total
     summary: dict[str, int] = {"total": total_threads, **dict.fromkeys(replystate.REPLY_STATES, 0)}
     for item in scanned:
         summary[item.view.state] += 1
