@@ -43,10 +43,19 @@ VERDICTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror"
 _SPAM_STATUS = re.compile(r"^\s*(?P<verdict>yes|no)\b(?:.*?\bscore=(?P<score>-?\d+(?:\.\d+)?))?", re.I | re.S)
 
 
-def _topmost(headers: list[dict[str, Any]], name: str) -> list[str]:
-    """The unfolded values of header ``name`` (case-insensitive), topmost first."""
-    lower = name.lower()
-    return [jemail.unfold(str(h.get("value") or "")) for h in headers if str(h.get("name", "")).lower() == lower]
+#: The header fields :func:`authentication_results` reads (lower case), by their slot in :func:`_read`.
+_READ = {"authentication-results": 0, "received-spf": 1, "x-spam-status": 2}
+
+
+def _read(headers: list[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """The unfolded values of ``Authentication-Results``, ``Received-SPF`` and ``X-Spam-Status``
+    (names case-insensitive), each topmost first: one pass over the header fields."""
+    found: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for h in headers:
+        slot = _READ.get(str(h.get("name", "")).lower())
+        if slot is not None:
+            found[slot].append(jemail.unfold(str(h.get("value") or "")))
+    return found
 
 
 def _trusted(values: list[str], authserv_ids: Collection[str]) -> tuple[str, Any] | None:
@@ -85,9 +94,8 @@ def authentication_results(headers: list[dict[str, Any]], authserv_ids: Collecti
     """``EmailAuthenticationResults`` data of a message with the raw header fields ``headers``
     (JMAP ``headers``: ``{name, value}`` in message order), trusting the Authentication-Results
     of ``authserv_ids`` (lower case); None when the message has none of the headers it reads."""
-    trusted = _trusted(_topmost(headers, "Authentication-Results"), authserv_ids)
-    spf = _topmost(headers, "Received-SPF")
-    spam = _topmost(headers, "X-Spam-Status")
+    results, spf, spam = _read(headers)
+    trusted = _trusted(results, authserv_ids)
     if trusted is None and not spf and not spam:
         return None
     if trusted is None:

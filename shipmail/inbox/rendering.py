@@ -10,12 +10,20 @@ third of the CPU (measured on a 50-message page: 2.46 ms -> 0.89 ms).
 
 A model with a model-level validator or serialiser, computed fields or extra fields cannot be
 turned into a typed dict: :class:`DictRenderer` refuses it when built (TypeError), at import.
+
+Data in wire form (:meth:`DictRenderer.wire_json`): the message list's and one message's data are
+built by :mod:`shipmail.inbox.service` already as the model dumps them (every field in the model's
+order, defaults filled in, dates as the model writes them), so they need neither validation nor
+pydantic's serialiser: ``orjson`` writes them (the same escaping, separators and UTF-8 as
+pydantic-core's JSON; ``tests/unit/test_inbox_rendering.py`` holds the builders to the validated
+bytes). Measured on a page of 50 full messages: validate + serialise 0.85 ms, orjson 0.12 ms.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pydantic
 from pydantic_core import SchemaSerializer, SchemaValidator
 from starlette.responses import Response
@@ -71,3 +79,27 @@ class DictRenderer:
     def response(self, data: dict[str, Any], status_code: int = 200) -> Response:
         """:meth:`json` as the response the route would render from the model."""
         return Response(self.json(data), status_code=status_code, media_type="application/json")
+
+    def wire_json(self, data: dict[str, Any]) -> bytes:
+        """The same bytes as :meth:`json` for ``data`` already in wire form (see the module
+        docstring): written by orjson without validation. What orjson does not write as pydantic
+        would (a ``datetime``, an integer beyond 64 bits, a lone surrogate, a non-string key)
+        goes through :meth:`json` instead, which renders or rejects it as the model does."""
+        try:
+            return orjson.dumps(data, default=_refuse, option=_PASSTHROUGH)
+        except TypeError:  # orjson.JSONEncodeError included
+            return self.json(data)
+
+    def wire_response(self, data: dict[str, Any], status_code: int = 200) -> Response:
+        """:meth:`wire_json` as the route's response."""
+        return Response(self.wire_json(data), status_code=status_code, media_type="application/json")
+
+
+#: orjson writes dates and dataclasses its own way: they go to :func:`_refuse` instead.
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _refuse(value: Any) -> Any:
+    """orjson's ``default``: anything it does not write itself (dates, dataclasses, ...) is not
+    in wire form."""
+    raise TypeError(type(value).__name__)

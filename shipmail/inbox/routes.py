@@ -72,7 +72,7 @@ async def list_messages(ctx: Context[None, InboxListQuery]) -> Response:
     Without folder_id/folder_role every folder is listed; `starred` lists `$flagged` mail outside
     Trash and Junk."""
     row = await _row(ctx)
-    return inbox.MESSAGES_JSON.response(await inbox.list_messages_data(ctx.services, ctx.session, row, ctx.query))
+    return inbox.MESSAGES_JSON.wire_response(await inbox.list_messages_data(ctx.services, ctx.session, row, ctx.query))
 
 
 @operation(
@@ -96,7 +96,7 @@ async def get_message(ctx: Context[None, MessageQuery]) -> Response:
     row = await _row(ctx)
     email_id = ids.from_wire(ids.EMAIL, ctx.path["message_id"])
     data = await inbox.get_message_data(ctx.services, row, email_id, raw_headers=ctx.query.headers == "raw")
-    return inbox.MESSAGE_JSON.response(data)
+    return inbox.MESSAGE_JSON.wire_response(data)
 
 
 @operation(
