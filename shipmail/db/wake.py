@@ -10,11 +10,16 @@ committed, sends the topic's name (``b"jobs"``, ``b"events"``) to every socket t
 (:func:`publish`; a few microseconds each, never blocking, never raising). A socket whose
 process died is removed by the first sender that finds it dead.
 
+On PostgreSQL the same topic also travels as a ``NOTIFY`` on the channel :data:`CHANNEL`, sent
+inside the writer's transaction (PostgreSQL delivers it at commit and drops it on rollback), and
+every listener keeps one ``LISTEN`` connection (psycopg), so processes on *other machines* sharing
+the database are woken too (PostgreSQL ``NOTIFY``/``LISTEN``). A process of the same machine may
+be woken twice (datagram and notification): a wake-up is idempotent.
+
 This is a hint, never the source of truth: a waiter always re-reads the database when woken, and
-still reads it at its (long) fallback interval, so a lost datagram (a full buffer, another
-machine sharing a PostgreSQL database, a directory that cannot be made) costs latency, never an
-event. Only processes of the same machine are reached; with several machines on one PostgreSQL
-database the fallback interval bounds the latency of the others.
+still reads it at its (long) fallback interval, so a lost wake-up (a full buffer, a dropped
+``LISTEN`` connection being re-established, a directory that cannot be made) costs latency, never
+an event.
 
 Use::
 
@@ -40,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,6 +53,11 @@ logger = logging.getLogger("shipmail.db.wake")
 
 JOBS = "jobs"
 EVENTS = "events"
+
+#: The PostgreSQL ``NOTIFY`` channel of the wake-ups; the payload is the topic's name.
+CHANNEL = "shipmail_wake"
+#: Seconds between attempts to (re-)establish a lost ``LISTEN`` connection: first, then at most.
+_RELISTEN_FIRST, _RELISTEN_MAX = 1.0, 30.0
 
 #: Longest Unix socket path (``sun_path`` is 108 bytes on Linux, with its NUL).
 _MAX_PATH = 107
@@ -132,6 +142,13 @@ def after_commit(session: AsyncSession, topic: str) -> None:
         publish(url, topic)
 
     event.listen(sync, "after_commit", fire, once=True)
+    if bind.dialect.name == "postgresql":
+
+        def notify(session: Any) -> None:
+            # Inside the transaction: PostgreSQL sends it at commit, and never after a rollback.
+            session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
+
+        event.listen(sync, "before_commit", notify, once=True)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -150,13 +167,43 @@ class Listener:
         self.path: Path | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._notifications: asyncio.Task[None] | None = None
+        #: Set while the PostgreSQL ``LISTEN`` connection is established (never on SQLite).
+        self.listening = asyncio.Event()
 
     @property
     def active(self) -> bool:
         """Whether wake-ups reach this listener (False: its users fall back to polling)."""
-        return self._transport is not None
+        return self._transport is not None or self.listening.is_set()
 
     async def _start(self) -> None:
+        if make_url(self.url).get_backend_name() == "postgresql":
+            self._notifications = asyncio.get_running_loop().create_task(self._listen_postgresql())
+        await self._bind()
+
+    async def _listen_postgresql(self) -> None:
+        """Keep one ``LISTEN`` connection to the database, re-established after a failure, and
+        deliver each notification of :data:`CHANNEL` (runs until :meth:`close` cancels it)."""
+        import psycopg  # the PostgreSQL driver: imported only when the database is PostgreSQL
+
+        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = _RELISTEN_FIRST
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    delay = _RELISTEN_FIRST
+                    async for notification in conn.notifies():
+                        self._deliver(notification.payload)
+            except psycopg.Error as exc:
+                logger.warning("wake-ups from other machines paused: LISTEN failed: %s", type(exc).__name__)
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RELISTEN_MAX)
+
+    async def _bind(self) -> None:
         directory = wake_dir(self.url)
         if not _private_dir(directory):
             return
@@ -201,6 +248,10 @@ class Listener:
                 logger.exception("wake-up callback for %r failed", topic)
 
     def close(self) -> None:
+        if self._notifications is not None:
+            self._notifications.cancel()
+            self._notifications = None
+            self.listening.clear()
         if self._transport is not None:
             self._transport.close()
             self._transport = None

@@ -36,10 +36,11 @@ Guarantees:
 * **Periodic work** is one job that never finishes: its handler ends with ``raise Retry(after=
   period)``. (``enqueue`` with the key of a job that is running returns that job: enqueueing
   "again" from inside its own handler does not schedule another run.)
-* **Latency.** A commit that enqueued a job wakes the workers of every process on this machine
-  using the same database at once (:mod:`shipmail.db.wake`: the inbound gateway's process wakes
-  the API's worker); a worker also looks every poll interval (``SHIPMAIL_JOBS_POLL_INTERVAL``,
-  default 0.5 s; a plain read), which bounds the latency of workers on other machines.
+* **Latency.** A commit that enqueued a job wakes the workers of every process using the same
+  database at once (:mod:`shipmail.db.wake`: the inbound gateway's process wakes the API's worker;
+  on PostgreSQL, ``LISTEN``/``NOTIFY`` reaches other machines too); a worker also looks every poll
+  interval (``SHIPMAIL_JOBS_POLL_INTERVAL``, default 0.5 s; a plain read), which bounds the latency
+  while a wake-up is lost.
 
 Why our own ~200 lines rather than a task-queue library: none found runs on both SQLite (the
 embedded default) and PostgreSQL with leases (procrastinate and pgqueuer are PostgreSQL-only;

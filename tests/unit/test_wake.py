@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from shipmail.db import wake
 from shipmail.db.engine import Database
+from tests.dbfixtures import POSTGRES_URL
 
 pytestmark = pytest.mark.asyncio
 
@@ -87,3 +89,53 @@ async def test_only_a_commit_publishes_and_dead_sockets_are_removed(tmp_path: Pa
     finally:
         wake.close_all()
         await db.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SHIPMAIL_TEST_POSTGRES_URL is not set")
+async def test_postgresql_notifications_wake_a_listener_the_datagrams_cannot_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another machine on the same PostgreSQL database has no path to this machine's sockets: with
+    the datagrams switched off, the committed ``NOTIFY`` alone wakes the listener; a rolled back
+    transaction wakes nobody; a killed ``LISTEN`` connection is re-established."""
+    url = sa.engine.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    monkeypatch.setattr(wake, "publish", lambda _url, _topic: None)  # only PostgreSQL carries it
+    db = Database(url)
+    listener = await wake.listen(url)
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 10)
+        assert listener.active
+
+        async def commit(topic: str, *, roll_back: bool = False) -> None:
+            async with db.session() as session:
+                await (await session.connection()).execute(sa.text("SELECT 1"))
+                wake.after_commit(session, topic)
+                if roll_back:
+                    await session.rollback()
+                else:
+                    await session.commit()
+
+        assert not await _received(listener, wake.JOBS, lambda: commit(wake.JOBS, roll_back=True), timeout=0.5)
+        assert await _received(listener, wake.JOBS, lambda: commit(wake.JOBS))
+        assert await _received(listener, wake.EVENTS, lambda: commit(wake.EVENTS))
+
+        # The database drops the LISTEN connection: the listener connects again and hears again.
+        async with db.session() as session:
+            killed = await (await session.connection()).execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query = :q AND pid <> pg_backend_pid()"
+                ),
+                {"q": f"LISTEN {wake.CHANNEL}"},
+            )
+            assert any(row[0] for row in killed)
+        for _ in range(50):  # the loss is noticed first (listening cleared), then healed
+            if not listener.listening.is_set():
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(listener.listening.wait(), 10)
+        assert await _received(listener, wake.EVENTS, lambda: commit(wake.EVENTS))
+    finally:
+        wake.close_all()
+        await db.dispose()
+    assert not listener.active
