@@ -10,6 +10,10 @@
 - Cost per call (issue 10): the body is encoded once (:meth:`Request.body_bytes`), the HTTP request
   built straight on the session's parsed URL, the answer decoded by pydantic-core's JSON parser
   (``from_json``: the same values as :func:`json.loads`, about twice as fast on a page of Emails).
+  Over the mail server's Unix socket (:class:`~shipmail.jmap.transport.UnixSocketTransport`) a
+  call goes through the transport's :class:`~shipmail.jmap.transport.JmapCalls` (aiohttp: about a
+  third of httpx's CPU per call, measured in that module); any other transport (TCP, a test's
+  ``httpx.MockTransport``) through the httpx client.
 - Blobs: :meth:`JmapClient.open_blob` streams a download (RFC 8620 section 6.2).
 - Failures: timeouts, refused connections and HTTP errors raise
   :class:`~shipmail.http.errors.ServiceUnavailable` (503, ``Retry-After``) within the configured
@@ -34,6 +38,7 @@ from pydantic_core import from_json
 from shipmail.http.errors import ServiceUnavailable
 from shipmail.jmap.errors import from_jmap
 from shipmail.jmap.request import Request, Results
+from shipmail.jmap.transport import CallFailed, JmapCalls
 from shipmail.mailserver.base import JmapAccess, MailServer
 
 logger = logging.getLogger("shipmail.jmap")
@@ -95,6 +100,12 @@ class JmapClient:
         self._access: dict[str, tuple[float, JmapAccess]] = {}
         self._default_headers = {k.lower(): v for k, v in self._http.headers.items()}
         self._timeouts = self._http.timeout.as_dict()
+        # The JMAP call path of the client's transport when it has one (httpx keeps its transport
+        # in ``_transport``; httpx is pinned below 0.29 in pyproject.toml).
+        calls = getattr(getattr(self._http, "_transport", None), "jmap_calls", None)
+        self._calls: JmapCalls | None = calls if isinstance(calls, JmapCalls) else None
+        self._call_timeout = self._timeouts.get("read") or timeout
+        self._connect_timeout = self._timeouts.get("connect") or min(1.0, timeout)
         self.request_count = 0
 
     async def aclose(self) -> None:
@@ -188,26 +199,56 @@ class JmapClient:
         """
         session = await self.session(address)
         body = request.body_bytes(session.account_id)
-        response = await self._send(
-            "POST", session.api or session.api_url, address, content=body, headers={"Content-Type": "application/json"}
-        )
-        if response.status_code != 200:
+        if self._calls is not None:
+            status, content = await self._post_call(session, address, body)
+        else:
+            response = await self._send(
+                "POST",
+                session.api or session.api_url,
+                address,
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            status, content = response.status_code, response.content
+        if status != 200:
             detail: Any = None
             with contextlib.suppress(ValueError):
-                detail = _decode(response.content)
+                detail = _decode(content)
             logger.warning(
                 "JMAP API request answered %d: %s",
-                response.status_code,
+                status,
                 (detail or {}).get("type") if isinstance(detail, dict) else None,
             )
-            if response.status_code in (400, 413) and isinstance(detail, dict) and "limit" in str(detail.get("type")):
+            if status in (400, 413) and isinstance(detail, dict) and "limit" in str(detail.get("type")):
                 raise from_jmap({"type": "tooLarge", "description": detail.get("detail")})
             raise ServiceUnavailable("The mail server could not process the request; retry shortly.")
-        data = _decode(response.content)
+        data = _decode(content)
         state = str(data.get("sessionState", ""))
         if state and state != session.state:
             self._sessions.pop(address, None)
         return Results(responses=[tuple(r) for r in data.get("methodResponses", [])], session_state=state)
+
+    async def _post_call(self, session: Session, address: str, body: bytes) -> tuple[int, bytes]:
+        """``body`` POSTed to the session's apiUrl through :class:`JmapCalls` (the same request
+        headers as the httpx path: ``Authorization``, ``Accept``, ``Content-Type``); status and
+        body. Failures raise ServiceUnavailable as :meth:`_send` does."""
+        assert self._calls is not None
+        headers = {
+            "Authorization": self._access_of(address).authorization,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        self.request_count += 1
+        try:
+            return await self._calls.post(
+                session.api_url, headers, body, timeout=self._call_timeout, connect_timeout=self._connect_timeout
+            )
+        except CallFailed as exc:
+            if exc.timed_out:
+                logger.warning("JMAP POST %s timed out", session.api_url)
+                raise ServiceUnavailable("The mail server did not answer in time; retry shortly.") from None
+            logger.warning("JMAP POST %s failed: %s", session.api_url, exc)
+            raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
 
     # ----------------------------------------------------------------- blobs
 

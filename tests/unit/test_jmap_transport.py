@@ -1,18 +1,25 @@
 """The Unix-socket transport (:mod:`shipmail.jmap.transport`) against a small HTTP/1.1 server on a
 real Unix socket: one write per request, keep-alive reuse, large and streamed bodies, a server that
-closes an idle connection, timeouts and refused connections as httpx's errors."""
+closes an idle connection, timeouts and refused connections as httpx's errors; the same for the
+JMAP call path on aiohttp (:class:`JmapCalls`) and :class:`JmapClient` over it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from jmapc.methods import MailboxGet
 
-from shipmail.jmap.transport import CORK_BYTES, UnixSocketTransport
+from shipmail.http.errors import ServiceUnavailable
+from shipmail.jmap.client import JmapClient
+from shipmail.jmap.request import Request
+from shipmail.jmap.transport import CORK_BYTES, CallFailed, JmapCalls, UnixSocketTransport
+from shipmail.mailserver.base import JmapAccess
 
 
 class Server:
@@ -121,3 +128,171 @@ async def test_no_server_is_a_connect_error(tmp_path: Path) -> None:
     with pytest.raises(httpx.ConnectError):
         await client.get("http://localhost/")
     await client.aclose()
+
+
+# ------------------------------------------------------------------ JmapCalls (aiohttp)
+
+
+@contextlib.asynccontextmanager
+async def calling(tmp_path: Path, server: Server) -> AsyncIterator[JmapCalls]:
+    path = str(tmp_path / "http.sock")
+    listener = await asyncio.start_unix_server(server.handle, path=path)
+    transport = UnixSocketTransport(path)
+    try:
+        yield transport.jmap_calls
+    finally:
+        await transport.aclose()
+        listener.close()
+        await listener.wait_closed()
+
+
+def _heads(server: Server) -> list[bytes]:
+    return [chunk.partition(b"\r\n\r\n")[0] for reads in server.reads for chunk in reads]
+
+
+async def test_calls_send_exactly_the_callers_headers_and_reuse_the_connection(tmp_path: Path) -> None:
+    server = Server()
+    headers = {"Authorization": "Bearer t", "Accept": "application/json", "Content-Type": "application/json"}
+    async with calling(tmp_path, server) as calls:
+        for i in range(3):
+            status, content = await calls.post(
+                "http://localhost/jmap/", headers, b'{"n":%d}' % i, timeout=2.0, connect_timeout=1.0
+            )
+            assert (status, content) == (200, b'{"ok":true}')
+    assert server.connections == 1
+    head = _heads(server)[0].split(b"\r\n")
+    assert head[0] == b"POST /jmap/ HTTP/1.1"
+    names = sorted(line.partition(b":")[0].lower() for line in head[1:])
+    # No User-Agent, no Accept-Encoding (nothing compressed), no cookies.
+    assert names == [b"accept", b"authorization", b"content-length", b"content-type", b"host"]
+    assert b"".join(server.reads[0]).endswith(b'{"n":2}')
+
+
+async def test_calls_large_bodies(tmp_path: Path) -> None:
+    server = Server(body=b"y" * (3 << 20))
+    async with calling(tmp_path, server) as calls:
+        status, content = await calls.post(
+            "http://localhost/jmap/", {}, b"z" * (1 << 20), timeout=2.0, connect_timeout=1.0
+        )
+    assert status == 200 and content == server.body
+    assert b"".join(server.reads[0]).endswith(b"z" * (1 << 20))
+
+
+async def test_calls_replace_an_idle_connection_the_server_closed(tmp_path: Path) -> None:
+    server = Server(close_after=True)
+    async with calling(tmp_path, server) as calls:
+        for _ in range(3):
+            status, _ = await calls.post("http://localhost/jmap/", {}, b"{}", timeout=2.0, connect_timeout=1.0)
+            assert status == 200
+            await asyncio.sleep(0.05)
+    assert server.connections == 3
+
+
+async def test_a_slow_server_times_a_call_out(tmp_path: Path) -> None:
+    async with calling(tmp_path, Server(delay=1.0)) as calls:
+        with pytest.raises(CallFailed) as failed:
+            await calls.post("http://localhost/jmap/", {}, b"{}", timeout=0.2, connect_timeout=0.2)
+    assert failed.value.timed_out
+
+
+async def test_a_call_without_server_fails_unreachable(tmp_path: Path) -> None:
+    transport = UnixSocketTransport(str(tmp_path / "missing.sock"))
+    with pytest.raises(CallFailed) as failed:
+        await transport.jmap_calls.post("http://localhost/jmap/", {}, b"{}", timeout=1.0, connect_timeout=1.0)
+    assert not failed.value.timed_out
+    await transport.aclose()
+
+
+async def test_a_server_closing_mid_answer_fails_the_call(tmp_path: Path) -> None:
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "http.sock")
+    listener = await asyncio.start_unix_server(truncated, path=path)
+    transport = UnixSocketTransport(path)
+    try:
+        with pytest.raises(CallFailed) as failed:
+            await transport.jmap_calls.post("http://localhost/jmap/", {}, b"{}", timeout=1.0, connect_timeout=1.0)
+        assert not failed.value.timed_out
+    finally:
+        await transport.aclose()
+        listener.close()
+        await listener.wait_closed()
+
+
+class _Mail:
+    """The one thing JmapClient asks of a mail server: how to reach an account."""
+
+    def jmap_access(self, address: str) -> JmapAccess:
+        return JmapAccess(session_url="http://localhost/jmap/", authorization="Bearer t", account_id=address)
+
+
+SESSION = {
+    "apiUrl": "/jmap/api/",
+    "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+    "uploadUrl": "/jmap/upload/{accountId}/",
+    "state": "s1",
+    "accounts": {"a@x.example": {"accountCapabilities": {}}},
+    "capabilities": {},
+}
+
+
+async def test_the_client_calls_over_jmap_calls_and_maps_failures(tmp_path: Path) -> None:
+    """JmapClient.call on the Unix-socket transport: the session through httpx, the call through
+    JmapCalls (one HTTP request each, counted); a server that stops answering is a 503."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    writer.close()
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(v)
+                    for n, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
+                    if n.lower() == b"content-length"
+                ),
+                0,
+            )
+            while len(buffer) < length:
+                buffer += await reader.read(1 << 16)
+            body, buffer = buffer[:length], buffer[length:]
+            seen.append(head.split(b"\r\n")[0])
+            if head.startswith(b"GET /jmap/ "):
+                answer = json.dumps(SESSION).encode()
+            else:
+                calls = json.loads(body)["methodCalls"]
+                answer = json.dumps(
+                    {"sessionState": "s1", "methodResponses": [["Mailbox/get", {"list": []}, c[2]] for c in calls]}
+                ).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer)
+            await writer.drain()
+
+    path = str(tmp_path / "http.sock")
+    listener = await asyncio.start_unix_server(handle, path=path)
+    http = httpx.AsyncClient(transport=UnixSocketTransport(path), timeout=httpx.Timeout(1.0))
+    client = JmapClient(_Mail(), timeout=1.0, http=http)  # type: ignore[arg-type]
+    try:
+        request = Request()
+        call = request.add(MailboxGet(ids=None))
+        results = await client.call("a@x.example", request)
+        assert results.get(call) == {"list": []}
+        assert seen == [b"GET /jmap/ HTTP/1.1", b"POST /jmap/api/ HTTP/1.1"]
+        assert client.request_count == 2
+        listener.close()
+        await listener.wait_closed()
+        await http.aclose()  # the pooled connections go too: the next call finds no server
+        with pytest.raises(ServiceUnavailable):
+            await client.call("a@x.example", request)
+    finally:
+        listener.close()
+        await client.aclose()
