@@ -12,7 +12,7 @@
   (``from_json``: the same values as :func:`json.loads`, about twice as fast on a page of Emails).
   Over the mail server's Unix socket (:class:`~shipmail.jmap.transport.UnixSocketTransport`) a
   call goes through the transport's :class:`~shipmail.jmap.transport.JmapCalls` (aiohttp: about a
-  third of httpx's CPU per call, measured in that module); any other transport (TCP, a test's
+  third of httpx's CPU per call, measured in that module), blob downloads too; any other transport (TCP, a test's
   ``httpx.MockTransport``) through the httpx client.
 - Blobs: :meth:`JmapClient.open_blob` streams a download (RFC 8620 section 6.2).
 - Failures: timeouts, refused connections and HTTP errors raise
@@ -281,6 +281,19 @@ class JmapClient:
         )
         access = self._access_of(address)
         read_timeout = self._timeout + (size or 0) / BLOB_BYTES_PER_SECOND
+        if self._calls is not None:
+            self.request_count += 1
+            try:
+                return await self._calls.stream(
+                    url,
+                    {"Authorization": access.authorization, **(headers or {})},
+                    timeout=read_timeout,
+                    connect_timeout=min(1.0, self._timeout),
+                )
+            except CallFailed as exc:
+                if exc.timed_out:
+                    raise ServiceUnavailable("The mail server did not answer in time; retry shortly.") from None
+                raise ServiceUnavailable("The mail server is unavailable; retry shortly.") from None
         request = self._http.build_request(
             "GET",
             url,

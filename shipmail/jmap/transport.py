@@ -25,15 +25,18 @@ C HTTP parser, llhttp). Measured on this machine against the same Cyrus socket, 
 transport 0.63-0.97 ms of CPU per call, httpcore's pool alone (no httpx) 0.45-0.55 ms, aiohttp
 0.26-0.34 ms, a minimal hand-written keep-alive client 0.08-0.15 ms. h11's pure-Python parser,
 httpcore's per-request anyio locks and cancel scopes and httpx's request/response models are what
-the difference is made of; aiohttp does the same work in C. Downloads, uploads and the session
-resource stay on httpx (streamed responses, write timeouts; rare or byte-bound, not call-bound).
+the difference is made of; aiohttp does the same work in C. Blob downloads go the same way
+(:meth:`JmapCalls.stream`, handed back as an :class:`httpx.Response` whose body streams): same
+run, an 8 MiB blob 30 times each, alternating: 0.77 ms of CPU per MB (median) against 0.93
+through httpx (the wall time is Cyrus's). Uploads and the session resource stay on httpx
+(write timeouts; rare). The httpx transport remains for them and for every other caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -219,10 +222,63 @@ class JmapCalls:
         except (aiohttp.ClientError, OSError) as exc:
             raise CallFailed(type(exc).__name__, timed_out=False) from None
 
+    async def stream(
+        self, url: str, headers: dict[str, str], *, timeout: float, connect_timeout: float
+    ) -> httpx.Response:
+        """``GET url`` with ``headers``, the answer's head read and its body left to stream: an
+        :class:`httpx.Response` (any status) whose ``aiter_raw``/``aiter_bytes``/``aread`` read
+        the body as it arrives (chunks as the socket gives them, at most aiohttp's
+        ``read_bufsize``, 256 KiB, buffered); the caller must ``aclose()`` it (a body not read to
+        its end closes the connection instead of pooling it). ``timeout`` bounds the wait for a
+        pooled connection and each read; ``connect_timeout`` a connect. Errors: :class:`CallFailed`
+        before the head; while streaming, httpx's ``ReadTimeout``/``ReadError`` as httpx's own
+        transport raises them."""
+        session = self._session or self._open()
+        try:
+            upstream = await session.get(
+                url,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeout, sock_connect=connect_timeout, sock_read=timeout
+                ),
+            )
+        except TimeoutError:
+            raise CallFailed("timed out", timed_out=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CallFailed(type(exc).__name__, timed_out=False) from None
+        return httpx.Response(
+            upstream.status,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers],
+            stream=_BodyStream(upstream),
+            request=httpx.Request("GET", url),
+        )
+
     async def aclose(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class _BodyStream(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx's stream (see :meth:`JmapCalls.stream`)."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self._upstream = upstream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._upstream.content.iter_any():
+                yield chunk
+        except TimeoutError:
+            raise httpx.ReadTimeout("read timed out") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+
+    async def aclose(self) -> None:
+        if self._upstream.content.at_eof():
+            self._upstream.release()
+        else:
+            self._upstream.close()
 
 
 class UnixSocketTransport(httpx.AsyncHTTPTransport):

@@ -1,7 +1,7 @@
 """The Unix-socket transport (:mod:`shipmail.jmap.transport`) against a small HTTP/1.1 server on a
 real Unix socket: one write per request, keep-alive reuse, large and streamed bodies, a server that
 closes an idle connection, timeouts and refused connections as httpx's errors; the same for the
-JMAP call path on aiohttp (:class:`JmapCalls`) and :class:`JmapClient` over it."""
+JMAP call and download paths on aiohttp (:class:`JmapCalls`) and :class:`JmapClient` over them."""
 
 from __future__ import annotations
 
@@ -296,3 +296,49 @@ async def test_the_client_calls_over_jmap_calls_and_maps_failures(tmp_path: Path
     finally:
         listener.close()
         await client.aclose()
+
+
+async def test_a_streamed_download_reads_as_it_arrives_and_pools_only_a_finished_body(tmp_path: Path) -> None:
+    """JmapCalls.stream: an httpx.Response with the answer's status and headers whose body streams;
+    closed unread, its connection is not reused (the next request opens another)."""
+    server = Server(body=b"b" * (2 << 20))
+    async with calling(tmp_path, server) as calls:
+        response = await calls.stream(
+            "http://localhost/download/x", {"Range": "bytes=0-"}, timeout=2.0, connect_timeout=1.0
+        )
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(2 << 20)
+        assert b"".join([chunk async for chunk in response.aiter_raw()]) == server.body
+        await response.aclose()
+        again = await calls.stream("http://localhost/download/y", {}, timeout=2.0, connect_timeout=1.0)
+        assert (await again.aread()) == server.body
+        await again.aclose()
+        assert server.connections == 1  # read to the end: the connection went back to the pool
+        unread = await calls.stream("http://localhost/download/z", {}, timeout=2.0, connect_timeout=1.0)
+        await unread.aclose()
+        status, _ = await calls.post("http://localhost/jmap/", {}, b"{}", timeout=2.0, connect_timeout=1.0)
+        assert status == 200
+    assert server.connections == 2
+    assert b"range: bytes=0-" in _heads(server)[0].lower()
+
+
+async def test_a_download_that_breaks_midway_raises_httpx_read_error(tmp_path: Path) -> None:
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "http.sock")
+    listener = await asyncio.start_unix_server(truncated, path=path)
+    transport = UnixSocketTransport(path)
+    try:
+        response = await transport.jmap_calls.stream("http://localhost/d", {}, timeout=1.0, connect_timeout=1.0)
+        with pytest.raises(httpx.ReadError):
+            async for _ in response.aiter_raw():
+                pass
+        await response.aclose()
+    finally:
+        await transport.aclose()
+        listener.close()
+        await listener.wait_closed()
