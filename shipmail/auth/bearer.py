@@ -182,10 +182,12 @@ class MalformedKey(InvalidTokenError):  # type: ignore[misc]
 
 
 class ResourceRequest(JsonRequest):  # type: ignore[misc]
-    """authlib's resource-server request made from a Starlette request (method, URL, headers)."""
+    """authlib's resource-server request made from a Starlette request: method, target path,
+    headers. A Bearer check reads only the ``Authorization`` header (RFC 6750 section 2.1), so the
+    path stands for the URI: building the full URL (``str(request.url)``) cost ~5 us a request."""
 
     def __init__(self, request: Request) -> None:
-        super().__init__(request.method, str(request.url), request.headers)
+        super().__init__(request.method, request.scope.get("path", "/"), request.headers)
 
 
 class ApiKeyValidator(BearerTokenValidator):  # type: ignore[misc]

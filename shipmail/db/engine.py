@@ -157,20 +157,24 @@ class _Prepared:
     defaults: tuple[Any, ...]
     binds: tuple[_Processor, ...]
     results: tuple[_Processor, ...]
+    #: ``(index, processor)`` of each selected column whose values are converted.
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
     @classmethod
     def of(cls, statement: sa.Select[Any], dialect: sa.Dialect) -> _Prepared:
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in names]
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns
+        )
         return cls(
             sql=compiled.string,
             names=names,
             defaults=tuple(b.effective_value for b in binds),
             binds=tuple(b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds),
-            results=tuple(
-                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns
-            ),
+            results=results,
+            converted=tuple((i, p) for i, p in enumerate(results) if p is not None),
         )
 
     def _values(self, params: dict[str, Any]) -> list[Any]:
@@ -181,7 +185,12 @@ class _Prepared:
         return values
 
     def _row(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(p(v) if p is not None else v for p, v in zip(self.results, row, strict=True))
+        if not self.converted:
+            return tuple(row)
+        values = list(row)
+        for index, convert in self.converted:
+            values[index] = convert(values[index])
+        return tuple(values)
 
     def run(self, dbapi_conn: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row (values processed), or None; the cursor is closed (no read snapshot kept)."""

@@ -156,10 +156,22 @@ class RateLimits:
         self._pool: redis.asyncio.ConnectionPool | None = None
         #: bucket -> end of its current window, as learnt by this worker.
         self._resets: dict[str, float] = {}
+        self._buckets: dict[tuple[Tier, str], tuple[RateLimitItem, str, int]] = {}
 
     def _bucket(self, tier: Tier, key_id: str) -> tuple[RateLimitItem, str, int]:
-        item = self._items[tier]
-        return item, item.key_for(KEY_PREFIX, key_id, tier.value), item.get_expiry()
+        """The tier's limit, the storage key of ``key_id``'s bucket and its expiry (s), made once
+        per bucket (at most :data:`_MAX_REMEMBERED` kept)."""
+        found = self._buckets.get((tier, key_id))
+        if found is None:
+            if len(self._buckets) >= _MAX_REMEMBERED:
+                self._buckets.clear()
+            item = self._items[tier]
+            found = self._buckets[(tier, key_id)] = (
+                item,
+                item.key_for(KEY_PREFIX, key_id, tier.value),
+                item.get_expiry(),
+            )
+        return found
 
     def _known_reset(self, bucket: str, count: int, expiry: int, now: float) -> float | None:
         """The end of the bucket's window if known without asking the storage."""
