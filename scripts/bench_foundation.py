@@ -59,9 +59,11 @@ def auth_overhead(bench: Bench) -> None:
         )
 
 
-def _baseline(bench: Bench, revision: str) -> None:
-    """This tree and ``revision``, each in an API server of its own (see the module doc)."""
+def _baseline(bench: Bench, revision: str, paths: dict[str, str], concurrencies: tuple[int, ...] = (1, 8)) -> None:
+    """This tree and ``revision``, each in an API server of its own (see the module doc), serving
+    ``paths`` (label -> path; the first is the one whose ratio is printed)."""
     stack = bench.stack
+    first = next(iter(paths))
     with tempfile.TemporaryDirectory(prefix="shipmail-bench-baseline-") as tree:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
@@ -69,10 +71,10 @@ def _baseline(bench: Bench, revision: str) -> None:
         with servers(
             stack, {k: (w, s) for k, (w, s, _) in configs.items()}, sources={k: v[2] for k, v in configs.items()}
         ) as running:
-            for concurrency in (1, 8):
+            for concurrency in concurrencies:
                 targets: dict[str, Target] = {}
                 for label, server in running.items():
-                    for what, path in (("auth", f"/v1/mailboxes/{stack.mailbox_id}"), ("trivial", "/v1/openapi.json")):
+                    for what, path in paths.items():
                         request = bench.api(path).request.replace(
                             f"127.0.0.1:{stack.app_port}".encode(), f"127.0.0.1:{server.port}".encode()
                         )
@@ -81,14 +83,28 @@ def _baseline(bench: Bench, revision: str) -> None:
                 measured: list[Contender] = bench.compare(targets, concurrency=concurrency)
                 bench.table(measured)
                 by = {c.label: c for c in measured}
-                new, old = by["auth    this tree"], by[f"auth    {revision}"]
-                print(
-                    f"    this tree / {revision} (medians): API CPU per request {new.median('api_ms'):.3f} / "
-                    f"{old.median('api_ms'):.3f} ms ({new.median('api_ms') / old.median('api_ms'):.2f}x), "
-                    f"throughput {new.median('rps') / old.median('rps'):.2f}x"
-                )
+                for what in paths if len(paths) > 2 else (first,):
+                    new, old = by[f"{what:7} this tree"], by[f"{what:7} {revision}"]
+                    cpu_new, cpu_old = new.median("api_ms"), old.median("api_ms")
+                    print(
+                        f"    {what}: this tree / {revision} (medians): API CPU per request {cpu_new:.3f} / "
+                        f"{cpu_old:.3f} ms ({cpu_new / cpu_old:.2f}x), "
+                        f"throughput {new.median('rps') / old.median('rps'):.2f}x"
+                    )
 
 
 @case("auth-baseline", "auth and trivial route: this tree vs $SHIPMAIL_BENCH_BASELINE (default main), same run")
 def auth_baseline(bench: Bench) -> None:
-    _baseline(bench, os.environ.get("SHIPMAIL_BENCH_BASELINE", "main"))
+    stack = bench.stack
+    paths = {"auth": f"/v1/mailboxes/{stack.mailbox_id}", "trivial": "/v1/openapi.json"}
+    _baseline(bench, os.environ.get("SHIPMAIL_BENCH_BASELINE", "main"), paths)
+
+
+@case("reads-baseline", "message get, thread get, folder list: this tree vs $SHIPMAIL_BENCH_BASELINE, same run")
+def reads_baseline(bench: Bench) -> None:
+    """The ``reads`` case's three requests served by this tree and by another revision (default
+    ``main``) side by side on the same data and the same Cyrus, 1 connection: before/after
+    figures of one run."""
+    from bench_inbox import read_paths
+
+    _baseline(bench, os.environ.get("SHIPMAIL_BENCH_BASELINE", "main"), read_paths(bench.stack), (1,))

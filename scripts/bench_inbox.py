@@ -270,14 +270,31 @@ def inbox_list(bench: Bench) -> None:
         print(bench.ratio(api, direct))
 
 
+def _pick(stack: Stack) -> dict[str, Any]:
+    """The message the ``reads`` cases read: a reply with an attachment when there is one (a
+    thread of two, bodies and attachments); the Inbox is seeded first."""
+    ensure_seeded(stack)
+    listed = _api_get(stack, f"/v1/mailboxes/{stack.mailbox_id}/inbox/messages?limit=100")["data"]
+    pick: dict[str, Any] = next((m for m in listed if m["has_attachment"] and m["subject"].startswith("Re")), listed[0])
+    return pick
+
+
+def read_paths(stack: Stack) -> dict[str, str]:
+    """The API paths of the ``reads`` case: message get, thread get, folder list (short labels)."""
+    pick = _pick(stack)
+    base = f"/v1/mailboxes/{stack.mailbox_id}"
+    return {
+        "message": f"{base}/inbox/messages/{pick['id']}",
+        "thread": f"{base}/inbox/threads/{pick['thread_id']}",
+        "folders": f"{base}/folders",
+    }
+
+
 @case("reads", "message get, thread get, folder list via the API vs the same JMAP request straight to Cyrus")
 def reads(bench: Bench) -> None:
     stack = bench.stack
-    ensure_seeded(stack)
     base = f"/v1/mailboxes/{stack.mailbox_id}"
-    listed = _api_get(stack, f"{base}/inbox/messages?limit=100")["data"]
-    # A reply with an attachment when there is one (a thread of two, bodies and attachments).
-    pick = next((m for m in listed if m["has_attachment"] and m["subject"].startswith("Re")), listed[0])
+    pick = _pick(stack)
     email_id, thread_id = ids.from_wire(ids.EMAIL, pick["id"]), ids.from_wire(ids.THREAD, pick["thread_id"])
     cases = {
         "message get": (f"{base}/inbox/messages/{pick['id']}", message_request(stack.address, email_id)),
