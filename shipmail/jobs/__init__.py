@@ -88,6 +88,7 @@ __all__ = [
     "Worker",
     "backoff",
     "cancel",
+    "complete",
     "enqueue",
     "enqueue_many",
     "find",
@@ -214,9 +215,37 @@ async def enqueue_many(session: AsyncSession, kind: str, jobs: Sequence[tuple[Ma
         }
         for payload, ordering_key in jobs
     ]
-    table: sa.Table = Job.__table__  # type: ignore[attr-defined]
-    await session.exec(sa.insert(table), params=rows)
+    await session.exec(_INSERT, params=rows)
     _wake_after_commit(session)
+
+
+_TABLE: sa.Table = Job.__table__  # type: ignore[attr-defined]
+#: Built once: a statement object keeps its compiled cache key.
+_INSERT = sa.insert(_TABLE)
+_DELETE_MINE = sa.delete(_TABLE).where(
+    _TABLE.c.id == sa.bindparam("job_id"), _TABLE.c.lease_owner == sa.bindparam("owner")
+)
+_DELETE_QUEUED = sa.delete(_TABLE).where(_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)), _TABLE.c.state == QUEUED)
+#: Ids of jobs whose handler deleted them in its own committed transaction (:func:`complete`):
+#: their worker has nothing left to settle.
+_completed: set[int] = set()
+
+
+async def complete(session: AsyncSession, job: Job, also: Sequence[int] = ()) -> None:
+    """Delete ``job`` (the one the calling handler runs, unless another worker has claimed it since)
+    and the queued jobs ``also`` in the caller's transaction (the caller commits): a handler that
+    writes its results in one transaction ends its job in the same one, so a crash after that
+    commit never runs it again. Once committed, the worker skips its own settling of ``job``.
+
+    ``also`` is for the jobs a handler covers besides its own, such as the later jobs of the same
+    ordering key (they cannot be claimed while ``job`` is queued before them, so no other
+    worker runs them meanwhile)."""
+    assert job.id is not None
+    job_id = job.id
+    await session.exec(_DELETE_MINE, params={"job_id": job_id, "owner": job.lease_owner})
+    if also:
+        await session.exec(_DELETE_QUEUED, params={"ids": list(also)})
+    event.listen(session.sync_session, "after_commit", lambda _s: _completed.add(job_id), once=True)
 
 
 async def find(session: AsyncSession, key: str) -> Job | None:
@@ -443,6 +472,10 @@ class Worker:
             logger.exception("job %s (%s) failed on attempt %d", job.id, job.kind, job.attempts)
             reason = f"{type(exc).__name__}: {exc}"
             outcome = Fail(reason) if job.attempts >= MAX_ATTEMPTS else Retry(backoff(job.attempts), reason)
+        if job.id in _completed:
+            _completed.discard(job.id)
+            if outcome is None:
+                return  # deleted by the handler's own transaction (complete)
         await self._settle(job, outcome)
 
     async def _settle(self, job: Job, outcome: Retry | Fail | None) -> None:
