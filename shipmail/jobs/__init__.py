@@ -405,7 +405,8 @@ class Worker:
         )
         due_now = (
             Job.state == QUEUED,
-            col(Job.kind).in_(list(self.handlers)),
+            # Not IN (an expanding parameter): the point reader runs the statement as compiled.
+            sa.or_(sa.false(), *(col(Job.kind) == kind for kind in self.handlers)),
             col(Job.run_at) <= now,
             sa.or_(col(Job.leased_until).is_(None), col(Job.leased_until) < now),
             sa.or_(col(Job.ordering_key).is_(None), ~blocked),
@@ -419,15 +420,15 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Job]:
         now = utcnow()
-        async with self.services.db.session() as session:
-            bind = session.bind
-            any_due, due = self._queries(bind.dialect.name if bind is not None else "")
-            # A plain read first: most polls find nothing due, and they must not take SQLite's
-            # write lock (BEGIN IMMEDIATE) every poll interval, which would make requests wait.
-            found = (await session.exec(any_due, params={"now": now})).first()
-            await session.rollback()
-            if found is None:
-                return []
+        db = self.services.db
+        any_due, due = self._queries(db.engine.dialect.name)
+        # A plain read first: most polls find nothing due, and they must not take SQLite's write
+        # lock (BEGIN IMMEDIATE) every poll interval, which would make requests wait. A point read
+        # (on SQLite on the event loop, no thread hop: measured, the read through the session's
+        # thread cost about a third of a claim's CPU).
+        if await db.reader.one(any_due, {"now": now}) is None:
+            return []
+        async with db.session() as session:
             await begin_write(session)
             jobs = list((await session.exec(due, params={"now": now, "limit": limit})).all())
             until = now + timedelta(seconds=self.lease_seconds)
