@@ -12,9 +12,15 @@ Two steps, so that the gateway's answer does not wait for the mail server's JMAP
 2. The job (:func:`record_job`, run by the API's worker, woken across processes by
    :mod:`shipmail.db.wake`, in delivery order per mailbox: its ordering key is the mailbox) finds
    the stored message with ONE JMAP request (:func:`find_delivered`) and records
-   ``message.received`` (and one ``mailbox.rule_matched`` per inbox rule that matched) and counts
-   the message in the mailbox's ``received_this_month``, in one database transaction
-   (:func:`record_delivery`). A mail server that does not answer retries the job later.
+   ``message.received`` (and one ``mailbox.rule_matched`` per inbox rule that matched), their
+   webhook deliveries, and counts the message in the mailbox's ``received_this_month``, in one
+   database transaction that also deletes the job (:func:`record_deliveries`). One run covers
+   every record job of the mailbox queued behind it (at most :data:`BATCH`): one JMAP request
+   finds all their messages when they are the newest (:func:`find_delivered_many`) and one
+   transaction records them in delivery order and deletes all their jobs, so the CPU per message
+   falls as deliveries come faster (measured on a loaded 2-core machine: ~18 ms of API CPU per
+   message with one run per delivery, ~6.5 ms batched, the rest mostly the JMAP request). A mail
+   server that does not answer retries the job later (the later ones wait behind it).
 
 So an event is never lost (the journal entry is durable before the ``250``) and never emitted for a message
 that was not stored (the event is made only from the stored copy the job finds).
