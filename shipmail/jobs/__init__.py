@@ -226,9 +226,9 @@ _DELETE_MINE = sa.delete(_TABLE).where(
     _TABLE.c.id == sa.bindparam("job_id"), _TABLE.c.lease_owner == sa.bindparam("owner")
 )
 _DELETE_QUEUED = sa.delete(_TABLE).where(_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)), _TABLE.c.state == QUEUED)
-#: Ids of jobs whose handler deleted them in its own committed transaction (:func:`complete`):
-#: their worker has nothing left to settle.
-_completed: set[int] = set()
+#: ``(id, lease owner)`` of jobs whose handler deleted them in its own committed transaction
+#: (:func:`complete`): their worker has nothing left to settle.
+_completed: set[tuple[int, str | None]] = set()
 
 
 async def complete(session: AsyncSession, job: Job, also: Sequence[int] = ()) -> None:
@@ -241,11 +241,11 @@ async def complete(session: AsyncSession, job: Job, also: Sequence[int] = ()) ->
     ordering key (they cannot be claimed while ``job`` is queued before them, so no other
     worker runs them meanwhile)."""
     assert job.id is not None
-    job_id = job.id
-    await session.exec(_DELETE_MINE, params={"job_id": job_id, "owner": job.lease_owner})
+    mine = (job.id, job.lease_owner)
+    await session.exec(_DELETE_MINE, params={"job_id": job.id, "owner": job.lease_owner})
     if also:
         await session.exec(_DELETE_QUEUED, params={"ids": list(also)})
-    event.listen(session.sync_session, "after_commit", lambda _s: _completed.add(job_id), once=True)
+    event.listen(session.sync_session, "after_commit", lambda _s: _completed.add(mine), once=True)
 
 
 async def find(session: AsyncSession, key: str) -> Job | None:
@@ -473,8 +473,9 @@ class Worker:
             logger.exception("job %s (%s) failed on attempt %d", job.id, job.kind, job.attempts)
             reason = f"{type(exc).__name__}: {exc}"
             outcome = Fail(reason) if job.attempts >= MAX_ATTEMPTS else Retry(backoff(job.attempts), reason)
-        if job.id in _completed:
-            _completed.discard(job.id)
+        mine = (job.id, job.lease_owner)
+        if mine in _completed:
+            _completed.discard(mine)
             if outcome is None:
                 return  # deleted by the handler's own transaction (complete)
         await self._settle(job, outcome)
