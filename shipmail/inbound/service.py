@@ -278,12 +278,15 @@ _MAILBOX: Any = sa.select(
 _MONTH: Any = sa.bindparam("month", type_=sa.String())
 _RECEIVED = sa.bindparam("received", type_=sa.Integer())
 #: ``received_this_month`` plus ``received``, or ``received`` in a new month.
+_MAILBOXES: sa.Table = Mailbox.__table__  # type: ignore[attr-defined]
+#: On the table, not the ORM entity: an ORM-enabled UPDATE goes through the ORM's bulk-update
+#: machinery (measured: ~5% of the API's CPU per message).
 _COUNT: Any = (
-    sa.update(Mailbox)
-    .where(col(Mailbox.id) == sa.bindparam("mailbox_id"))
+    sa.update(_MAILBOXES)
+    .where(_MAILBOXES.c.id == sa.bindparam("mailbox_id"))
     .values(
         received_count=sa.case(
-            (col(Mailbox.received_month) == _MONTH, col(Mailbox.received_count) + _RECEIVED), else_=_RECEIVED
+            (_MAILBOXES.c.received_month == _MONTH, _MAILBOXES.c.received_count + _RECEIVED), else_=_RECEIVED
         ),
         received_month=_MONTH,
     )

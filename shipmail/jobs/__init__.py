@@ -225,6 +225,26 @@ _INSERT = sa.insert(_TABLE)
 _DELETE_MINE = sa.delete(_TABLE).where(
     _TABLE.c.id == sa.bindparam("job_id"), _TABLE.c.lease_owner == sa.bindparam("owner")
 )
+_RETRY_MINE = (
+    sa.update(_TABLE)
+    .where(_TABLE.c.id == sa.bindparam("job_id"), _TABLE.c.lease_owner == sa.bindparam("owner"))
+    .values(
+        run_at=sa.bindparam("when", type_=_TABLE.c.run_at.type),
+        leased_until=None,
+        lease_owner=None,
+        last_error=sa.bindparam("error", type_=_TABLE.c.last_error.type),
+    )
+)
+_FAIL_MINE = (
+    sa.update(_TABLE)
+    .where(_TABLE.c.id == sa.bindparam("job_id"), _TABLE.c.lease_owner == sa.bindparam("owner"))
+    .values(
+        state=FAILED,
+        leased_until=None,
+        lease_owner=None,
+        last_error=sa.bindparam("error", type_=_TABLE.c.last_error.type),
+    )
+)
 _DELETE_QUEUED = sa.delete(_TABLE).where(_TABLE.c.id.in_(sa.bindparam("ids", expanding=True)), _TABLE.c.state == QUEUED)
 #: ``(id, lease owner)`` of jobs whose handler deleted them in its own committed transaction
 #: (:func:`complete`): their worker has nothing left to settle.
@@ -481,29 +501,18 @@ class Worker:
         await self._settle(job, outcome)
 
     async def _settle(self, job: Job, outcome: Retry | Fail | None) -> None:
-        mine = sa.and_(col(Job.id) == job.id, col(Job.lease_owner) == self.owner)
+        mine = {"job_id": job.id, "owner": self.owner}
         try:
             async with self.services.db.session() as session:
                 if outcome is None:
-                    await session.exec(sa.delete(Job).where(mine))
+                    await session.exec(_DELETE_MINE, params=mine)
                 elif isinstance(outcome, Retry):
-                    await session.exec(
-                        sa.update(Job)
-                        .where(mine)
-                        .values(
-                            run_at=utcnow() + timedelta(seconds=outcome.after),
-                            leased_until=None,
-                            lease_owner=None,
-                            last_error=(outcome.reason or None) and outcome.reason[:1000],
-                        )
-                    )
+                    error = (outcome.reason or None) and outcome.reason[:1000]
+                    when = utcnow() + timedelta(seconds=outcome.after)
+                    await session.exec(_RETRY_MINE, params={**mine, "when": when, "error": error})
                 else:
                     logger.warning("job %s (%s) failed for good: %s", job.id, job.kind, outcome)
-                    await session.exec(
-                        sa.update(Job)
-                        .where(mine)
-                        .values(state=FAILED, leased_until=None, lease_owner=None, last_error=str(outcome)[:1000])
-                    )
+                    await session.exec(_FAIL_MINE, params={**mine, "error": str(outcome)[:1000]})
                 await session.commit()
         except Exception:
             logger.exception("could not record the outcome of job %s (%s); its lease will run out", job.id, job.kind)
