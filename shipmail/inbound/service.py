@@ -18,8 +18,8 @@ Two steps, so that the gateway's answer does not wait for the mail server's JMAP
    every record job of the mailbox queued behind it (at most :data:`BATCH`): one JMAP request
    finds all their messages when they are the newest (:func:`find_delivered_many`) and one
    transaction records them in delivery order and deletes all their jobs, so the CPU per message
-   falls as deliveries come faster (measured on a loaded 2-core machine: ~18 ms of API CPU per
-   message with one run per delivery, ~6.5 ms batched, the rest mostly the JMAP request). A mail
+   falls as deliveries come faster (measured on a loaded 2-core machine: 18-22 ms of API CPU per
+   message with one run per delivery and the ORM, 7-8 ms now, mostly the JMAP request). A mail
    server that does not answer retries the job later (the later ones wait behind it).
 
 So an event is never lost (the journal entry is durable before the ``250``) and never emitted for a message
