@@ -21,7 +21,7 @@ it enqueues the ``inbound.record`` jobs of the oldest entries in one transaction
 database (SQLite or PostgreSQL alike, so gateways on several machines each move their own), then
 deletes those entries. A crash between the two enqueues them again on the next pass: at least
 once, which the job tolerates (a delivery recorded before records nothing,
-:func:`shipmail.inbound.service.record_delivery`). Entries are moved in append order, so each
+:func:`shipmail.inbound.service.record_deliveries`). Entries are moved in append order, so each
 mailbox's jobs keep delivery order.
 """
 

@@ -36,6 +36,7 @@ import logging
 import socket
 import time
 import weakref
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -297,6 +298,65 @@ async def fan_out(session: AsyncSession, event: Event) -> list[WebhookDelivery]:
         await _enqueue(session, delivery)
         made.append(delivery)
     return made
+
+
+_HOOKS: Any = sa.select(Webhook.__table__.c.id, Webhook.__table__.c.events).where(  # type: ignore[attr-defined]
+    Webhook.__table__.c.organization_id == sa.bindparam("organization_id"),  # type: ignore[attr-defined]
+    Webhook.__table__.c.active.is_(True),  # type: ignore[attr-defined]
+)
+_INSERT_DELIVERIES = sa.insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
+
+
+async def fan_out_many(
+    session: AsyncSession, organization_id: str, events: Sequence[tuple[str, str, str | None, dict[str, Any]]]
+) -> int:
+    """:func:`fan_out` of several events ``(event id, type, mailbox id, data)`` of one organisation,
+    in their order, with one read of its webhooks and one ``INSERT`` of the deliveries (and one of
+    their jobs, :func:`shipmail.jobs.enqueue_many`); the same rows as :func:`fan_out` makes. The
+    number of deliveries made."""
+    if not events:
+        return 0
+    hooks = (await session.exec(_HOOKS, params={"organization_id": organization_id})).all()
+    if not hooks:
+        return 0
+    now = utc.now()
+    stamp = now.isoformat().replace("+00:00", "Z")
+    rows: list[dict[str, Any]] = []
+    queued: list[tuple[dict[str, Any], str | None]] = []
+    for event_id, event_type, mailbox_id, data in events:
+        for hook_id, subscribed in hooks:
+            if event_type not in subscribed:
+                continue
+            delivery_id = new_id("whd")
+            rows.append(
+                {
+                    "id": delivery_id,
+                    "organization_id": organization_id,
+                    "webhook_id": hook_id,
+                    "event_id": event_id,
+                    "event_type": event_type,
+                    "mailbox_id": mailbox_id,
+                    "message_id": new_id("msg"),
+                    "payload": {
+                        "type": event_type,
+                        "timestamp": stamp,
+                        "data": {"event_id": event_id, "mailbox_id": mailbox_id, **data},
+                    },
+                    "status": "pending",
+                    "attempts": 0,
+                    "last_status_code": None,
+                    "last_error": None,
+                    "next_attempt_at": now,
+                    "delivered_at": None,
+                    "replayed_from_delivery_id": None,
+                    "created_at": now,
+                }
+            )
+            queued.append(({"delivery_id": delivery_id}, f"whk:{hook_id}:{mailbox_id or '-'}"))
+    if rows:
+        await session.exec(_INSERT_DELIVERIES, params=rows)
+        await jobs.enqueue_many(session, JOB_KIND, queued)
+    return len(rows)
 
 
 async def get_delivery(

@@ -120,10 +120,56 @@ def test_a_late_record_finds_its_message_among_later_deliveries(
             mid = f"Message-ID: <late-{uuid.uuid4().hex}@sender.example>\r\n" if i % 2 else ""
             raw = f"From: s@sender.example\r\nTo: {mbx['address']}\r\nSubject: {subject}\r\n{mid}\r\nHi {i}.\r\n"
             assert api.lmtp(mbx["address"], raw.encode()) == {}
+        jmap = api.client.app.state.services.jmap  # type: ignore[attr-defined]
+        api.moved()
+        before = jmap.request_count
         run_jobs(api)
+        # One run covered the 8 queued record jobs of the mailbox: one JMAP request found them all.
+        assert jmap.request_count - before == 1
+        assert queued_records(api) == 0
         page = api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth()).json()["data"]
         assert [e["data"]["subject"] for e in page] == subjects
         assert sorted(e["data"]["id"] for e in page) == sorted(inbox_ids(api, mbx["id"]))
+        assert api.client.get(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).json()["received_this_month"] == 8
+
+
+def test_a_batch_of_late_records_finds_messages_beyond_its_window(
+    cyrus: CyrusFixture, authd_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    """8 deliveries through the gateway recorded by one run after 10 more messages were put
+    straight into the mailbox (not through the gateway: no record of their own), so that only
+    some of the 8 are among the newest Emails the run's first request reads: the rest are found
+    by delivery time, each once, in delivery order; the counter counts the 8."""
+    with api_env(cyrus, authd_registry, tmp_path, jobs_worker=False) as api:
+        mbx = api.new_mailbox("inbound-batch.example", "hello")
+        subjects = []
+        for i in range(8):
+            subject = f"Batch {i} {uuid.uuid4().hex[:8]}"
+            subjects.append(subject)
+            raw = f"From: s@sender.example\r\nTo: {mbx['address']}\r\nSubject: {subject}\r\n\r\nHi {i}.\r\n"
+            assert api.lmtp(mbx["address"], raw.encode()) == {}
+        with smtplib.LMTP(str(api.cyrus.instance.lmtp_socket), timeout=15) as direct:
+            for i in range(10):
+                raw = f"From: s@sender.example\r\nTo: {mbx['address']}\r\nSubject: Direct {i}\r\n\r\nHi.\r\n"
+                assert direct.sendmail("s@sender.example", [mbx["address"]], raw.encode()) == {}
+        run_jobs(api)
+        assert queued_records(api) == 0
+        page = api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth()).json()["data"]
+        assert [e["data"]["subject"] for e in page] == subjects
+        assert len({e["data"]["id"] for e in page}) == 8
+        assert api.client.get(f"/v1/mailboxes/{mbx['id']}", headers=api.auth()).json()["received_this_month"] == 8
+        run_jobs(api, {"kind": "inbound.record", "payload": {"mailbox_id": mbx["id"], "delivery_id": "dlv_none"}})
+        assert len(api.client.get(f"/v1/mailboxes/{mbx['id']}/events", headers=api.auth()).json()["data"]) == 8
+
+
+def queued_records(api: ApiEnv) -> int:
+    """``inbound.record`` jobs left in the queue."""
+    engine = sa.create_engine(api.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM jobs WHERE kind = 'inbound.record'")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def run_jobs(api: ApiEnv, extra: dict[str, Any] | None = None) -> None:

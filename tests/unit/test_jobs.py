@@ -219,3 +219,35 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 0.5 <= jobs.backoff(1) <= 1.0
     assert 4.0 <= jobs.backoff(4) <= 8.0
     assert jobs.backoff(40) <= jobs.MAX_BACKOFF
+
+
+async def test_a_handler_completes_its_job_and_the_later_ones_in_its_own_transaction(services: Services) -> None:
+    """``jobs.complete``: the handler deletes its own job and the queued jobs of the same ordering
+    key behind it in the transaction of its work; a rolled-back transaction deletes nothing (the
+    worker retries the job), and the later jobs are not run on their own once covered."""
+    ran: list[int] = []
+    fail_first = True
+
+    async def covering(job: Job, svc: Services) -> None:
+        nonlocal fail_first
+        async with svc.db.session() as session:
+            later = (
+                await session.exec(
+                    select(Job.id).where(Job.ordering_key == job.ordering_key, Job.id > job.id).order_by(Job.id)  # type: ignore[arg-type,operator]
+                )
+            ).all()
+            await jobs.complete(session, job, [int(i) for i in later if i is not None])
+            if fail_first:
+                fail_first = False
+                await session.rollback()
+                raise jobs.Retry(after=0, reason="try again")
+            ran.append(int(job.payload["n"]))
+            await session.commit()
+
+    for n in range(3):
+        await _enqueue(services, "t.cover", {"n": n}, ordering_key="box")
+    await _enqueue(services, "t.cover", {"n": 9}, ordering_key="other")
+    worker = jobs.Worker(services, {"t.cover": covering})
+    assert await worker.run_due() == 3  # the first (retried, then run again) and the other key's
+    assert sorted(ran) == [0, 9]  # 1 and 2 never ran on their own
+    assert await _rows(services) == []
