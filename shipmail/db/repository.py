@@ -17,7 +17,7 @@ from sqlalchemy.sql.base import ExecutableOption
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shipmail.db.engine import READER, PointReader, begin_write, is_lock_timeout
+from shipmail.db.engine import CONNECTED, READER, PointReader, begin_write, is_lock_timeout
 from shipmail.db.types import UTCDateTime
 
 T = TypeVar("T", bound=SQLModel)
@@ -32,13 +32,7 @@ async def point_rows(
     yet (no transaction, nothing pending: it would read what that reader reads); None when the
     caller must read through the session (or a WAL lock was met, see :func:`get_owned`)."""
     reader = session.info.get(READER)
-    if (
-        not isinstance(reader, PointReader)
-        or session.in_transaction()
-        or session.new
-        or session.dirty
-        or session.deleted
-    ):
+    if not isinstance(reader, PointReader) or not _untouched(session):
         return None
     try:
         return await reader.all(statement, params)
@@ -46,6 +40,14 @@ async def point_rows(
         if not is_lock_timeout(exc):
             raise
         return None
+
+
+def _untouched(session: AsyncSession) -> bool:
+    """Whether ``session`` has not touched the database: it never took a connection (SQLAlchemy
+    autobegins a transaction without one when a point read attaches its row, so
+    ``in_transaction()`` is no test: :data:`~shipmail.db.engine.CONNECTED` is) and holds no
+    pending change. Such a session would read exactly what the :class:`PointReader` reads."""
+    return not session.info.get(CONNECTED) and not (session.new or session.dirty or session.deleted)
 
 
 async def get_owned(
@@ -75,13 +77,7 @@ async def get_owned(
     loader builds it and attached to the session as persistent, exactly as if the session had
     loaded it (changes to it are flushed by the session's commit)."""
     reader = session.info.get(READER)
-    if (
-        isinstance(reader, PointReader)
-        and not for_update
-        and not options
-        and not session.in_transaction()
-        and not (session.new or session.dirty or session.deleted)
-    ):
+    if isinstance(reader, PointReader) and not for_update and not options and _untouched(session):
         try:
             return await _point_read(session, reader, model, organization_id, object_id, tuple(without))
         except Exception as exc:
