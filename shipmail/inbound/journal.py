@@ -95,19 +95,23 @@ class Journal:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _append(self, entries: list[Entry]) -> None:
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """``sql`` once per row of ``rows``, in one transaction: all committed, or none."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT INTO deliveries (mailbox_id, delivery_id, message_id, reply, at) VALUES (?, ?, ?, ?, ?)",
-                [(e.mailbox_id, e.delivery_id, e.message_id, e.reply, e.at) for e in entries],
-            )
+            conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _append(self, entries: list[Entry]) -> None:
+        self._write(
+            "INSERT INTO deliveries (mailbox_id, delivery_id, message_id, reply, at) VALUES (?, ?, ?, ?, ?)",
+            [(e.mailbox_id, e.delivery_id, e.message_id, e.reply, e.at) for e in entries],
+        )
 
     async def append(self, entries: list[Entry]) -> None:
         """Append ``entries`` in one transaction, committed (fsynced) when this returns; raises
@@ -131,15 +135,7 @@ class Journal:
         return result
 
     def _remove(self, seqs: list[int]) -> None:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("DELETE FROM deliveries WHERE id = ?", [(s,) for s in seqs])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        self._write("DELETE FROM deliveries WHERE id = ?", [(s,) for s in seqs])
 
     async def remove(self, entries: list[Entry]) -> None:
         """Delete ``entries`` (moved into the job queue)."""

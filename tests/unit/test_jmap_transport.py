@@ -203,10 +203,14 @@ async def test_a_call_without_server_fails_unreachable(tmp_path: Path) -> None:
     await transport.aclose()
 
 
-async def test_a_server_closing_mid_answer_fails_the_call(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _truncating_server(tmp_path: Path, answer: bytes) -> AsyncIterator[UnixSocketTransport]:
+    """A transport to a server on a Unix socket that reads a request, writes ``answer`` (a
+    response shorter than its Content-Length) and closes the connection."""
+
     async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1 << 16)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
@@ -214,13 +218,19 @@ async def test_a_server_closing_mid_answer_fails_the_call(tmp_path: Path) -> Non
     listener = await asyncio.start_unix_server(truncated, path=path)
     transport = UnixSocketTransport(path)
     try:
-        with pytest.raises(CallFailed) as failed:
-            await transport.jmap_calls.post("http://localhost/jmap/", {}, b"{}", timeout=1.0, connect_timeout=1.0)
-        assert not failed.value.timed_out
+        yield transport
     finally:
         await transport.aclose()
         listener.close()
         await listener.wait_closed()
+
+
+async def test_a_server_closing_mid_answer_fails_the_call(tmp_path: Path) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+    async with _truncating_server(tmp_path, answer) as transport:
+        with pytest.raises(CallFailed) as failed:
+            await transport.jmap_calls.post("http://localhost/jmap/", {}, b"{}", timeout=1.0, connect_timeout=1.0)
+        assert not failed.value.timed_out
 
 
 class _Mail:
@@ -323,22 +333,10 @@ async def test_a_streamed_download_reads_as_it_arrives_and_pools_only_a_finished
 
 
 async def test_a_download_that_breaks_midway_raises_httpx_read_error(tmp_path: Path) -> None:
-    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1 << 16)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
-        await writer.drain()
-        writer.close()
-
-    path = str(tmp_path / "http.sock")
-    listener = await asyncio.start_unix_server(truncated, path=path)
-    transport = UnixSocketTransport(path)
-    try:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+    async with _truncating_server(tmp_path, answer) as transport:
         response = await transport.jmap_calls.stream("http://localhost/d", {}, timeout=1.0, connect_timeout=1.0)
         with pytest.raises(httpx.ReadError):
             async for _ in response.aiter_raw():
                 pass
         await response.aclose()
-    finally:
-        await transport.aclose()
-        listener.close()
-        await listener.wait_closed()
