@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
+from pydantic_core import PydanticUndefined
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook as Signer
@@ -246,26 +247,49 @@ async def rotate(svc: Services, session: AsyncSession, organization_id: str, web
     return secret, row.previous_secret_expires_at
 
 
+def _delivery_values(
+    organization_id: str,
+    webhook_id: str,
+    event_id: str,
+    event_type: str,
+    mailbox_id: str | None,
+    data: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The values a new delivery of an event to a webhook sets (the rest are the model's defaults)."""
+    return {
+        "id": new_id("whd"),
+        "organization_id": organization_id,
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "mailbox_id": mailbox_id,
+        "message_id": new_id("msg"),
+        "payload": {"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _event_data(event_id: str, mailbox_id: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``data`` as its deliveries carry it."""
+    return {"event_id": event_id, "mailbox_id": mailbox_id, **data}
+
+
+def _ordering(webhook_id: str, mailbox_id: str | None) -> str:
+    """The job ordering key of a delivery: in order per webhook and mailbox."""
+    return f"whk:{webhook_id}:{mailbox_id or '-'}"
+
+
 def _delivery(
     webhook: Webhook, event_id: str, event_type: str, mailbox_id: str | None, data: dict[str, Any]
 ) -> WebhookDelivery:
-    now = utc.now()
-    return WebhookDelivery(
-        id=new_id("whd"),
-        organization_id=webhook.organization_id,
-        webhook_id=webhook.id,
-        event_id=event_id,
-        event_type=event_type,
-        mailbox_id=mailbox_id,
-        message_id=new_id("msg"),
-        payload={"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
-        next_attempt_at=now,
-        created_at=now,
-    )
+    values = _delivery_values(webhook.organization_id, webhook.id, event_id, event_type, mailbox_id, data, utc.now())
+    return WebhookDelivery(**values)
 
 
 async def _enqueue(session: AsyncSession, delivery: WebhookDelivery) -> None:
-    ordering = f"whk:{delivery.webhook_id}:{delivery.mailbox_id or '-'}"
+    ordering = _ordering(delivery.webhook_id, delivery.mailbox_id)
     await jobs.enqueue(session, JOB_KIND, {"delivery_id": delivery.id}, ordering_key=ordering)
 
 
@@ -292,7 +316,7 @@ async def fan_out(session: AsyncSession, event: Event) -> list[WebhookDelivery]:
     for hook in hooks:
         if event.type not in hook.events:
             continue
-        data = {"event_id": event.id, "mailbox_id": event.mailbox_id, **event.data}
+        data = _event_data(event.id, event.mailbox_id, event.data)
         delivery = _delivery(hook, event.id, event.type, event.mailbox_id, data)
         session.add(delivery)
         await _enqueue(session, delivery)
@@ -305,6 +329,13 @@ _HOOKS: Any = sa.select(Webhook.__table__.c.id, Webhook.__table__.c.events).wher
     Webhook.__table__.c.active.is_(True),  # type: ignore[attr-defined]
 )
 _INSERT_DELIVERIES = sa.insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
+#: The model's defaults of the columns :func:`_delivery_values` leaves out (a Core ``INSERT`` does
+#: not apply them).
+_DELIVERY_DEFAULTS: dict[str, Any] = {
+    name: f.default
+    for name, f in WebhookDelivery.model_fields.items()
+    if name not in _delivery_values("", "", "", "", None, {}, utc.now()) and f.default is not PydanticUndefined
+}
 
 
 async def fan_out_many(
@@ -320,39 +351,17 @@ async def fan_out_many(
     if not hooks:
         return 0
     now = utc.now()
-    stamp = now.isoformat().replace("+00:00", "Z")
     rows: list[dict[str, Any]] = []
     queued: list[tuple[dict[str, Any], str | None]] = []
     for event_id, event_type, mailbox_id, data in events:
         for hook_id, subscribed in hooks:
             if event_type not in subscribed:
                 continue
-            delivery_id = new_id("whd")
-            rows.append(
-                {
-                    "id": delivery_id,
-                    "organization_id": organization_id,
-                    "webhook_id": hook_id,
-                    "event_id": event_id,
-                    "event_type": event_type,
-                    "mailbox_id": mailbox_id,
-                    "message_id": new_id("msg"),
-                    "payload": {
-                        "type": event_type,
-                        "timestamp": stamp,
-                        "data": {"event_id": event_id, "mailbox_id": mailbox_id, **data},
-                    },
-                    "status": "pending",
-                    "attempts": 0,
-                    "last_status_code": None,
-                    "last_error": None,
-                    "next_attempt_at": now,
-                    "delivered_at": None,
-                    "replayed_from_delivery_id": None,
-                    "created_at": now,
-                }
+            values = _delivery_values(
+                organization_id, hook_id, event_id, event_type, mailbox_id, _event_data(event_id, mailbox_id, data), now
             )
-            queued.append(({"delivery_id": delivery_id}, f"whk:{hook_id}:{mailbox_id or '-'}"))
+            rows.append({**_DELIVERY_DEFAULTS, **values})
+            queued.append(({"delivery_id": values["id"]}, _ordering(hook_id, mailbox_id)))
     if rows:
         await session.exec(_INSERT_DELIVERIES, params=rows)
         await jobs.enqueue_many(session, JOB_KIND, queued)
