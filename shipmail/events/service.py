@@ -58,9 +58,7 @@ async def record(
     ``key`` makes it idempotent per (``mailbox_id``, ``type``): when an event with the same key
     exists, that one is returned and nothing is added (a retried delivery's ``message.received``).
     """
-    conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        await session.exec(select(sa.func.pg_advisory_xact_lock(EVENT_LOCK_KEY)))
+    await _lock(session)
     if key is not None:
         existing = (
             await session.exec(
@@ -108,6 +106,13 @@ _EXISTING: Any = sa.select(_TABLE.c.type, _TABLE.c.key).where(
 _INSERT = sa.insert(_TABLE)
 
 
+async def _lock(session: AsyncSession) -> None:
+    """On PostgreSQL, take the transaction's event lock (events get their ``seq`` in commit order)."""
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await session.exec(_LOCK)
+
+
 async def record_many(
     session: AsyncSession, *, organization_id: str, mailbox_id: str, events: Sequence[NewEvent]
 ) -> list[NewEvent]:
@@ -118,9 +123,7 @@ async def record_many(
     The caller commits. Returns the events recorded, their ``id`` set."""
     if not events:
         return []
-    conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        await session.exec(_LOCK)
+    await _lock(session)
     keys = list({e.key for e in events})
     found = await session.exec(_EXISTING, params={"mailbox_id": mailbox_id, "keys": keys})
     existing = {(t, k) for t, k in found.all()}
